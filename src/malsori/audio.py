@@ -1,0 +1,128 @@
+"""Audio input: decode anything FFmpeg (through PyAV) reads into 16 kHz mono float32, and
+reject what is not usable audio with one :class:`AudioError` that says why."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16_000
+#: Decoded audio shorter than this fraction of the duration its header declares is truncated.
+_TRUNCATED_RATIO = 0.9
+
+AudioSource = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[np.float32]:
+    """Decode ``source`` (a path, raw bytes or a binary file object) to 16 kHz mono float32.
+
+    Raises :class:`AudioError` for a missing file, a directory, an empty file, data that is
+    not audio, audio cut short (the header promises more than the file holds) and audio
+    with no samples at all. ``name`` is used in messages for non-path sources.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = name or str(path)
+        if not path.exists():
+            raise AudioError(f"{label}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{label}: is a directory, not an audio file")
+        if not os.access(path, os.R_OK):
+            raise AudioError(f"{label}: permission denied")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{label}: file is empty (0 bytes)")
+        with open(path, "rb") as fh:
+            _check_wav_header(fh, label, path.stat().st_size)
+        return _decode(str(path), label)
+    if isinstance(source, bytes):
+        label = name or "<bytes>"
+        if not source:
+            raise AudioError(f"{label}: input is empty (0 bytes)")
+        buf = io.BytesIO(source)
+        _check_wav_header(buf, label, len(source))
+        return _decode(buf, label)
+    label = name or getattr(source, "name", None) or "<stream>"
+    data = source.read()
+    return load_audio(bytes(data), name=str(label))
+
+
+def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:
+    """For RIFF/WAVE input, compare the data chunk's declared size with the bytes present.
+
+    FFmpeg silently decodes what is there, so a WAV cut short would otherwise pass as a
+    shorter recording.
+    """
+    head = fh.read(12)
+    fh.seek(0)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    offset = 12
+    while offset + 8 <= file_size:
+        fh.seek(offset)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            break
+        cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"data":
+            # 0 and 0xFFFFFFFF are the "unknown length" markers of streamed WAV writers.
+            if size not in (0, 0xFFFFFFFF) and offset + 8 + size > file_size:
+                have = file_size - offset - 8
+                fh.seek(0)
+                raise AudioError(
+                    f"{label}: truncated WAV file (header declares {size} bytes of audio, "
+                    f"only {have} present)"
+                )
+            break
+        offset += 8 + size + (size & 1)
+    fh.seek(0)
+
+
+def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
+    try:
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"{label}: contains no audio stream")
+            stream = container.streams.audio[0]
+            declared = _declared_seconds(container, stream)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            chunks: list[npt.NDArray[np.int16]] = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):  # flush
+                chunks.append(out.to_ndarray().reshape(-1))
+    except AudioError:
+        raise
+    except av.FFmpegError as exc:
+        raise AudioError(f"{label}: not a decodable audio file ({exc})") from exc
+    except (OSError, ValueError) as exc:
+        raise AudioError(f"{label}: could not be decoded ({exc})") from exc
+    if not chunks:
+        raise AudioError(f"{label}: contains no audio samples (zero-length audio)")
+    audio = np.concatenate(chunks).astype(np.float32) / 32768.0
+    if audio.size == 0:
+        raise AudioError(f"{label}: contains no audio samples (zero-length audio)")
+    decoded = audio.size / SAMPLE_RATE
+    if declared is not None and declared > 0.5 and decoded < declared * _TRUNCATED_RATIO:
+        raise AudioError(
+            f"{label}: truncated audio (header declares {declared:.2f} s, "
+            f"only {decoded:.2f} s could be decoded)"
+        )
+    return audio
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None

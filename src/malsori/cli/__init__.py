@@ -1,0 +1,51 @@
+"""The ``malsori`` command: a thin argparse front over the library, one module per command.
+
+Every command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a ``run(args) -> int`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import MalsoriError
+from . import models as models_cmd
+from . import transcribe as transcribe_cmd
+
+COMMANDS = (transcribe_cmd, models_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="malsori",
+        description="Offline speech-to-text on faster-whisper (CTranslate2).",
+    )
+    parser.add_argument("--version", action="version", version=f"malsori {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="malsori: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except MalsoriError as exc:
+        print(f"malsori: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("malsori: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,178 @@
+"""``malsori transcribe FILE...``: transcribe files (or ``-`` for stdin) with one model.
+
+Each input that fails (missing, not audio, truncated...) gets one line on stderr and the
+others still run; the exit status is 1 when any input failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import MalsoriError, OptionsError
+from ..writers import FORMATS, WRITERS, expand_formats
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Engine flags shared by every command that loads a model."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="base",
+                   help="model name (tiny.en, base, ..., large-v3) or CTranslate2 directory "
+                        "[default: base]")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = CUDA when available, else CPU [default: auto]")
+    g.add_argument("--compute-type", default="int8",
+                   help="int8, int8_float32, int8_float16, float16, float32 or auto "
+                        "[default: int8]")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads [default: number of physical cores]")
+    g.add_argument("--allow-download", action="store_true",
+                   help="allow a one-time Hugging Face download when the model is not "
+                        "available offline (ignored when HF_HUB_OFFLINE is set)")
+
+
+def add_decode_arguments(p: argparse.ArgumentParser) -> None:
+    """Decoding flags; they map one to one onto :class:`malsori.DecodeOptions`."""
+    g = p.add_argument_group("decoding")
+    g.add_argument("--language", default="auto",
+                   help="language code (en, ko, ...) or auto-detect [default: auto]")
+    g.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
+    g.add_argument("--beam-size", type=int, default=5, metavar="N", help="[default: 5]")
+    g.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="N > 1 uses faster-whisper's batched pipeline (with VAD) [default: 1]")
+    g.add_argument("--word-timestamps", action="store_true", help="add per-word timings")
+    g.add_argument("--vad", action="store_true", help="skip silence with Silero VAD")
+    g.add_argument("--initial-prompt", default=None, metavar="TEXT",
+                   help="text to condition the first window on (names, spelling)")
+    g.add_argument("--hotwords", default=None, metavar="TEXT",
+                   help="words to bias decoding towards")
+
+
+def decode_options_from_args(args: argparse.Namespace) -> Any:
+    from ..options import DecodeOptions
+
+    return DecodeOptions(
+        language=args.language,
+        task=args.task,
+        beam_size=args.beam_size,
+        best_of=max(args.beam_size, 1),
+        word_timestamps=args.word_timestamps,
+        vad_filter=args.vad,
+        initial_prompt=args.initial_prompt,
+        hotwords=args.hotwords,
+        batch_size=args.batch_size,
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe audio or video files",
+        description="Transcribe audio/video files offline. Without --output-dir the result "
+                    "is printed to stdout.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio/video files, or - for stdin")
+    p.add_argument("--format", "-f", default=None,
+                   help=f"output format: {', '.join(FORMATS)}, all, or a comma list "
+                        "[default: txt to stdout, all with --output-dir]")
+    p.add_argument("--output-dir", "-o", default=None, metavar="DIR",
+                   help="write <input stem>.<format> files here")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_model_arguments(p)
+    add_decode_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _check_output_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise MalsoriError(f"cannot write to output directory {path}: {exc.strerror or exc}") from exc
+
+
+def _progress(enabled: bool, label: str) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+    return progress
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..audio import load_audio
+    from ..engine import check_options, load_model, transcribe
+
+    options = decode_options_from_args(args)  # validates language, beam size, ...
+    if args.format is None:
+        formats = ["all"] if args.output_dir else ["txt"]
+    else:
+        formats = expand_formats(args.format)
+    formats = expand_formats(formats)
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is None and len(formats) > 1:
+        raise OptionsError("several formats need --output-dir (stdout takes one format)")
+    if args.files.count("-") > 1:
+        raise OptionsError("stdin ('-') can be given only once")
+    if out_dir is not None:
+        _check_output_dir(out_dir)
+
+    loaded = load_model(
+        args.model, device=args.device, compute_type=args.compute_type,
+        cpu_threads=args.threads, allow_download=args.allow_download,
+    )
+    check_options(loaded, options)
+
+    show_progress = not args.quiet and sys.stderr.isatty()
+    failures = 0
+    for name in args.files:
+        label = "<stdin>" if name == "-" else name
+        try:
+            if name == "-":
+                audio = load_audio(sys.stdin.buffer.read(), name=label)
+                stem = "stdin"
+            else:
+                audio = load_audio(name)
+                stem = Path(name).stem
+            with _progress(show_progress, Path(label).name) as progress:
+                task = progress.add_task(Path(label).name, total=len(audio) / 16000, speed="")
+                t0 = time.perf_counter()
+
+                def report(done: float, total: float, task: Any = task, t0: float = t0) -> None:
+                    elapsed = time.perf_counter() - t0
+                    speed = f"{done / elapsed:.1f}x realtime" if elapsed > 0 and done else ""
+                    progress.update(task, completed=done, speed=speed)
+
+                result = transcribe(audio, loaded, options=options, progress=report)
+        except MalsoriError as exc:
+            print(f"malsori: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if out_dir is not None:
+            from ..writers import write_transcript
+
+            for path in write_transcript(result, out_dir, stem, formats):
+                print(f"wrote {path}", file=sys.stderr)
+        else:
+            sys.stdout.write(WRITERS[formats[0]](result))
+            sys.stdout.flush()
+    if failures:
+        print(f"malsori: {failures} of {len(args.files)} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["add_decode_arguments", "add_model_arguments", "register", "run"]

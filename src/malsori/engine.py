@@ -1,0 +1,273 @@
+"""The inference engine: device and thread selection, compute-type checks, a process-wide
+model cache, ``get_whisper`` (the original notes' factory) and ``transcribe``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .audio import SAMPLE_RATE, AudioSource, load_audio
+from .errors import OptionsError
+from .models import ResolvedModel, resolve_model
+from .options import DecodeOptions
+from .transcript import Segment, Transcript
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)  # fmt: skip
+
+#: What to use instead when the device cannot run the requested compute type (logged).
+_FALLBACK = {
+    "float16": "float32",
+    "bfloat16": "float32",
+    "int8_float16": "int8_float32",
+    "int8_bfloat16": "int8_float32",
+    "int16": "int8_float32",
+}
+
+
+def select_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when CTranslate2 sees a CUDA device, else ``cpu``."""
+    if device not in DEVICES:
+        raise OptionsError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if device != "auto":
+        if device == "cuda" and _cuda_device_count() == 0:
+            raise OptionsError("device 'cuda' requested but CTranslate2 sees no CUDA device")
+        return device
+    return "cuda" if _cuda_device_count() > 0 else "cpu"
+
+
+def _cuda_device_count() -> int:
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a broken CUDA install must not stop CPU inference
+        return 0
+
+
+def default_cpu_threads() -> int:
+    """Physical cores this process may run on (SMT siblings add little to GEMM throughput)."""
+    import psutil
+
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        allowed = os.cpu_count() or 1
+    return max(1, min(physical, allowed))
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """Validate ``compute_type`` for ``device`` (already resolved), with a logged fallback."""
+    import ctranslate2
+
+    if compute_type not in COMPUTE_TYPES:
+        raise OptionsError(
+            f"unknown compute type {compute_type!r}; expected one of {', '.join(COMPUTE_TYPES)}"
+        )
+    supported = set(ctranslate2.get_supported_compute_types(device))
+    if compute_type in ("auto", "default"):
+        preferred = ("float16", "int8_float16") if device == "cuda" else ("int8", "int8_float32")
+        return next((c for c in preferred if c in supported), "float32")
+    if compute_type in supported:
+        return compute_type
+    fallback = _FALLBACK.get(compute_type, "float32")
+    if fallback not in supported:
+        fallback = "float32"
+    log.warning(
+        "compute type %s is not supported on %s (supported: %s); using %s instead",
+        compute_type, device, ", ".join(sorted(supported)), fallback,
+    )
+    return fallback
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A WhisperModel together with how it was resolved and configured."""
+
+    model: WhisperModel
+    resolved: ResolvedModel
+    device: str
+    compute_type: str
+    cpu_threads: int
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+
+_CACHE: dict[tuple[Any, ...], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(
+    model: str = "base",
+    *,
+    device: str = "auto",
+    compute_type: str = "int8",
+    cpu_threads: int | None = None,
+    allow_download: bool = False,
+    **model_kwargs: Any,
+) -> LoadedModel:
+    """Resolve and load a model once per process; later calls with the same resolved path,
+    device, compute type and threads return the same instance."""
+    resolved = resolve_model(model, allow_download=allow_download)
+    dev = select_device(device)
+    ctype = resolve_compute_type(compute_type, dev)
+    threads = default_cpu_threads() if cpu_threads is None else int(cpu_threads)
+    if threads < 0:
+        raise OptionsError(f"cpu_threads must be >= 0, got {threads}")
+    key = (str(resolved.path), dev, ctype, threads, tuple(sorted(model_kwargs.items())))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        from faster_whisper import WhisperModel
+
+        t0 = time.perf_counter()
+        wm = WhisperModel(
+            str(resolved.path),
+            device=dev,
+            compute_type=ctype,
+            cpu_threads=threads,
+            local_files_only=True,
+            **model_kwargs,
+        )
+        log.info(
+            "loaded %s (%s) on %s/%s, %d threads in %.2fs",
+            resolved.name, resolved.path, dev, ctype, threads, time.perf_counter() - t0,
+        )
+        loaded = LoadedModel(wm, resolved, dev, ctype, threads)
+        _CACHE[key] = loaded
+        return loaded
+
+
+def unload_models() -> int:
+    """Drop every cached model (the memory is freed once no caller holds a reference)."""
+    with _CACHE_LOCK:
+        n = len(_CACHE)
+        _CACHE.clear()
+        return n
+
+
+def get_whisper(
+    model_size: str = "base",
+    compute_type: str = "int8",
+    device: str = "auto",
+    cpu_threads: int | None = None,
+    **model_kwargs: Any,
+) -> Callable[..., Any]:
+    """Return faster-whisper's ``WhisperModel(...).transcribe`` for an offline model.
+
+    As in the original notes::
+
+        transcribe = get_whisper("base", compute_type="int8")
+        segments, info = transcribe("meeting.wav", beam_size=5)
+
+    ``model_size`` is one of tiny, tiny.en, base, base.en, small, small.en, medium,
+    medium.en, large, large-v1, large-v2, large-v3, or a CTranslate2 model directory.
+    ``device="auto"`` uses CUDA when available; ``cpu_threads=None`` uses the number of
+    physical cores. Pass ``allow_download=True`` to permit a Hugging Face download when the
+    model is not available offline.
+    """
+    allow_download = bool(model_kwargs.pop("allow_download", False))
+    loaded = load_model(
+        model_size,
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=cpu_threads,
+        allow_download=allow_download,
+        **model_kwargs,
+    )
+    return loaded.model.transcribe
+
+
+def check_options(loaded: LoadedModel, options: DecodeOptions) -> None:
+    """Reject option combinations the model cannot honour (before any audio is decoded)."""
+    if not loaded.is_multilingual:
+        if options.language not in (None, "en"):
+            raise OptionsError(
+                f"model {loaded.name} is English-only; it cannot transcribe language "
+                f"{options.language!r} (use a multilingual model such as base)"
+            )
+        if options.task == "translate":
+            raise OptionsError(f"model {loaded.name} is English-only; it cannot translate")
+
+
+ProgressCallback = Callable[[float, float], None]
+
+
+def transcribe(
+    audio: AudioSource | npt.NDArray[np.float32],
+    model: str | LoadedModel = "base",
+    *,
+    options: DecodeOptions | None = None,
+    device: str = "auto",
+    compute_type: str = "int8",
+    cpu_threads: int | None = None,
+    allow_download: bool = False,
+    progress: ProgressCallback | None = None,
+    **option_overrides: Any,
+) -> Transcript:
+    """Transcribe ``audio`` (a path, bytes, a file object or a 16 kHz float32 array).
+
+    Decoding settings come from ``options`` (a :class:`DecodeOptions`), with keyword
+    overrides, e.g. ``transcribe("talk.mp3", language="ko", word_timestamps=True)``.
+    ``progress(done_seconds, total_seconds)`` is called after each segment.
+    """
+    import numpy as np
+
+    opts = (options or DecodeOptions()).replace(**option_overrides) if option_overrides else (
+        options or DecodeOptions()
+    )
+    loaded = model if isinstance(model, LoadedModel) else load_model(
+        model, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+        allow_download=allow_download,
+    )
+    check_options(loaded, opts)
+    samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
+    duration = samples.shape[0] / SAMPLE_RATE
+
+    t0 = time.perf_counter()
+    if opts.batch_size > 1:
+        from faster_whisper import BatchedInferencePipeline
+
+        runner: Any = BatchedInferencePipeline(loaded.model)
+    else:
+        runner = loaded.model
+    seg_iter, info = runner.transcribe(samples, **opts.transcribe_kwargs())
+    segments: list[Segment] = []
+    for seg in seg_iter:
+        segments.append(Segment.from_faster_whisper(seg))
+        if progress is not None:
+            progress(min(float(seg.end), duration), duration)
+    if progress is not None:
+        progress(duration, duration)
+    return Transcript(
+        segments=segments,
+        language=info.language,
+        language_probability=float(info.language_probability),
+        duration=duration,
+        model=loaded.name,
+        options=opts.to_dict(),
+        processing_time=time.perf_counter() - t0,
+    )

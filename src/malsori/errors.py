@@ -1,0 +1,24 @@
+"""The exceptions malsori raises. Every user-facing failure is one of these, with a message
+that says what went wrong and what to do about it; the CLI prints it as one line."""
+
+from __future__ import annotations
+
+
+class MalsoriError(Exception):
+    """Base class of every error malsori raises on purpose."""
+
+
+class AudioError(MalsoriError):
+    """The input could not be read as audio (missing, empty, not audio, truncated...)."""
+
+
+class ModelNotFoundError(MalsoriError):
+    """No usable model directory was found; the message lists every place tried."""
+
+
+class ModelIntegrityError(MalsoriError):
+    """A model file exists but its checksum does not match the pinned one."""
+
+
+class OptionsError(MalsoriError, ValueError):
+    """An invalid decoding or engine option (unknown language, bad compute type...)."""

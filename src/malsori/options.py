@@ -1,0 +1,90 @@
+"""One options object for decoding, shared by the Python API, the CLI, batch and the server.
+
+Only the settings users actually change live here; every other faster-whisper keyword can
+still be passed through ``extra``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import OptionsError
+
+TASKS = ("transcribe", "translate")
+
+
+def language_codes() -> tuple[str, ...]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
+def normalize_language(language: str | None) -> str | None:
+    """``None``/"auto" -> None (detect); a known code -> itself; otherwise OptionsError."""
+    if language is None or language.strip().lower() in ("", "auto"):
+        return None
+    code = language.strip().lower()
+    if code not in language_codes():
+        raise OptionsError(
+            f"unknown language code {language!r}; use 'auto' or one of the Whisper codes "
+            "(en, ko, ja, zh, de, fr, es, ...)"
+        )
+    return code
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Decoding settings. ``batch_size > 1`` switches to faster-whisper's batched pipeline."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    best_of: int = 5
+    temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    word_timestamps: bool = False
+    vad_filter: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    condition_on_previous_text: bool = True
+    batch_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "language", normalize_language(self.language))
+        if self.task not in TASKS:
+            raise OptionsError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.beam_size < 1:
+            raise OptionsError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.best_of < 1:
+            raise OptionsError(f"best_of must be >= 1, got {self.best_of}")
+        if self.batch_size < 1:
+            raise OptionsError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def replace(self, **changes: Any) -> DecodeOptions:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def transcribe_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``WhisperModel.transcribe`` / ``BatchedInferencePipeline``."""
+        kwargs: dict[str, Any] = {
+            "language": self.language,
+            "task": self.task,
+            "beam_size": self.beam_size,
+            "best_of": self.best_of,
+            "temperature": self.temperature,
+            "word_timestamps": self.word_timestamps,
+            "vad_filter": self.vad_filter,
+            "initial_prompt": self.initial_prompt,
+            "hotwords": self.hotwords,
+            "condition_on_previous_text": self.condition_on_previous_text,
+        }
+        if self.batch_size > 1:
+            kwargs["batch_size"] = self.batch_size
+            # The batched pipeline cuts long audio at the silences Silero VAD finds and decodes
+            # the <=30 s chunks independently; without VAD it refuses audio over 30 s.
+            kwargs["vad_filter"] = True
+        kwargs.update(self.extra)
+        return kwargs

@@ -1,0 +1,71 @@
+"""The result types: a :class:`Transcript` of :class:`Segment` s (with :class:`Word` s when
+word timestamps were asked for). Plain dataclasses, JSON-ready through ``to_dict``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float | None = None
+    words: list[Word] | None = None
+
+    @classmethod
+    def from_faster_whisper(cls, seg: Any) -> Segment:
+        words = (
+            [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in seg.words]
+            if seg.words is not None
+            else None
+        )
+        return cls(
+            id=int(seg.id),
+            start=float(seg.start),
+            end=float(seg.end),
+            text=seg.text,
+            avg_logprob=float(seg.avg_logprob),
+            no_speech_prob=float(seg.no_speech_prob),
+            compression_ratio=float(seg.compression_ratio),
+            temperature=None if seg.temperature is None else float(seg.temperature),
+            words=words,
+        )
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    duration: float
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    processing_time: float | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments).strip()
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in (s.words or [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["text"] = self.text
+        return data

@@ -1,0 +1,100 @@
+"""Output formats, one renderer per format name (as openai-whisper's ``get_writer``).
+
+Subtitles go through pysubs2 so timestamps, escaping and cue numbering follow the formats'
+rules; JSON carries everything in the :class:`Transcript`. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pysubs2
+
+from ._atomic import atomic_write_text
+from .errors import OptionsError
+from .transcript import Transcript
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _subtitles(transcript: Transcript) -> pysubs2.SSAFile:
+    subs = pysubs2.SSAFile()
+    for seg in transcript.segments:
+        text = seg.text.strip()
+        if not text:
+            continue
+        start, end = _ms(seg.start), _ms(seg.end)
+        subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
+    return subs
+
+
+def render_txt(transcript: Transcript) -> str:
+    return "".join(f"{seg.text.strip()}\n" for seg in transcript.segments if seg.text.strip())
+
+
+def render_srt(transcript: Transcript) -> str:
+    return str(_subtitles(transcript).to_string("srt"))
+
+
+def render_vtt(transcript: Transcript) -> str:
+    return str(_subtitles(transcript).to_string("vtt"))
+
+
+def render_tsv(transcript: Transcript) -> str:
+    """openai-whisper's TSV: start and end in integer milliseconds, then the text."""
+    lines = ["start\tend\ttext"]
+    for seg in transcript.segments:
+        text = seg.text.strip().replace("\t", " ")
+        lines.append(f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(transcript: Transcript) -> str:
+    return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+
+#: Output writers keyed by format name (the file extension).
+WRITERS: dict[str, Callable[[Transcript], str]] = {
+    "txt": render_txt,
+    "srt": render_srt,
+    "vtt": render_vtt,
+    "tsv": render_tsv,
+    "json": render_json,
+}
+FORMATS: tuple[str, ...] = tuple(WRITERS)
+
+
+def expand_formats(formats: str | Iterable[str]) -> list[str]:
+    """``"all"`` -> every format; ``"srt,vtt"`` or an iterable -> that list (validated)."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if name == "all":
+            out.extend(f for f in FORMATS if f not in out)
+        elif name in WRITERS:
+            if name not in out:
+                out.append(name)
+        else:
+            raise OptionsError(f"unknown output format {name!r}; expected {', '.join(FORMATS)} or all")
+    return out
+
+
+def write_transcript(
+    transcript: Transcript,
+    output_dir: str | os.PathLike[str],
+    stem: str,
+    formats: str | Iterable[str] = "all",
+) -> list[Path]:
+    """Write ``<stem>.<ext>`` for each format into ``output_dir``; returns the paths."""
+    out_dir = Path(output_dir)
+    paths = []
+    for fmt in expand_formats(formats):
+        path = out_dir / f"{stem}.{fmt}"
+        atomic_write_text(path, WRITERS[fmt](transcript))
+        paths.append(path)
+    return paths

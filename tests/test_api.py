@@ -1,0 +1,117 @@
+"""The Python API: get_whisper as in the original notes, transcribe(), the model cache,
+device/thread/compute-type selection. All on the bundled tiny.en and real (espeak) speech."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from conftest import EVALDATA, SENTENCES, wer
+
+import malsori
+from malsori import DecodeOptions, OptionsError, Transcript, get_whisper, transcribe
+
+
+def test_get_whisper_returns_faster_whisper_transcribe(window_wav: Path) -> None:
+    from faster_whisper import WhisperModel
+
+    whisper = get_whisper(model_size="tiny.en", compute_type="int8", device="auto", cpu_threads=None)
+    assert getattr(whisper, "__func__", None) is WhisperModel.transcribe
+    segments, info = whisper(str(window_wav), beam_size=5)
+    text = "".join(s.text for s in segments)
+    assert info.language == "en"
+    assert info.duration == pytest.approx(window_wav.stat().st_size / 32000, rel=0.05)
+    assert wer(SENTENCES["window"], text) <= 0.2, text
+
+
+def test_get_whisper_reuses_loaded_model() -> None:
+    a = get_whisper("tiny.en", compute_type="int8")
+    b = get_whisper("tiny.en", compute_type="int8")
+    assert a.__self__ is b.__self__  # type: ignore[attr-defined]
+    c = get_whisper("tiny.en", compute_type="float32")
+    assert c.__self__ is not a.__self__  # type: ignore[attr-defined]
+
+
+def test_transcribe_returns_transcript_with_words(speech_dir: Path) -> None:
+    result = transcribe(speech_dir / "report.wav", model="tiny.en", word_timestamps=True)
+    assert isinstance(result, Transcript)
+    assert result.language == "en"
+    assert result.model == "tiny.en"
+    assert result.duration > 2
+    assert wer(SENTENCES["report"], result.text) <= 0.2, result.text
+    assert result.words, "word timestamps were requested"
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start <= w.end <= result.duration + 0.5 for w in result.words)
+    assert result.options["word_timestamps"] is True
+
+
+def test_transcribe_real_speech_from_evaldata(tiny_en: malsori.LoadedModel) -> None:
+    import csv
+
+    with open(EVALDATA / "manifest.tsv", encoding="utf-8") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh, delimiter="\t")}
+    for rel in ("en/jfk.wav", "en/librispeech_1272-128104-0000.wav"):
+        result = transcribe(EVALDATA / rel, tiny_en, language="en")
+        assert wer(rows[rel]["reference"], result.text) <= 0.10, result.text
+
+
+def test_transcribe_accepts_bytes_and_arrays(window_wav: Path, tiny_en: malsori.LoadedModel) -> None:
+    from_bytes = transcribe(window_wav.read_bytes(), tiny_en, beam_size=1)
+    from_array = transcribe(malsori.load_audio(window_wav), tiny_en, beam_size=1)
+    assert from_bytes.text == from_array.text
+    assert from_bytes.duration == pytest.approx(from_array.duration)
+
+
+def test_progress_callback_reaches_total(window_wav: Path, tiny_en: malsori.LoadedModel) -> None:
+    seen: list[tuple[float, float]] = []
+    transcribe(window_wav, tiny_en, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_batched_pipeline_gives_same_words_as_sequential(tiny_en: malsori.LoadedModel) -> None:
+    clip = EVALDATA / "en" / "jfk.wav"
+    sequential = transcribe(clip, tiny_en, language="en")
+    batched = transcribe(clip, tiny_en, language="en", batch_size=8)
+    assert wer(sequential.text, batched.text) == 0.0, (sequential.text, batched.text)
+
+
+def test_device_and_threads_are_chosen_for_this_machine() -> None:
+    import os
+
+    import psutil
+
+    assert malsori.select_device("auto") == "cpu"  # no GPU in tests
+    threads = malsori.default_cpu_threads()
+    assert 1 <= threads <= len(os.sched_getaffinity(0))
+    assert threads == min(psutil.cpu_count(logical=False) or 1, len(os.sched_getaffinity(0)))
+    loaded = malsori.load_model("tiny.en")
+    assert loaded.cpu_threads == threads
+    assert loaded.device == "cpu"
+
+
+def test_float16_on_cpu_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        loaded = malsori.load_model("tiny.en", compute_type="float16")
+    assert loaded.compute_type == "float32"
+    assert "float16 is not supported on cpu" in caplog.text
+
+
+def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_wav: Path) -> None:
+    with pytest.raises(OptionsError, match="unknown compute type 'int4'"):
+        malsori.load_model("tiny.en", compute_type="int4")
+    with pytest.raises(OptionsError, match="unknown language code 'xx'"):
+        DecodeOptions(language="xx")
+    with pytest.raises(OptionsError, match="beam_size"):
+        DecodeOptions(beam_size=0)
+    with pytest.raises(OptionsError, match="English-only"):
+        transcribe(window_wav, tiny_en, language="ko")
+    with pytest.raises(OptionsError, match="device 'cuda'"):
+        malsori.load_model("tiny.en", device="cuda")
+
+
+def test_public_surface_is_declared() -> None:
+    for name in malsori.__all__:
+        assert hasattr(malsori, name), name

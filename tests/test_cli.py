@@ -1,0 +1,160 @@
+"""``malsori transcribe`` and ``malsori models`` as a user runs them (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import SENTENCES, convert, wer
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+TINY = ("--model", "tiny.en", "-q")
+
+
+def test_transcribe_to_stdout(run_cli: Run, window_wav: Path) -> None:
+    proc = run_cli("transcribe", str(window_wav), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert wer(SENTENCES["window"], proc.stdout) <= 0.2, proc.stdout
+
+
+def test_output_dir_gets_every_format(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "nested"
+    proc = run_cli("transcribe", str(window_wav), *TINY, "--output-dir", str(out), "--word-timestamps")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"window.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt")
+    ]
+    data = json.loads((out / "window.json").read_text())
+    assert data["segments"][0]["words"]
+
+
+@pytest.mark.parametrize("ext", ["flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4"])
+def test_any_ffmpeg_format(run_cli: Run, window_wav: Path, tmp_path: Path, ext: str) -> None:
+    args = ("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5") if ext == "mp4" else ()
+    src = tmp_path / f"clip.{ext}"
+    if args:  # a video with the speech as its audio track
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(window_wav), *args,
+                        "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(src)], check=True)
+    else:
+        convert(window_wav, src)
+    proc = run_cli("transcribe", str(src), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert wer(SENTENCES["window"], proc.stdout) <= 0.25, proc.stdout
+
+
+def test_stdin(run_cli: Run, window_wav: Path) -> None:
+    proc = run_cli("transcribe", "-", *TINY, "--format", "srt", stdin=window_wav.read_bytes())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("1\n00:00:00,000 --> ")
+
+
+def _zero_length_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    return path
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path, window_wav: Path) -> dict[str, tuple[Path, str]]:
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "empty.wav").write_bytes(b"")
+    (d / "notes.wav").write_text("this is a text file, not audio\n")
+    data = window_wav.read_bytes()
+    (d / "truncated.wav").write_bytes(data[: len(data) // 3])
+    mp3 = convert(window_wav, d / "full.mp3")
+    (d / "truncated.mp3").write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 3])
+    mp3.unlink()
+    (d / "header.wav").write_bytes(data[:30])
+    _zero_length_wav(d / "silent0.wav")
+    (d / "folder.wav").mkdir()
+    return {
+        "missing": (d / "missing.wav", "no such file"),
+        "directory": (d / "folder.wav", "is a directory"),
+        "empty": (d / "empty.wav", "file is empty"),
+        "not audio": (d / "notes.wav", "not a decodable audio file"),
+        "truncated wav": (d / "truncated.wav", "truncated WAV file"),
+        "truncated mp3": (d / "truncated.mp3", "truncated audio"),
+        "header only": (d / "header.wav", "truncated WAV file"),
+        "zero length": (d / "silent0.wav", "zero-length audio"),
+    }
+
+
+def test_each_bad_input_gets_one_clear_line(run_cli: Run, bad_inputs: dict[str, tuple[Path, str]]) -> None:
+    for case, (path, message) in bad_inputs.items():
+        proc = run_cli("transcribe", str(path), *TINY)
+        assert proc.returncode == 1, (case, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("malsori: error:")]
+        assert len(errors) == 1 and message in errors[0], (case, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert proc.stdout == ""
+
+
+def test_good_files_still_transcribed_when_others_fail(
+    run_cli: Run, bad_inputs: dict[str, tuple[Path, str]], speech_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mixed"
+    files = [str(speech_dir / "window.wav"), *(str(p) for p, _ in bad_inputs.values()),
+             str(speech_dir / "report.wav")]
+    proc = run_cli("transcribe", *files, *TINY, "-o", str(out), "-f", "txt,srt")
+    assert proc.returncode == 1
+    assert f"{len(bad_inputs)} of {len(files)} input(s) failed" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.srt", "report.txt", "window.srt", "window.txt"
+    ]  # and no partial or temporary files
+    assert wer(SENTENCES["report"], (out / "report.txt").read_text()) <= 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--language", "xx"), "unknown language code 'xx'"),
+        (("--model", "medium"), "'medium' is not available offline"),
+        (("--model", "tiny.en", "--language", "ko"), "English-only"),
+        (("--compute-type", "int3"), "unknown compute type 'int3'"),
+        (("--beam-size", "0"), "beam_size must be >= 1"),
+        (("--format", "docx"), "unknown output format 'docx'"),
+    ],
+)
+def test_bad_options(run_cli: Run, window_wav: Path, args: tuple[str, ...], message: str) -> None:
+    proc = run_cli("transcribe", str(window_wav), "-q", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_dir(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = run_cli("transcribe", str(window_wav), *TINY, "-o", str(blocker / "out"))
+    assert proc.returncode == 1
+    assert "cannot write to output directory" in proc.stderr
+
+
+def test_models_command(run_cli: Run) -> None:
+    proc = run_cli("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["tiny.en"]["status"] == "bundled" and rows["tiny.en"]["checksum"] == "ok"
+    assert rows["base"]["status"] == "bundled" and rows["base"]["size"] > 145_000_000
+    assert rows["medium"]["status"] == "not available offline"
+    table = run_cli("models")
+    assert table.stdout.splitlines()[0].split()[:4] == ["model", "status", "size", "checksum"]
+
+
+def test_wav_header_check_ignores_streamed_wav(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
+    """WAVs written to a pipe carry 0xFFFFFFFF as data size; they are complete, not truncated."""
+    data = bytearray(window_wav.read_bytes())
+    idx = data.index(b"data")
+    data[idx + 4: idx + 8] = struct.pack("<I", 0xFFFFFFFF)
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(data))
+    proc = run_cli("transcribe", str(streamed), *TINY)
+    assert proc.returncode == 0, proc.stderr

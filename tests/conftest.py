@@ -77,7 +77,9 @@ def wer(reference: str, hypothesis: str) -> float:
 
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, stdin: bytes | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, HF_HUB_OFFLINE="1")
         proc = subprocess.run(
             [sys.executable, "-m", "malsori.cli", *args],
@@ -88,7 +90,9 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
             cwd=tmp_path,
         )
         return subprocess.CompletedProcess(
-            proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+            proc.args,
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
             proc.stderr.decode("utf-8", "replace"),
         )
 

@@ -7,16 +7,18 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import EVALDATA, SENTENCES, wer
 
 import malsori
+from conftest import EVALDATA, SENTENCES, wer
 from malsori import DecodeOptions, OptionsError, Transcript, get_whisper, transcribe
 
 
 def test_get_whisper_returns_faster_whisper_transcribe(window_wav: Path) -> None:
     from faster_whisper import WhisperModel
 
-    whisper = get_whisper(model_size="tiny.en", compute_type="int8", device="auto", cpu_threads=None)
+    whisper = get_whisper(
+        model_size="tiny.en", compute_type="int8", device="auto", cpu_threads=None
+    )
     assert getattr(whisper, "__func__", None) is WhisperModel.transcribe
     segments, info = whisper(str(window_wav), beam_size=5)
     text = "".join(s.text for s in segments)
@@ -57,7 +59,9 @@ def test_transcribe_real_speech_from_evaldata(tiny_en: malsori.LoadedModel) -> N
         assert wer(rows[rel]["reference"], result.text) <= 0.10, result.text
 
 
-def test_transcribe_accepts_bytes_and_arrays(window_wav: Path, tiny_en: malsori.LoadedModel) -> None:
+def test_transcribe_accepts_bytes_and_arrays(
+    window_wav: Path, tiny_en: malsori.LoadedModel
+) -> None:
     from_bytes = transcribe(window_wav.read_bytes(), tiny_en, beam_size=1)
     from_array = transcribe(malsori.load_audio(window_wav), tiny_en, beam_size=1)
     assert from_bytes.text == from_array.text

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import SENTENCES, convert, wer
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -24,7 +25,9 @@ def test_transcribe_to_stdout(run_cli: Run, window_wav: Path) -> None:
 
 def test_output_dir_gets_every_format(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "nested"
-    proc = run_cli("transcribe", str(window_wav), *TINY, "--output-dir", str(out), "--word-timestamps")
+    proc = run_cli(
+        "transcribe", str(window_wav), *TINY, "--output-dir", str(out), "--word-timestamps"
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         f"window.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt")
@@ -38,8 +41,24 @@ def test_any_ffmpeg_format(run_cli: Run, window_wav: Path, tmp_path: Path, ext: 
     args = ("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5") if ext == "mp4" else ()
     src = tmp_path / f"clip.{ext}"
     if args:  # a video with the speech as its audio track
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(window_wav), *args,
-                        "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(src)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(window_wav),
+                *args,
+                "-shortest",
+                "-c:v",
+                "mpeg4",
+                "-c:a",
+                "aac",
+                str(src),
+            ],
+            check=True,
+        )
     else:
         convert(window_wav, src)
     proc = run_cli("transcribe", str(src), *TINY)
@@ -87,7 +106,9 @@ def bad_inputs(tmp_path: Path, window_wav: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_each_bad_input_gets_one_clear_line(run_cli: Run, bad_inputs: dict[str, tuple[Path, str]]) -> None:
+def test_each_bad_input_gets_one_clear_line(
+    run_cli: Run, bad_inputs: dict[str, tuple[Path, str]]
+) -> None:
     for case, (path, message) in bad_inputs.items():
         proc = run_cli("transcribe", str(path), *TINY)
         assert proc.returncode == 1, (case, proc.stderr)
@@ -101,13 +122,19 @@ def test_good_files_still_transcribed_when_others_fail(
     run_cli: Run, bad_inputs: dict[str, tuple[Path, str]], speech_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "mixed"
-    files = [str(speech_dir / "window.wav"), *(str(p) for p, _ in bad_inputs.values()),
-             str(speech_dir / "report.wav")]
+    files = [
+        str(speech_dir / "window.wav"),
+        *(str(p) for p, _ in bad_inputs.values()),
+        str(speech_dir / "report.wav"),
+    ]
     proc = run_cli("transcribe", *files, *TINY, "-o", str(out), "-f", "txt,srt")
     assert proc.returncode == 1
     assert f"{len(bad_inputs)} of {len(files)} input(s) failed" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "report.srt", "report.txt", "window.srt", "window.txt"
+        "report.srt",
+        "report.txt",
+        "window.srt",
+        "window.txt",
     ]  # and no partial or temporary files
     assert wer(SENTENCES["report"], (out / "report.txt").read_text()) <= 0.2
 
@@ -149,11 +176,13 @@ def test_models_command(run_cli: Run) -> None:
     assert table.stdout.splitlines()[0].split()[:4] == ["model", "status", "size", "checksum"]
 
 
-def test_wav_header_check_ignores_streamed_wav(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
+def test_wav_header_check_ignores_streamed_wav(
+    run_cli: Run, window_wav: Path, tmp_path: Path
+) -> None:
     """WAVs written to a pipe carry 0xFFFFFFFF as data size; they are complete, not truncated."""
     data = bytearray(window_wav.read_bytes())
     idx = data.index(b"data")
-    data[idx + 4: idx + 8] = struct.pack("<I", 0xFFFFFFFF)
+    data[idx + 4 : idx + 8] = struct.pack("<I", 0xFFFFFFFF)
     streamed = tmp_path / "streamed.wav"
     streamed.write_bytes(bytes(data))
     proc = run_cli("transcribe", str(streamed), *TINY)

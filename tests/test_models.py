@@ -75,7 +75,9 @@ def test_base_is_assembled_once_even_when_processes_race(private_cache: Path) ->
     model_dir = Path(paths.pop())
     assert model_dir.is_relative_to(private_cache)
     assert sha256_file(model_dir / "model.bin") == BUNDLED["base"].sha256
-    assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in model_dir.iterdir()}
+    assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {
+        p.name for p in model_dir.iterdir()
+    }
     assert not [p for p in model_dir.iterdir() if p.name.endswith(".tmp")]
     # A corrupted assembled copy is noticed (mtime changed) and re-assembled from the parts.
     with open(model_dir / "model.bin", "r+b") as fh:

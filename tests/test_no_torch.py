@@ -18,8 +18,9 @@ sys.meta_path.insert(0, _Block())
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_import_malsori_does_not_import_torch() -> None:

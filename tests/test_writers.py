@@ -19,8 +19,9 @@ def result(tiny_en: malsori.LoadedModel) -> malsori.Transcript:
     from conftest import EVALDATA
 
     # Real speech with several segments.
-    return transcribe(EVALDATA / "en" / "picovoice_leopard_diarization_test.wav", tiny_en,
-                      word_timestamps=True)
+    return transcribe(
+        EVALDATA / "en" / "picovoice_leopard_diarization_test.wav", tiny_en, word_timestamps=True
+    )
 
 
 def test_every_format_is_written(result: malsori.Transcript, tmp_path: Path) -> None:

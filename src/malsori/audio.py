@@ -7,7 +7,7 @@ import io
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -96,7 +96,7 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            chunks: list[npt.NDArray[np.int16]] = []
+            chunks: list[npt.NDArray[Any]] = []
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
@@ -122,7 +122,9 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     return audio
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:

@@ -91,7 +91,10 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
         fallback = "float32"
     log.warning(
         "compute type %s is not supported on %s (supported: %s); using %s instead",
-        compute_type, device, ", ".join(sorted(supported)), fallback,
+        compute_type,
+        device,
+        ", ".join(sorted(supported)),
+        fallback,
     )
     return fallback
 
@@ -154,7 +157,12 @@ def load_model(
         )
         log.info(
             "loaded %s (%s) on %s/%s, %d threads in %.2fs",
-            resolved.name, resolved.path, dev, ctype, threads, time.perf_counter() - t0,
+            resolved.name,
+            resolved.path,
+            dev,
+            ctype,
+            threads,
+            time.perf_counter() - t0,
         )
         loaded = LoadedModel(wm, resolved, dev, ctype, threads)
         _CACHE[key] = loaded
@@ -198,7 +206,8 @@ def get_whisper(
         allow_download=allow_download,
         **model_kwargs,
     )
-    return loaded.model.transcribe
+    transcribe_fn: Callable[..., Any] = loaded.model.transcribe
+    return transcribe_fn
 
 
 def check_options(loaded: LoadedModel, options: DecodeOptions) -> None:
@@ -236,12 +245,21 @@ def transcribe(
     """
     import numpy as np
 
-    opts = (options or DecodeOptions()).replace(**option_overrides) if option_overrides else (
-        options or DecodeOptions()
+    opts = (
+        (options or DecodeOptions()).replace(**option_overrides)
+        if option_overrides
+        else (options or DecodeOptions())
     )
-    loaded = model if isinstance(model, LoadedModel) else load_model(
-        model, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
-        allow_download=allow_download,
+    loaded = (
+        model
+        if isinstance(model, LoadedModel)
+        else load_model(
+            model,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            allow_download=allow_download,
+        )
     )
     check_options(loaded, opts)
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)

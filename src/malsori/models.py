@@ -169,7 +169,11 @@ def _load_records() -> dict[str, dict[str, object]]:
 def _record_verified(path: Path, sha256: str) -> None:
     st = path.stat()
     records = _load_records()
-    records[str(path.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+    records[str(path.resolve())] = {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": sha256,
+    }
     try:
         _records_path().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(_records_path(), json.dumps(records, indent=1, sort_keys=True))
@@ -279,8 +283,9 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
         else:
             return ResolvedModel(name, verify_bundled(bundled, directory), "bundled")
     else:
-        tried.append("bundled packages: none ships this model (bundled: "
-                     + ", ".join(BUNDLED) + ")")
+        tried.append(
+            "bundled packages: none ships this model (bundled: " + ", ".join(BUNDLED) + ")"
+        )
 
     user_dir = models_dir() / name
     if _is_model_dir(user_dir):
@@ -331,9 +336,11 @@ def list_models() -> list[ModelStatus]:
     """Every known model name (plus user model directories) with its offline status."""
     rows: list[ModelStatus] = []
     user_root = models_dir()
-    user_names = sorted(
-        p.name for p in user_root.iterdir() if _is_model_dir(p)
-    ) if user_root.is_dir() else []
+    user_names = (
+        sorted(p.name for p in user_root.iterdir() if _is_model_dir(p))
+        if user_root.is_dir()
+        else []
+    )
     for name in list(MODEL_NAMES) + [n for n in user_names if n not in MODEL_NAMES]:
         bundled = BUNDLED.get(name)
         if bundled is not None:

@@ -80,7 +80,9 @@ def expand_formats(formats: str | Iterable[str]) -> list[str]:
             if name not in out:
                 out.append(name)
         else:
-            raise OptionsError(f"unknown output format {name!r}; expected {', '.join(FORMATS)} or all")
+            raise OptionsError(
+                f"unknown output format {name!r}; expected {', '.join(FORMATS)} or all"
+            )
     return out
 
 

@@ -22,11 +22,22 @@ def run(args: argparse.Namespace) -> int:
 
     rows = list_models()
     if args.json:
-        print(json.dumps([
-            {"name": r.name, "status": r.status, "path": str(r.path) if r.path else None,
-             "size": r.size, "checksum": r.checksum, "detail": r.detail}
-            for r in rows
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "status": r.status,
+                        "path": str(r.path) if r.path else None,
+                        "size": r.size,
+                        "checksum": r.checksum,
+                        "detail": r.detail,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     header = ("model", "status", "size", "checksum", "path")
     table = [header] + [
@@ -35,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     return 0

@@ -19,36 +19,65 @@ from ..writers import FORMATS, WRITERS, expand_formats
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Engine flags shared by every command that loads a model."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="base",
-                   help="model name (tiny.en, base, ..., large-v3) or CTranslate2 directory "
-                        "[default: base]")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="auto = CUDA when available, else CPU [default: auto]")
-    g.add_argument("--compute-type", default="int8",
-                   help="int8, int8_float32, int8_float16, float16, float32 or auto "
-                        "[default: int8]")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads [default: number of physical cores]")
-    g.add_argument("--allow-download", action="store_true",
-                   help="allow a one-time Hugging Face download when the model is not "
-                        "available offline (ignored when HF_HUB_OFFLINE is set)")
+    g.add_argument(
+        "--model",
+        default="base",
+        help="model name (tiny.en, base, ..., large-v3) or CTranslate2 directory [default: base]",
+    )
+    g.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto = CUDA when available, else CPU [default: auto]",
+    )
+    g.add_argument(
+        "--compute-type",
+        default="int8",
+        help="int8, int8_float32, int8_float16, float16, float32 or auto [default: int8]",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads [default: number of physical cores]",
+    )
+    g.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="allow a one-time Hugging Face download when the model is not "
+        "available offline (ignored when HF_HUB_OFFLINE is set)",
+    )
 
 
 def add_decode_arguments(p: argparse.ArgumentParser) -> None:
     """Decoding flags; they map one to one onto :class:`malsori.DecodeOptions`."""
     g = p.add_argument_group("decoding")
-    g.add_argument("--language", default="auto",
-                   help="language code (en, ko, ...) or auto-detect [default: auto]")
+    g.add_argument(
+        "--language",
+        default="auto",
+        help="language code (en, ko, ...) or auto-detect [default: auto]",
+    )
     g.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
     g.add_argument("--beam-size", type=int, default=5, metavar="N", help="[default: 5]")
-    g.add_argument("--batch-size", type=int, default=1, metavar="N",
-                   help="N > 1 uses faster-whisper's batched pipeline (with VAD) [default: 1]")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N > 1 uses faster-whisper's batched pipeline (with VAD) [default: 1]",
+    )
     g.add_argument("--word-timestamps", action="store_true", help="add per-word timings")
     g.add_argument("--vad", action="store_true", help="skip silence with Silero VAD")
-    g.add_argument("--initial-prompt", default=None, metavar="TEXT",
-                   help="text to condition the first window on (names, spelling)")
-    g.add_argument("--hotwords", default=None, metavar="TEXT",
-                   help="words to bias decoding towards")
+    g.add_argument(
+        "--initial-prompt",
+        default=None,
+        metavar="TEXT",
+        help="text to condition the first window on (names, spelling)",
+    )
+    g.add_argument(
+        "--hotwords", default=None, metavar="TEXT", help="words to bias decoding towards"
+    )
 
 
 def decode_options_from_args(args: argparse.Namespace) -> Any:
@@ -72,14 +101,23 @@ def register(sub: Any) -> None:
         "transcribe",
         help="transcribe audio or video files",
         description="Transcribe audio/video files offline. Without --output-dir the result "
-                    "is printed to stdout.",
+        "is printed to stdout.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio/video files, or - for stdin")
-    p.add_argument("--format", "-f", default=None,
-                   help=f"output format: {', '.join(FORMATS)}, all, or a comma list "
-                        "[default: txt to stdout, all with --output-dir]")
-    p.add_argument("--output-dir", "-o", default=None, metavar="DIR",
-                   help="write <input stem>.<format> files here")
+    p.add_argument(
+        "--format",
+        "-f",
+        default=None,
+        help=f"output format: {', '.join(FORMATS)}, all, or a comma list "
+        "[default: txt to stdout, all with --output-dir]",
+    )
+    p.add_argument(
+        "--output-dir",
+        "-o",
+        default=None,
+        metavar="DIR",
+        help="write <input stem>.<format> files here",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(p)
     add_decode_arguments(p)
@@ -92,7 +130,9 @@ def _check_output_dir(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
-        raise MalsoriError(f"cannot write to output directory {path}: {exc.strerror or exc}") from exc
+        raise MalsoriError(
+            f"cannot write to output directory {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _progress(enabled: bool, label: str) -> Any:
@@ -131,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
         _check_output_dir(out_dir)
 
     loaded = load_model(
-        args.model, device=args.device, compute_type=args.compute_type,
-        cpu_threads=args.threads, allow_download=args.allow_download,
+        args.model,
+        device=args.device,
+        compute_type=args.compute_type,
+        cpu_threads=args.threads,
+        allow_download=args.allow_download,
     )
     check_options(loaded, options)
 

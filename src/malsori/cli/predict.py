@@ -1,0 +1,33 @@
+"""``malsori predict DIR DATA.csv``: predictions of a saved regression model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._torch import require_torch
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict with a model saved by 'malsori train regression'")
+    p.add_argument("model_dir", metavar="DIR")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--output", "-o", default=None, metavar="FILE.csv",
+                   help="write here (atomically) instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    require_torch("predict")
+    from .._atomic import atomic_write_text
+    from ..train.regression import predict_csv, render_predictions
+
+    table, pred, target = predict_csv(args.model_dir, args.data)
+    text = render_predictions(table, pred, target)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {len(pred)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,90 @@
+"""Per-epoch training history: CSV/JSON files and a loss-curve PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .._atomic import atomic_open, atomic_write_text
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    valid_loss: float | None
+    lr: float
+    time_s: float
+    samples_per_s: float
+
+
+@dataclass
+class History:
+    epochs: list[EpochStats] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_valid_loss: float | None = None
+    stopped_early: bool = False
+
+    @property
+    def train_loss(self) -> list[float]:
+        return [e.train_loss for e in self.epochs]
+
+    @property
+    def valid_loss(self) -> list[float | None]:
+        return [e.valid_loss for e in self.epochs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(
+            epochs=[EpochStats(**e) for e in data.get("epochs", [])],
+            best_epoch=data.get("best_epoch"),
+            best_valid_loss=data.get("best_valid_loss"),
+            stopped_early=bool(data.get("stopped_early", False)),
+        )
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write history.json, history.csv and loss.png into ``directory`` (atomically)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "history.json", json.dumps(self.to_dict(), indent=2))
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        names = [f.name for f in fields(EpochStats)]
+        writer.writerow(names)
+        for e in self.epochs:
+            writer.writerow(["" if getattr(e, n) is None else getattr(e, n) for n in names])
+        atomic_write_text(out / "history.csv", buf.getvalue())
+        self.plot(out / "loss.png")
+        return [out / "history.json", out / "history.csv", out / "loss.png"]
+
+    def plot(self, path: str | Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [e.epoch for e in self.epochs]
+        ax.plot(xs, self.train_loss, marker="o", label="train")
+        valid = [math.nan if v is None else v for v in self.valid_loss]
+        if any(not math.isnan(v) for v in valid):
+            ax.plot(xs, valid, marker="o", label="validation")
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch, color="grey", linestyle="--", label="best")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log" if min(self.train_loss, default=1) > 0 else "linear")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,288 @@
+"""The regression recipe: CSV -> standardized tensors -> MLP (or linear) -> MSE -> saved model.
+
+Each of the five steps is marked where it happens. The model directory holds ``model.pt``
+(the state dict), ``config.json`` (columns, layer sizes, standardization, metrics) and the
+training history (CSV, JSON, loss.png).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .._atomic import atomic_open, atomic_write_text
+from ..errors import MalsoriError, OptionsError
+from .distributed import DistributedContext
+from .history import History
+from .loop import fit
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class DataError(MalsoriError):
+    """The CSV cannot be used for training or prediction (the message says where and why)."""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]  # raw cells, one list per data row
+    path: str
+
+
+def read_table(path: str | Path) -> Table:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise DataError(f"{p}: the file is empty (a header row is required)")
+        rows = [r for r in reader if any(c.strip() for c in r)]
+    columns = [h.strip() for h in header]
+    if not rows:
+        raise DataError(f"{p}: no data rows after the header")
+    return Table(columns, rows, str(p))
+
+
+def column_matrix(table: Table, names: Sequence[str]) -> FloatArray:
+    """The named columns as float32, with a clear error for missing columns and bad cells."""
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise DataError(
+            f"{table.path}: column(s) {', '.join(map(repr, missing))} not found; "
+            f"columns are: {', '.join(table.columns)}"
+        )
+    idx = [table.columns.index(n) for n in names]
+    out = np.empty((len(table.rows), len(names)), dtype=np.float32)
+    for i, row in enumerate(table.rows):
+        line = i + 2  # 1-based, after the header
+        if len(row) != len(table.columns):
+            raise DataError(f"{table.path}:{line}: expected {len(table.columns)} fields, got {len(row)}")
+        for j, (col, name) in enumerate(zip(idx, names, strict=True)):
+            cell = row[col].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                what = "empty" if not cell else f"non-numeric value {cell!r}"
+                raise DataError(f"{table.path}:{line}: column {name!r} has {what}") from None
+            if not math.isfinite(value):
+                raise DataError(f"{table.path}:{line}: column {name!r} is {cell} (NaN/inf not allowed)")
+            out[i, j] = value
+    return out
+
+
+def parse_hidden(spec: str | Sequence[int]) -> list[int]:
+    """"64,64" -> [64, 64]; "" -> [] (a linear model)."""
+    if not isinstance(spec, str):
+        return [int(h) for h in spec]
+    try:
+        sizes = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise OptionsError(f"--hidden must be comma-separated integers, got {spec!r}") from None
+    if any(s < 1 for s in sizes):
+        raise OptionsError(f"--hidden sizes must be >= 1, got {spec!r}")
+    return sizes
+
+
+class MLP(nn.Module):
+    """Step 3: a model as an nn.Module. Layers in __init__, the computation in forward.
+
+    With no hidden layers it is linear regression: ``y = x @ W.T + b``.
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int] = (64, 64), n_outputs: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, n_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+@dataclass
+class Standardizer:
+    mean: FloatArray
+    std: FloatArray
+
+    @classmethod
+    def fit(cls, x: FloatArray) -> Standardizer:
+        std = x.std(axis=0)
+        return cls(x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
+
+    def apply(self, x: FloatArray) -> FloatArray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def invert(self, x: FloatArray) -> FloatArray:
+        return (x * self.std + self.mean).astype(np.float32)
+
+
+def regression_metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, float]:
+    err = y_pred - y_true
+    ss_res = float((err**2).sum())
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    return {
+        "rmse": math.sqrt(float((err**2).mean())),
+        "mae": float(np.abs(err).mean()),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
+@dataclass
+class RegressionResult:
+    model: MLP
+    metrics: dict[str, float]
+    history: History
+    output_dir: Path | None
+
+
+def train_regression(
+    csv_path: str | Path,
+    *,
+    target: str,
+    features: Sequence[str] | None = None,
+    hidden: str | Sequence[int] = (64, 64),
+    optimizer: str = "adam",
+    lr: float = 1e-2,
+    epochs: int = 200,
+    batch_size: int = 32,
+    valid_fraction: float = 0.2,
+    patience: int | None = 20,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    device: str = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> RegressionResult:
+    """Train an MLP (or linear model) with MSE on a CSV; save it to ``output_dir``."""
+    table = read_table(csv_path)
+    if target not in table.columns:
+        raise DataError(
+            f"{table.path}: target column {target!r} not found; columns are: {', '.join(table.columns)}"
+        )
+    feats = list(features) if features else [c for c in table.columns if c != target]
+    if not feats:
+        raise DataError(f"{table.path}: no feature columns besides the target {target!r}")
+    if target in feats:
+        raise OptionsError(f"the target {target!r} cannot also be a feature")
+    n = len(table.rows)
+    if n < batch_size:
+        raise DataError(
+            f"{table.path}: {n} data rows are fewer than the batch size {batch_size}; "
+            "add rows or lower --batch-size"
+        )
+    if not 0 < valid_fraction < 1 or round(n * valid_fraction) < 1 or n - round(n * valid_fraction) < 1:
+        raise DataError(f"{table.path}: {n} rows cannot be split {valid_fraction:.0%} for validation")
+    sizes = parse_hidden(hidden)
+
+    # Step 1: data as tensors (standardized; the statistics are saved with the model).
+    x_raw, y_raw = column_matrix(table, feats), column_matrix(table, [target])
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_valid = round(n * valid_fraction)
+    valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
+    x_std, y_std = Standardizer.fit(x_raw[train_idx]), Standardizer.fit(y_raw[train_idx])
+    x, y = torch.from_numpy(x_std.apply(x_raw)), torch.from_numpy(y_std.apply(y_raw))
+
+    # Step 2: TensorDataset (the DataLoader is built by fit with batch_size/shuffle/workers).
+    train_set = TensorDataset(x[train_idx], y[train_idx])
+    valid_set = TensorDataset(x[valid_idx], y[valid_idx])
+
+    # Step 3: the model.  Step 4: the loss.
+    torch.manual_seed(seed)
+    model = MLP(len(feats), sizes)
+    loss_fn = nn.MSELoss()
+
+    # Step 5: the optimizer and the loop (inside fit).
+    history = fit(
+        model, train_set, valid_data=valid_set, loss_fn=loss_fn, optimizer=optimizer, lr=lr,
+        epochs=epochs, batch_size=batch_size, early_stopping_patience=patience, seed=seed,
+        device=device, num_workers=num_workers, progress=progress,
+    )
+
+    model.eval().cpu()
+    with torch.no_grad():
+        pred = y_std.invert(model(x[valid_idx]).numpy())
+    metrics = regression_metrics(y_raw[valid_idx], pred)
+
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None and DistributedContext.from_env().is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_open(out / "model.pt", "wb") as fh:
+            torch.save(model.state_dict(), fh)
+        config = {
+            "kind": "malsori.regression", "features": feats, "target": target, "hidden": sizes,
+            "x_mean": x_std.mean.tolist(), "x_std": x_std.std.tolist(),
+            "y_mean": y_std.mean.tolist(), "y_std": y_std.std.tolist(),
+            "metrics": metrics, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+            "epochs_run": len(history.epochs), "best_epoch": history.best_epoch, "seed": seed,
+        }
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+        history.save(out)
+    return RegressionResult(model, metrics, history, out)
+
+
+def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:
+    d = Path(directory)
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{d}: not a malsori regression model directory ({exc})") from exc
+    if config.get("kind") != "malsori.regression":
+        raise DataError(f"{d}: not a malsori regression model directory")
+    model = MLP(len(config["features"]), config["hidden"])
+    model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval(), config
+
+
+def linear_coefficients(model: MLP, config: dict[str, Any]) -> tuple[FloatArray, float]:
+    """For a linear model (no hidden layers): coefficients and intercept in the CSV's units."""
+    if config["hidden"]:
+        raise OptionsError("coefficients exist only for a linear model (--hidden '')")
+    layer = model.net[0]
+    w = layer.weight.detach().numpy()[0]
+    b = float(layer.bias.detach().numpy()[0])
+    x_mean, x_std = np.array(config["x_mean"]), np.array(config["x_std"])
+    y_mean, y_std = float(config["y_mean"][0]), float(config["y_std"][0])
+    coef = (w * y_std / x_std).astype(np.float32)
+    intercept = y_mean + y_std * b - float((coef * x_mean).sum())
+    return coef, intercept
+
+
+def predict_csv(model_dir: str | Path, csv_path: str | Path) -> tuple[Table, FloatArray, str]:
+    """Predictions for every row of ``csv_path``; returns (table, predictions, target name)."""
+    model, config = load_regression(model_dir)
+    table = read_table(csv_path)
+    x = column_matrix(table, config["features"])
+    xs = Standardizer(np.array(config["x_mean"], np.float32), np.array(config["x_std"], np.float32))
+    ys = Standardizer(np.array(config["y_mean"], np.float32), np.array(config["y_std"], np.float32))
+    with torch.no_grad():
+        pred = ys.invert(model(torch.from_numpy(xs.apply(x))).numpy())
+    return table, pred[:, 0], str(config["target"])
+
+
+def render_predictions(table: Table, pred: FloatArray, target: str) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*table.columns, f"predicted_{target}"])
+    for row, value in zip(table.rows, pred, strict=True):
+        writer.writerow([*row, f"{float(value):.6g}"])
+    return buf.getvalue()

@@ -13,8 +13,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("predict", help="predict with a model saved by 'malsori train regression'")
     p.add_argument("model_dir", metavar="DIR")
     p.add_argument("data", metavar="DATA.csv")
-    p.add_argument("--output", "-o", default=None, metavar="FILE.csv",
-                   help="write here (atomically) instead of stdout")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE.csv",
+        help="write here (atomically) instead of stdout",
+    )
     p.set_defaults(func=run)
 
 

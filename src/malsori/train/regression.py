@@ -71,7 +71,9 @@ def column_matrix(table: Table, names: Sequence[str]) -> FloatArray:
     for i, row in enumerate(table.rows):
         line = i + 2  # 1-based, after the header
         if len(row) != len(table.columns):
-            raise DataError(f"{table.path}:{line}: expected {len(table.columns)} fields, got {len(row)}")
+            raise DataError(
+                f"{table.path}:{line}: expected {len(table.columns)} fields, got {len(row)}"
+            )
         for j, (col, name) in enumerate(zip(idx, names, strict=True)):
             cell = row[col].strip()
             try:
@@ -80,13 +82,15 @@ def column_matrix(table: Table, names: Sequence[str]) -> FloatArray:
                 what = "empty" if not cell else f"non-numeric value {cell!r}"
                 raise DataError(f"{table.path}:{line}: column {name!r} has {what}") from None
             if not math.isfinite(value):
-                raise DataError(f"{table.path}:{line}: column {name!r} is {cell} (NaN/inf not allowed)")
+                raise DataError(
+                    f"{table.path}:{line}: column {name!r} is {cell} (NaN/inf not allowed)"
+                )
             out[i, j] = value
     return out
 
 
 def parse_hidden(spec: str | Sequence[int]) -> list[int]:
-    """"64,64" -> [64, 64]; "" -> [] (a linear model)."""
+    """ "64,64" -> [64, 64]; "" -> [] (a linear model)."""
     if not isinstance(spec, str):
         return [int(h) for h in spec]
     try:
@@ -127,7 +131,9 @@ class Standardizer:
     @classmethod
     def fit(cls, x: FloatArray) -> Standardizer:
         std = x.std(axis=0)
-        return cls(x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
+        return cls(
+            x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+        )
 
     def apply(self, x: FloatArray) -> FloatArray:
         return ((x - self.mean) / self.std).astype(np.float32)
@@ -177,7 +183,8 @@ def train_regression(
     table = read_table(csv_path)
     if target not in table.columns:
         raise DataError(
-            f"{table.path}: target column {target!r} not found; columns are: {', '.join(table.columns)}"
+            f"{table.path}: target column {target!r} not found; "
+            f"columns are: {', '.join(table.columns)}"
         )
     feats = list(features) if features else [c for c in table.columns if c != target]
     if not feats:
@@ -190,8 +197,14 @@ def train_regression(
             f"{table.path}: {n} data rows are fewer than the batch size {batch_size}; "
             "add rows or lower --batch-size"
         )
-    if not 0 < valid_fraction < 1 or round(n * valid_fraction) < 1 or n - round(n * valid_fraction) < 1:
-        raise DataError(f"{table.path}: {n} rows cannot be split {valid_fraction:.0%} for validation")
+    if (
+        not 0 < valid_fraction < 1
+        or round(n * valid_fraction) < 1
+        or n - round(n * valid_fraction) < 1
+    ):
+        raise DataError(
+            f"{table.path}: {n} rows cannot be split {valid_fraction:.0%} for validation"
+        )
     sizes = parse_hidden(hidden)
 
     # Step 1: data as tensors (standardized; the statistics are saved with the model).
@@ -213,9 +226,19 @@ def train_regression(
 
     # Step 5: the optimizer and the loop (inside fit).
     history = fit(
-        model, train_set, valid_data=valid_set, loss_fn=loss_fn, optimizer=optimizer, lr=lr,
-        epochs=epochs, batch_size=batch_size, early_stopping_patience=patience, seed=seed,
-        device=device, num_workers=num_workers, progress=progress,
+        model,
+        train_set,
+        valid_data=valid_set,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        early_stopping_patience=patience,
+        seed=seed,
+        device=device,
+        num_workers=num_workers,
+        progress=progress,
     )
 
     model.eval().cpu()
@@ -229,11 +252,21 @@ def train_regression(
         with atomic_open(out / "model.pt", "wb") as fh:
             torch.save(model.state_dict(), fh)
         config = {
-            "kind": "malsori.regression", "features": feats, "target": target, "hidden": sizes,
-            "x_mean": x_std.mean.tolist(), "x_std": x_std.std.tolist(),
-            "y_mean": y_std.mean.tolist(), "y_std": y_std.std.tolist(),
-            "metrics": metrics, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-            "epochs_run": len(history.epochs), "best_epoch": history.best_epoch, "seed": seed,
+            "kind": "malsori.regression",
+            "features": feats,
+            "target": target,
+            "hidden": sizes,
+            "x_mean": x_std.mean.tolist(),
+            "x_std": x_std.std.tolist(),
+            "y_mean": y_std.mean.tolist(),
+            "y_std": y_std.std.tolist(),
+            "metrics": metrics,
+            "optimizer": optimizer,
+            "lr": lr,
+            "batch_size": batch_size,
+            "epochs_run": len(history.epochs),
+            "best_epoch": history.best_epoch,
+            "seed": seed,
         }
         atomic_write_text(out / "config.json", json.dumps(config, indent=2))
         history.save(out)
@@ -258,6 +291,7 @@ def linear_coefficients(model: MLP, config: dict[str, Any]) -> tuple[FloatArray,
     if config["hidden"]:
         raise OptionsError("coefficients exist only for a linear model (--hidden '')")
     layer = model.net[0]
+    assert isinstance(layer, nn.Linear)
     w = layer.weight.detach().numpy()[0]
     b = float(layer.bias.detach().numpy()[0])
     x_mean, x_std = np.array(config["x_mean"]), np.array(config["x_std"])

@@ -1,0 +1,352 @@
+"""malsori.train: the trainer recovers known coefficients, early stopping restores the best
+weights, resume equals an uninterrupted run, torchrun matches one process, and bad CSVs get
+clear errors. Real training on small data; no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from malsori.train import EpochStats, fit
+from malsori.train.regression import MLP, linear_coefficients, load_regression, train_regression
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def linear_data(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    y = 3 * x[:, :1] - 2 * x[:, 1:] + 1 + 0.1 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+def write_csv(
+    path: Path, x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = ("x1", "x2", "y")
+) -> Path:
+    with open(path, "w") as fh:
+        fh.write(",".join(names) + "\n")
+        for row, target in zip(x, y, strict=True):
+            fh.write(",".join(f"{v:.6f}" for v in (*row, *np.atleast_1d(target))) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adam", 0.05)])
+def test_linear_model_recovers_coefficients(optimizer: str, lr: float) -> None:
+    x, y = linear_data()
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    history = fit(
+        model,
+        (x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=optimizer,
+        lr=lr,
+        epochs=40,
+        batch_size=32,
+        progress=False,
+    )
+    w, b = model.weight.detach()[0], model.bias.detach()[0]
+    assert abs(w[0] - 3) < 0.05 and abs(w[1] + 2) < 0.05 and abs(b - 1) < 0.05, (w, b)
+    assert history.train_loss[-1] < history.train_loss[0] / 10
+    assert all(v is not None for v in history.valid_loss)
+    assert len(history.epochs) == 40 and history.epochs[-1].samples_per_s > 0
+
+
+def test_mlp_fits_nonlinear_function_better_than_linear() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(800, 2, generator=g) * 4 - 2
+    y = torch.sin(2 * x[:, :1]) + x[:, 1:] ** 2
+    losses = {}
+    for name, hidden in (("linear", []), ("mlp", [32, 32])):
+        torch.manual_seed(0)
+        history = fit(
+            MLP(2, hidden),
+            (x, y),
+            loss_fn=nn.MSELoss(),
+            lr=0.01,
+            epochs=60,
+            batch_size=32,
+            progress=False,
+            early_stopping_patience=10,
+        )
+        assert history.best_valid_loss is not None
+        losses[name] = history.best_valid_loss
+    assert losses["mlp"] < losses["linear"] / 5, losses
+
+
+def test_validation_split_is_random_and_seeded() -> None:
+    # y = row index: a "last 20%" split would have validation targets all >= 80.
+    x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    seen: list[float] = []
+
+    def spy(
+        model: nn.Module, batch: tuple[torch.Tensor, ...], loss_fn: Callable[..., torch.Tensor]
+    ) -> torch.Tensor:
+        if not model.training:
+            seen.extend(batch[1][:, 0].tolist())
+        return loss_fn(model(batch[0]), batch[1])
+
+    fit(
+        nn.Linear(1, 1),
+        (x, x.clone()),
+        loss_fn=nn.MSELoss(),
+        epochs=1,
+        progress=False,
+        loss_step=spy,
+        seed=3,
+    )
+    first = sorted(seen)
+    seen.clear()
+    fit(
+        nn.Linear(1, 1),
+        (x, x.clone()),
+        loss_fn=nn.MSELoss(),
+        epochs=1,
+        progress=False,
+        loss_step=spy,
+        seed=3,
+    )
+    assert sorted(seen) == first and len(first) == 20
+    assert min(first) < 80, "validation rows must be drawn at random, not the last 20%"
+
+
+def test_early_stopping_stops_and_restores_best_weights() -> None:
+    # A big MLP on 40 noisy points overfits: validation loss turns up and training stops.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    y = x[:, :1] + torch.randn(40, 1, generator=g)
+    torch.manual_seed(0)
+    model = MLP(3, [256, 256])
+    history = fit(
+        model,
+        (x, y),
+        loss_fn=nn.MSELoss(),
+        lr=0.01,
+        epochs=300,
+        batch_size=8,
+        early_stopping_patience=5,
+        progress=False,
+        seed=0,
+    )
+    assert history.stopped_early and len(history.epochs) < 300
+    assert history.best_epoch == len(history.epochs) - 5
+    assert history.valid_loss[-1] > history.best_valid_loss  # type: ignore[operator]
+    # The returned weights are the best epoch's: re-evaluating gives the best validation loss.
+    split = torch.utils.data.random_split(
+        range(40), [32, 8], generator=torch.Generator().manual_seed(0)
+    )
+    idx = list(split[1])
+    with torch.no_grad():
+        valid_loss = nn.MSELoss()(model(x[idx]), y[idx]).item()
+    assert valid_loss == pytest.approx(history.best_valid_loss, rel=1e-5)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> None:
+    x, y = linear_data(300)
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(2, 16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 1))
+
+    kwargs = dict(
+        loss_fn=nn.MSELoss(),
+        optimizer="adam",
+        lr=0.01,
+        epochs=6,
+        batch_size=16,
+        progress=False,
+        seed=7,
+        early_stopping_patience=10,
+        scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+    )
+    full = make()
+    full_history = fit(full, (x, y), **kwargs)  # type: ignore[arg-type]
+
+    def stop_after_3(stats: EpochStats, model: nn.Module) -> None:
+        if stats.epoch == 3:
+            raise Interrupt
+
+    part = make()
+    with pytest.raises(Interrupt):
+        fit(part, (x, y), checkpoint_dir=tmp_path, callbacks=[stop_after_3], **kwargs)  # type: ignore[arg-type]
+    assert (tmp_path / "last.pt").is_file() and not list(tmp_path.glob("*.tmp"))
+    resumed = make()
+    history = fit(resumed, (x, y), checkpoint_dir=tmp_path, resume=tmp_path, **kwargs)  # type: ignore[arg-type]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert history.train_loss == full_history.train_loss
+    assert [e.lr for e in history.epochs] == [e.lr for e in full_history.epochs]
+
+
+def test_history_files(tmp_path: Path) -> None:
+    x, y = linear_data(200)
+    fit(
+        nn.Linear(2, 1), (x, y), loss_fn=nn.MSELoss(), epochs=3, progress=False, output_dir=tmp_path
+    )
+    data = json.loads((tmp_path / "history.json").read_text())
+    assert [e["epoch"] for e in data["epochs"]] == [1, 2, 3]
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["epoch", "train_loss", "valid_loss"] and len(lines) == 4
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- the regression recipe and its CLI ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x, y = linear_data(400, seed=2)
+    return write_csv(tmp_path_factory.mktemp("csv") / "linear.csv", x.numpy(), y.numpy())
+
+
+def test_regression_recipe_saves_a_usable_model(linear_csv: Path, tmp_path: Path) -> None:
+    result = train_regression(
+        linear_csv, target="y", hidden="", epochs=60, output_dir=tmp_path, progress=False
+    )
+    assert result.metrics["r2"] > 0.99
+    model, config = load_regression(tmp_path)
+    coef, intercept = linear_coefficients(model, config)
+    assert abs(coef[0] - 3) < 0.05 and abs(coef[1] + 2) < 0.05 and abs(intercept - 1) < 0.05
+    assert {"model.pt", "config.json", "history.csv", "history.json", "loss.png"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+
+
+def test_train_and_predict_cli(run_cli: Run, linear_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    proc = run_cli(
+        "train",
+        "regression",
+        str(linear_csv),
+        "--target",
+        "y",
+        "--hidden",
+        "16",
+        "--epochs",
+        "40",
+        "--output",
+        str(out),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "validation RMSE" in proc.stdout and "R2 0.99" in proc.stdout
+    pred_file = tmp_path / "pred.csv"
+    proc = run_cli("predict", str(out), str(linear_csv), "-o", str(pred_file))
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(",") for line in pred_file.read_text().splitlines()]
+    assert rows[0] == ["x1", "x2", "y", "predicted_y"]
+    err = [abs(float(r[2]) - float(r[3])) for r in rows[1:]]
+    assert len(err) == 400 and sum(err) / len(err) < 0.2
+
+
+def test_torchrun_two_processes_matches_single_process(linear_csv: Path, tmp_path: Path) -> None:
+    common = [
+        "train",
+        "regression",
+        str(linear_csv),
+        "--target",
+        "y",
+        "--hidden",
+        "",
+        "--epochs",
+        "40",
+        "--patience",
+        "0",
+        "-q",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", *common, "--output", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "malsori.cli",
+            *common,
+            "--output",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr
+    assert ddp.stdout.count("validation RMSE") == 1  # only rank 0 prints
+    coefs = []
+    for d in ("one", "two"):
+        model, config = load_regression(tmp_path / d)
+        coef, intercept = linear_coefficients(model, config)
+        coefs.append([*coef.tolist(), intercept])
+    assert np.allclose(coefs[0], coefs[1], atol=0.03), coefs
+    assert np.allclose(coefs[1], [3, -2, 1], atol=0.05), coefs
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("", (), "the file is empty"),
+        ("x1,x2,y\n", (), "no data rows"),
+        ("x1,x2,z\n1,2,3\n" * 1, (), "target column 'y' not found; columns are: x1, x2, z"),
+        (
+            "x1,x2,y\n" + "1,2,3\n" * 40 + "1,abc,3\n",
+            (),
+            ":42: column 'x2' has non-numeric value 'abc'",
+        ),
+        ("x1,x2,y\n" + "1,2,3\n" * 40 + "1,nan,3\n", (), "NaN/inf not allowed"),
+        ("x1,x2,y\n" + "1,,3\n" * 40, (), ":2: column 'x2' has empty"),
+        ("x1,x2,y\n" + "1,2,3\n" * 10, ("--batch-size", "32"), "fewer than the batch size 32"),
+        ("x1,x2,y\n" + "1,2,3\n" * 40, ("--features", "x1,x9"), "column(s) 'x9' not found"),
+        ("x1,x2,y\n" + "1,2,3\n" * 40, ("--hidden", "a,b"), "--hidden must be comma-separated"),
+    ],
+)
+def test_bad_csv_inputs(
+    run_cli: Run, tmp_path: Path, content: str, args: tuple[str, ...], message: str
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(content)
+    proc = run_cli(
+        "train",
+        "regression",
+        str(data),
+        "--target",
+        "y",
+        "--epochs",
+        "1",
+        "-q",
+        "--output",
+        str(tmp_path / "m"),
+        *args,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_errors(run_cli: Run, tmp_path: Path) -> None:
+    proc = run_cli("predict", str(tmp_path), str(tmp_path / "x.csv"))
+    assert proc.returncode == 1 and "not a malsori regression model directory" in proc.stderr

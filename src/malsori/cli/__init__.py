@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MalsoriError
+from . import eval as eval_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
 from . import train as train_cmd
 from . import transcribe as transcribe_cmd
 
-COMMANDS = (transcribe_cmd, models_cmd, train_cmd, predict_cmd)
+COMMANDS = (transcribe_cmd, models_cmd, eval_cmd, train_cmd, predict_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

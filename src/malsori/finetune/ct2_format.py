@@ -27,7 +27,14 @@ import numpy.typing as npt
 
 from ..errors import MalsoriError
 
-_DTYPES: dict[int, str] = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
+_DTYPES: dict[int, str] = {
+    0: "float32",
+    1: "int8",
+    2: "int16",
+    3: "int32",
+    4: "float16",
+    5: "bfloat16",
+}
 
 
 @dataclass
@@ -46,7 +53,7 @@ class CT2Model:
         value = self.get(name)
         if value.dtype in (np.int8, np.int16):
             scale = self.get(name + "_scale").astype(np.float32)
-            return (value.astype(np.float32) / scale.reshape(-1, *([1] * (value.ndim - 1))))
+            return value.astype(np.float32) / scale.reshape(-1, *([1] * (value.ndim - 1)))
         return value.astype(np.float32)
 
 

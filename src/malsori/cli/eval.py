@@ -1,0 +1,129 @@
+"""``malsori eval MANIFEST.tsv``: WER/CER and speed of one or more configurations.
+
+Repeating --model, --compute-type, --beam-size or --batch-size compares every combination
+side by side. Rows that cannot be scored are listed with their line numbers, and the exit
+status is 1 when there were any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import MalsoriError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="word/character error rates and speed on a TSV manifest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "manifest",
+        metavar="MANIFEST.tsv",
+        help="TSV with columns path, language, reference (paths relative to it)",
+    )
+    p.add_argument("--model", action="append", help="model name or directory (repeatable) [base]")
+    p.add_argument("--compute-type", action="append", help="repeatable [int8]")
+    p.add_argument("--beam-size", action="append", type=int, help="repeatable [5]")
+    p.add_argument("--batch-size", action="append", type=int, help="repeatable [1]")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--language", default=None, help="only rows of this language (e.g. en or ko) [all]"
+    )
+    p.add_argument("--limit", type=int, default=None, help="only the first N usable rows")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="REPORT.{md,json,csv}",
+        help="write the report here (format from the extension) [Markdown to stdout]",
+    )
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PLOT.png",
+        help="speed vs WER plot [next to --output, or eval-plot.png]",
+    )
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import jiwer  # noqa: F401
+        import whisper_normalizer  # noqa: F401
+    except ImportError as exc:
+        raise MalsoriError("'malsori eval' needs the eval extra: pip install -e '.[eval]'") from exc
+    from ..evaluate import EvalConfig, evaluate, plot_speed_vs_error, read_manifest, write_report
+    from ..evaluate.report import render_markdown, summary_rows
+    from ..options import normalize_language
+
+    rows, problems = read_manifest(args.manifest)
+    if args.language:
+        lang = normalize_language(args.language)
+        rows = [r for r in rows if r.language == lang]
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    if not rows:
+        for problem in problems:
+            print(f"malsori: {args.manifest}: {problem}", file=sys.stderr)
+        raise MalsoriError(f"{args.manifest}: no usable rows to evaluate")
+    configs = [
+        EvalConfig(
+            model=m,
+            compute_type=c,
+            beam_size=b,
+            batch_size=n,
+            device=args.device,
+            threads=args.threads,
+        )
+        for m, c, b, n in itertools.product(
+            args.model or ["base"],
+            args.compute_type or ["int8"],
+            args.beam_size or [5],
+            args.batch_size or [1],
+        )
+    ]
+
+    def progress(cfg: EvalConfig, row: Any, utt: Any) -> None:
+        if args.quiet:
+            return
+        status = "skipped" if utt is None else f"WER {utt.score.wer:.1%} CER {utt.score.cer:.1%}"
+        print(f"[{cfg.label}] line {row.line} {row.path.name}: {status}", file=sys.stderr)
+
+    results = evaluate(rows, configs, progress=progress)
+    if args.output:
+        write_report(args.output, results, problems, args.manifest)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(render_markdown(results, problems, args.manifest))
+    if args.plot is not None:
+        plot = args.plot or (
+            str(Path(args.output).with_suffix(".png")) if args.output else "eval-plot.png"
+        )
+        plot_speed_vs_error(results, plot)
+        print(f"wrote {plot}", file=sys.stderr)
+    for r in summary_rows(results):
+        print(
+            f"{r['config']} [{r['language']}]: WER {r['wer']:.2%}  CER {r['cer']:.2%}  "
+            f"RTF {r['rtf']:.3f}  ({r['utterances']} utterances)",
+            file=sys.stderr,
+        )
+    skipped = len(problems) + sum(len(r.skipped) for r in results)
+    if skipped:
+        for problem in problems:
+            print(f"malsori: {args.manifest}: {problem}", file=sys.stderr)
+        print(
+            f"malsori: {skipped} row(s) could not be scored (listed in the report)", file=sys.stderr
+        )
+        return 1
+    return 0

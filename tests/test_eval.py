@@ -1,0 +1,140 @@
+"""malsori eval: metrics on known strings, manifest problems with line numbers, and an
+end-to-end evaluation on tiny.en with real speech."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import EVALDATA
+from malsori.evaluate import ManifestError, read_manifest, score
+from malsori.evaluate.metrics import normalize
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_english_normalizer_and_counts() -> None:
+    s = score(
+        "Mr. Quilter is the apostle of the middle classes",
+        "mister quilter is apostle of the the middle glasses",
+        "en",
+    )
+    assert (s.ref_words, s.substitutions, s.insertions, s.deletions) == (9, 1, 1, 1)
+    assert s.wer == pytest.approx(3 / 9)
+    assert s.diff == "mister quilter is [-the] apostle of the [+the] middle [classes→glasses]"
+    assert score("It's 10 o'clock.", "it is ten o'clock", "en").wer == 0.0
+    assert score("Hello, World!", "hello world", "en").raw_wer == pytest.approx(1.0)
+
+
+def test_korean_cer_ignores_spacing() -> None:
+    s = score("방자 차돌이 놈과 구경 갔다가", "방자 차돌이놈과 구경 갔다가.", "ko")
+    assert s.cer == 0.0 and s.wer > 0  # spacing differs, characters identical
+    s = score("안녕하세요", "안녕하세오", "ko")
+    assert s.char_errors == 1 and s.ref_chars == 5 and s.cer == pytest.approx(0.2)
+    assert normalize("  Hello,   WORLD!! ", "de") == "hello world"
+
+
+def test_empty_hypothesis_and_reference() -> None:
+    assert score("hello there", "", "en").wer == 1.0
+    assert score("hello there", "", "en").deletions == 2
+
+
+def _manifest(tmp_path: Path, body: str, header: str = "path\tlanguage\treference") -> Path:
+    clip = tmp_path / "clip.wav"
+    shutil.copy(EVALDATA / "en" / "jfk.wav", clip)
+    path = tmp_path / "m.tsv"
+    path.write_text(header + "\n" + body, encoding="utf-8")
+    return path
+
+
+def test_manifest_problems_carry_line_numbers(tmp_path: Path) -> None:
+    path = _manifest(
+        tmp_path,
+        "clip.wav\ten\tAnd so my fellow Americans\n"
+        "missing.wav\ten\tsomething\n"
+        "clip.wav\ten\t\n"
+        "clip.wav\txx\ttext\n"
+        "clip.wav\ten\n"
+        "clip.wav\ten\ttext\tage\textra\n",
+        header="path\tlanguage\treference\tspeaker_age",
+    )
+    rows, problems = read_manifest(path)
+    assert [r.line for r in rows] == [2]
+    messages = {p.line: p.message for p in problems}
+    assert "unknown column 'speaker_age'" in messages[1]
+    assert "audio file not found" in messages[3]
+    assert "empty reference" in messages[4]
+    assert "unknown language code 'xx'" in messages[5]
+    assert "empty reference" in messages[6]
+    assert "expected 4 tab-separated fields, got 5" in messages[7]
+
+
+def test_manifest_without_required_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.tsv"
+    path.write_text("file\ttext\nclip.wav\thello\n")
+    with pytest.raises(ManifestError, match="line 1: missing column"):
+        read_manifest(path)
+    with pytest.raises(ManifestError, match="no such manifest"):
+        read_manifest(tmp_path / "none.tsv")
+
+
+def test_eval_end_to_end_on_tiny_en(run_cli: Run, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    proc = run_cli(
+        "eval",
+        str(EVALDATA / "manifest.tsv"),
+        "--model",
+        "tiny.en",
+        "--beam-size",
+        "1",
+        "--beam-size",
+        "5",
+        "--limit",
+        "3",
+        "-o",
+        str(report),
+        "--plot",
+        "-q",
+    )
+    # Korean rows are skipped for the English-only model (and say so), hence exit 1.
+    data = json.loads(report.read_text())
+    labels = [c["config"]["label"] for c in data["configs"]]
+    assert labels == ["tiny.en int8 beam1", "tiny.en int8 beam5"], proc.stderr
+    for cfg in data["configs"]:
+        utts = cfg["utterances"]
+        assert len(utts) + len(cfg["skipped"]) == 3
+        assert all(u["language"] == "en" for u in utts)
+        assert cfg["totals"]["wer"] < 0.1 and cfg["totals"]["rtf"] > 0
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert proc.returncode == 0, proc.stderr  # the first 3 rows are English: nothing skipped
+    md = run_cli(
+        "eval",
+        str(EVALDATA / "manifest.tsv"),
+        "--model",
+        "tiny.en",
+        "--language",
+        "ko",
+        "--limit",
+        "1",
+        "-q",
+    )
+    assert md.returncode == 1 and "English-only" in md.stdout
+    assert "1 row(s) could not be scored" in md.stderr
+
+
+def test_eval_reports_bad_rows_and_still_scores_good_ones(run_cli: Run, tmp_path: Path) -> None:
+    path = _manifest(
+        tmp_path,
+        "clip.wav\ten\tAnd so, my fellow Americans, ask not what your "
+        "country can do for you, ask what you can do for your country.\n"
+        "gone.wav\ten\tx\n",
+    )
+    proc = run_cli("eval", str(path), "--model", "tiny.en", "-q")
+    assert proc.returncode == 1
+    assert "line 3: audio file not found" in proc.stderr
+    assert "| tiny.en int8 beam5 | en | 1 | **0.00%**" in proc.stdout

@@ -43,6 +43,26 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"compute_type": "int8"},
         {"beam_size": 5, "batch_size": 8},
     ),
+    "batch8_greedy": (
+        "--batch-size 8 --beam-size 1, int8, physical cores",
+        {"compute_type": "int8"},
+        {"beam_size": 1, "batch_size": 8},
+    ),
+    "batch8_greedy_ts": (
+        "--batch-size 8 --beam-size 1 with segment timestamps",
+        {"compute_type": "int8"},
+        {"beam_size": 1, "batch_size": 8, "extra": {"without_timestamps": False}},
+    ),
+    "batch16": (
+        "--batch-size 16, int8, physical cores, beam 5",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 16},
+    ),
+    "batch4": (
+        "--batch-size 4, int8, physical cores, beam 5",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 4},
+    ),
     "float32": ("float32, physical cores, beam 5", {"compute_type": "float32"}, {"beam_size": 5}),
 }
 DEFAULT_SET = ["original", "default", "batch8"]

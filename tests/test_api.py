@@ -77,8 +77,9 @@ def test_progress_callback_reaches_total(window_wav: Path, tiny_en: malsori.Load
 
 def test_batched_pipeline_gives_same_words_as_sequential(tiny_en: malsori.LoadedModel) -> None:
     clip = EVALDATA / "en" / "jfk.wav"
-    sequential = transcribe(clip, tiny_en, language="en")
+    sequential = transcribe(clip, tiny_en, language="en", batch_size=1)
     batched = transcribe(clip, tiny_en, language="en", batch_size=8)
+    assert sequential.options["batch_size"] == 1 and batched.options["batch_size"] == 8
     assert wer(sequential.text, batched.text) == 0.0, (sequential.text, batched.text)
 
 

@@ -12,6 +12,7 @@ import webvtt
 
 import malsori
 from malsori import FORMATS, WRITERS, transcribe, write_transcript
+from malsori.writers import MAX_CUE_CHARS, MAX_CUE_SECONDS, cues
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,10 @@ def result(tiny_en: malsori.LoadedModel) -> malsori.Transcript:
 
     # Real speech with several segments.
     return transcribe(
-        EVALDATA / "en" / "picovoice_leopard_diarization_test.wav", tiny_en, word_timestamps=True
+        EVALDATA / "en" / "picovoice_leopard_diarization_test.wav",
+        tiny_en,
+        word_timestamps=True,
+        batch_size=1,
     )
 
 
@@ -35,13 +39,33 @@ def test_srt_and_vtt_parse_and_are_monotonic(result: malsori.Transcript, tmp_pat
     srt = pysubs2.SSAFile.from_string(WRITERS["srt"](result), format_="srt")
     (tmp_path / "t.vtt").write_text(WRITERS["vtt"](result), encoding="utf-8")
     vtt = webvtt.read(str(tmp_path / "t.vtt"))
-    assert len(srt) == len(vtt) == len([s for s in result.segments if s.text.strip()])
+    assert len(srt) == len(vtt) == len(cues(result))
     starts = [e.start for e in srt]
     assert starts == sorted(starts) and all(e.end > e.start for e in srt)
     vtt_starts = [c.start_in_seconds for c in vtt]
     assert vtt_starts == sorted(vtt_starts)
     assert " ".join(c.text for c in vtt).split() == " ".join(e.plaintext for e in srt).split()
-    assert srt[0].plaintext.strip() == result.segments[0].text.strip()
+    assert " ".join(e.plaintext for e in srt).split() == result.text.split()
+
+
+def test_long_segments_are_split_into_readable_cues(tiny_en: malsori.LoadedModel) -> None:
+    from conftest import EVALDATA
+
+    # The batched pipeline yields windows of up to 30 s; with word timings they are cut.
+    long = transcribe(
+        EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav",
+        tiny_en,
+        word_timestamps=True,
+        batch_size=8,
+    )
+    assert max(s.end - s.start for s in long.segments) > MAX_CUE_SECONDS
+    parts = cues(long)
+    assert len(parts) > len(long.segments)
+    assert all(end - start <= MAX_CUE_SECONDS + 0.01 for start, end, _ in parts)
+    assert all(len(text) <= MAX_CUE_CHARS for _, _, text in parts)
+    starts = [start for start, _, _ in parts]
+    assert starts == sorted(starts)
+    assert " ".join(text for _, _, text in parts).split() == long.text.split()
 
 
 def test_json_carries_everything(result: malsori.Transcript) -> None:
@@ -49,7 +73,7 @@ def test_json_carries_everything(result: malsori.Transcript) -> None:
     assert data["text"] == result.text
     assert data["language"] == "en" and 0 < data["language_probability"] <= 1
     assert data["model"] == "tiny.en"
-    assert data["options"]["beam_size"] == 5
+    assert data["options"]["beam_size"] == result.options["beam_size"] == 1
     words = [w for s in data["segments"] for w in s["words"]]
     assert words and all({"start", "end", "word", "probability"} <= w.keys() for w in words)
     ends = [s["end"] for s in data["segments"]]

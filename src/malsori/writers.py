@@ -15,20 +15,55 @@ import pysubs2
 
 from ._atomic import atomic_write_text
 from .errors import OptionsError
-from .transcript import Transcript
+from .transcript import Transcript, Word
 
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
-def _subtitles(transcript: Transcript) -> pysubs2.SSAFile:
-    subs = pysubs2.SSAFile()
+#: Subtitle cues longer than this are split at word boundaries (when word timings exist).
+MAX_CUE_SECONDS = 7.0
+MAX_CUE_CHARS = 84  # two lines of 42 characters, the usual broadcast limit
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+    """Subtitle cues: segments, with long ones split at word boundaries (by duration and
+    length, preferring a break after a sentence end). Without word timings a segment stays
+    one cue."""
+    out: list[tuple[float, float, str]] = []
     for seg in transcript.segments:
         text = seg.text.strip()
         if not text:
             continue
-        start, end = _ms(seg.start), _ms(seg.end)
+        long = seg.end - seg.start > MAX_CUE_SECONDS or len(text) > MAX_CUE_CHARS
+        if not long or not seg.words:
+            out.append((seg.start, seg.end, text))
+            continue
+        group: list[Word] = []
+        for word in seg.words:
+            if group:
+                chars = len("".join(w.word for w in group).strip()) + len(word.word)
+                too_long = word.end - group[0].start > MAX_CUE_SECONDS or chars > MAX_CUE_CHARS
+                sentence_break = (
+                    group[-1].word.strip().endswith(_SENTENCE_END) and chars > MAX_CUE_CHARS * 0.4
+                )
+                if too_long or sentence_break:
+                    out.append(
+                        (group[0].start, group[-1].end, "".join(w.word for w in group).strip())
+                    )
+                    group = []
+            group.append(word)
+        if group:
+            out.append((group[0].start, group[-1].end, "".join(w.word for w in group).strip()))
+    return out
+
+
+def _subtitles(transcript: Transcript) -> pysubs2.SSAFile:
+    subs = pysubs2.SSAFile()
+    for start_s, end_s, text in cues(transcript):
+        start, end = _ms(start_s), _ms(end_s)
         subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
     return subs
 
@@ -57,6 +92,9 @@ def render_tsv(transcript: Transcript) -> str:
 def render_json(transcript: Transcript) -> str:
     return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
 
+
+#: Formats whose readers expect short cues; the CLI asks for word timings to split them.
+SUBTITLE_FORMATS = frozenset({"srt", "vtt"})
 
 #: Output writers keyed by format name (the file extension).
 WRITERS: dict[str, Callable[[Transcript], str]] = {

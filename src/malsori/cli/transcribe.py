@@ -7,13 +7,17 @@ others still run; the exit status is 1 when any input failed.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import MalsoriError, OptionsError
-from ..writers import FORMATS, WRITERS, expand_formats
+from ..options import DecodeOptions
+from ..writers import FORMATS, SUBTITLE_FORMATS, WRITERS, expand_formats
+
+log = logging.getLogger(__name__)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,13 +63,21 @@ def add_decode_arguments(p: argparse.ArgumentParser) -> None:
         help="language code (en, ko, ...) or auto-detect [default: auto]",
     )
     g.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
-    g.add_argument("--beam-size", type=int, default=5, metavar="N", help="[default: 5]")
+    g.add_argument(
+        "--beam-size",
+        type=int,
+        default=DecodeOptions.beam_size,
+        metavar="N",
+        help=f"beam search width; 1 = greedy [default: {DecodeOptions.beam_size}]",
+    )
     g.add_argument(
         "--batch-size",
         type=int,
-        default=1,
+        default=DecodeOptions.batch_size,
         metavar="N",
-        help="N > 1 uses faster-whisper's batched pipeline (with VAD) [default: 1]",
+        help="N > 1 decodes N windows at once with faster-whisper's batched pipeline (audio "
+        "cut at silences by VAD); 1 = sequential long-form decoding, finer subtitle timing "
+        f"[default: {DecodeOptions.batch_size}]",
     )
     g.add_argument("--word-timestamps", action="store_true", help="add per-word timings")
     g.add_argument("--vad", action="store_true", help="skip silence with Silero VAD")
@@ -80,14 +92,11 @@ def add_decode_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def decode_options_from_args(args: argparse.Namespace) -> Any:
-    from ..options import DecodeOptions
-
+def decode_options_from_args(args: argparse.Namespace) -> DecodeOptions:
     return DecodeOptions(
         language=args.language,
         task=args.task,
         beam_size=args.beam_size,
-        best_of=max(args.beam_size, 1),
         word_timestamps=args.word_timestamps,
         vad_filter=args.vad,
         initial_prompt=args.initial_prompt,
@@ -170,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         _check_output_dir(out_dir)
 
+    if options.batch_size > 1 and SUBTITLE_FORMATS & set(formats) and not options.word_timestamps:
+        # Batched windows are up to 30 s long; word timings let the writers cut them into
+        # readable subtitle cues.
+        log.info("subtitle output with the batched pipeline: enabling word timestamps")
+        options = options.replace(word_timestamps=True)
     loaded = load_model(
         args.model,
         device=args.device,

@@ -177,6 +177,16 @@ def unload_models() -> int:
         return n
 
 
+def unload_model(loaded: LoadedModel) -> bool:
+    """Drop one model from the cache; True when it was there."""
+    with _CACHE_LOCK:
+        for key, value in list(_CACHE.items()):
+            if value is loaded:
+                del _CACHE[key]
+                return True
+    return False
+
+
 def get_whisper(
     model_size: str = "base",
     compute_type: str = "int8",
@@ -235,13 +245,15 @@ def transcribe(
     cpu_threads: int | None = None,
     allow_download: bool = False,
     progress: ProgressCallback | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
     **option_overrides: Any,
 ) -> Transcript:
     """Transcribe ``audio`` (a path, bytes, a file object or a 16 kHz float32 array).
 
     Decoding settings come from ``options`` (a :class:`DecodeOptions`), with keyword
     overrides, e.g. ``transcribe("talk.mp3", language="ko", word_timestamps=True)``.
-    ``progress(done_seconds, total_seconds)`` is called after each segment.
+    ``progress(done_seconds, total_seconds)`` and ``on_segment(segment)`` are called after
+    each segment (either may raise to abandon the transcription).
     """
     import numpy as np
 
@@ -276,6 +288,8 @@ def transcribe(
     segments: list[Segment] = []
     for seg in seg_iter:
         segments.append(Segment.from_faster_whisper(seg))
+        if on_segment is not None:
+            on_segment(segments[-1])
         if progress is not None:
             progress(min(float(seg.end), duration), duration)
     if progress is not None:

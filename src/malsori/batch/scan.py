@@ -1,0 +1,75 @@
+"""Walk an input directory: recursive, glob-filtered, symlink loops and unreadable entries
+handled (reported, not fatal)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Extensions taken by default (anything FFmpeg decodes can be added with --glob).
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".flac",
+        ".mp3",
+        ".m4a",
+        ".aac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".wma",
+        ".webm",
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".amr",
+        ".aiff",
+        ".aif",
+    }
+)
+
+
+@dataclass
+class ScanResult:
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (relative path, path)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+
+def scan(root: str | Path, pattern: str | None = None) -> ScanResult:
+    """Files under ``root`` matching ``pattern`` (fnmatch on the relative path, e.g.
+    ``*.mp3`` or ``lectures/**/*.wav``) or, without a pattern, known audio/video extensions."""
+    base = Path(root)
+    result = ScanResult()
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True, onerror=None):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:  # a symlink loop (or the same directory twice)
+            dirnames[:] = []
+            continue
+        seen_dirs.add(key)
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(base).as_posix()
+            if name.startswith("."):
+                continue
+            if pattern is not None:
+                if not (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(name, pattern)):
+                    continue
+            elif path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            try:
+                if not path.is_file():
+                    result.unreadable.append((rel, "not a regular file (broken link?)"))
+                    continue
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                result.unreadable.append((rel, f"cannot read: {exc.strerror or exc}"))
+                continue
+            result.files.append((rel, path))
+    return result

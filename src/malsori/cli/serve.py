@@ -1,0 +1,86 @@
+"""``malsori serve``: the OpenAI-compatible HTTP server and web page (needs the server extra).
+
+Settings come from ``MALSORI_*`` environment variables (see ServerSettings); flags given
+here override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import MalsoriError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="HTTP server compatible with OpenAI's audio API, plus a web page",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="bind address [127.0.0.1; MALSORI_HOST]")
+    p.add_argument("--port", type=int, help="[8000; MALSORI_PORT]")
+    p.add_argument("--model", help="default model, also served as 'whisper-1' [base]")
+    p.add_argument("--compute-type", help="[int8]")
+    p.add_argument("--device", help="[auto]")
+    p.add_argument("--threads", type=int, help="CPU threads per transcription [physical cores]")
+    p.add_argument("--max-concurrent", type=int, help="transcriptions at once [1]")
+    p.add_argument("--max-queue", type=int, help="waiting requests before 429 [8]")
+    p.add_argument("--max-upload-mb", type=float, help="[25]")
+    p.add_argument("--request-timeout", type=float, dest="request_timeout_s", help="seconds [900]")
+    p.add_argument(
+        "--idle-unload",
+        type=float,
+        dest="model_idle_unload_s",
+        help="unload a model idle this many seconds; 0 = never [900]",
+    )
+    p.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_const",
+        const=False,
+        help="load the default model on the first request, not at start-up",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        help="allow this browser origin (repeatable) [CORS off]",
+    )
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..server import ServerSettings, create_app
+    except ImportError as exc:
+        raise MalsoriError(
+            "'malsori serve' needs the server extra: pip install -e '.[server]'"
+        ) from exc
+    fields = (
+        "host",
+        "port",
+        "model",
+        "compute_type",
+        "device",
+        "threads",
+        "max_concurrent",
+        "max_queue",
+        "max_upload_mb",
+        "request_timeout_s",
+        "model_idle_unload_s",
+        "preload",
+        "cors_origins",
+    )
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    settings = ServerSettings(**overrides)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        print(f"malsori: warning: listening on {settings.host} without MALSORI_API_KEY")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""Start a real ``malsori serve`` (uvicorn) on a free localhost port for the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def running_server(
+    *args: str, env: dict[str, str] | None = None, ready: bool = True
+) -> Iterator[Server]:
+    port = free_port()
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "malsori.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        path = "/ready" if ready else "/health"
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                raise RuntimeError(f"server exited with {proc.returncode}: {out}")
+            try:
+                if httpx.get(url + path, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready in 120 s")
+            time.sleep(0.2)
+        yield Server(url, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,214 @@
+"""The HTTP server, driven by the official ``openai`` client against a real uvicorn process
+on localhost (tiny.en; base where translation needs a multilingual model), plus bad input,
+auth, metrics and a schemathesis run against the OpenAPI schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pysubs2
+import pytest
+
+from conftest import EVALDATA, SENTENCES, wer
+from server_util import Server, running_server
+
+JFK = EVALDATA / "en" / "jfk.wav"
+JFK_TEXT = (
+    "And so, my fellow Americans, ask not what your country can do for you, ask what you "
+    "can do for your country."
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--model", "tiny.en", "--max-queue", "4") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_json_text_srt_vtt(client: openai.OpenAI) -> None:
+    with open(JFK, "rb") as fh:
+        result = client.audio.transcriptions.create(model="whisper-1", file=fh)
+    assert wer(JFK_TEXT, result.text) <= 0.1, result.text
+    with open(JFK, "rb") as fh:
+        text = client.audio.transcriptions.create(model="tiny.en", file=fh, response_format="text")
+    assert wer(JFK_TEXT, str(text)) <= 0.1
+    with open(JFK, "rb") as fh:
+        srt = client.audio.transcriptions.create(model="whisper-1", file=fh, response_format="srt")
+    subs = pysubs2.SSAFile.from_string(str(srt), format_="srt")
+    assert len(subs) >= 1 and wer(JFK_TEXT, " ".join(e.plaintext for e in subs)) <= 0.1
+    with open(JFK, "rb") as fh:
+        vtt = client.audio.transcriptions.create(model="whisper-1", file=fh, response_format="vtt")
+    assert str(vtt).startswith("WEBVTT")
+
+
+def test_verbose_json_with_words(client: openai.OpenAI) -> None:
+    with open(JFK, "rb") as fh:
+        result = client.audio.transcriptions.create(
+            model="whisper-1",
+            file=fh,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            language="en",
+        )
+    assert result.language == "en" and result.duration == pytest.approx(11.0, abs=0.1)
+    assert result.segments and result.words
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and all(w.end <= 11.5 for w in result.words)
+    assert wer(JFK_TEXT, " ".join(w.word for w in result.words)) <= 0.1
+
+
+def test_streaming_one_event_per_segment(client: openai.OpenAI) -> None:
+    with open(JFK, "rb") as fh:
+        stream = client.audio.transcriptions.create(model="whisper-1", file=fh, stream=True)
+        events = list(stream)
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    done = [e for e in events if e.type == "transcript.text.done"]
+    assert deltas and len(done) == 1
+    assert "".join(d.delta for d in deltas).strip() == done[0].text
+    assert wer(JFK_TEXT, done[0].text) <= 0.1
+
+
+def test_translation_with_multilingual_model(speech_dir: Path) -> None:
+    # tiny.en cannot translate (400); the bundled multilingual base can.
+    with running_server("--model", "base", "--idle-unload", "0") as srv:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        with open(speech_dir / "report.wav", "rb") as fh:
+            result = client.audio.translations.create(model="whisper-1", file=fh)
+        assert wer(SENTENCES["report"], result.text) <= 0.25, result.text
+        with open(speech_dir / "report.wav", "rb") as fh, pytest.raises(openai.BadRequestError):
+            client.audio.translations.create(model="tiny.en", file=fh)
+
+
+def test_models_list_and_get(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert "tiny.en" in ids and "base" in ids
+    assert client.models.retrieve("tiny.en").id == "tiny.en"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("large-v9")
+
+
+def test_health_ready_metrics(server: Server) -> None:
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    ready = httpx.get(server.url + "/ready").json()
+    assert ready["status"] == "ready" and "tiny.en" in ready["models"]
+    metrics = httpx.get(server.url + "/metrics").text
+    for name in (
+        "malsori_requests_total",
+        "malsori_errors_total",
+        "malsori_audio_seconds_total",
+        "malsori_queue_depth",
+        "malsori_request_latency_seconds_bucket",
+    ):
+        assert name in metrics
+
+
+def test_api_key(window_wav: Path) -> None:
+    with running_server("--model", "tiny.en", env={"MALSORI_API_KEY": "s3cret"}) as srv:
+        bad = openai.OpenAI(base_url=srv.url + "/v1", api_key="wrong", max_retries=0)
+        with open(window_wav, "rb") as fh, pytest.raises(openai.AuthenticationError) as err:
+            bad.audio.transcriptions.create(model="whisper-1", file=fh)
+        assert err.value.status_code == 401
+        body = httpx.get(srv.url + "/v1/models").json()
+        assert body["error"]["type"] == "authentication_error"
+        good = openai.OpenAI(base_url=srv.url + "/v1", api_key="s3cret", max_retries=0)
+        with open(window_wav, "rb") as fh:
+            assert (
+                wer(
+                    SENTENCES["window"],
+                    good.audio.transcriptions.create(model="whisper-1", file=fh).text,
+                )
+                <= 0.25
+            )
+        assert httpx.get(srv.url + "/health").status_code == 200  # liveness stays open
+
+
+def _post(
+    server: Server, files: object = None, data: dict[str, str] | None = None, **kwargs: object
+) -> httpx.Response:
+    return httpx.post(
+        server.url + "/v1/audio/transcriptions",
+        files=files,  # type: ignore[arg-type]
+        data=data or {"model": "whisper-1"},
+        timeout=120,
+        **kwargs,
+    )  # type: ignore[arg-type]
+
+
+def _assert_error(resp: httpx.Response, status: int, fragment: str) -> None:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert fragment in err["message"], err
+
+
+def test_bad_inputs_get_4xx_and_server_keeps_serving(
+    server: Server, window_wav: Path, tmp_path: Path
+) -> None:
+    good = window_wav.read_bytes()
+    cases = [
+        ({"file": ("empty.wav", b"", "audio/wav")}, None, 400, "empty"),
+        (
+            {"file": ("notes.wav", b"hello, this is text\n" * 20, "audio/wav")},
+            None,
+            400,
+            "not a decodable audio file",
+        ),
+        ({"file": ("cut.wav", good[: len(good) // 3], "audio/wav")}, None, 400, "truncated"),
+        ({"file": ("big.wav", b"\0" * (26 * 1024 * 1024), "audio/wav")}, None, 413, "too large"),
+        ({"upload": ("x.wav", good, "audio/wav")}, None, 400, "missing required parameter: file"),
+        ({"file": ("x.wav", good, "audio/wav")}, {"model": "large-v9"}, 404, "large-v9"),
+        (
+            {"file": ("x.wav", good, "audio/wav")},
+            {"model": "whisper-1", "response_format": "docx"},
+            400,
+            "response_format",
+        ),
+        (
+            {"file": ("x.wav", good, "audio/wav")},
+            {"model": "whisper-1", "language": "xx"},
+            400,
+            "unknown language code",
+        ),
+        ({"file": ("x.wav", good, "audio/wav")}, {"model": "../../etc/passwd"}, 404, "not found"),
+        (
+            {"file": ("x.wav", good, "audio/wav")},
+            {"model": "whisper-1", "language": "ko"},
+            400,
+            "English-only",
+        ),
+    ]
+    for files, data, status, fragment in cases:
+        _assert_error(_post(server, files, data), status, fragment)
+    # Path-like and non-UTF-8 file names are only labels: they transcribe fine.
+    for name in (
+        "../../etc/passwd",
+        "caf\udce9.wav".encode("utf-8", "surrogateescape").decode("latin-1"),
+    ):
+        resp = _post(server, {"file": (name, good, "audio/wav")})
+        assert resp.status_code == 200, resp.text
+        assert wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
+    raw = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="\xff\xfe.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n" + good + b"\r\n--b\r\n"
+        b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n--b--\r\n'
+    )
+    resp = httpx.post(
+        server.url + "/v1/audio/transcriptions",
+        content=raw,
+        timeout=60,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert server.process.poll() is None
+    assert httpx.get(server.url + "/health").status_code == 200
+    assert not list(Path("/tmp").glob("malsori-upload-*")), "uploads must be deleted"
+    assert json.loads(httpx.get(server.url + "/ready").text)["status"] == "ready"

@@ -2,7 +2,9 @@
 # Idempotent set-up: a virtual environment in .venv with malsori installed (editable).
 #   scripts/setup.sh            core only (transcription; the bundled tiny.en and base models)
 #   scripts/setup.sh dev        + test/lint tools and the Debian packages the tests use
-# Extra pip extras can follow, e.g. `scripts/setup.sh dev train`.
+#                               (ffmpeg, espeak-ng, sox, chromium)
+# Extra pip extras can follow, e.g. `scripts/setup.sh dev train` (train: torch 2.13.0 CPU;
+# server; eval; dist: Ray; bench: + openai-whisper for benchmarks/suite.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,6 +23,8 @@ if [ "$want_apt" = 1 ]; then
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   command -v sox >/dev/null || missing+=(sox)
+  command -v chromium >/dev/null || missing+=(chromium)           # browser tests (Playwright)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     echo "setup: installing Debian packages: ${missing[*]}" >&2
@@ -46,3 +50,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e "$spec"
   touch "$stamp"
 fi
+case " $* " in
+  *" bench "*)
+    .venv/bin/python -c "import whisper" 2>/dev/null ||
+      .venv/bin/python -m pip install -q --no-deps openai-whisper==20250625 ;;
+esac

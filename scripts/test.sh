@@ -2,7 +2,7 @@
 # Quick start 2: set up everything the tests need (idempotent), lint, type-check, run the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev train
+scripts/setup.sh dev train dist
 export HF_HUB_OFFLINE=1  # tests must never reach a hub
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy

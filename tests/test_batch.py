@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import espeak, wer
+from malsori import transcribe
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -110,13 +111,19 @@ def test_batch_transcribes_good_files_and_records_broken_ones(
     db = rows(out)
     files = good_files(archive)
     assert len(files) == 20
+    refs, hyps = [], []
     for rel in files:
         assert db[rel]["status"] == "done", (rel, db[rel]["error"])
         txt = (out / rel).with_suffix(".txt")
         data = json.loads((out / rel).with_suffix(".json").read_text())
-        topic = rel.split("_", 1)[1].removesuffix(".wav")
-        assert wer(sentence(topic), txt.read_text()) <= 0.3, txt.read_text()
         assert data["text"].split() == txt.read_text().split()
+        refs.append(sentence(rel.split("_", 1)[1].removesuffix(".wav")))
+        hyps.append(txt.read_text())
+    assert wer(" ".join(refs), " ".join(hyps)) <= 0.2  # espeak through tiny.en
+    # Each output is exactly what the library gives for that file with the same options.
+    for rel in files[:3]:
+        expected = transcribe(archive / rel, "tiny.en", **json.loads(db[rel]["options"]))
+        assert json.loads((out / rel).with_suffix(".json").read_text())["text"] == expected.text
     errors = {k: v["error"] for k, v in db.items() if v["status"] == "failed"}
     assert set(errors) == {"broken/empty.wav", "broken/notes.mp3", "broken/truncated.wav"}
     assert "empty" in errors["broken/empty.wav"]
@@ -144,7 +151,7 @@ def test_batch_transcribes_good_files_and_records_broken_ones(
     again = subprocess.run(
         batch_cmd(archive, out, "--retries", "1"), capture_output=True, text=True, timeout=600
     )
-    assert "0 new, 0 changed, 20 unchanged" in again.stderr
+    assert "0 new, 0 changed, 23 unchanged" in again.stderr
     assert "3 retried" in again.stderr
     db2 = rows(out)
     assert all(db2[f]["attempts"] == 1 for f in files)
@@ -181,7 +188,7 @@ def test_kill_minus_nine_then_resume(archive: Path, tmp_path: Path) -> None:
     )
     after = rows(out)
     for rel in files:
-        assert after[rel]["status"] == "done", rel
+        assert after[rel]["status"] == "done", (rel, resume.stderr[-3000:])
         assert after[rel]["attempts"] == 1, (rel, "done exactly once")
         assert (out / rel).with_suffix(".txt").read_text().strip()
         json.loads((out / rel).with_suffix(".json").read_text())  # complete, parseable
@@ -213,11 +220,19 @@ def test_two_workers_match_one_worker(archive: Path, tmp_path: Path) -> None:
         (sub / rel).parent.mkdir(parents=True, exist_ok=True)
         (sub / rel).write_bytes((archive / rel).read_bytes())
     one, two = tmp_path / "one", tmp_path / "two"
+    # Same threads per model in both runs: int8 GEMMs split differently across thread counts
+    # and greedy decoding of synthetic speech can follow a rounding difference.
     subprocess.run(
-        batch_cmd(sub, one, "--workers", "1"), check=True, timeout=600, capture_output=True
+        batch_cmd(sub, one, "--workers", "1", "--threads", "1"),
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     subprocess.run(
-        batch_cmd(sub, two, "--workers", "2"), check=True, timeout=600, capture_output=True
+        batch_cmd(sub, two, "--workers", "2", "--threads", "1"),
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     assert transcripts(one, files) == transcripts(two, files)
 
@@ -230,7 +245,9 @@ def test_ray_engine_matches_local_engine(archive: Path, tmp_path: Path) -> None:
         (sub / rel).parent.mkdir(parents=True, exist_ok=True)
         (sub / rel).write_bytes((archive / rel).read_bytes())
     local, ray_out = tmp_path / "local", tmp_path / "ray"
-    subprocess.run(batch_cmd(sub, local), check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        batch_cmd(sub, local, "--workers", "2"), check=True, timeout=600, capture_output=True
+    )  # 2 workers x 1 thread, as the Ray actors below
     proc = subprocess.run(
         batch_cmd(sub, ray_out, "--engine", "ray", "--workers", "2"),
         capture_output=True,

@@ -60,6 +60,7 @@ def test_upload_stream_play_and_download(
     server: Server, page, window_wav: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
+    page.wait_for_selector("#model option[value='tiny.en']", state="attached")  # /v1/models
     assert page.get_by_label("Model").input_value() in ("tiny.en", "base")
     page.get_by_label("Model").select_option("tiny.en")
     page.set_input_files("#file", str(window_wav))

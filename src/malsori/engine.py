@@ -256,6 +256,7 @@ def transcribe(
     each segment (either may raise to abandon the transcription).
     """
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     opts = (
         (options or DecodeOptions()).replace(**option_overrides)
@@ -284,14 +285,19 @@ def transcribe(
         runner: Any = BatchedInferencePipeline(loaded.model)
     else:
         runner = loaded.model
-    seg_iter, info = runner.transcribe(samples, **opts.transcribe_kwargs())
     segments: list[Segment] = []
-    for seg in seg_iter:
-        segments.append(Segment.from_faster_whisper(seg))
-        if on_segment is not None:
-            on_segment(segments[-1])
-        if progress is not None:
-            progress(min(float(seg.end), duration), duration)
+    # The log-mel features go through NumPy's BLAS, whose result depends (in the last bits)
+    # on its thread count; greedy decoding can follow such a difference. One BLAS thread
+    # makes a transcript independent of the machine, the worker count and the engine (the
+    # features are a tiny share of the work; CTranslate2's own threads are unaffected).
+    with threadpool_limits(limits=1, user_api="blas"):
+        seg_iter, info = runner.transcribe(samples, **opts.transcribe_kwargs())
+        for seg in seg_iter:
+            segments.append(Segment.from_faster_whisper(seg))
+            if on_segment is not None:
+                on_segment(segments[-1])
+            if progress is not None:
+                progress(min(float(seg.end), duration), duration)
     if progress is not None:
         progress(duration, duration)
     return Transcript(

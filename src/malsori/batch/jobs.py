@@ -66,7 +66,11 @@ def _alive(worker: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed worker whose parent died too can linger as a zombie: that is dead
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,10 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def require_api_key(request: Request, state: Annotated[AppState, Depends(get_state)]) -> None:
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
     key = state.settings.api_key
     if key is None:
         return
@@ -448,7 +451,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return response
 
     auth = [Depends(require_api_key)]
-    StateDep = Annotated[AppState, Depends(get_state)]
 
     @app.post("/v1/audio/transcriptions", dependencies=auth, tags=["audio"])
     async def transcriptions(

@@ -27,7 +27,7 @@ from _common import EVALDATA, OUT, machine, manifest_rows, markdown_table
 CONFIGS = {
     "workers 1": ["--workers", "1"],
     "workers 2": ["--workers", "2"],
-    "ray local, 2 workers": ["--engine", "ray", "--workers", "2"],
+    "ray-local-2": ["--engine", "ray", "--workers", "2"],  # a local Ray runtime, 2 actors
 }
 
 

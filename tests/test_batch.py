@@ -271,3 +271,32 @@ def test_bad_batch_arguments(run_cli: Run, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no batch job here" in proc.stderr
     proc = run_cli("batch", str(tmp_path))
     assert proc.returncode == 1 and "needs --output-dir" in proc.stderr
+
+
+def test_sigterm_finishes_files_in_progress_and_stops(archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        batch_cmd(archive, out, "--glob", "*.wav", "--workers", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if (out / ".malsori-jobs.sqlite").exists() and sum(
+            r["status"] == "done" for r in rows(out).values()
+        ) >= 3:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "stopping after the files in progress" in err
+    db = rows(out)
+    assert not [k for k, v in db.items() if v["status"] == "running"]
+    assert [k for k, v in db.items() if v["status"] == "pending"], "stopped before the end"
+    for rel, row in db.items():
+        if row["status"] == "done":
+            json.loads((out / rel).with_suffix(".json").read_text())
+            assert (out / rel).with_suffix(".txt").read_text().strip()
+    assert not list(out.rglob("*.tmp"))

@@ -5,6 +5,7 @@ auth, metrics and a schemathesis run against the OpenAPI schema."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +213,22 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
     assert httpx.get(server.url + "/health").status_code == 200
     assert not list(Path("/tmp").glob("malsori-upload-*")), "uploads must be deleted"
     assert json.loads(httpx.get(server.url + "/ready").text)["status"] == "ready"
+
+
+def test_idle_model_is_unloaded_and_reloaded_on_demand(window_wav: Path) -> None:
+    with running_server("--model", "tiny.en", "--idle-unload", "2") as srv:
+        assert httpx.get(srv.url + "/ready").json()["models"] == ["tiny.en"]
+        deadline = time.monotonic() + 30
+        while httpx.get(srv.url + "/ready").json()["models"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ready = httpx.get(srv.url + "/ready")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "models": []}
+        resp = _post(srv, {"file": ("w.wav", window_wav.read_bytes(), "audio/wav")})
+        assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
+        assert httpx.get(srv.url + "/ready").json()["models"] == ["tiny.en"]
+
+
+def test_audio_duration_limit(window_wav: Path) -> None:
+    with running_server("--model", "tiny.en", env={"MALSORI_MAX_AUDIO_SECONDS": "1"}) as srv:
+        resp = _post(srv, {"file": ("w.wav", window_wav.read_bytes(), "audio/wav")})
+        _assert_error(resp, 400, "accepts at most 1 s")

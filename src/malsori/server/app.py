@@ -400,6 +400,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         async def preload() -> None:
             try:
                 await asyncio.to_thread(state.models.get, settings.model)
+                state.ready = True
             except Exception as exc:  # /ready reports it; requests get the error
                 log.error("could not preload model %s: %s", settings.model, exc)
 
@@ -411,6 +412,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
         if settings.preload:
             state.tasks.append(asyncio.create_task(preload()))
+        else:
+            state.ready = True
         if settings.model_idle_unload_s > 0:
             state.tasks.append(asyncio.create_task(reaper()))
         yield
@@ -526,11 +529,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["ops"])
     async def ready(state: StateDep) -> JSONResponse:
-        loaded = state.models.loaded()
-        ok = settings.model in loaded or (not settings.preload)
         return JSONResponse(
-            {"status": "ready" if ok else "loading", "models": loaded},
-            status_code=200 if ok else 503,
+            {"status": "ready" if state.ready else "loading", "models": state.models.loaded()},
+            status_code=200 if state.ready else 503,
         )
 
     @app.get("/metrics", tags=["ops"])

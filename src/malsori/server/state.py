@@ -170,3 +170,6 @@ class AppState:
     limiter: JobLimiter
     metrics: Metrics
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Set once the default model has been loaded at start-up (or at once without preload);
+    #: an idle unload later does not make the server unready: the next request reloads it.
+    ready: bool = False

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -24,6 +27,7 @@ def free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[bytes]
+    tmpdir: Path  # the server's TMPDIR: where its uploads are spooled
 
 
 @contextlib.contextmanager
@@ -31,7 +35,8 @@ def running_server(
     *args: str, env: dict[str, str] | None = None, ready: bool = True
 ) -> Iterator[Server]:
     port = free_port()
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    tmpdir = Path(tempfile.mkdtemp(prefix="malsori-test-server-"))
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", TMPDIR=str(tmpdir), **(env or {}))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,7 +69,7 @@ def running_server(
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not become ready in 120 s")
             time.sleep(0.2)
-        yield Server(url, proc)
+        yield Server(url, proc, tmpdir)
     finally:
         proc.terminate()
         try:
@@ -72,3 +77,4 @@ def running_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -211,7 +211,7 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
     assert resp.status_code == 200, resp.text
     assert server.process.poll() is None
     assert httpx.get(server.url + "/health").status_code == 200
-    assert not list(Path("/tmp").glob("malsori-upload-*")), "uploads must be deleted"
+    assert not list(server.tmpdir.glob("malsori-upload-*")), "uploads must be deleted"
     assert json.loads(httpx.get(server.url + "/ready").text)["status"] == "ready"
 
 

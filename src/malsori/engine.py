@@ -258,11 +258,9 @@ def transcribe(
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    opts = (
-        (options or DecodeOptions()).replace(**option_overrides)
-        if option_overrides
-        else (options or DecodeOptions())
-    )
+    opts = options or DecodeOptions()
+    if option_overrides:
+        opts = opts.replace(**option_overrides)
     loaded = (
         model
         if isinstance(model, LoadedModel)

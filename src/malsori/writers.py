@@ -15,6 +15,7 @@ import pysubs2
 
 from ._atomic import atomic_write_text
 from .errors import OptionsError
+from .options import DecodeOptions
 from .transcript import Transcript, Word
 
 
@@ -105,6 +106,14 @@ WRITERS: dict[str, Callable[[Transcript], str]] = {
     "json": render_json,
 }
 FORMATS: tuple[str, ...] = tuple(WRITERS)
+
+
+def options_for_formats(options: DecodeOptions, formats: Iterable[str]) -> DecodeOptions:
+    """Batched windows are up to 30 s long: for subtitle formats ask for word timings, so
+    that :func:`cues` can cut them into readable cues."""
+    if options.batch_size > 1 and SUBTITLE_FORMATS & set(formats) and not options.word_timestamps:
+        return options.replace(word_timestamps=True)
+    return options
 
 
 def expand_formats(formats: str | Iterable[str]) -> list[str]:

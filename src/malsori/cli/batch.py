@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MalsoriError
-from ..writers import FORMATS, expand_formats
+from ..writers import FORMATS, expand_formats, options_for_formats
 from .transcribe import add_decode_arguments, add_model_arguments, decode_options_from_args
 
 
@@ -116,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise MalsoriError("malsori batch INPUT_DIR needs --output-dir OUT")
     options = decode_options_from_args(args)
     formats = tuple(expand_formats(args.format))
-    if options.batch_size > 1 and {"srt", "vtt"} & set(formats) and not options.word_timestamps:
-        options = options.replace(word_timestamps=True)  # readable subtitle cues
+    options = options_for_formats(options, formats)
     config = BatchConfig(
         input_dir=args.target,
         output_dir=args.output_dir,
@@ -126,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         formats=formats,
-        options={k: v for k, v in options.to_dict().items()},
+        options=options.to_dict(),
     )
     result, counts = run_batch(
         config,

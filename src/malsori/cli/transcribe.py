@@ -7,7 +7,6 @@ others still run; the exit status is 1 when any input failed.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -15,9 +14,7 @@ from typing import Any
 
 from ..errors import MalsoriError, OptionsError
 from ..options import DecodeOptions
-from ..writers import FORMATS, SUBTITLE_FORMATS, WRITERS, expand_formats
-
-log = logging.getLogger(__name__)
+from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -166,11 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import check_options, load_model, transcribe
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
-    if args.format is None:
-        formats = ["all"] if args.output_dir else ["txt"]
-    else:
-        formats = expand_formats(args.format)
-    formats = expand_formats(formats)
+    formats = expand_formats(args.format or ("all" if args.output_dir else "txt"))
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(formats) > 1:
         raise OptionsError("several formats need --output-dir (stdout takes one format)")
@@ -179,11 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         _check_output_dir(out_dir)
 
-    if options.batch_size > 1 and SUBTITLE_FORMATS & set(formats) and not options.word_timestamps:
-        # Batched windows are up to 30 s long; word timings let the writers cut them into
-        # readable subtitle cues.
-        log.info("subtitle output with the batched pipeline: enabling word timestamps")
-        options = options.replace(word_timestamps=True)
+    options = options_for_formats(options, formats)
     loaded = load_model(
         args.model,
         device=args.device,

@@ -49,6 +49,12 @@ function render(format) {
 
 function addSegment(seg) {
   state.segments.push(seg);
+  // Long batched windows arrive with their subtitle cues: list those, for a finer highlight.
+  for (const cue of seg.cues && seg.cues.length ? seg.cues : [seg]) addLine(cue);
+  $("result").hidden = false;
+}
+
+function addLine(seg) {
   const li = document.createElement("li");
   li.tabIndex = 0;
   li.dataset.start = seg.start;
@@ -59,7 +65,6 @@ function addSegment(seg) {
   li.addEventListener("click", seek);
   li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); seek(); } });
   $("segments").appendChild(li);
-  $("result").hidden = false;
 }
 
 function highlight() {
@@ -120,7 +125,7 @@ async function transcribe(event) {
         } else if (ev.type === "transcript.text.done") {
           state.language = ev.language || "";
           bar.max = 1; bar.value = 1;
-          setStatus(`Done: ${state.segments.length} segments, language ${state.language || "?"}.`);
+          setStatus(`Done: ${$("segments").children.length} lines, language ${state.language || "?"}.`);
         } else if (ev.type === "error") {
           showError(ev.error?.message || "transcription failed");
         }

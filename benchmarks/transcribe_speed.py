@@ -22,27 +22,56 @@ from _common import OUT, english_wer, long_english, machine, markdown_table, pea
 
 # name -> (description, load_model kwargs, DecodeOptions kwargs)
 CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "original": ("original notes: int8, cpu_threads=12, beam 5, sequential",
-                 {"compute_type": "int8", "cpu_threads": 12}, {"beam_size": 5, "batch_size": 1}),
-    "cores-beam5": ("int8, threads = physical cores, beam 5, sequential",
-                    {"compute_type": "int8"}, {"beam_size": 5, "batch_size": 1}),
-    "default": ("malsori default: int8, physical cores, --batch-size 8, greedy",
-                {"compute_type": "int8"}, {}),
-    "threads1": ("int8, 1 thread, beam 5, sequential", {"compute_type": "int8", "cpu_threads": 1},
-                 {"beam_size": 5, "batch_size": 1}),
-    "greedy": ("int8, physical cores, beam 1, sequential", {"compute_type": "int8"},
-               {"beam_size": 1, "batch_size": 1}),
-    "batch8": ("--batch-size 8 --beam-size 5, int8, physical cores",
-               {"compute_type": "int8"}, {"beam_size": 5, "batch_size": 8}),
-    "batch16": ("--batch-size 16 --beam-size 5", {"compute_type": "int8"},
-                {"beam_size": 5, "batch_size": 16}),
-    "batch4": ("--batch-size 4 --beam-size 5", {"compute_type": "int8"},
-               {"beam_size": 5, "batch_size": 4}),
-    "batch8_greedy_ts": ("--batch-size 8 --beam-size 1 with segment timestamps",
-                         {"compute_type": "int8"},
-                         {"beam_size": 1, "batch_size": 8, "extra": {"without_timestamps": False}}),
-    "float32": ("float32, physical cores, beam 5, sequential", {"compute_type": "float32"},
-                {"beam_size": 5, "batch_size": 1}),
+    "original": (
+        "original notes: int8, cpu_threads=12, beam 5, sequential",
+        {"compute_type": "int8", "cpu_threads": 12},
+        {"beam_size": 5, "batch_size": 1},
+    ),
+    "cores-beam5": (
+        "int8, threads = physical cores, beam 5, sequential",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 1},
+    ),
+    "default": (
+        "malsori default: int8, physical cores, --batch-size 8, greedy",
+        {"compute_type": "int8"},
+        {},
+    ),
+    "threads1": (
+        "int8, 1 thread, beam 5, sequential",
+        {"compute_type": "int8", "cpu_threads": 1},
+        {"beam_size": 5, "batch_size": 1},
+    ),
+    "greedy": (
+        "int8, physical cores, beam 1, sequential",
+        {"compute_type": "int8"},
+        {"beam_size": 1, "batch_size": 1},
+    ),
+    "batch8": (
+        "--batch-size 8 --beam-size 5, int8, physical cores",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 8},
+    ),
+    "batch16": (
+        "--batch-size 16 --beam-size 5",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 16},
+    ),
+    "batch4": (
+        "--batch-size 4 --beam-size 5",
+        {"compute_type": "int8"},
+        {"beam_size": 5, "batch_size": 4},
+    ),
+    "batch8_greedy_ts": (
+        "--batch-size 8 --beam-size 1 with segment timestamps",
+        {"compute_type": "int8"},
+        {"beam_size": 1, "batch_size": 8, "extra": {"without_timestamps": False}},
+    ),
+    "float32": (
+        "float32, physical cores, beam 5, sequential",
+        {"compute_type": "float32"},
+        {"beam_size": 5, "batch_size": 1},
+    ),
 }
 DEFAULT_SET = ["original", "cores-beam5", "default", "batch8"]
 

@@ -40,8 +40,8 @@ class DecodeOptions:
     The defaults are malsori's default configuration: the batched pipeline (8 windows at a
     time, cut at silences by Silero VAD) with greedy decoding. On the English evaluation
     audio it is 3.4-3.9x faster than the original notes' configuration (beam 5, 12
-    threads) with a lower WER (docs/benchmarks.md). ``batch_size=1, beam_size=5`` is faster-whisper's
-    sequential long-form decoding, which gives finer segment timestamps for subtitles.
+    threads) with a lower WER (docs/benchmarks.md). ``batch_size=1, beam_size=5`` is
+    faster-whisper's sequential long-form decoding, with finer segment timestamps.
     """
 
     language: str | None = None

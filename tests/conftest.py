@@ -78,9 +78,12 @@ def wer(reference: str, hypothesis: str) -> float:
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(
-        *args: str, stdin: bytes | None = None, timeout: float = 300
+        *args: str,
+        stdin: bytes | None = None,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
         proc = subprocess.run(
             [sys.executable, "-m", "malsori.cli", *args],
             input=stdin,

@@ -312,6 +312,18 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
+#: Written by ``malsori finetune`` into every model it exports: what it was made from.
+FINETUNE_INFO = "malsori_finetune.json"
+
+
+def _origin(path: Path) -> str:
+    try:
+        info = json.loads((path / FINETUNE_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return f"fine-tuned from {info.get('base_model', '?')}, {info.get('quantization', '?')}"
+
+
 def list_models() -> list[ModelStatus]:
     """Every known model name (plus user model directories) with its offline status."""
     rows: list[ModelStatus] = []
@@ -334,7 +346,9 @@ def list_models() -> list[ModelStatus]:
             continue
         if name in user_names:
             path = user_root / name
-            rows.append(ModelStatus(name, "user", path, _dir_size(path), "unverified"))
+            rows.append(
+                ModelStatus(name, "user", path, _dir_size(path), "unverified", _origin(path))
+            )
             continue
         cached = _hf_cache_lookup(name) if name in HF_REPOS else None
         if cached is not None and _is_model_dir(cached):

@@ -14,13 +14,23 @@ from collections.abc import Sequence
 from ..errors import MalsoriError
 from . import batch as batch_cmd
 from . import eval as eval_cmd
+from . import finetune as finetune_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
 from . import serve as serve_cmd
 from . import train as train_cmd
 from . import transcribe as transcribe_cmd
 
-COMMANDS = (transcribe_cmd, batch_cmd, models_cmd, eval_cmd, serve_cmd, train_cmd, predict_cmd)
+COMMANDS = (
+    transcribe_cmd,
+    batch_cmd,
+    models_cmd,
+    eval_cmd,
+    serve_cmd,
+    train_cmd,
+    predict_cmd,
+    finetune_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

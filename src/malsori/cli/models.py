@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     header = ("model", "status", "size", "checksum", "path")
     table = [header] + [
-        (r.name, r.status, _size(r.size), r.checksum, str(r.path) if r.path else (r.detail or "-"))
+        (
+            r.name,
+            r.status,
+            _size(r.size),
+            r.checksum,
+            (f"{r.path}  ({r.detail})" if r.detail else str(r.path)) if r.path else r.detail or "-",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(4)]

@@ -36,8 +36,11 @@ class ManifestProblem:
         return f"line {self.line}: {self.message}"
 
 
-def read_manifest(path: str | Path) -> tuple[list[ManifestRow], list[ManifestProblem]]:
-    """Parse ``path``; returns the usable rows and one problem per unusable row or column."""
+def read_manifest(
+    path: str | Path, *, default_language: str | None = None
+) -> tuple[list[ManifestRow], list[ManifestProblem]]:
+    """Parse ``path``; returns the usable rows and one problem per unusable row or column.
+    With ``default_language`` the language column may be absent (every row gets it)."""
     p = Path(path)
     if not p.is_file():
         raise ManifestError(f"{p}: no such manifest file")
@@ -48,11 +51,12 @@ def read_manifest(path: str | Path) -> tuple[list[ManifestRow], list[ManifestPro
         if not header:
             raise ManifestError(f"{p}: empty manifest (a header row is required)")
         columns = [h.strip() for h in header]
-        missing = [c for c in REQUIRED if c not in columns]
+        required = REQUIRED if default_language is None else ("path", "reference")
+        missing = [c for c in required if c not in columns]
         if missing:
             raise ManifestError(
                 f"{p}: line 1: missing column(s) {', '.join(missing)} "
-                f"(required: {', '.join(REQUIRED)}; found: {', '.join(columns)})"
+                f"(required: {', '.join(required)}; found: {', '.join(columns)})"
             )
         problems = [
             ManifestProblem(
@@ -75,6 +79,7 @@ def read_manifest(path: str | Path) -> tuple[list[ManifestRow], list[ManifestPro
                 continue
             fields += [""] * (len(columns) - len(fields))  # trailing optional columns may be absent
             rec = dict(zip(columns, (f.strip() for f in fields), strict=True))
+            rec.setdefault("language", default_language or "")
             audio = base / rec["path"]
             if not rec["path"]:
                 problems.append(ManifestProblem(line, "empty path"))

@@ -180,6 +180,9 @@ def fit(
     progress: bool = True,
     loss_step: LossStep = default_loss_step,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    grad_accum_steps: int = 1,
+    max_steps: int | None = None,
+    restore_best: bool = False,
 ) -> History:
     """Train ``model`` on ``train_data`` and return its per-epoch :class:`History`.
 
@@ -191,9 +194,17 @@ def fit(
     continues to the same result as an uninterrupted run. Under ``torchrun`` the model is
     wrapped in DistributedDataParallel, ``batch_size`` is the global batch (each of N
     processes takes batch_size // N) and only rank 0 writes files.
+
+    ``grad_accum_steps`` adds up the gradients of that many batches before each optimizer
+    step (an effective batch of batch_size * grad_accum_steps in the memory of one batch);
+    ``max_steps`` stops after that many optimizer steps in all; ``restore_best`` keeps the
+    weights of the epoch with the best validation loss even without early stopping.
     """
-    if epochs < 1 or batch_size < 1:
-        raise OptionsError("epochs and batch_size must be >= 1")
+    if epochs < 1 or batch_size < 1 or grad_accum_steps < 1:
+        raise OptionsError("epochs, batch_size and grad_accum_steps must be >= 1")
+    if max_steps is not None and max_steps < 1:
+        raise OptionsError("max_steps must be >= 1")
+    keep_best = restore_best or early_stopping_patience is not None
     ctx = DistributedContext.from_env()
     dev = resolve_device(device)
     if dev.type == "cuda" and ctx.enabled:
@@ -264,6 +275,7 @@ def fit(
     start_epoch = 1
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
+    steps = 0  # optimizer steps taken, across epochs
     if resume is not None:
         ckpt = torch.load(_checkpoint_path(resume), map_location=dev, weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -275,6 +287,7 @@ def fit(
         loader_gen.set_state(ckpt["loader_generator"])
         _set_rng_state(ckpt["rng"])
         start_epoch = ckpt["epoch"] + 1
+        steps = int(ckpt.get("steps", 0))
 
     show = progress and ctx.is_main
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -291,6 +304,8 @@ def fit(
     n_train = len(train_set)  # type: ignore[arg-type]
     with bar:
         for epoch in range(start_epoch, epochs + 1):
+            if max_steps is not None and steps >= max_steps:
+                break
             task = bar.add_task(
                 "", total=n_train, epoch=epoch, epochs=epochs, loss=math.nan, speed=0.0
             )
@@ -300,19 +315,27 @@ def fit(
             t0 = time.perf_counter()
             total, seen = 0.0, 0
             last_draw = t0
-            for batch in train_loader:
+            n_batches = len(train_loader)
+            for i, batch in enumerate(train_loader):
                 batch = to_device(batch, dev)
                 n = _batch_len(batch)
                 # Step 5: the loop. Clear old gradients, forward + loss (steps 3-4),
-                # back-propagate, (optionally clip), update the weights.
-                opt.zero_grad()
+                # back-propagate, (optionally clip), update the weights. With gradient
+                # accumulation, zero_grad/step happen once per grad_accum_steps batches and
+                # each loss is scaled so the summed gradient is that of their mean.
+                first_of_group = i % grad_accum_steps == 0
+                group = min(grad_accum_steps, n_batches - (i - i % grad_accum_steps))
+                if first_of_group:
+                    opt.zero_grad()
                 loss = loss_step(net, batch, loss_fn)
-                loss.backward()  # type: ignore[no-untyped-call]
-                if max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                opt.step()
+                (loss / group if group > 1 else loss).backward()  # type: ignore[no-untyped-call]
                 total += float(loss.item()) * n
                 seen += n
+                if (i + 1) % grad_accum_steps == 0 or i + 1 == n_batches:
+                    if max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                    opt.step()
+                    steps += 1
                 if show and (now := time.perf_counter()) - last_draw >= 0.2:
                     # Redrawing every batch would cost ~0.5 ms each: update 5 times a second.
                     last_draw = now
@@ -322,6 +345,8 @@ def fit(
                         loss=total / seen,
                         speed=seen * ctx.world_size / max(now - t0, 1e-9),
                     )
+                if max_steps is not None and steps >= max_steps:
+                    break
             train_time = time.perf_counter() - t0
             train_loss = ctx.all_reduce_sum(total, dev) / max(
                 ctx.all_reduce_sum(float(seen), dev), 1
@@ -342,7 +367,7 @@ def fit(
                 valid_loss=valid_loss,
                 lr=float(opt.param_groups[0]["lr"]),
                 time_s=time.perf_counter() - t0,
-                samples_per_s=n_train / max(train_time, 1e-9),
+                samples_per_s=seen * ctx.world_size / max(train_time, 1e-9),
             )
             history.epochs.append(stats)
 
@@ -350,7 +375,7 @@ def fit(
             monitored = valid_loss if valid_loss is not None else train_loss
             if history.best_valid_loss is None or monitored < history.best_valid_loss:
                 history.best_valid_loss, history.best_epoch, bad_epochs = monitored, epoch, 0
-                if early_stopping_patience is not None:
+                if keep_best:
                     best_state = copy.deepcopy(
                         {k: v.detach() for k, v in model.state_dict().items()}
                     )
@@ -371,6 +396,7 @@ def fit(
                             "history": history.to_dict(),
                             "best_state": best_state,
                             "bad_epochs": bad_epochs,
+                            "steps": steps,
                             "loader_generator": loader_gen.get_state(),
                             "rng": _rng_state(),
                             "seed": seed,
@@ -385,7 +411,7 @@ def fit(
             if stop:
                 break
 
-    if early_stopping_patience is not None and best_state is not None:
+    if keep_best and best_state is not None:
         model.load_state_dict(best_state)  # "until the loss is minimal": keep the best epoch
     if output_dir is not None and ctx.is_main:
         history.save(output_dir)

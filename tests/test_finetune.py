@@ -18,9 +18,9 @@ from conftest import EVALDATA, ROOT, SENTENCES, convert, espeak
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import torch  # noqa: E402
+import torch
 
-from malsori.finetune import (  # noqa: E402
+from malsori.finetune import (
     Collator,
     SpeechDataset,
     WhisperTokens,
@@ -29,8 +29,8 @@ from malsori.finetune import (  # noqa: E402
     load_whisper,
     log_mel,
 )
-from malsori.finetune.ct2_format import read_ct2_model  # noqa: E402
-from malsori.models import resolve_model  # noqa: E402
+from malsori.finetune.ct2_format import read_ct2_model
+from malsori.models import resolve_model
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 EN_CLIPS = ["en/jfk.wav", "en/librispeech_1272-128104-0000.wav"]
@@ -71,10 +71,13 @@ def test_round_trip_tensors_are_identical(tiny_dir: Path, round_trip: Path) -> N
         assert other.dtype == value.dtype and np.array_equal(other, value), name
     assert exported.aliases == original.aliases
     for key in ("alignment_heads", "lang_ids", "suppress_ids", "suppress_ids_begin"):
-        assert json.loads((round_trip / "config.json").read_text())[key] == json.loads(
-            (tiny_dir / "config.json").read_text()
-        )[key], key
-    assert (round_trip / "tokenizer.json").read_bytes() == (tiny_dir / "tokenizer.json").read_bytes()
+        assert (
+            json.loads((round_trip / "config.json").read_text())[key]
+            == json.loads((tiny_dir / "config.json").read_text())[key]
+        ), key
+    assert (round_trip / "tokenizer.json").read_bytes() == (
+        tiny_dir / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_round_trip_transcripts_are_identical(
@@ -104,7 +107,7 @@ def test_pytorch_logits_match_ctranslate2(tiny_model, tiny_dir: Path) -> None:  
     feats = log_mel(load_audio(EVALDATA / EN_CLIPS[0]), FeatureExtractor(feature_size=80))
     ct2 = ctranslate2.models.Whisper(str(tiny_dir), device="cpu", compute_type="float32")
     tokens = WhisperTokens(tiny_dir, multilingual=False, max_positions=448)
-    prompt = list(tokens.encode("", "en")[0])
+    prompt = tokens.prompt("en")
     res = ct2.generate(
         ctranslate2.StorageView.from_array(feats[None]),
         [prompt],
@@ -117,10 +120,14 @@ def test_pytorch_logits_match_ctranslate2(tiny_model, tiny_dir: Path) -> None:  
     ct2_logits = np.stack([np.asarray(x) for x in res.logits[0]])
     assert len(generated) > 10
     with torch.no_grad():
-        pt = tiny_model(
-            input_features=torch.from_numpy(feats[None]),
-            decoder_input_ids=torch.tensor([prompt + generated]),
-        ).logits[0].numpy()
+        pt = (
+            tiny_model(
+                input_features=torch.from_numpy(feats[None]),
+                decoder_input_ids=torch.tensor([prompt + generated]),
+            )
+            .logits[0]
+            .numpy()
+        )
     pt = pt[len(prompt) - 1 : len(prompt) - 1 + len(ct2_logits)]
     assert np.abs(pt - ct2_logits).max() < 1e-3
     assert (pt.argmax(-1)[: len(generated)] == np.array(generated)).all()
@@ -138,7 +145,7 @@ def test_training_batches_mask_prompt_and_padding(tiny_dir: Path, tmp_path: Path
     batch = Collator(tokens.eot)([SpeechDataset(examples, 80, tokens.eot)[i] for i in (0, 1)])
     ids, labels = batch["decoder_input_ids"], batch["labels"]
     assert batch["input_features"].shape == (2, 80, 3000)
-    sot, no_ts = tokens.encode("", "en")[0]
+    sot, no_ts = tokens.prompt("en")
     assert ids[:, 0].tolist() == [sot, sot] and ids[:, 1].tolist() == [no_ts, no_ts]
     # Labels: shifted ids, the prompt position masked, end-of-text once, padding masked.
     assert labels[0, 0] == -100 and labels[0, 1:-1].tolist() == ids[0, 2:].tolist()
@@ -151,6 +158,35 @@ def test_training_batches_mask_prompt_and_padding(tiny_dir: Path, tmp_path: Path
 
     tok = tokenizers.Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
     assert tok.decode(ids[0, 2:].tolist()) == " " + SENTENCES["window"]
+
+
+def test_multilingual_prompt_has_language_and_task(tmp_path: Path) -> None:
+    """base is multilingual: <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>."""
+    base_dir = resolve_model("base").path
+    import tokenizers
+
+    tok = tokenizers.Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    tokens = WhisperTokens(base_dir, multilingual=True, max_positions=448)
+    prompt = tokens.prompt("ko")
+    assert [tok.id_to_token(t) for t in prompt] == [
+        "<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>",
+    ]  # fmt: skip
+    ids, prompt_len = tokens.encode("안녕하세요, 반갑습니다.", "ko")
+    assert prompt_len == 4 and tok.decode(list(ids[4:])) == " 안녕하세요, 반갑습니다."
+    assert tokens.eot == tok.token_to_id("<|endoftext|>")
+
+
+@pytest.mark.slow
+def test_base_round_trip_tensors_are_identical(tmp_path: Path) -> None:
+    base_dir = resolve_model("base").path
+    out = export_ct2(load_whisper(base_dir), base_dir, tmp_path / "base-rt")
+    original, exported = read_ct2_model(base_dir), read_ct2_model(out)
+    for name, value in original.variables.items():
+        other = exported.variables[name]
+        assert other.dtype == value.dtype and np.array_equal(other, value), name
+    config, original_config = (json.loads((d / "config.json").read_text()) for d in (out, base_dir))
+    for key, value in original_config.items():
+        assert config[key] == value, key
 
 
 def test_unusable_rows_are_reported_and_skipped(tiny_dir: Path, tmp_path: Path) -> None:
@@ -205,6 +241,30 @@ def test_finetune_cli_rejects_bad_input(run_cli: Run, tmp_path: Path) -> None:
     assert (tmp_path / "used" / "keep.txt").read_text() == "mine"
 
 
+def test_finetune_resumes_from_its_checkpoint(run_cli: Run, tmp_path: Path) -> None:
+    clips = []
+    for name, text in SENTENCES.items():
+        espeak(text, tmp_path / f"{name}.wav")
+        clips.append((f"{name}.wav", text))
+    train = write_manifest(tmp_path / "train.tsv", clips)
+    evaluation = write_manifest(tmp_path / "eval.tsv", clips[:1])
+    out = tmp_path / "out"
+    common = ["finetune", "--train", str(train), "--eval", str(evaluation), "--output-dir",
+              str(out), "--freeze-encoder", "--batch-size", "2", "--lr", "1e-5",
+              "--no-register", "--quiet", "--eval-beam-size", "1"]  # fmt: skip
+    first = run_cli(*common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    report1 = json.loads((out / "finetune_report.json").read_text())
+    assert report1["epochs_run"] == 1 and report1["wer_before"]["utterances"] == 1
+    second = run_cli(*common, "--epochs", "2", "--resume")
+    assert second.returncode == 0, second.stderr
+    report2 = json.loads((out / "finetune_report.json").read_text())
+    assert report2["epochs_run"] == 2 and report2["wer_before"] == report1["wer_before"]
+    assert report2["history"][0] == report1["history"][0]  # epoch 1 was not trained again
+    assert "measured by the first run" in second.stdout  # not evaluated again
+    assert (out / "model.bin").is_file() and not list(out.glob(".export-*"))
+
+
 JARGON = ROOT / "examples" / "finetune" / "make_dataset.py"
 
 
@@ -222,17 +282,21 @@ def test_finetune_learns_jargon_and_serves_it(run_cli: Run, tmp_path: Path) -> N
         capture_output=True,
     )
     real = tmp_path / "real.tsv"
-    rows = {line.split("\t")[0]: line for line in (EVALDATA / "manifest.tsv").read_text().splitlines()}
+    rows = {
+        line.split("\t")[0]: line for line in (EVALDATA / "manifest.tsv").read_text().splitlines()
+    }
     real.write_text(
         "path\tlanguage\tduration_s\treference\n"
-        + "".join(f"{EVALDATA / c}\t" + "\t".join(rows[c].split("\t")[1:4]) + "\n" for c in EN_CLIPS)
+        + "".join(
+            f"{EVALDATA / c}\t" + "\t".join(rows[c].split("\t")[1:4]) + "\n" for c in EN_CLIPS
+        )
     )
     models_dir = tmp_path / "models"
     out = tmp_path / "jargon-tiny"
     proc = run_cli(
         "finetune", "--model", "tiny.en", "--train", str(data / "train.tsv"),
         "--eval", str(data / "test.tsv"), "--output-dir", str(out),
-        "--freeze-encoder", "--epochs", "3", "--lr", "1e-4", "--batch-size", "8",
+        "--freeze-encoder", "--epochs", "3", "--batch-size", "8",
         "--eval-beam-size", "1", "--quiet",
         env={"MALSORI_MODELS_DIR": str(models_dir)}, timeout=900,
     )  # fmt: skip
@@ -243,20 +307,20 @@ def test_finetune_learns_jargon_and_serves_it(run_cli: Run, tmp_path: Path) -> N
     assert after <= 0.7 * before, report
     assert "relative reduction" in proc.stdout and "peak RSS" in proc.stdout
 
-    for model in ("tiny.en", str(out)):
-        proc = run_cli("eval", str(real), "--model", model, "--beam-size", "1",
-                       "--format", "json", "-o", str(tmp_path / "real.json"))  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads((tmp_path / "real.json").read_text())
-        wer = result["configs"][0]["totals"]["wer"]
-        if model == "tiny.en":
-            stock_wer = wer
-    assert wer <= stock_wer + 0.02, (stock_wer, wer)
+    proc = run_cli("eval", str(real), "--model", "tiny.en", "--model", str(out),
+                   "--beam-size", "1", "-o", str(tmp_path / "real.json"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stock, tuned = (
+        c["totals"] for c in json.loads((tmp_path / "real.json").read_text())["configs"]
+    )
+    assert stock["utterances"] == tuned["utterances"] == len(EN_CLIPS)
+    assert tuned["wer"] <= stock["wer"] + 0.02, (stock, tuned)
 
     phrase = espeak("Wrap the tensors in a tensor dataset first.", tmp_path / "new.wav")
+    env = {"MALSORI_MODELS_DIR": str(models_dir)}
     proc = run_cli("transcribe", str(phrase), "--model", "jargon-tiny", "--format", "txt",
-                   "-o", str(tmp_path / "t"), env={"MALSORI_MODELS_DIR": str(models_dir)})  # fmt: skip
+                   "-o", str(tmp_path / "t"), env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "tensor" in (tmp_path / "t" / "new.txt").read_text().lower()
-    proc = run_cli("models", env={"MALSORI_MODELS_DIR": str(models_dir)})
+    proc = run_cli("models", env=env)
     assert "jargon-tiny" in proc.stdout and "fine-tuned from tiny.en" in proc.stdout

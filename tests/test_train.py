@@ -191,6 +191,44 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> N
     assert [e.lr for e in history.epochs] == [e.lr for e in full_history.epochs]
 
 
+def test_gradient_accumulation_equals_the_larger_batch() -> None:
+    """batch 4 x 2 accumulated steps == batch 8 (mean loss): same SGD weights."""
+    x, y = linear_data(64)
+
+    def run(batch_size: int, accum: int) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Linear(2, 1)
+        fit(
+            model, (x, y), loss_fn=nn.MSELoss(), optimizer="sgd", lr=0.1, epochs=3,
+            batch_size=batch_size, grad_accum_steps=accum, shuffle=False, valid_fraction=0,
+            progress=False,
+        )  # fmt: skip
+        return model
+
+    big, accumulated, plain = run(8, 1), run(4, 2), run(4, 1)
+    for a, b, c in zip(big.parameters(), accumulated.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(a, c, atol=1e-4)  # twice the steps: really different
+
+
+def test_max_steps_stops_mid_epoch_and_resume_respects_it(tmp_path: Path) -> None:
+    x, y = linear_data(64)
+    seen: list[int] = []
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Linear(2, 1)
+
+    kwargs = dict(loss_fn=nn.MSELoss(), epochs=10, batch_size=16, valid_fraction=0,
+                  progress=False, max_steps=6, checkpoint_dir=tmp_path)  # fmt: skip
+    history = fit(model(), (x, y), callbacks=[lambda s, m: seen.append(s.epoch)], **kwargs)  # type: ignore[arg-type]
+    # 4 steps per epoch: epoch 1 takes 4, epoch 2 stops after 2 more.
+    assert [e.epoch for e in history.epochs] == [1, 2] == seen
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["steps"] == 6
+    again = fit(model(), (x, y), resume=tmp_path, **kwargs)  # type: ignore[arg-type]
+    assert len(again.epochs) == 2  # nothing left to do
+
+
 def test_history_files(tmp_path: Path) -> None:
     x, y = linear_data(200)
     fit(

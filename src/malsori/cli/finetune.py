@@ -36,7 +36,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--output-dir", required=True, type=Path, metavar="OUT")
     p.add_argument("--epochs", type=int, default=3, help="[3]")
-    p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate [1e-5]")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="AdamW learning rate [1e-4 with --freeze-encoder, else 1e-5]",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="[8]")
     p.add_argument(
         "--grad-accum",

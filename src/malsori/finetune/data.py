@@ -63,16 +63,24 @@ class WhisperTokens:
         plain = Tokenizer(self._hf, multilingual=False)
         self.eot = plain.eot
 
-    def encode(self, text: str, language: str) -> tuple[tuple[int, ...], int]:
-        """(decoder input ids, prompt length) for one reference."""
-        tok = self._factory(
+    def _tokenizer(self, language: str) -> Any:
+        return self._factory(
             self._hf,
             multilingual=self.multilingual,
             task="transcribe",
             language=language if self.multilingual else None,
         )
-        prompt = [*tok.sot_sequence, tok.no_timestamps]
-        return tuple(prompt + tok.encode(" " + text.strip())), len(prompt)
+
+    def prompt(self, language: str) -> list[int]:
+        """What faster-whisper feeds the decoder first (without_timestamps=True)."""
+        tok = self._tokenizer(language)
+        return [*tok.sot_sequence, tok.no_timestamps]
+
+    def encode(self, text: str, language: str) -> tuple[tuple[int, ...], int]:
+        """(decoder input ids, prompt length) for one reference."""
+        prompt = self.prompt(language)
+        text_ids = self._tokenizer(language).encode(" " + text.strip())
+        return tuple(prompt + text_ids), len(prompt)
 
 
 def log_mel(audio: npt.NDArray[np.float32], feature_extractor: Any) -> npt.NDArray[np.float32]:
@@ -104,27 +112,27 @@ def load_examples(
         try:
             audio = load_audio(row.path)
         except MalsoriError as exc:
-            problems.append(ManifestProblem(row.line, f"skipped: {exc}"))
+            problems.append(ManifestProblem(row.line, str(exc)))
             continue
         duration = len(audio) / SAMPLE_RATE
         if duration > MAX_SECONDS:
             problems.append(
                 ManifestProblem(
                     row.line,
-                    f"skipped: {row.path.name} is {duration:.1f} s long; Whisper trains on "
+                    f"{row.path.name} is {duration:.1f} s long; Whisper trains on "
                     f"clips of at most {MAX_SECONDS:.0f} s (cut it into shorter clips)",
                 )
             )
             continue
         if duration < 0.1:
-            problems.append(ManifestProblem(row.line, f"skipped: {row.path.name} is empty"))
+            problems.append(ManifestProblem(row.line, f"{row.path.name} is empty"))
             continue
         ids, prompt_len = tokens.encode(row.reference, lang)
         if len(ids) + 1 > tokens.max_positions:
             problems.append(
                 ManifestProblem(
                     row.line,
-                    f"skipped: the reference of {row.path.name} is {len(ids) + 1} tokens with "
+                    f"the reference of {row.path.name} is {len(ids) + 1} tokens with "
                     f"the prompt; the decoder takes at most {tokens.max_positions}",
                 )
             )

@@ -52,7 +52,7 @@ def export_ct2(
     source_dir: str | Path,
     output_dir: str | Path,
     *,
-    quantization: str = "int8",
+    quantization: str = "float16",
     info: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:

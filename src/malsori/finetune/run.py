@@ -49,7 +49,7 @@ class FinetuneConfig:
     output_dir: Path
     eval: Path | None = None
     epochs: int = 3
-    lr: float = 1e-5
+    lr: float | None = None  # None: 1e-4 with freeze_encoder (decoder only), else 1e-5
     batch_size: int = 8
     grad_accum: int = 1
     max_steps: int | None = None
@@ -157,7 +157,7 @@ def _validate(cfg: FinetuneConfig) -> None:
         raise OptionsError(
             f"--quantization {cfg.quantization!r}: expected one of {', '.join(QUANTIZATIONS)}"
         )
-    if cfg.lr <= 0:
+    if cfg.lr is not None and cfg.lr <= 0:
         raise OptionsError("--lr must be > 0")
     if not 0 <= cfg.valid_fraction < 1:
         raise OptionsError("--valid-fraction must be in [0, 1)")
@@ -182,8 +182,9 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     """Fine-tune ``cfg.model`` on ``cfg.train``; export to ``cfg.output_dir``; report WER."""
     t_start = time.perf_counter()
     _validate(cfg)
-    _check_output(cfg)
     ctx = DistributedContext.from_env()
+    if ctx.is_main:  # under torchrun, rank 0 may already be writing there
+        _check_output(cfg)
     say = log if ctx.is_main else (lambda _msg: None)
     source = resolve_model(cfg.model).path
     device = resolve_device(cfg.device)
@@ -228,12 +229,14 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
             json.dumps({"wer_before": asdict(wer_before) if wer_before else None}) + "\n",
         )
     if wer_before is not None:
-        say(f"WER before: {wer_before.wer:.2%} ({wer_before.ref_words} words)")
+        saved_note = ", measured by the first run" if cfg.resume else ""
+        say(f"WER before: {wer_before.wer:.2%} ({wer_before.ref_words} words{saved_note})")
 
     if cfg.freeze_encoder:
         model.model.encoder.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"training {trainable / 1e6:.1f}M parameters on {device}")
+    lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.freeze_encoder else 1e-5)
+    say(f"training {trainable / 1e6:.1f}M parameters on {device}, AdamW lr {lr:g}")
 
     # Steps 2, 4 and 5: Dataset (+ DataLoader inside fit), the loss, AdamW and the loop.
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +249,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
         loss_step=whisper_loss_step,
         collate_fn=Collator(tokens.eot),
         optimizer="adamw",
-        lr=cfg.lr,
+        lr=lr,
         weight_decay=cfg.weight_decay,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,

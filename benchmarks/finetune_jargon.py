@@ -57,6 +57,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--full", action="store_true", help="train the encoder too")
+    parser.add_argument(
+        "--skip-quantization", action="store_true", help="no float16/int8 re-export table"
+    )
     args = parser.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,8 @@ def main() -> int:
         print(json.dumps(row), flush=True)
 
         # Same weights, three storage types, each run with its own compute type.
+        if args.skip_quantization:
+            continue
         from malsori.finetune import export_ct2, load_whisper
 
         weights = load_whisper(out)

@@ -272,24 +272,25 @@ JARGON = ROOT / "examples" / "finetune" / "make_dataset.py"
 def test_finetune_learns_jargon_and_serves_it(run_cli: Run, tmp_path: Path) -> None:
     """The small version of the proof: tiny.en, decoder only, a few minutes of CPU.
 
-    Held-out sentences (never trained on) must improve by >= 30% relative; real speech
-    (two evaldata clips) must not get worse by more than 2 points. The exported model is
-    then used by `malsori transcribe` and listed by `malsori models`."""
+    Held-out sentences (never trained on) must improve by >= 30% relative; real English
+    speech (the short evaldata clips) must not get worse by more than 2 points. The
+    exported model is then used by `malsori transcribe` and listed by `malsori models`."""
     data = tmp_path / "jargon"
     subprocess.run(
         [sys.executable, str(JARGON), str(data), "--voices", "en-us,en", "--speeds", "150"],
         check=True,
         capture_output=True,
     )
+    # The real English speech of evaldata: the 28 short clips (194 s), not the long files.
     real = tmp_path / "real.tsv"
-    rows = {
-        line.split("\t")[0]: line for line in (EVALDATA / "manifest.tsv").read_text().splitlines()
-    }
+    with open(EVALDATA / "manifest.tsv", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    english = [
+        line.split("\t") for line in lines[1:] if line.split("\t")[1] == "en"
+        and not line.startswith("long/")
+    ]  # fmt: skip
     real.write_text(
-        "path\tlanguage\tduration_s\treference\n"
-        + "".join(
-            f"{EVALDATA / c}\t" + "\t".join(rows[c].split("\t")[1:4]) + "\n" for c in EN_CLIPS
-        )
+        "path\tlanguage\treference\n" + "".join(f"{EVALDATA / f[0]}\ten\t{f[3]}\n" for f in english)
     )
     models_dir = tmp_path / "models"
     out = tmp_path / "jargon-tiny"
@@ -313,7 +314,7 @@ def test_finetune_learns_jargon_and_serves_it(run_cli: Run, tmp_path: Path) -> N
     stock, tuned = (
         c["totals"] for c in json.loads((tmp_path / "real.json").read_text())["configs"]
     )
-    assert stock["utterances"] == tuned["utterances"] == len(EN_CLIPS)
+    assert stock["utterances"] == tuned["utterances"] == len(english) >= 20
     assert tuned["wer"] <= stock["wer"] + 0.02, (stock, tuned)
 
     phrase = espeak("Wrap the tensors in a tensor dataset first.", tmp_path / "new.wav")

@@ -23,7 +23,14 @@ from .engine import (
     transcribe,
     unload_models,
 )
-from .errors import AudioError, MalsoriError, ModelIntegrityError, ModelNotFoundError, OptionsError
+from .errors import (
+    AudioError,
+    MalsoriError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    OptionsError,
+    OutputError,
+)
 from .models import MODEL_NAMES, ModelStatus, ResolvedModel, list_models, resolve_model
 from .options import DecodeOptions
 from .transcript import Segment, Transcript, Word
@@ -44,6 +51,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelStatus",
     "OptionsError",
+    "OutputError",
     "ResolvedModel",
     "Segment",
     "Transcript",

@@ -1,17 +1,49 @@
 """Atomic file writes: write to a temporary file in the target directory, fsync, rename.
 
 A reader (or a crash) never sees a half-written result file: the destination either keeps
-its old content or gets the complete new one.
+its old content or gets the complete new one. :func:`atomic_write_many` extends that to a
+set of files (one input's formats): every file is written and synced first, and only then
+renamed into place, so a full disk leaves none of them rather than some.
+
+Result files get the permissions any other tool's output gets (``0666 & ~umask``), not the
+``0600`` of :func:`tempfile.mkstemp`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
+
+from .errors import OutputError
+
+#: errno values that mean "the disk (or the file-size limit, or the quota) is full".
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux: /proc; elsewhere set+restore)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
+    """One clear line for a failed result write: 'no space left writing out/a.srt'."""
+    if exc.errno in _NO_SPACE:
+        return OutputError(f"no space left writing {os.fspath(path)}")
+    return OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -20,6 +52,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: object)
     dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as fh:  # type: ignore[call-overload]
             yield fh
             fh.flush()
@@ -34,3 +67,31 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: object)
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
+
+
+def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
+    """Write every ``(path, text)`` or none: all temporary files are written and synced
+    before the first rename. Raises :class:`OutputError` (one line, naming the file) when a
+    write fails, e.g. on a full disk; no temporary file is left behind."""
+    mode = 0o666 & ~_umask()
+    staged: list[tuple[str, Path]] = []
+    current: Path | None = None
+    try:
+        for dest, text in files:
+            current = dest
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            staged.append((tmp, dest))
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, dest in staged:
+            current = dest
+            os.replace(tmp, dest)
+    except OSError as exc:
+        raise output_error(exc, current or "output") from exc
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

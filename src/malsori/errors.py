@@ -20,5 +20,10 @@ class ModelIntegrityError(MalsoriError):
     """A model file exists but its checksum does not match the pinned one."""
 
 
+class OutputError(MalsoriError):
+    """A result file could not be written (disk full, no permission, two inputs would write
+    the same file...). No partial set of a file's formats is left behind."""
+
+
 class OptionsError(MalsoriError, ValueError):
     """An invalid decoding or engine option (unknown language, bad compute type...)."""

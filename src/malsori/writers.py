@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pysubs2
 
-from ._atomic import atomic_write_text
+from ._atomic import atomic_write_many
 from .errors import OptionsError
 from .options import DecodeOptions
 from .transcript import Transcript, Word
@@ -133,17 +133,25 @@ def expand_formats(formats: str | Iterable[str]) -> list[str]:
     return out
 
 
+def output_paths(
+    output_dir: str | os.PathLike[str], stem: str, formats: str | Iterable[str] = "all"
+) -> list[Path]:
+    """The files :func:`write_transcript` would write: ``<output_dir>/<stem>.<format>``."""
+    return [Path(output_dir) / f"{stem}.{fmt}" for fmt in expand_formats(formats)]
+
+
 def write_transcript(
     transcript: Transcript,
     output_dir: str | os.PathLike[str],
     stem: str,
     formats: str | Iterable[str] = "all",
 ) -> list[Path]:
-    """Write ``<stem>.<ext>`` for each format into ``output_dir``; returns the paths."""
-    out_dir = Path(output_dir)
-    paths = []
-    for fmt in expand_formats(formats):
-        path = out_dir / f"{stem}.{fmt}"
-        atomic_write_text(path, WRITERS[fmt](transcript))
-        paths.append(path)
+    """Write ``<stem>.<ext>`` for each format into ``output_dir``; returns the paths.
+
+    All formats are rendered first, then written atomically as a set: on a full disk none of
+    them appears (an existing older set stays as it was) and :class:`malsori.OutputError`
+    names the file that failed."""
+    fmts = expand_formats(formats)
+    paths = output_paths(output_dir, stem, fmts)
+    atomic_write_many([(p, WRITERS[f](transcript)) for p, f in zip(paths, fmts, strict=True)])
     return paths

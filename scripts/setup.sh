@@ -2,7 +2,7 @@
 # Idempotent set-up: a virtual environment in .venv with malsori installed (editable).
 #   scripts/setup.sh            core only (transcription; the bundled tiny.en and base models)
 #   scripts/setup.sh dev        + test/lint tools and the Debian packages the tests use
-#                               (ffmpeg, espeak-ng, sox, chromium)
+#                               (ffmpeg, espeak-ng, sox, chromium, fonts-noto-cjk)
 # Extra pip extras can follow, e.g. `scripts/setup.sh dev train` (train: torch 2.13.0 CPU;
 # server; eval; dist: Ray; bench: + openai-whisper for benchmarks/suite.py).
 set -euo pipefail
@@ -25,6 +25,8 @@ if [ "$want_apt" = 1 ]; then
   command -v sox >/dev/null || missing+=(sox)
   command -v chromium >/dev/null || missing+=(chromium)           # browser tests (Playwright)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  # Korean (CJK) glyphs for the browser tests' screenshots: without them Hangul shows as boxes.
+  dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed' || missing+=(fonts-noto-cjk)
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     echo "setup: installing Debian packages: ${missing[*]}" >&2

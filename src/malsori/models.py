@@ -20,13 +20,14 @@ import json
 import logging
 import os
 import shutil
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._atomic import atomic_open, atomic_write_text
 from ._paths import cache_dir, models_dir
-from .errors import ModelIntegrityError, ModelNotFoundError
+from .errors import MalsoriError, ModelIntegrityError, ModelNotFoundError, OptionsError
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +147,7 @@ def _load_records() -> dict[str, dict[str, object]]:
     return data if isinstance(data, dict) else {}
 
 
-def _record_verified(path: Path, sha256: str) -> None:
-    st = path.stat()
-    records = _load_records()
-    records[str(path.resolve())] = {
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "sha256": sha256,
-    }
+def _save_records(records: dict[str, dict[str, object]]) -> None:
     try:
         _records_path().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(_records_path(), json.dumps(records, indent=1, sort_keys=True))
@@ -161,8 +155,36 @@ def _record_verified(path: Path, sha256: str) -> None:
         log.warning("could not record checksum in %s: %s", _records_path(), exc)
 
 
-def _verify_recorded(path: Path, model: BundledModel) -> bool:
-    """True when ``path`` was verified before and has not changed since (size and mtime)."""
+def _record_verified(path: Path, sha256: str) -> None:
+    _record_many([(path, sha256)])
+
+
+def _record_many(verified: list[tuple[Path, str]]) -> None:
+    """Remember that each file had its sha256 at its current size and mtime."""
+    if not verified:
+        return
+    records = _load_records()
+    for path, sha256 in verified:
+        st = path.stat()
+        records[str(path.resolve())] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": sha256,
+        }
+    _save_records(records)
+
+
+def _forget(path: Path) -> None:
+    """Drop the record of a file that failed verification: the next use must hash it again
+    (a damaged file whose mtime was restored would otherwise pass the size/mtime check)."""
+    records = _load_records()
+    if records.pop(str(path.resolve()), None) is not None:
+        _save_records(records)
+
+
+def _is_recorded(path: Path, sha256: str) -> bool:
+    """True when ``path`` was verified to have ``sha256`` and has not changed since (size and
+    mtime)."""
     rec = _load_records().get(str(path.resolve()))
     if not rec:
         return False
@@ -170,8 +192,13 @@ def _verify_recorded(path: Path, model: BundledModel) -> bool:
     return (
         rec.get("size") == st.st_size
         and rec.get("mtime_ns") == st.st_mtime_ns
-        and rec.get("sha256") == model.sha256
+        and rec.get("sha256") == sha256
     )
+
+
+def _verify_recorded(path: Path, model: BundledModel) -> bool:
+    """True when ``path`` was verified before and has not changed since (size and mtime)."""
+    return _is_recorded(path, model.sha256)
 
 
 def sha256_file(path: Path) -> str:
@@ -182,22 +209,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_bundled(model: BundledModel, directory: Path) -> Path:
+def verify_bundled(model: BundledModel, directory: Path, *, rehash: bool = False) -> Path:
     """Check ``directory/model.bin`` against the pinned size and sha256; return the directory.
 
-    Raises :class:`ModelIntegrityError` on any mismatch, naming the file, what was expected,
-    what was found and how to repair the install.
+    The hash is skipped when the file was verified before and its size and mtime have not
+    changed, unless ``rehash``. Raises :class:`ModelIntegrityError` on any mismatch, naming
+    the file, what was expected, what was found and how to repair the install.
     """
     model_bin = directory / "model.bin"
     if not model_bin.is_file():
         raise ModelNotFoundError(
             f"model {model.name}: {model_bin} is missing; reinstall: {model.install_hint()}"
         )
-    if _verify_recorded(model_bin, model):
+    if not rehash and _verify_recorded(model_bin, model):
         return directory
     size = model_bin.stat().st_size
     actual = sha256_file(model_bin) if size == model.size else None
     if actual != model.sha256:
+        _forget(model_bin)
         found = f"sha256 {actual}" if actual else f"{size} bytes"
         raise ModelIntegrityError(
             f"model {model.name}: {model_bin} is corrupted (expected {model.size} bytes with "
@@ -206,6 +235,175 @@ def verify_bundled(model: BundledModel, directory: Path) -> Path:
         )
     _record_verified(model_bin, model.sha256)
     return directory
+
+
+# --- checksums of user models -----------------------------------------------------------
+# ``malsori models add`` and ``malsori finetune`` write the size and sha256 of every file
+# faster-whisper reads into CHECKSUMS_FILE inside the model directory; whoever uses that
+# directory afterwards (by name, as --model PATH, through the server) verifies it the way
+# bundled models are verified: hashed when size or mtime changed, always with rehash.
+
+#: The manifest written into a model directory by ``malsori models add`` and ``finetune``.
+CHECKSUMS_FILE = "malsori_checksums.json"
+#: The files of a CTranslate2 Whisper directory that faster-whisper reads (hashed if present).
+HASHED_FILES = (
+    "model.bin", "config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json",
+    "preprocessor_config.json",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileChecksum:
+    size: int
+    sha256: str
+
+
+def _digest(path: Path) -> FileChecksum:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return FileChecksum(size, digest.hexdigest())
+
+
+def write_checksums(directory: str | Path, *, created_by: str = "malsori") -> Path:
+    """Hash the model files of ``directory`` and record them in ``directory/CHECKSUMS_FILE``
+    (atomically); return the manifest's path. Raises :class:`MalsoriError` when the directory
+    cannot be written."""
+    root = Path(directory)
+    files: dict[str, dict[str, object]] = {}
+    verified: list[tuple[Path, str]] = []
+    for name in HASHED_FILES:
+        path = root / name
+        if path.is_file():
+            checksum = _digest(path)
+            files[name] = {"size": checksum.size, "sha256": checksum.sha256}
+            verified.append((path, checksum.sha256))
+    manifest = root / CHECKSUMS_FILE
+    body = {"format": 1, "created_by": created_by, "files": files}
+    try:
+        atomic_write_text(manifest, json.dumps(body, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise MalsoriError(
+            f"cannot record checksums in {manifest}: {exc.strerror or exc} (the model "
+            "directory must be writable; copy it somewhere writable first)"
+        ) from exc
+    _record_many(verified)
+    return manifest
+
+
+def read_checksums(directory: Path) -> dict[str, FileChecksum] | None:
+    """The checksums recorded in ``directory`` (None when it has no manifest)."""
+    manifest = directory / CHECKSUMS_FILE
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelIntegrityError(f"cannot read {manifest}: {exc.strerror or exc}") from exc
+    try:
+        files = json.loads(text)["files"]
+        sums = {
+            str(name): FileChecksum(int(v["size"]), str(v["sha256"])) for name, v in files.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelIntegrityError(
+            f"{manifest} is damaged (not the checksum list malsori writes); delete it and "
+            "record the checksums again with: malsori models add DIR"
+        ) from exc
+    if "model.bin" not in sums:
+        raise ModelIntegrityError(
+            f"{manifest} lists no model.bin; delete it and add the model again"
+        )
+    return sums
+
+
+def verify_model_dir(directory: Path, *, label: str, rehash: bool = False) -> bool:
+    """Check a user model directory against the checksums recorded in it.
+
+    Returns False when it has none (unverified), True when every listed file matches.
+    Files are hashed only when their size or mtime changed since they were last verified,
+    unless ``rehash``. Raises :class:`ModelIntegrityError` naming the file that differs.
+    """
+    sums = read_checksums(directory)
+    if sums is None:
+        return False
+    verified: list[tuple[Path, str]] = []
+    for name, expected in sorted(sums.items()):
+        path = directory / name
+        if not path.is_file():
+            raise ModelIntegrityError(
+                f"model {label}: {name} is missing from {directory} (it was there when the "
+                "model was added); copy the model again"
+            )
+        if not rehash and _is_recorded(path, expected.sha256):
+            continue
+        size = path.stat().st_size
+        actual = _digest(path).sha256 if size == expected.size else None
+        if actual != expected.sha256:
+            _forget(path)
+            found = f"sha256 {actual[:16]}..." if actual else f"{size} bytes"
+            raise ModelIntegrityError(
+                f"model {label}: {path} is corrupted (expected {expected.size} bytes with "
+                f"sha256 {expected.sha256[:16]}... as recorded in {CHECKSUMS_FILE}, found "
+                f"{found}); refusing to load it. Copy the model again from where it came from"
+            )
+        verified.append((path, expected.sha256))
+    _record_many(verified)
+    return True
+
+
+def check_model_bin(path: Path, *, shown: str | None = None) -> None:
+    """Walk the headers of a CTranslate2 ``model.bin`` (seeking over the weights) and raise
+    :class:`ModelIntegrityError` when the file is shorter than its own headers say, or is not
+    a CTranslate2 model at all. Cheap: it reads a few kilobytes whatever the model's size.
+    ``shown`` is how the file is named in the message (default: its path)."""
+    size = path.stat().st_size
+    label = str(path) if shown is None else shown
+
+    def truncated(needed: int) -> ModelIntegrityError:
+        return ModelIntegrityError(
+            f"{label} is truncated ({size} bytes; its headers describe at least {needed}: an "
+            "interrupted copy or download)"
+        )
+
+    with open(path, "rb") as fh:
+
+        def u(fmt: str) -> int:
+            n = struct.calcsize(fmt)
+            data = fh.read(n)
+            if len(data) != n:
+                raise truncated(fh.tell() + n - len(data))
+            return int(struct.unpack("<" + fmt, data)[0])
+
+        def skip(n: int) -> None:
+            end = fh.tell() + n
+            if end > size:
+                raise truncated(end)
+            fh.seek(end)
+
+        version = u("I")
+        if not 1 <= version <= 6:
+            raise ModelIntegrityError(
+                f"{label} is not a CTranslate2 model (binary version {version})"
+            )
+        if version >= 2:
+            skip(u("H"))  # spec name
+            u("I")  # spec revision
+        for _ in range(u("I")):
+            skip(u("H"))  # variable name
+            dims = [u("I") for _ in range(u("B"))]
+            del dims
+            if version >= 4:
+                u("B")  # dtype
+                skip(u("I"))
+            else:
+                item = u("B")
+                skip(u("I") * item)
+        if version >= 3:
+            for _ in range(2 * u("I")):
+                skip(u("H"))
 
 
 # --- resolution -------------------------------------------------------------------------
@@ -218,6 +416,7 @@ class ResolvedModel:
     name: str
     path: Path
     source: str  # "local", "bundled", "user", "hf-cache" or "download"
+    verified: bool = False  # checksums checked (pinned for bundled, recorded for the others)
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -241,12 +440,20 @@ def _hf_cache_lookup(name: str) -> Path | None:
         return None
 
 
+def _dangling(entry: Path) -> str | None:
+    """For a registration whose target is gone: where it pointed. Else None."""
+    if entry.is_symlink() and not entry.exists():
+        return os.readlink(entry)
+    return None
+
+
 def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
     """Resolve a model name or directory to a verified local CTranslate2 model directory."""
     if _looks_like_path(name):
         path = Path(name).expanduser()
         if _is_model_dir(path):
-            return ResolvedModel(name=path.name, path=path.resolve(), source="local")
+            verified = verify_model_dir(path, label=str(name))
+            return ResolvedModel(path.name, path.resolve(), "local", verified)
         what = "does not exist" if not path.exists() else "is not a CTranslate2 model directory"
         raise ModelNotFoundError(
             f"model directory {path} {what} (it needs model.bin and config.json, and "
@@ -261,7 +468,7 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
         except ModelNotFoundError as exc:
             tried.append(str(exc))
         else:
-            return ResolvedModel(name, verify_bundled(bundled, directory), "bundled")
+            return ResolvedModel(name, verify_bundled(bundled, directory), "bundled", True)
     else:
         tried.append(
             "bundled packages: none ships this model (bundled: " + ", ".join(BUNDLED) + ")"
@@ -269,8 +476,25 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
 
     user_dir = models_dir() / name
     if _is_model_dir(user_dir):
-        return ResolvedModel(name, user_dir, "user")
-    tried.append(f"user models directory: {user_dir} (not found)")
+        # Messages name the registered directory (the user's own), not malsori's link to it.
+        verified = verify_model_dir(user_dir.resolve(), label=repr(name))
+        return ResolvedModel(name, user_dir, "user", verified)
+    gone = _dangling(user_dir)
+    if gone is not None and name not in HF_REPOS:
+        raise ModelNotFoundError(
+            f"model {name!r} is registered to {gone}, which no longer exists; register it "
+            f"again (malsori models add DIR --name {name}) or remove it (malsori models "
+            f"remove {name})"
+        )
+    if gone is not None:
+        tried.append(
+            f"user models directory: {user_dir} is registered to {gone}, which no longer "
+            f"exists (malsori models remove {name})"
+        )
+    elif user_dir.is_dir():
+        tried.append(f"user models directory: {user_dir} has no model.bin and config.json")
+    else:
+        tried.append(f"user models directory: {user_dir} (not found)")
 
     if name in HF_REPOS:
         cached = _hf_cache_lookup(name)
@@ -291,8 +515,132 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
         f"model {name!r} is not available offline. Tried:\n  - "
         + "\n  - ".join(tried)
         + f"\nTo use it, put a CTranslate2 conversion at {user_dir}/ (or pass its directory as "
-        "--model), or allow a one-time download with --allow-download."
+        "--model, or register it with: malsori models add DIR --name NAME), or allow a "
+        "one-time download with --allow-download."
     )
+
+
+# --- registration -----------------------------------------------------------------------
+# A registration is a symbolic link ``models_dir()/<name>`` -> the model directory, so
+# ``--model <name>`` finds it; the checksums live in the model directory itself.
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    link: Path  # models_dir()/name (the model directory itself when it already lives there)
+    target: Path  # the model directory, resolved
+    checksums: Path  # the manifest in the model directory
+    replaced: str | None = None  # the vanished directory a dangling registration pointed to
+    unchanged: bool = False  # it was already registered under this name
+
+
+def check_model_name(name: str) -> None:
+    """A registration name is one plain path component, not a bundled model's name."""
+    if not name or "/" in name or os.sep in name or name.startswith((".", "~")):
+        raise OptionsError(f"model name {name!r}: a plain name, without '/' or a leading dot")
+    if name in BUNDLED:
+        raise OptionsError(
+            f"model name {name!r} belongs to a bundled model, which would always be used "
+            "instead; choose another name"
+        )
+
+
+def registration_conflict(name: str, directory: Path) -> str | None:
+    """Why ``name`` cannot be registered for ``directory`` (None when it can: the name is
+    free, already points there, or points at a directory that no longer exists)."""
+    entry = models_dir() / name
+    if not (entry.exists() or entry.is_symlink()):
+        return None
+    if _dangling(entry) is not None:
+        return None  # a dangling registration is replaced
+    if entry.resolve() == directory.resolve():
+        return None
+    kind = f"registered to {entry.resolve()}" if entry.is_symlink() else f"at {entry}"
+    hint = f"malsori models remove {name}" if entry.is_symlink() else "delete that directory"
+    return (
+        f"a model named {name!r} already exists ({kind}); choose another name with --name, "
+        f"or first: {hint}"
+    )
+
+
+def register_model(
+    directory: str | Path,
+    name: str | None = None,
+    *,
+    rehash: bool = True,
+    created_by: str = "malsori models add",
+) -> Registration:
+    """Register a CTranslate2 model directory as ``name`` (default: the directory's name).
+
+    The checksums of its files are recorded in ``directory/CHECKSUMS_FILE`` (or, when it
+    already has them, the files are verified against them: re-hashed unless ``rehash`` is
+    False), then ``models_dir()/name`` is made a symbolic link to it. A registration whose
+    directory was deleted is replaced; a live one under the same name is an error.
+    """
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{path}: no such directory")
+    if not _is_model_dir(path):
+        raise ModelNotFoundError(
+            f"{path} is not a CTranslate2 model directory (it needs model.bin and config.json)"
+        )
+    target = path.resolve()
+    name = target.name if name is None else name
+    check_model_name(name)
+    conflict = registration_conflict(name, target)
+    if conflict is not None:
+        raise MalsoriError(conflict)
+    check_model_bin(target / "model.bin")
+    try:
+        json.loads((target / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"{path / 'config.json'} is not valid JSON") from exc
+    if read_checksums(target) is None:
+        manifest = write_checksums(target, created_by=created_by)
+    else:
+        verify_model_dir(target, label=repr(name), rehash=rehash)
+        manifest = target / CHECKSUMS_FILE
+
+    root = models_dir()
+    link = root / name
+    if link.exists() and not link.is_symlink():  # the model directory lives there itself
+        return Registration(name, link, target, manifest, unchanged=True)
+    if link.is_symlink() and _dangling(link) is None:
+        return Registration(name, link, target, manifest, unchanged=True)
+    replaced = _dangling(link)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{name}.{os.getpid()}.link"
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)  # atomic, also over a dangling link
+    except OSError as exc:
+        raise MalsoriError(f"cannot register {name!r} in {root}: {exc.strerror or exc}") from exc
+    return Registration(name, link, target, manifest, replaced=replaced)
+
+
+def remove_model(name: str) -> str:
+    """Remove the registration ``name`` (the link, never the model's files); return the
+    directory it pointed to."""
+    if not name or "/" in name or os.sep in name or name in (".", ".."):
+        raise OptionsError(f"model name {name!r}: a plain name, without '/'")
+    entry = models_dir() / name
+    if entry.is_symlink():
+        target = os.readlink(entry)
+        try:
+            entry.unlink()
+        except OSError as exc:
+            raise MalsoriError(f"cannot remove {entry}: {exc.strerror or exc}") from exc
+        return target
+    if entry.exists():
+        raise MalsoriError(
+            f"{name!r} is not a registration but a model directory stored at {entry}; "
+            "malsori does not delete model files: delete that directory yourself"
+        )
+    extra = " (bundled models are part of the installation)" if name in BUNDLED else ""
+    raise ModelNotFoundError(f"no registered model named {name!r} in {models_dir()}{extra}")
 
 
 # --- listing ----------------------------------------------------------------------------
@@ -324,31 +672,69 @@ def _origin(path: Path) -> str:
     return f"fine-tuned from {info.get('base_model', '?')}, {info.get('quantization', '?')}"
 
 
-def list_models() -> list[ModelStatus]:
-    """Every known model name (plus user model directories) with its offline status."""
+def _user_entries() -> dict[str, Path]:
+    """Everything in the user models directory that looks meant as a model: directories,
+    links (dangling ones included), not hidden names."""
+    root = models_dir()
+    if not root.is_dir():
+        return {}
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
+        if not p.name.startswith(".") and (p.is_symlink() or p.is_dir())
+    }
+
+
+def _user_status(name: str, entry: Path, rehash: bool) -> ModelStatus:
+    gone = _dangling(entry)
+    if gone is not None:
+        return ModelStatus(
+            name, "broken", None, None, "-",
+            f"registered to {gone}, which no longer exists; malsori models remove {name}",
+        )  # fmt: skip
+    if not _is_model_dir(entry):
+        return ModelStatus(
+            name, "broken", entry, None, "-",
+            "not a CTranslate2 model directory (no model.bin and config.json)",
+        )  # fmt: skip
+    path = entry.resolve() if entry.is_symlink() else entry
+    origin = _origin(path)
+    try:
+        verified = verify_model_dir(path, label=repr(name), rehash=rehash)
+    except ModelIntegrityError as exc:
+        return ModelStatus(name, "broken", path, _dir_size(path), "mismatch", str(exc))
+    if not verified:
+        note = "no checksums recorded: malsori models add " + str(path)
+        return ModelStatus(
+            name,
+            "user",
+            path,
+            _dir_size(path),
+            "unverified",
+            f"{origin}; {note}" if origin else note,
+        )
+    return ModelStatus(name, "user", path, _dir_size(path), "ok", origin)
+
+
+def list_models(*, rehash: bool = False) -> list[ModelStatus]:
+    """Every known model name (plus user model directories and registrations) with its
+    offline status. Checksums are verified as when loading (hashed when a file's size or
+    mtime changed); ``rehash=True`` hashes every file again."""
     rows: list[ModelStatus] = []
-    user_root = models_dir()
-    user_names = (
-        sorted(p.name for p in user_root.iterdir() if _is_model_dir(p))
-        if user_root.is_dir()
-        else []
-    )
-    for name in list(MODEL_NAMES) + [n for n in user_names if n not in MODEL_NAMES]:
+    entries = _user_entries()
+    for name in list(MODEL_NAMES) + [n for n in entries if n not in MODEL_NAMES]:
         bundled = BUNDLED.get(name)
         if bundled is not None:
             try:
-                path = verify_bundled(bundled, bundled.locate(bundled))
+                path = verify_bundled(bundled, bundled.locate(bundled), rehash=rehash)
                 rows.append(ModelStatus(name, "bundled", path, _dir_size(path), "ok"))
             except ModelIntegrityError as exc:
                 rows.append(ModelStatus(name, "broken", None, None, "mismatch", str(exc)))
             except ModelNotFoundError as exc:
                 rows.append(ModelStatus(name, "not available offline", None, None, "-", str(exc)))
             continue
-        if name in user_names:
-            path = user_root / name
-            rows.append(
-                ModelStatus(name, "user", path, _dir_size(path), "unverified", _origin(path))
-            )
+        if name in entries:
+            rows.append(_user_status(name, entries[name], rehash))
             continue
         cached = _hf_cache_lookup(name) if name in HF_REPOS else None
         if cached is not None and _is_model_dir(cached):

@@ -82,10 +82,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--name",
         default=None,
-        help="also list it in `malsori models` under NAME [default: the output directory's name]",
+        help="register it as a model named NAME (a link in the user models directory; "
+        "`malsori models remove NAME` undoes it) [default: the output directory's name]",
     )
     p.add_argument(
-        "--no-register", action="store_true", help="do not add it to the user models directory"
+        "--no-register",
+        action="store_true",
+        help="do not register it (use it with --model OUT only)",
     )
     p.add_argument("--eval-compute-type", default="int8", help="compute type for WER [int8]")
     p.add_argument("--eval-beam-size", type=int, default=5, help="beam size for WER [5]")
@@ -145,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.skipped:
         print(f"skipped {len(result.skipped)} row(s) (listed above)")
-    where = f" or --model {result.registered_as}" if result.registered_as else ""
+    reg = result.registration
+    where = f" or --model {reg.name}" if reg else ""
     print(f"model: {result.output_dir} (use --model {result.output_dir}{where})")
+    if reg is not None:
+        replaced = f", replacing the registration of {reg.replaced} (gone)" if reg.replaced else ""
+        print(
+            f"registered as {reg.name!r}: {reg.link} -> {reg.target}{replaced} "
+            f"(undo: malsori models remove {reg.name})"
+        )
     return 0

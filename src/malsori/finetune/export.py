@@ -14,6 +14,8 @@ The original ``tokenizer.json`` (and ``preprocessor_config.json`` when there is 
 copied into the export, so faster-whisper tokenizes exactly as with the original model.
 The files are converted in a staging directory inside the output directory and renamed into
 place one by one, model.bin last: an interrupted export never leaves a half-written model.
+Last, the sha256 of every model file is recorded in ``malsori_checksums.json``, which every
+later load verifies (a damaged file is an error, not a garbage transcript).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MalsoriError, OptionsError
+from ..models import CHECKSUMS_FILE, write_checksums
 from ..models import FINETUNE_INFO as INFO_FILE
 
 if TYPE_CHECKING:
@@ -87,9 +90,13 @@ def export_ct2(
             encoding="utf-8",
         )
         # Each file is renamed into place (atomic); model.bin goes last, so a directory
-        # with a model.bin always has the config and vocabulary that belong to it.
+        # with a model.bin always has the config and vocabulary that belong to it. The old
+        # checksums go first and the new ones are written last: an interrupted export leaves
+        # an unverified model, never one whose checksums belong to other files.
+        (out / CHECKSUMS_FILE).unlink(missing_ok=True)
         if (out / "model.bin").exists():
             (out / "model.bin").unlink()
         for path in sorted(staged.iterdir(), key=lambda p: p.name == "model.bin"):
             os.replace(path, out / path.name)
+    write_checksums(out, created_by="malsori finetune")
     return out

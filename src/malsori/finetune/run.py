@@ -28,10 +28,15 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
-from .._paths import models_dir
 from ..errors import MalsoriError, OptionsError
 from ..evaluate.manifest import ManifestRow
-from ..models import resolve_model
+from ..models import (
+    Registration,
+    check_model_name,
+    register_model,
+    registration_conflict,
+    resolve_model,
+)
 from ..train import DistributedContext, fit, resolve_device
 from .data import IGNORE, Collator, Example, SpeechDataset, WhisperTokens, load_examples
 from .export import QUANTIZATIONS, export_ct2
@@ -91,6 +96,7 @@ class FinetuneResult:
     epochs_run: int
     best_epoch: int | None
     registered_as: str | None = None
+    registration: Registration | None = None  # where the name went (a link to output_dir)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -145,11 +151,9 @@ def _check_output(cfg: FinetuneConfig) -> None:
             "continue the run saved there"
         )
     if cfg.name is not None:
-        link = models_dir() / cfg.name
-        if (link.exists() or link.is_symlink()) and link.resolve() != out.resolve():
-            raise MalsoriError(
-                f"a model named {cfg.name!r} already exists at {link}; choose another --name"
-            )
+        conflict = registration_conflict(cfg.name, out)
+        if conflict is not None:  # a dangling registration is no conflict: it is replaced
+            raise MalsoriError(conflict + " (or pass --no-register)")
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -161,21 +165,21 @@ def _validate(cfg: FinetuneConfig) -> None:
         raise OptionsError("--lr must be > 0")
     if not 0 <= cfg.valid_fraction < 1:
         raise OptionsError("--valid-fraction must be in [0, 1)")
-    if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name.startswith(".")):
-        raise OptionsError(f"--name {cfg.name!r}: a plain name, without '/' or a leading dot")
+    if cfg.name is not None:
+        try:
+            check_model_name(cfg.name)
+        except OptionsError as exc:
+            raise OptionsError(f"--name: {exc} (or pass --no-register)") from exc
     for flag, path in (("--train", cfg.train), ("--eval", cfg.eval)):
         if path is not None and not Path(path).is_file():
             raise MalsoriError(f"{flag} {path}: no such manifest file")
 
 
-def _register(name: str, out: Path) -> str:
-    """Make the export visible to ``malsori models`` and ``--model NAME`` (a symlink)."""
-    link = models_dir() / name
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        return name  # _check_output made sure it points at ``out``
-    link.symlink_to(out.resolve(), target_is_directory=True)
-    return name
+def _register(name: str, out: Path) -> Registration:
+    """Make the export visible to ``malsori models`` and ``--model NAME``: a link
+    ``models_dir()/NAME`` -> ``out`` (replacing one whose directory was deleted). The
+    export's checksums were just written and recorded, so nothing is hashed again."""
+    return register_model(out, name, rehash=False, created_by="malsori finetune")
 
 
 def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> FinetuneResult:
@@ -308,7 +312,8 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     del model
     result.wer_after = word_error_rate(cfg.output_dir, eval_examples, cfg)
     if cfg.name is not None:
-        result.registered_as = _register(cfg.name, cfg.output_dir)
+        result.registration = _register(cfg.name, cfg.output_dir)
+        result.registered_as = cfg.name
     result.peak_rss_bytes = peak_rss_bytes()
     result.total_time_s = time.perf_counter() - t_start
     atomic_write_text(

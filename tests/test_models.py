@@ -1,19 +1,32 @@
 """The offline model registry: bundled packages, checksum verification, base assembly,
-resolution order and the errors a user sees when a model is missing."""
+resolution order and the errors a user sees when a model is missing; user models (models
+add/remove/--verify, fine-tuned registrations) and models that fail to load."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from malsori import ModelIntegrityError, ModelNotFoundError, list_models, resolve_model
-from malsori.models import BUNDLED, sha256_file, verify_bundled
+from malsori import ModelIntegrityError, ModelNotFoundError, list_models, load_model, resolve_model
+from malsori.errors import ModelLoadError
+from malsori.models import (
+    BUNDLED,
+    CHECKSUMS_FILE,
+    register_model,
+    sha256_file,
+    verify_bundled,
+    verify_model_dir,
+)
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -112,3 +125,268 @@ def test_explicit_directory_and_user_models_dir(private_cache: Path, tmp_path: P
         resolve_model(str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         resolve_model(str(tmp_path / "nope" / "model"))
+
+
+# --- user models: load errors, recorded checksums, registrations (issue #12, section 4) ----
+
+TINY_EN = BUNDLED["tiny.en"]
+
+
+@pytest.fixture
+def user_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private models directory, cache and XDG data/cache homes, for this process and the
+    CLI subprocesses it starts: the user's real registry is never touched."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("MALSORI_CACHE_DIR", str(home / "malsori-cache"))
+    monkeypatch.setenv("MALSORI_MODELS_DIR", str(home / "models"))
+    return home / "models"
+
+
+def _tiny_copy(dst: Path) -> Path:
+    shutil.copytree(TINY_EN.locate(TINY_EN), dst)
+    return dst
+
+
+def _flip_bytes(model_bin: Path, *, keep_mtime: bool) -> None:
+    """Invert 100 bytes in the middle of the weights (the size stays the same)."""
+    st = model_bin.stat()
+    with open(model_bin, "r+b") as fh:
+        for offset in range(st.st_size // 2, st.st_size // 2 + 4000, 40):
+            fh.seek(offset)
+            byte = fh.read(1)
+            fh.seek(offset)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+    if keep_mtime:
+        os.utime(model_bin, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert model_bin.stat().st_size == st.st_size
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("malsori: error: "), proc.stderr
+    return lines[0]
+
+
+def test_truncated_model_is_a_one_line_error(
+    user_env: Path, tmp_path: Path, window_wav: Path, run_cli: RunCli
+) -> None:
+    model = _tiny_copy(tmp_path / "my-tiny")
+    os.truncate(model / "model.bin", 40_000_000)
+    proc = run_cli("transcribe", str(window_wav), "--model", str(model))
+    line = _one_line_error(proc)
+    assert f"model directory {model} could not be loaded" in line
+    assert "model.bin is truncated (40000000 bytes" in line and not proc.stdout
+    # The same directory found by name in MALSORI_MODELS_DIR: named by its name.
+    shutil.move(model, user_env / "my-tiny")
+    line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", "my-tiny"))
+    assert "model 'my-tiny' could not be loaded: model.bin is truncated" in line
+    assert str(user_env) not in line  # a name is reported as the name, not a server path
+    with pytest.raises(ModelLoadError, match=r"model\.bin is truncated"):
+        load_model(str(user_env / "my-tiny"))
+    # ... and `models add` refuses to record checksums of a truncated file.
+    line = _one_line_error(run_cli("models", "add", str(user_env / "my-tiny"), "--name", "t2"))
+    assert "is truncated" in line
+    assert not (user_env / "t2").exists() and not (user_env / "my-tiny" / CHECKSUMS_FILE).exists()
+
+
+def test_other_unloadable_models_are_one_line_errors(
+    user_env: Path, tmp_path: Path, window_wav: Path, run_cli: RunCli
+) -> None:
+    bad_config = _tiny_copy(tmp_path / "bad-config")
+    (bad_config / "config.json").write_text("{not json")
+    line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", str(bad_config)))
+    assert "could not be loaded: RuntimeError: " in line and "parse error" in line
+    no_tokenizer = _tiny_copy(tmp_path / "no-tokenizer")
+    (no_tokenizer / "tokenizer.json").unlink()
+    line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", str(no_tokenizer)))
+    assert "tokenizer.json is missing from the model directory" in line
+    not_ct2 = _tiny_copy(tmp_path / "not-ct2")
+    with open(not_ct2 / "model.bin", "r+b") as fh:
+        fh.write(b"\x63")  # binary version 99
+    with pytest.raises(ModelLoadError, match=r"model.bin is not a CTranslate2 model \(binary"):
+        load_model(str(not_ct2))
+
+
+def test_added_model_is_verified_on_every_load(
+    user_env: Path, tmp_path: Path, window_wav: Path, run_cli: RunCli
+) -> None:
+    model = _tiny_copy(tmp_path / "downloads" / "whisper-tiny-en")
+    proc = run_cli("models", "add", str(model), "--name", "mine")
+    assert proc.returncode == 0, proc.stderr
+    link = user_env / "mine"
+    assert f"registered 'mine': {link} -> {model}" in proc.stdout  # says where it went
+    assert "model.bin, config.json, tokenizer.json, vocabulary.txt" in proc.stdout
+    assert "malsori models remove mine" in proc.stdout
+    assert link.is_symlink() and link.resolve() == model.resolve()
+    manifest = json.loads((model / CHECKSUMS_FILE).read_text())
+    assert manifest["files"]["model.bin"] == {"size": TINY_EN.size, "sha256": TINY_EN.sha256}
+    assert set(manifest["files"]) == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    }
+
+    proc = run_cli("transcribe", str(window_wav), "--model", "mine")
+    assert proc.returncode == 0, proc.stderr
+    assert "window" in proc.stdout.lower()
+    rows = {r["name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
+    assert rows["mine"]["status"] == "user" and rows["mine"]["checksum"] == "ok"
+    assert rows["mine"]["path"] == str(model.resolve())
+
+    _flip_bytes(model / "model.bin", keep_mtime=False)
+    for name in ("mine", str(model)):  # by name and as a directory
+        line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", name))
+        assert f"{model / 'model.bin'} is corrupted" in line
+        assert f"sha256 {TINY_EN.sha256[:16]}" in line and "refusing to load it" in line
+    with pytest.raises(ModelIntegrityError, match="is corrupted"):
+        load_model("mine")
+    # Another text file in the directory (not a model file) does not matter.
+    (model / "README.txt").write_text("notes")
+    assert verify_model_dir(_tiny_copy(tmp_path / "plain"), label="plain") is False
+
+
+def test_verify_rehashes_every_model_despite_restored_mtime(
+    user_env: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    model = _tiny_copy(tmp_path / "m")
+    reg = register_model(model, "m")
+    assert reg.link == user_env / "m" and not reg.unchanged and reg.replaced is None
+    assert resolve_model("m").verified
+    proc = run_cli("models", "--verify")
+    assert proc.returncode == 0, proc.stderr
+    assert "all match their checksums" in proc.stderr
+
+    # Damaged with the modification time put back: the size/mtime cache cannot see it ...
+    _flip_bytes(model / "model.bin", keep_mtime=True)
+    assert resolve_model("m").verified
+    # ... `--verify` hashes everything again and fails,
+    proc = run_cli("models", "--verify")
+    assert proc.returncode == 1, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "malsori: error: 1 model(s) failed: m"
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("m "))
+    assert "broken" in row and "mismatch" in row
+    # ... and forgets the cached record, so the next load hashes and refuses it too.
+    with pytest.raises(ModelIntegrityError, match="is corrupted"):
+        resolve_model("m")
+    rows = {r.name: r for r in list_models()}
+    assert rows["m"].status == "broken" and rows["tiny.en"].checksum == "ok"
+
+
+def test_verify_rehashes_bundled_models(private_cache: Path, tmp_path: Path) -> None:
+    copy = _tiny_copy(tmp_path / "copy")
+    verify_bundled(TINY_EN, copy)  # verified and recorded
+    _flip_bytes(copy / "model.bin", keep_mtime=True)
+    assert verify_bundled(TINY_EN, copy) == copy  # the cache trusts size + mtime
+    with pytest.raises(ModelIntegrityError, match="is corrupted"):
+        verify_bundled(TINY_EN, copy, rehash=True)
+    with pytest.raises(ModelIntegrityError, match="is corrupted"):
+        verify_bundled(TINY_EN, copy)  # the failed file's record is gone
+
+
+def test_dangling_registration_is_listed_replaced_and_removable(
+    user_env: Path, tmp_path: Path, window_wav: Path, run_cli: RunCli
+) -> None:
+    first = _tiny_copy(tmp_path / "run1" / "ft")
+    register_model(first, "ft")
+    shutil.rmtree(first)
+
+    proc = run_cli("models")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("ft "))
+    assert "broken" in row and f"registered to {first.resolve()}, which no longer exists" in row
+    assert "malsori models remove ft" in row
+    line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", "ft"))
+    assert "model 'ft' is registered to" in line and "which no longer exists" in line
+
+    # Registering the name again replaces the dangling link (and says so).
+    second = _tiny_copy(tmp_path / "run2" / "ft")
+    proc = run_cli("models", "add", str(second))
+    assert proc.returncode == 0, proc.stderr
+    assert f"replacing the registration of {first.resolve()}" in proc.stdout
+    assert resolve_model("ft").path.resolve() == second.resolve()
+
+    # A live registration is never replaced silently.
+    third = _tiny_copy(tmp_path / "run3" / "ft")
+    line = _one_line_error(run_cli("models", "add", str(third)))
+    assert "a model named 'ft' already exists" in line and "malsori models remove ft" in line
+    assert resolve_model("ft").path.resolve() == second.resolve()
+
+    proc = run_cli("models", "remove", "ft")
+    assert proc.returncode == 0, proc.stderr
+    assert f"it pointed to {second.resolve()}" in proc.stdout
+    assert not (user_env / "ft").is_symlink() and (second / "model.bin").is_file()
+    assert "ft" not in {r.name for r in list_models()}
+    line = _one_line_error(run_cli("models", "remove", "ft"))
+    assert "no registered model named 'ft'" in line
+
+    # A model directory stored in the models directory itself is not deleted by `remove`.
+    stored = _tiny_copy(user_env / "large-v3")
+    line = _one_line_error(run_cli("models", "remove", "large-v3"))
+    assert "malsori does not delete model files" in line and (stored / "model.bin").is_file()
+    rows = {r.name: r for r in list_models()}
+    assert rows["large-v3"].status == "user" and rows["large-v3"].checksum == "unverified"
+    assert "malsori models add" in rows["large-v3"].detail
+
+
+def test_add_refuses_bad_names_and_directories(
+    user_env: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    model = _tiny_copy(tmp_path / "m")
+    for name, message in (
+        ("base", "belongs to a bundled model"),
+        ("a/b", "a plain name"),
+        (".hidden", "a plain name"),
+    ):
+        line = _one_line_error(run_cli("models", "add", str(model), "--name", name))
+        assert message in line
+    line = _one_line_error(run_cli("models", "add", str(tmp_path)))
+    assert "is not a CTranslate2 model directory" in line
+    line = _one_line_error(run_cli("models", "add", str(tmp_path / "nope")))
+    assert "no such directory" in line
+    assert not user_env.exists() or not any(user_env.iterdir())
+
+    # A directory that already has checksums is verified against them, never re-recorded.
+    register_model(model, "m")
+    (user_env / "m").unlink()
+    _flip_bytes(model / "model.bin", keep_mtime=True)
+    line = _one_line_error(run_cli("models", "add", str(model)))
+    assert "is corrupted" in line and not (user_env / "m").exists()
+
+
+def test_finetune_registration(user_env: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    """The registration step of `malsori finetune` on a copied model (training is slow and
+    tested in test_finetune.py)."""
+    from malsori.finetune.run import FinetuneConfig, _check_output, _register
+
+    out = _tiny_copy(tmp_path / "jargon")
+    reg = _register("jargon", out)
+    assert reg.link == user_env / "jargon" and reg.target == out.resolve()
+    assert (out / CHECKSUMS_FILE).is_file() and resolve_model("jargon").verified
+    assert _register("jargon", out).unchanged  # --resume registers the same directory again
+
+    # The output directory deleted: the registration dangles and does not block the name.
+    shutil.rmtree(out)
+    cfg = FinetuneConfig(model="tiny.en", train=tmp_path / "t.tsv", output_dir=out, name="jargon")
+    _check_output(cfg)
+    assert _register("jargon", _tiny_copy(out)).unchanged  # the same path made again
+    shutil.rmtree(out)
+    elsewhere = tmp_path / "elsewhere" / "jargon"
+    _check_output(replace(cfg, output_dir=elsewhere))
+    again = _register("jargon", _tiny_copy(elsewhere))
+    assert again.replaced == str(out.resolve()) and not again.unchanged
+    assert resolve_model("jargon").path.resolve() == elsewhere.resolve()
+
+    # A live registration of another directory stops the run before any work, in one line.
+    (tmp_path / "train.tsv").write_text("path\treference\n")
+    proc = run_cli(
+        "finetune", "--train", str(tmp_path / "train.tsv"),
+        "--output-dir", str(tmp_path / "other" / "jargon"),
+    )  # fmt: skip
+    line = _one_line_error(proc)
+    assert "a model named 'jargon' already exists" in line and "--no-register" in line

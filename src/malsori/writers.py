@@ -1,14 +1,17 @@
 """Output formats, one renderer per format name (as openai-whisper's ``get_writer``).
 
-Subtitles go through pysubs2 so timestamps, escaping and cue numbering follow the formats'
-rules; JSON carries everything in the :class:`Transcript`. Files are written atomically.
+Subtitle cues come from :mod:`malsori.subtitles` (line, timing and reading-speed rules per
+language) and go through pysubs2 so timestamps, escaping and cue numbering follow the
+formats' rules; JSON carries everything in the :class:`Transcript`. Files are written atomically.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import pysubs2
@@ -16,56 +19,64 @@ import pysubs2
 from ._atomic import atomic_write_many
 from .errors import OptionsError
 from .options import DecodeOptions
-from .transcript import Transcript, Word
+from .subtitles.cues import build_cues, cue_text, karaoke
+from .subtitles.rules import MAX_CUE_DURATION, SubtitleOptions
+from .transcript import Transcript
 
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
-#: Subtitle cues longer than this are split at word boundaries (when word timings exist).
-MAX_CUE_SECONDS = 7.0
-MAX_CUE_CHARS = 84  # two lines of 42 characters, the usual broadcast limit
-_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+#: The longest cue (the Netflix limit); kept under its old name for callers.
+MAX_CUE_SECONDS = MAX_CUE_DURATION
+
+_SUBTITLE_OPTIONS: ContextVar[SubtitleOptions | None] = ContextVar(
+    "malsori_subtitle_options", default=None
+)
 
 
-def cues(transcript: Transcript) -> list[tuple[float, float, str]]:
-    """Subtitle cues: segments, with long ones split at word boundaries (by duration and
-    length, preferring a break after a sentence end). Without word timings a segment stays
-    one cue."""
-    out: list[tuple[float, float, str]] = []
-    for seg in transcript.segments:
-        text = seg.text.strip()
-        if not text:
-            continue
-        long = seg.end - seg.start > MAX_CUE_SECONDS or len(text) > MAX_CUE_CHARS
-        if not long or not seg.words:
-            out.append((seg.start, seg.end, text))
-            continue
-        group: list[Word] = []
-        for word in seg.words:
-            if group:
-                chars = len("".join(w.word for w in group).strip()) + len(word.word)
-                too_long = word.end - group[0].start > MAX_CUE_SECONDS or chars > MAX_CUE_CHARS
-                sentence_break = (
-                    group[-1].word.strip().endswith(_SENTENCE_END) and chars > MAX_CUE_CHARS * 0.4
-                )
-                if too_long or sentence_break:
-                    out.append(
-                        (group[0].start, group[-1].end, "".join(w.word for w in group).strip())
-                    )
-                    group = []
-            group.append(word)
-        if group:
-            out.append((group[0].start, group[-1].end, "".join(w.word for w in group).strip()))
-    return out
+def subtitle_options() -> SubtitleOptions:
+    """The subtitle options renderers use when called without any (the defaults of each
+    transcript's language, unless :func:`set_subtitle_options` changed them)."""
+    return _SUBTITLE_OPTIONS.get() or SubtitleOptions()
 
 
-def _subtitles(transcript: Transcript) -> pysubs2.SSAFile:
+def set_subtitle_options(options: SubtitleOptions | None) -> None:
+    """Make ``options`` the default of srt/vtt rendering in this context (the CLI calls it
+    with its ``--max-line-width``... flags, so :func:`write_transcript` picks them up)."""
+    _SUBTITLE_OPTIONS.set(options)
+
+
+@contextmanager
+def using_subtitle_options(options: SubtitleOptions | None) -> Iterator[SubtitleOptions]:
+    """``with using_subtitle_options(opts): write_transcript(...)`` -- the options for the
+    block only."""
+    token = _SUBTITLE_OPTIONS.set(options)
+    try:
+        yield subtitle_options()
+    finally:
+        _SUBTITLE_OPTIONS.reset(token)
+
+
+def cues(
+    transcript: Transcript, options: SubtitleOptions | None = None
+) -> list[tuple[float, float, str]]:
+    """Subtitle cues ``(start, end, text)`` in seconds, lines separated by ``\\n``: built by
+    :func:`malsori.subtitles.build_cues` (line width, line count, duration, pauses, reading
+    speed, orphans, gaps; defaults by the transcript's language)."""
+    built = build_cues(transcript, options or subtitle_options())
+    return [(c.start, c.end, c.text) for c in built]
+
+
+def _subtitles(transcript: Transcript, options: SubtitleOptions | None = None) -> pysubs2.SSAFile:
+    opts = options or subtitle_options()
     subs = pysubs2.SSAFile()
-    for start_s, end_s, text in cues(transcript):
-        start, end = _ms(start_s), _ms(end_s)
-        subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
+    for cue in build_cues(transcript, opts):
+        parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
+        for start_s, end_s, text in parts:
+            start, end = _ms(start_s), _ms(end_s)
+            subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
     return subs
 
 
@@ -73,12 +84,14 @@ def render_txt(transcript: Transcript) -> str:
     return "".join(f"{seg.text.strip()}\n" for seg in transcript.segments if seg.text.strip())
 
 
-def render_srt(transcript: Transcript) -> str:
-    return str(_subtitles(transcript).to_string("srt"))
+def render_srt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    """SubRip cues (see :func:`cues`); ``options`` default to :func:`subtitle_options`."""
+    return str(_subtitles(transcript, options).to_string("srt"))
 
 
-def render_vtt(transcript: Transcript) -> str:
-    return str(_subtitles(transcript).to_string("vtt"))
+def render_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    """WebVTT cues (see :func:`cues`); ``options`` default to :func:`subtitle_options`."""
+    return str(_subtitles(transcript, options).to_string("vtt"))
 
 
 def render_tsv(transcript: Transcript) -> str:
@@ -94,7 +107,7 @@ def render_json(transcript: Transcript) -> str:
     return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
 
 
-#: Formats whose readers expect short cues; the CLI asks for word timings to split them.
+#: Formats whose readers expect short cues; word timings are asked for to build them.
 SUBTITLE_FORMATS = frozenset({"srt", "vtt"})
 
 #: Output writers keyed by format name (the file extension).
@@ -109,9 +122,9 @@ FORMATS: tuple[str, ...] = tuple(WRITERS)
 
 
 def options_for_formats(options: DecodeOptions, formats: Iterable[str]) -> DecodeOptions:
-    """Batched windows are up to 30 s long: for subtitle formats ask for word timings, so
-    that :func:`cues` can cut them into readable cues."""
-    if options.batch_size > 1 and SUBTITLE_FORMATS & set(formats) and not options.word_timestamps:
+    """For subtitle formats ask for word timings: :func:`cues` cuts at words, splits at
+    pauses and times each cue to its speech (segments alone are up to 30 s long)."""
+    if SUBTITLE_FORMATS & set(formats) and not options.word_timestamps:
         return options.replace(word_timestamps=True)
     return options
 

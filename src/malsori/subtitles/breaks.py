@@ -1,0 +1,261 @@
+"""Where text may be broken, into lines or into cues, and how lines are wrapped.
+
+Break points are scored with the Netflix line-treatment rules: after punctuation first,
+then before conjunctions and prepositions; never between an article (or a possessive, or a
+demonstrative) and its noun, never before a negation, never between a first and a last
+name. Korean is broken only between eojeol (the space-separated words); a Korean break is
+good after a connective ending (-고, -며, -면, -지만, ...) and before a conjunctive adverb
+(그리고, 하지만, ...), and bad before a bound noun (수, 것, 때, ...) or after a demonstrative.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .rules import Limits
+
+
+def _words(text: str) -> frozenset[str]:
+    """A word list written as one space-separated string."""
+    return frozenset(text.split())
+
+
+SENTENCE_END = frozenset(".?!。？！…")
+CLAUSE_END = frozenset(",;:、，；：—–")
+
+#: English words a line (or cue) should start with rather than end with.
+EN_CONJUNCTIONS = _words(
+    "and but or nor so yet because although though while whereas if unless until when "
+    "whenever where which who whom whose that since after before as than"
+)
+EN_PREPOSITIONS = _words(
+    "in on at to for with from by of about into onto over under between through "
+    "during without within across against among around behind beyond toward towards "
+    "upon like"
+)
+#: Words that belong with the word after them: articles, possessives, demonstratives,
+#: titles. A break right after one of them separates it from its noun.
+EN_NO_BREAK_AFTER = _words(
+    "a an the my your his her its our their this these those mr. mrs. ms. dr. st. "
+    "very too more most such"
+)
+#: Words that belong with the word before them (a verb and its negation).
+EN_NO_BREAK_BEFORE = _words("not n't")
+
+KO_CONJUNCTIONS = _words(
+    "그리고 그러나 하지만 그런데 그래서 그러면 그러니까 또는 또한 및 "
+    "따라서 게다가 그렇지만 그러므로 왜냐하면 혹은 즉 결국 그럼"
+)
+#: Connective endings: a clause ends here, a good place for a break.
+KO_CONNECTIVE_ENDINGS = tuple(
+    "고 며 면서 면 지만 는데 은데 니까 니 다가 도록 려고 어서 아서 해서 여서 거나 든지 자 므로 서".split()
+)
+#: Determiners that modify the next word (이 책, 그 사람, 모든 것).
+KO_NO_BREAK_AFTER = _words("이 그 저 이런 그런 저런 어느 무슨 몇 모든 각 새 헌 온 한")
+#: Bound nouns that cannot start a line (할 수 있다, 간 적이, 먹을 것).
+KO_NO_BREAK_BEFORE = _words(
+    "수 것 것이 것을 것은 거 줄 때 데 뿐 만큼 듯 듯이 적 채 척 체 바 대로 지"
+)
+
+#: Break-quality penalties (lower is better).
+P_SENTENCE = 0.0
+P_CLAUSE = 1.0
+P_CONJUNCTION = 2.0
+P_PREPOSITION = 3.0
+P_DEFAULT = 5.0
+P_NAME = 15.0
+#: A line (or cue) that ends with a conjunction or preposition: "the middle of / the".
+P_DANGLING = 12.0
+P_FORBIDDEN = 30.0
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unbreakable piece of a cue: a word (a whole eojeol in Korean, a token in
+    Japanese/Chinese) with its timing. ``space_before`` says whether a space separates it
+    from the unit before it on the same line."""
+
+    text: str
+    start: float
+    end: float
+    space_before: bool = True
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "P"
+
+
+def is_punctuation(text: str) -> bool:
+    """Text made only of punctuation (``,`` ``."`` ``…``)."""
+    return bool(text) and all(_is_punct(ch) for ch in text)
+
+
+def _bare(text: str) -> str:
+    """Lower-case word without surrounding punctuation (``"The,`` -> ``the``)."""
+    return text.strip().strip("".join(SENTENCE_END | CLAUSE_END) + "\"'“”‘’()[]").lower()
+
+
+def _is_name_part(text: str) -> bool:
+    word = text.strip("\"'“”‘’()")
+    return len(word) > 1 and word[0].isupper() and word[1:].islower() and word.isalpha()
+
+
+def break_penalty(before: str, after: str, language: str) -> float:
+    """How bad a break between the words ``before`` and ``after`` is (0 = ideal);
+    ``language`` is a :attr:`LanguageRules.style` (``en``, ``ko`` or ``other``)."""
+    tail = before.rstrip("\"'”’)]」』")
+    if tail and tail[-1] in SENTENCE_END:
+        return P_SENTENCE
+    if tail and tail[-1] in CLAUSE_END:
+        return P_CLAUSE
+    if language == "ko":
+        return _korean_penalty(before, after)
+    if language != "en":
+        return P_DEFAULT
+    prev, nxt = _bare(before), _bare(after)
+    if prev in EN_NO_BREAK_AFTER or nxt in EN_NO_BREAK_BEFORE or nxt.startswith("n't"):
+        return P_FORBIDDEN
+    if prev in EN_CONJUNCTIONS or prev in EN_PREPOSITIONS:
+        return P_DANGLING
+    if nxt in EN_CONJUNCTIONS:
+        return P_CONJUNCTION
+    if nxt in EN_PREPOSITIONS:
+        return P_PREPOSITION
+    if _is_name_part(before) and _is_name_part(after):
+        return P_NAME
+    return P_DEFAULT
+
+
+def _korean_penalty(before: str, after: str) -> float:
+    """Korean break between two eojeol."""
+    prev, nxt = before.strip(), after.strip()
+    if prev in KO_NO_BREAK_AFTER or _bare(nxt) in KO_NO_BREAK_BEFORE:
+        return P_FORBIDDEN
+    if _bare(nxt) in KO_CONJUNCTIONS:
+        return P_CONJUNCTION
+    if len(prev) > 1 and prev.endswith(KO_CONNECTIVE_ENDINGS):
+        return P_CONJUNCTION
+    return P_DEFAULT
+
+
+def join_units(units: Sequence[Unit]) -> str:
+    """The text of units on one line: spaces only where the units had them."""
+    out = ""
+    for i, unit in enumerate(units):
+        out += (" " if i and unit.space_before else "") + unit.text
+    return out
+
+
+def _widths(units: Sequence[Unit], limits: Limits) -> tuple[list[float], float]:
+    return [limits.width(u.text) for u in units], limits.width(" ")
+
+
+def line_count_needed(units: Sequence[Unit], limits: Limits) -> int:
+    """Lines a greedy fill needs (the minimum possible); a unit wider than a line counts
+    as a line of its own."""
+    widths, space = _widths(units, limits)
+    lines, current = 0, -1.0
+    for unit, w in zip(units, widths, strict=True):
+        extra = w + (space if current > 0 and unit.space_before else 0.0)
+        if current >= 0 and current + extra <= limits.max_line_width + 1e-9:
+            current += extra
+        else:
+            lines += 1
+            current = w
+    return lines
+
+
+def fits(units: Sequence[Unit], limits: Limits) -> bool:
+    """Whether the units fit within the line width and line count."""
+    if not units:
+        return True
+    widths, _ = _widths(units, limits)
+    if max(widths) > limits.max_line_width + 1e-9:
+        return False
+    return line_count_needed(units, limits) <= limits.max_line_count
+
+
+def wrap(units: Sequence[Unit], limits: Limits) -> list[list[int]]:
+    """Lines of a cue, as lists of unit indices: one line when the text fits on one;
+    otherwise the fewest lines that fit, balanced, broken at the best points."""
+    return wrap_with_cost(units, limits)[0]
+
+
+def wrap_with_cost(units: Sequence[Unit], limits: Limits) -> tuple[list[list[int]], float]:
+    """:func:`wrap`, and the penalty of its line breaks (0 for one line)."""
+    n = len(units)
+    if n == 0:
+        return [], 0.0
+    widths, space = _widths(units, limits)
+    # prefix[j]: width of units[:j] on one line, so a line i..j-1 is prefix[j] - prefix[i] - gap
+    prefix = [0.0]
+    for k, (unit, w) in enumerate(zip(units, widths, strict=True)):
+        prefix.append(prefix[-1] + w + (space if k and unit.space_before else 0.0))
+    if prefix[n] <= limits.max_line_width + 1e-9 or n == 1:
+        return [list(range(n))], 0.0
+    need = max(2, line_count_needed(units, limits))
+    found = _best_partition(units, prefix, space, need, limits)
+    if found is None:  # cannot fit (a unit wider than a line): greedy lines
+        return _greedy(units, widths, space, limits), P_FORBIDDEN
+    return found
+
+
+def _best_partition(
+    units: Sequence[Unit], prefix: list[float], space: float, k: int, limits: Limits
+) -> tuple[list[list[int]], float] | None:
+    """Split into exactly ``k`` lines, each within the width, minimising break penalties
+    plus the squared slack of each line (which balances the lines)."""
+    n, cap = len(units), limits.max_line_width
+    lang = limits.rules.style
+    inf = float("inf")
+    penalties = [
+        break_penalty(units[j - 1].text, units[j].text, lang) for j in range(1, n)
+    ]  # penalties[j - 1]: break before units[j]
+    # best[m][j]: cost of putting units[:j] on m lines
+    best = [[inf] * (n + 1) for _ in range(k + 1)]
+    back = [[-1] * (n + 1) for _ in range(k + 1)]
+    best[0][0] = 0.0
+    for m in range(1, k + 1):
+        for j in range(1, n + 1):
+            for i in range(j - 1, -1, -1):
+                gap = space if i and units[i].space_before else 0.0
+                w = prefix[j] - prefix[i] - gap
+                if w > cap + 1e-9:
+                    break
+                if best[m - 1][i] == inf:
+                    continue
+                cost = best[m - 1][i] + 20.0 * ((cap - w) / cap) ** 2
+                if j < n:
+                    cost += penalties[j - 1]
+                if cost < best[m][j]:
+                    best[m][j], back[m][j] = cost, i
+    if best[k][n] == inf:
+        return None
+    lines: list[list[int]] = []
+    breaks = 0.0
+    j = n
+    for m in range(k, 0, -1):
+        i = back[m][j]
+        lines.append(list(range(i, j)))
+        if i > 0:
+            breaks += penalties[i - 1]
+        j = i
+    return lines[::-1], breaks
+
+
+def _greedy(
+    units: Sequence[Unit], widths: list[float], space: float, limits: Limits
+) -> list[list[int]]:
+    lines: list[list[int]] = []
+    current = -1.0
+    for idx, (unit, w) in enumerate(zip(units, widths, strict=True)):
+        extra = w + (space if unit.space_before else 0.0)
+        if lines and current + extra <= limits.max_line_width + 1e-9:
+            lines[-1].append(idx)
+            current += extra
+        else:
+            lines.append([idx])
+            current = w
+    return lines

@@ -1,0 +1,379 @@
+"""Turn a transcript's word-timed segments into subtitle cues that follow the rules.
+
+1. Words become *units* that are never split: a Korean eojeol stays whole, punctuation
+   stays with its word. A segment without word timings is split into words and timed in
+   proportion to their width.
+2. A silence longer than ``split_on_pause`` always separates cues (*blocks*).
+3. Inside a block, a dynamic programme picks the cue boundaries: every cue fits the line
+   width, line count and maximum duration; boundaries go to the best break points (sentence
+   end, clause end, before a conjunction, at a pause); short fragments are penalised.
+4. Timing: cues are chained (gaps under :data:`~.rules.CHAIN_GAP` closed to the minimum
+   gap), extended into the following silence for the minimum duration and the reading
+   speed, and never overlap; a cue is shown at most :data:`~.rules.MAX_LAG` past its speech.
+5. Orphans (one or two words, or under the minimum duration) left over are merged into a
+   neighbour of the same block when the merged cue still keeps every limit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..transcript import Segment, Transcript
+from .breaks import (
+    P_DEFAULT,
+    Unit,
+    break_penalty,
+    fits,
+    is_punctuation,
+    join_units,
+    wrap,
+    wrap_with_cost,
+)
+from .rules import CHAIN_GAP, MAX_LAG, MAX_LEAD, LanguageRules, Limits, SubtitleOptions
+
+#: DP costs: each cue, and a fragment that is an orphan.
+CUE_COST = 4.0
+ORPHAN_COST = 25.0
+#: A break at a silence at least this long is as good as one after a clause.
+BREATH = 0.3
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle event: times in seconds, its lines, and the units (words) shown."""
+
+    start: float
+    end: float
+    lines: tuple[str, ...]
+    units: tuple[Unit, ...]
+    line_units: tuple[tuple[int, ...], ...]
+    block: int = 0
+
+    @property
+    def text(self) -> str:
+        """The lines joined with newlines."""
+        return "\n".join(self.lines)
+
+
+def separation(limits: Limits) -> float:
+    """Cues on either side of a pause are kept at least this far apart, and the linter
+    treats cues closer than this as one stretch of speech (for the orphan rule)."""
+    return min(CHAIN_GAP, limits.split_on_pause) / 2
+
+
+# --- 1. units -------------------------------------------------------------------------
+
+
+def _tokens_of(segment: Segment, rules: LanguageRules) -> list[Unit]:
+    """The segment's words as units (not yet merged); proportional timing without words."""
+    if segment.words:
+        return [
+            Unit(w.word.strip(), float(w.start), float(w.end), w.word[:1].isspace())
+            for w in segment.words
+            if w.word.strip()
+        ]
+    return _proportional(segment, rules)
+
+
+def _split_unspaced(text: str) -> list[tuple[str, bool]]:
+    """Japanese/Chinese text without word timings: runs of Latin letters/digits stay
+    together, other characters are units of their own (punctuation joins later)."""
+    pieces: list[tuple[str, bool]] = []
+    for chunk_index, chunk in enumerate(text.split()):
+        for m in re.finditer(r"[A-Za-z0-9'.,-]+|.", chunk):
+            pieces.append((m.group(), chunk_index > 0 and m.start() == 0))
+    return pieces
+
+
+def _proportional(segment: Segment, rules: LanguageRules) -> list[Unit]:
+    """Words of a segment without word timings, timed in proportion to their width."""
+    text = segment.text.strip()
+    if not text:
+        return []
+    pieces = [(w, True) for w in text.split()] if rules.spaced else _split_unspaced(text)
+    weights = [max(len(p), 1) for p, _ in pieces]
+    total = float(sum(weights))
+    span = max(segment.end - segment.start, 0.0)
+    units: list[Unit] = []
+    acc = 0.0
+    for (piece, space), weight in zip(pieces, weights, strict=True):
+        start = segment.start + span * acc / total
+        acc += weight
+        units.append(Unit(piece, start, segment.start + span * acc / total, space))
+    return units
+
+
+def transcript_units(transcript: Transcript, rules: LanguageRules) -> list[Unit]:
+    """Every unit of the transcript, in order. In spaced languages a token that does not
+    start with a space belongs to the word before it (an eojeol is never split); in every
+    language punctuation belongs to the word before it."""
+    units: list[Unit] = []
+    for segment in transcript.segments:
+        for i, tok in enumerate(_tokens_of(segment, rules)):
+            glue = is_punctuation(tok.text) or (rules.spaced and not tok.space_before and i > 0)
+            if units and glue:
+                prev = units[-1]
+                units[-1] = Unit(
+                    prev.text + tok.text, prev.start, max(prev.end, tok.end), prev.space_before
+                )
+            else:
+                start = max(tok.start, units[-1].end) if units else tok.start
+                units.append(
+                    Unit(
+                        tok.text,
+                        start,
+                        max(tok.end, start),
+                        True if rules.spaced else tok.space_before,
+                    )
+                )
+    return units
+
+
+# --- 2. blocks ------------------------------------------------------------------------
+
+
+def split_blocks(units: Sequence[Unit], pause: float) -> list[list[Unit]]:
+    """Runs of units with no silence longer than ``pause`` between them."""
+    blocks: list[list[Unit]] = []
+    for unit in units:
+        if blocks and unit.start - blocks[-1][-1].end <= pause:
+            blocks[-1].append(unit)
+        else:
+            blocks.append([unit])
+    return blocks
+
+
+# --- 3. grouping ----------------------------------------------------------------------
+
+
+def _boundary_cost(block: Sequence[Unit], j: int, limits: Limits) -> float:
+    """Cost of ending a cue after ``block[j]`` (inside the block)."""
+    cost = break_penalty(block[j].text, block[j + 1].text, limits.rules.style)
+    if block[j + 1].start - block[j].end >= BREATH:
+        cost = min(cost, 1.0)
+    return cost
+
+
+def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
+    """Cost of one cue made of ``block[i..j]``."""
+    cost = CUE_COST + wrap_with_cost(block[i : j + 1], limits)[1]
+    if j + 1 < len(block):
+        cost += _boundary_cost(block, j, limits)
+    duration = block[j].end - block[i].start
+    if (j - i + 1 <= 2 or duration < limits.min_cue_duration) and len(block) > j - i + 1:
+        cost += ORPHAN_COST
+    width = limits.width(join_units(block[i : j + 1]))
+    available = max(duration, limits.min_cue_duration)
+    if width / available > limits.max_cps:
+        cost += P_DEFAULT * (width / available / limits.max_cps - 1.0)
+    return cost
+
+
+def group_units(block: Sequence[Unit], limits: Limits) -> list[list[Unit]]:
+    """Cut one block into cues: every cue fits the lines and the maximum duration (a
+    single unit that cannot is a cue of its own), at the lowest total cost."""
+    n = len(block)
+    inf = float("inf")
+    best = [inf] * (n + 1)
+    back = [0] * (n + 1)
+    best[0] = 0.0
+    for i in range(n):
+        if best[i] == inf:
+            continue
+        for j in range(i, n):
+            if j > i and (
+                block[j].end - block[i].start > limits.max_cue_duration
+                or not fits(block[i : j + 1], limits)
+            ):
+                break
+            cost = best[i] + _cue_cost(block, i, j, limits)
+            if cost < best[j + 1]:
+                best[j + 1], back[j + 1] = cost, i
+    groups: list[list[Unit]] = []
+    j = n
+    while j > 0:
+        i = back[j]
+        groups.append(list(block[i:j]))
+        j = i
+    return groups[::-1]
+
+
+# --- 4. timing ------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _lines(
+    units: Sequence[Unit], limits: Limits
+) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    parts = wrap(units, limits)
+    lines = tuple(join_units([units[k] for k in part]) for part in parts)
+    return lines, tuple(tuple(part) for part in parts)
+
+
+def _need_ms(lines: Sequence[str], limits: Limits) -> int:
+    """Display time the text needs: the minimum duration, or its reading time."""
+    reading = limits.cue_width(list(lines)) / limits.max_cps
+    return math.ceil(max(limits.min_cue_duration, reading) * 1000 - 1e-6)
+
+
+def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: Limits) -> list[Cue]:
+    """Display times for the cues (see the module docstring, step 4)."""
+    gap = math.ceil(limits.min_gap * 1000 - 1e-6)
+    sep, lag, lead = _ms(separation(limits)), _ms(MAX_LAG), _ms(MAX_LEAD)
+    chain, maxd = _ms(CHAIN_GAP), int(limits.max_cue_duration * 1000)
+    ss = [_ms(g[0].start) for g in groups]
+    se = [max(_ms(g[-1].end), _ms(g[0].start)) for g in groups]
+    out: list[Cue] = []
+    prev_end = -gap
+    for i, group in enumerate(groups):
+        lines, parts = _lines(group, limits)
+        need = _need_ms(lines, limits)
+        crossed = i > 0 and blocks[i] != blocks[i - 1]
+        lo = prev_end + (max(gap, sep) if crossed else gap)
+        s = max(ss[i], lo)
+        if i + 1 < len(groups):
+            apart = blocks[i + 1] != blocks[i]
+            soft = ss[i + 1] - (max(gap, sep) if apart else gap)
+            hard = soft if apart else ss[i + 1] + lag - gap
+        else:
+            apart, soft = True, se[i] + lag
+            hard = soft
+        hard = min(hard, se[i] + lag, s + maxd)
+        soft = min(soft, hard)
+        e = max(min(se[i], soft), s + 1)
+        if not apart and soft - e < chain:
+            e = max(e, soft)
+        if e - s < need:
+            e = max(e, min(s + need, soft))
+        if e - s < need:
+            s = min(s, max(e - need, lo, ss[i] - lead))
+        if e - s < need:
+            e = max(e, min(s + need, hard))
+        e = max(min(e, s + maxd), s + 1)
+        out.append(Cue(s / 1000, e / 1000, lines, tuple(group), parts, blocks[i]))
+        prev_end = e
+    return out
+
+
+# --- 5. orphans -----------------------------------------------------------------------
+
+
+def merged_fits(first: Cue, second: Cue, limits: Limits) -> bool:
+    """Whether one cue with both cues' words, shown from the first's start to the second's
+    end, keeps the line, duration and reading-speed limits."""
+    units = first.units + second.units
+    if not fits(units, limits):
+        return False
+    duration = second.end - first.start
+    if duration > limits.max_cue_duration + 1e-6:
+        return False
+    lines, _ = _lines(units, limits)
+    return limits.cue_width(list(lines)) <= limits.max_cps * duration + 1e-6
+
+
+def _is_orphan(cue: Cue, limits: Limits) -> bool:
+    return len(cue.units) <= 2 or cue.end - cue.start < limits.min_cue_duration - 1e-6
+
+
+def _merge(first: Cue, second: Cue, limits: Limits) -> Cue:
+    units = first.units + second.units
+    lines, parts = _lines(units, limits)
+    return Cue(first.start, second.end, lines, units, parts, first.block)
+
+
+def merge_orphans(cues: list[Cue], limits: Limits) -> list[Cue]:
+    """Merge each orphan into a neighbour of its block when the result keeps the limits;
+    a fragment that ends a sentence prefers the cue before it."""
+    out = list(cues)
+    changed = True
+    while changed:
+        changed = False
+        for k, cue in enumerate(out):
+            if not _is_orphan(cue, limits):
+                continue
+            options = []
+            if k > 0 and out[k - 1].block == cue.block:
+                options.append(k - 1)
+            if k + 1 < len(out) and out[k + 1].block == cue.block:
+                options.append(k + 1)
+            ends_sentence = cue.text.rstrip()[-1:] in ".?!。？！…"
+            options.sort(key=lambda m: (m > k) == ends_sentence)
+            for m in options:
+                a, b = (out[m], cue) if m < k else (cue, out[m])
+                if merged_fits(a, b, limits):
+                    lo = min(m, k)
+                    out[lo : lo + 2] = [_merge(a, b, limits)]
+                    changed = True
+                    break
+            if changed:
+                break
+    return out
+
+
+# --- the builder ----------------------------------------------------------------------
+
+
+def build_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
+    """The transcript's subtitle cues under ``options`` (defaults by its language)."""
+    limits = (options or SubtitleOptions()).limits(transcript.language)
+    units = transcript_units(transcript, limits.rules)
+    groups: list[list[Unit]] = []
+    block_ids: list[int] = []
+    for b, block in enumerate(split_blocks(units, limits.split_on_pause)):
+        for group in group_units(block, limits):
+            groups.append(group)
+            block_ids.append(b)
+    return merge_orphans(time_cues(groups, block_ids, limits), limits)
+
+
+def limits_for(transcript: Transcript, options: SubtitleOptions | None = None) -> Limits:
+    """The limits ``build_cues`` applies to ``transcript``."""
+    return (options or SubtitleOptions()).limits(transcript.language)
+
+
+# --- karaoke --------------------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    """Text safe inside an ASS event (pysubs2's model): no override braces."""
+    return text.replace("{", "(").replace("}", ")")
+
+
+def cue_text(cue: Cue, highlight: int | None = None) -> str:
+    """The cue in pysubs2's ASS markup: ``\\N`` between lines, the unit at index
+    ``highlight`` underlined (``<u>`` in SRT/WebVTT), as openai-whisper's --highlight_words."""
+    lines = []
+    for part in cue.line_units:
+        line = ""
+        for n, k in enumerate(part):
+            unit = cue.units[k]
+            word = _escape(unit.text)
+            if k == highlight:
+                word = "{\\u1}" + word + "{\\u0}"
+            line += (" " if n and unit.space_before else "") + word
+        lines.append(line)
+    return "\\N".join(lines)
+
+
+def karaoke(cue: Cue) -> list[tuple[float, float, str]]:
+    """Back-to-back events covering the cue, each with the word being spoken underlined
+    (the next word takes over at its start time)."""
+    bounds: list[tuple[int, int]] = []  # (start ms, unit index)
+    start_ms, end_ms = _ms(cue.start), _ms(cue.end)
+    for k, unit in enumerate(cue.units):
+        at = start_ms if k == 0 else min(max(_ms(unit.start), start_ms), end_ms)
+        if bounds and at <= bounds[-1][0]:
+            continue
+        if at < end_ms:
+            bounds.append((at, k))
+    out = []
+    for n, (at, k) in enumerate(bounds):
+        until = bounds[n + 1][0] if n + 1 < len(bounds) else end_ms
+        out.append((at / 1000, until / 1000, cue_text(cue, k)))
+    return out

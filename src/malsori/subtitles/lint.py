@@ -1,0 +1,284 @@
+"""Check an SRT or WebVTT file against the subtitle rules and report every cue that breaks one.
+
+The checks need only the file: line width and count, duration, gaps and overlaps, reading
+speed, orphans, line breaks. (Whether a cue spans a pause needs the audio's word timings,
+which a subtitle file does not carry; malsori's tests check that rule on the transcript.)
+Karaoke files (``--highlight-words``) repeat one cue as back-to-back events with one word
+underlined; such a run counts as one cue.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysubs2
+
+from ..errors import MalsoriError
+from .breaks import P_FORBIDDEN, Unit, break_penalty, fits, join_units, wrap
+from .cues import separation
+from .rules import Limits, SubtitleOptions
+
+#: Every rule the linter checks, with what it means.
+RULES: dict[str, str] = {
+    "empty": "a cue without text",
+    "order": "a cue starts before the one before it",
+    "overlap": "a cue starts before the one before it has ended",
+    "gap": "less than the minimum gap (2 frames) between two cues",
+    "min-duration": "a cue is shown for less than the minimum duration",
+    "max-duration": "a cue is shown for longer than the maximum duration",
+    "line-count": "more lines than allowed",
+    "line-width": "a line wider than allowed",
+    "one-line": "two lines for text that fits on one",
+    "line-break": "a line break between words that belong together",
+    "whitespace": "a line that starts or ends with a space",
+    "reading-speed": "more characters per second than allowed",
+    "orphan": "one or two words on their own, next to a cue they would fit into",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One rule broken by one cue (numbered from 1, in file order)."""
+
+    cue: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"cue {self.cue}: {self.rule}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A cue as read from a file: number, times in milliseconds, lines of plain text."""
+
+    number: int
+    start: int
+    end: int
+    lines: tuple[str, ...]
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _clean_vtt(text: str) -> str:
+    """WebVTT without NOTE/STYLE/REGION blocks and cue identifiers, which pysubs2 would
+    otherwise read as cue text."""
+    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    kept = []
+    for block in blocks:
+        lines = block.strip("\n").split("\n")
+        if not lines or not lines[0].strip():
+            continue
+        head = lines[0].strip()
+        if head.startswith(("NOTE", "STYLE", "REGION")):
+            continue
+        if head.startswith("WEBVTT"):
+            kept.append("WEBVTT")
+            continue
+        timing = next((k for k, line in enumerate(lines) if "-->" in line), None)
+        if timing is not None:
+            kept.append("\n".join(lines[timing:]))
+    return "\n\n".join(kept) + "\n"
+
+
+def _plain_lines(event: pysubs2.SSAEvent) -> tuple[str, ...]:
+    text = html.unescape(_TAG.sub("", event.plaintext))
+    return tuple(text.split("\n"))
+
+
+def parse(text: str, fmt: str) -> list[Event]:
+    """Events of an SRT (``fmt="srt"``) or WebVTT (``"vtt"``) document, karaoke runs
+    merged into one."""
+    if fmt == "vtt":
+        text = _clean_vtt(text)
+    try:
+        subs = pysubs2.SSAFile.from_string(text, format_=fmt)
+    except Exception as exc:  # pysubs2 raises several types for malformed input
+        raise MalsoriError(f"cannot read the {fmt} file: {exc}") from exc
+    events: list[Event] = []
+    for number, ev in enumerate(subs.events, start=1):
+        lines = _plain_lines(ev)
+        last = events[-1] if events else None
+        if last and last.end == ev.start and last.lines == lines:
+            events[-1] = Event(last.number, last.start, ev.end, lines)
+        else:
+            events.append(Event(number, ev.start, ev.end, lines))
+    return events
+
+
+def read(path: str | Path) -> list[Event]:
+    """Events of an ``.srt`` or ``.vtt`` file (by its extension; SRT otherwise)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MalsoriError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MalsoriError(f"{p} is not UTF-8 text") from exc
+    return parse(text, "vtt" if p.suffix.lower() == ".vtt" else "srt")
+
+
+def _units(lines: Sequence[str]) -> list[Unit]:
+    return [Unit(word, 0.0, 0.0) for line in lines for word in line.split()]
+
+
+def _check_timing(prev: Event | None, ev: Event, limits: Limits) -> list[Violation]:
+    out: list[Violation] = []
+    n = ev.number
+    if prev is not None:
+        if ev.start < prev.start:
+            out.append(Violation(n, "order", f"starts before cue {prev.number}"))
+        elif ev.start < prev.end:
+            out.append(
+                Violation(
+                    n, "overlap", f"starts {prev.end - ev.start} ms before cue {prev.number} ends"
+                )
+            )
+        elif ev.start - prev.end < math.ceil(limits.min_gap * 1000 - 1e-6):
+            out.append(
+                Violation(
+                    n,
+                    "gap",
+                    f"{ev.start - prev.end} ms after cue "
+                    f"{prev.number} (minimum {limits.min_gap * 1000:.0f} ms)",
+                )
+            )
+    if ev.duration < math.floor(limits.min_cue_duration * 1000 + 1e-6):
+        out.append(
+            Violation(
+                n,
+                "min-duration",
+                f"{ev.duration / 1000:.3f} s (minimum {limits.min_cue_duration:.3f} s)",
+            )
+        )
+    if ev.duration > limits.max_cue_duration * 1000 + 0.5:
+        out.append(
+            Violation(
+                n,
+                "max-duration",
+                f"{ev.duration / 1000:.3f} s (maximum {limits.max_cue_duration:g} s)",
+            )
+        )
+    return out
+
+
+def _check_lines(ev: Event, limits: Limits) -> list[Violation]:
+    out: list[Violation] = []
+    n, lines = ev.number, ev.lines
+    if len(lines) > limits.max_line_count:
+        out.append(
+            Violation(n, "line-count", f"{len(lines)} lines (maximum {limits.max_line_count})")
+        )
+    for k, line in enumerate(lines, start=1):
+        width = limits.width(line)
+        if width > limits.max_line_width + 1e-9:
+            out.append(
+                Violation(
+                    n,
+                    "line-width",
+                    f"line {k} is {width:g} wide (maximum {limits.max_line_width:g}): {line!r}",
+                )
+            )
+        if line != line.strip():
+            out.append(Violation(n, "whitespace", f"line {k} starts or ends with a space"))
+    if len(lines) > 1 and limits.rules.spaced:
+        words = _units(lines)
+        if limits.width(join_units(words)) <= limits.max_line_width + 1e-9:
+            out.append(Violation(n, "one-line", "the text fits on one line"))
+        for k in range(len(lines) - 1):
+            before, after = lines[k].split(), lines[k + 1].split()
+            if (
+                before
+                and after
+                and (break_penalty(before[-1], after[0], limits.rules.style) >= P_FORBIDDEN)
+            ):
+                out.append(
+                    Violation(
+                        n,
+                        "line-break",
+                        f"between {before[-1]!r} and {after[0]!r} (lines {k + 1}-{k + 2})",
+                    )
+                )
+    return out
+
+
+def _cps(lines: Sequence[str], duration_ms: int, limits: Limits) -> float:
+    return limits.cue_width(list(lines)) / max(duration_ms / 1000, 1e-3)
+
+
+def _merge_fits(a: Event, b: Event, limits: Limits) -> bool:
+    words = _units(a.lines) + _units(b.lines)
+    duration = b.end - a.start
+    if not fits(words, limits) or duration > limits.max_cue_duration * 1000 + 0.5:
+        return False
+    lines = [join_units([words[k] for k in part]) for part in wrap(words, limits)]
+    return _cps(lines, duration, limits) <= limits.max_cps + 1e-6
+
+
+def _check_orphan(events: Sequence[Event], i: int, limits: Limits) -> list[Violation]:
+    ev = events[i]
+    if not limits.rules.spaced or len(_units(ev.lines)) > 2:
+        return []
+    near = separation(limits) * 1000
+    for j in (i - 1, i + 1):
+        if not 0 <= j < len(events):
+            continue
+        a, b = (events[j], ev) if j < i else (ev, events[j])
+        if b.start - a.end < near and _merge_fits(a, b, limits):
+            return [
+                Violation(
+                    ev.number,
+                    "orphan",
+                    f"{' '.join(ev.lines)!r} would fit into cue {events[j].number}",
+                )
+            ]
+    return []
+
+
+def lint_events(events: Sequence[Event], limits: Limits) -> list[Violation]:
+    """Every rule each event breaks, in cue order."""
+    out: list[Violation] = []
+    for i, ev in enumerate(events):
+        if not "".join(ev.lines).strip():
+            out.append(Violation(ev.number, "empty", "no text"))
+            continue
+        out += _check_timing(events[i - 1] if i else None, ev, limits)
+        out += _check_lines(ev, limits)
+        cps = _cps(ev.lines, ev.duration, limits)
+        if cps > limits.max_cps + 1e-6:
+            out.append(
+                Violation(
+                    ev.number,
+                    "reading-speed",
+                    f"{cps:.1f} characters per second (maximum {limits.max_cps:g})",
+                )
+            )
+        out += _check_orphan(events, i, limits)
+    return out
+
+
+def lint_file(
+    path: str | Path, options: SubtitleOptions | None = None, language: str | None = None
+) -> list[Violation]:
+    """Lint an ``.srt``/``.vtt`` file with the limits of ``language`` (``None``: generic),
+    overridden by ``options``."""
+    limits = (options or SubtitleOptions()).limits(language)
+    return lint_events(read(path), limits)
+
+
+def lint_text(
+    text: str, fmt: str, options: SubtitleOptions | None = None, language: str | None = None
+) -> list[Violation]:
+    """Lint SRT/WebVTT text (``fmt`` is ``srt`` or ``vtt``)."""
+    limits = (options or SubtitleOptions()).limits(language)
+    return lint_events(parse(text, fmt), limits)

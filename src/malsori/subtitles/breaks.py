@@ -50,7 +50,10 @@ KO_CONJUNCTIONS = _words(
 )
 #: Connective endings: a clause ends here, a good place for a break.
 KO_CONNECTIVE_ENDINGS = tuple(
-    "고 며 면서 면 지만 는데 은데 니까 니 다가 도록 려고 어서 아서 해서 여서 거나 든지 자 므로 서".split()
+    _words(
+        "고 며 면서 면 지만 는데 은데 니까 니 다가 도록 려고 "
+        "어서 아서 해서 여서 거나 든지 자 므로 서"
+    )
 )
 #: Determiners that modify the next word (이 책, 그 사람, 모든 것).
 KO_NO_BREAK_AFTER = _words("이 그 저 이런 그런 저런 어느 무슨 몇 모든 각 새 헌 온 한")

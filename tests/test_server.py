@@ -60,7 +60,7 @@ def test_verbose_json_with_words(client: openai.OpenAI) -> None:
             timestamp_granularities=["word", "segment"],
             language="en",
         )
-    assert result.language == "en" and result.duration == pytest.approx(11.0, abs=0.1)
+    assert result.language == "english" and result.duration == pytest.approx(11.0, abs=0.1)
     assert result.segments and result.words
     starts = [w.start for w in result.words]
     assert starts == sorted(starts) and all(w.end <= 11.5 for w in result.words)

@@ -78,7 +78,14 @@ def test_schemathesis_finds_no_server_errors() -> None:
 
     from malsori.server import ServerSettings, create_app
 
-    app = create_app(ServerSettings(model="tiny.en", preload=False, model_idle_unload_s=0))
+    app = create_app(
+        ServerSettings(
+            model="tiny.en",
+            preload=False,
+            model_idle_unload_s=0,
+            allowed_hosts=["testserver"],  # the Host the in-process client sends
+        )
+    )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
 

@@ -26,6 +26,10 @@ class Segment:
     compression_ratio: float = 0.0
     temperature: float | None = None
     words: list[Word] | None = None
+    #: Where the decoder's 30 s window started, in mel frames (10 ms), as Whisper reports it.
+    seek: int = 0
+    #: The text's token ids (Whisper's tokenizer, timestamp tokens included).
+    tokens: list[int] = field(default_factory=list)
 
     @classmethod
     def from_faster_whisper(cls, seg: Any) -> Segment:
@@ -44,6 +48,8 @@ class Segment:
             compression_ratio=float(seg.compression_ratio),
             temperature=None if seg.temperature is None else float(seg.temperature),
             words=words,
+            seek=int(seg.seek),
+            tokens=[int(t) for t in seg.tokens],
         )
 
 

@@ -48,6 +48,13 @@ def register(sub: Any) -> None:
         dest="cors_origins",
         help="allow this browser origin (repeatable) [CORS off]",
     )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        help="also answer to this Host name, e.g. a reverse proxy's (repeatable; '*' = any) "
+        "[localhost names and the bound address]",
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
 
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import ServerSettings, create_app
+        from ..server.protocol import guarded_protocol
     except ImportError as exc:
         raise MalsoriError(
             "'malsori serve' needs the server extra: pip install -e '.[server]'"
@@ -75,12 +83,18 @@ def run(args: argparse.Namespace) -> int:
         "model_idle_unload_s",
         "preload",
         "cors_origins",
+        "allowed_hosts",
     )
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     settings = ServerSettings(**overrides)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"malsori: warning: listening on {settings.host} without MALSORI_API_KEY")
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        http=guarded_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0

@@ -6,68 +6,118 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from ..engine import LoadedModel, load_model, unload_model
-from ..models import MODEL_NAMES, list_models, resolve_model
+from ..models import MODEL_NAMES, ModelStatus, list_models
 from .errors import APIError
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 OPENAI_ALIASES = ("whisper-1",)
+#: ``malsori models`` statuses a client may use.
+AVAILABLE = ("bundled", "user", "cached")
+_LISTING_TTL_S = 10.0
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or os.sep in name or name.startswith((".", "~"))
 
 
 class ModelManager:
-    """Loads models on first use, shares them across requests, unloads them when idle."""
+    """Loads models on first use, shares them across requests, unloads them when idle.
+
+    Clients may name only the models ``malsori models`` lists as available (bundled,
+    user-registered, in the Hugging Face cache) or ``whisper-1`` (the default model); model
+    directories only when the admin allows paths. Errors name models, never paths."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self._models: dict[str, LoadedModel] = {}
+        self._originals: dict[str, LoadedModel] = {}  # as the engine's cache holds them
         self._last_used: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._listing: tuple[float, dict[str, ModelStatus]] = (-1e9, {})
 
     def canonical(self, name: str | None) -> str:
         if not name or name in OPENAI_ALIASES:
             return self.settings.model
         return name
 
+    def _statuses(self) -> dict[str, ModelStatus]:
+        stamp, rows = self._listing
+        if time.monotonic() - stamp > _LISTING_TTL_S:
+            rows = {r.name: r for r in list_models()}
+            self._listing = (time.monotonic(), rows)
+        return rows
+
     def check(self, name: str | None) -> str:
-        """The canonical name, or a 404 APIError when the model is not available offline."""
+        """The canonical name, or an APIError when clients may not use that model."""
         model = self.canonical(name)
-        if model in self._models:
+        if model in self._models or model == self.settings.model:
             return model
-        if "/" in model or "\\" in model or model.startswith("."):
+        if _looks_like_path(model):
+            if self.settings.allow_model_paths:
+                return model
             raise APIError(
                 404,
                 f"model {model!r} not found (paths are not accepted)",
                 param="model",
                 code="model_not_found",
             )
-        try:
-            resolve_model(model)
-        except Exception as exc:
+        status = self._statuses().get(model)
+        if status is not None and status.status == "broken":
+            raise APIError(
+                503,
+                f"model {model!r} is damaged on this server (its checksum does not match)",
+                type="server_error",
+                code="model_damaged",
+            )
+        if status is None or status.status not in AVAILABLE:
             raise APIError(
                 404,
-                f"model {model!r} is not available on this server: {str(exc).splitlines()[0]}",
+                f"model {model!r} is not available on this server "
+                f"(available: {', '.join(self.available())})",
                 param="model",
                 code="model_not_found",
-            ) from exc
+            )
         return model
+
+    def _location(self, name: str) -> str:
+        """What to hand to the engine: the listed directory of a listed model (so that a
+        directory of the same name in the working directory is never picked up)."""
+        status = self._statuses().get(name)
+        if status is not None and status.status in AVAILABLE and status.path is not None:
+            return str(status.path)
+        return name
 
     def get(self, name: str) -> LoadedModel:
         with self._lock:
             loaded = self._models.get(name)
             if loaded is None:
                 s = self.settings
-                loaded = load_model(
-                    name, device=s.device, compute_type=s.compute_type, cpu_threads=s.threads
+                original = load_model(
+                    self._location(name),
+                    device=s.device,
+                    compute_type=s.compute_type,
+                    cpu_threads=s.threads,
                 )
-                self._models[name] = loaded
+                # The engine names a model loaded from a directory by the directory.
+                loaded = replace(original, resolved=replace(original.resolved, name=name))
+                self._models[name], self._originals[name] = loaded, original
             self._last_used[name] = time.monotonic()
             return loaded
 
@@ -85,15 +135,18 @@ class ModelManager:
         with self._lock:
             for name in list(self._models):
                 if now - self._last_used.get(name, now) >= idle_s:
-                    unload_model(self._models.pop(name))
+                    del self._models[name]
+                    unload_model(self._originals.pop(name))
                     dropped.append(name)
         for name in dropped:
             log.info("unloaded idle model %s", name)
         return dropped
 
     def available(self) -> list[str]:
-        names = {r.name for r in list_models() if r.status in ("bundled", "user", "cached")}
-        return sorted(names | set(self._models), key=lambda n: (n not in MODEL_NAMES, n))
+        names = {n for n, r in self._statuses().items() if r.status in AVAILABLE}
+        names |= {n for n in self._models if not _looks_like_path(n)}
+        ordered = sorted(names, key=lambda n: (n not in MODEL_NAMES, n))
+        return [*OPENAI_ALIASES, *ordered]
 
 
 @dataclass
@@ -102,6 +155,8 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu seconds, open fds
+        PlatformCollector(registry=r)
         self.requests = Counter(
             "malsori_requests_total", "HTTP requests", ["endpoint", "status"], registry=r
         )
@@ -110,6 +165,12 @@ class Metrics:
         )
         self.audio_seconds = Counter(
             "malsori_audio_seconds_total", "Seconds of audio transcribed", registry=r
+        )
+        self.cancelled = Counter(
+            "malsori_jobs_cancelled_total",
+            "Transcriptions stopped early (client_gone, timeout)",
+            ["reason"],
+            registry=r,
         )
         self.queue_depth = Gauge("malsori_queue_depth", "Requests waiting for a slot", registry=r)
         self.in_flight = Gauge("malsori_jobs_running", "Transcriptions running", registry=r)

@@ -1,0 +1,95 @@
+"""Decoding an upload with the server's limits: the duration limit is checked against the
+container's declared duration before decoding and enforced while decoding (a compressed
+hour of silence is a few hundred kB), samples go straight into one float32 buffer (no
+per-frame lists, no second copy), and a cancelled request stops between frames.
+
+Messages name the client's file name, never the temporary file's path."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from ..audio import _TRUNCATED_RATIO, SAMPLE_RATE, _check_wav_header, _declared_seconds
+from ..errors import AudioError
+
+
+class AudioTooLong(Exception):
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds  # the declared duration; None when found out while decoding
+
+
+class Cancelled(Exception):
+    """The request was abandoned (client gone or timed out)."""
+
+
+_SCALE = np.float32(1 / 32768)
+
+
+def decode_limited(
+    path: Path, label: str, max_seconds: float, cancel: threading.Event
+) -> npt.NDArray[np.float32]:
+    """16 kHz mono float32 samples of ``path``, as :func:`malsori.audio.load_audio` decodes
+    them, or AudioTooLong / AudioError / Cancelled."""
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError(f"{label}: file is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        _check_wav_header(fh, label, size)
+    limit = int(max_seconds * SAMPLE_RATE)
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"{label}: contains no audio stream")
+            stream = container.streams.audio[0]
+            declared = _declared_seconds(container, stream)
+            if declared is not None and declared > max_seconds + 0.5:
+                raise AudioTooLong(declared)
+            guess = int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
+            buf = np.empty(min(limit, max(guess, SAMPLE_RATE)), dtype=np.float32)
+            n = 0
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+            def put(frame: av.AudioFrame | None) -> None:
+                nonlocal buf, n
+                for out in resampler.resample(frame):
+                    pcm = out.to_ndarray().reshape(-1)
+                    end = n + pcm.size
+                    if end > limit:
+                        raise AudioTooLong(None)
+                    if end > buf.size:
+                        bigger = np.empty(min(limit, max(end, buf.size * 3 // 2)), np.float32)
+                        bigger[:n] = buf[:n]
+                        buf = bigger
+                    np.multiply(pcm, _SCALE, out=buf[n:end], casting="unsafe")
+                    n = end
+
+            for frame in container.decode(stream):
+                if cancel.is_set():
+                    raise Cancelled
+                put(frame)
+            put(None)  # flush
+    except (AudioError, AudioTooLong, Cancelled):
+        raise
+    except av.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise AudioError(f"{label}: not a decodable audio file ({reason})") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise AudioError(f"{label}: could not be decoded ({reason})") from None
+    if n == 0:
+        raise AudioError(f"{label}: contains no audio samples (zero-length audio)")
+    decoded = n / SAMPLE_RATE
+    if declared is not None and declared > 0.5 and decoded < declared * _TRUNCATED_RATIO:
+        raise AudioError(
+            f"{label}: truncated audio (header declares {declared:.2f} s, "
+            f"only {decoded:.2f} s could be decoded)"
+        )
+    if buf.size - n > SAMPLE_RATE:  # give back an over-estimate
+        return buf[:n].copy()
+    return buf[:n]

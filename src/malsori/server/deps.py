@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the app's state and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .errors import APIError
+from .state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.malsori
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
+    """With ``MALSORI_API_KEY`` set: ``Authorization: Bearer <key>`` or 401."""
+    key = state.settings.api_key
+    if key is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), key.get_secret_value().encode()
+    ):
+        raise APIError(
+            401,
+            "invalid or missing API key (send 'Authorization: Bearer <key>')",
+            type="authentication_error",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": 'Bearer realm="malsori"'},
+        )
+
+
+Authorized = [Depends(require_api_key)]

@@ -1,0 +1,304 @@
+"""A transcription job: the decode options built from the request, the run (decoding and
+transcription in worker threads, stopped between segments when the client leaves or the
+request timeout passes) and the events of ``stream=true``.
+
+A job holds its slot until its threads have really stopped: ``close()`` waits for them
+(shielded from cancellation) and collects their exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from ..engine import LoadedModel, check_options, transcribe
+from ..errors import AudioError, OptionsError
+from ..options import DecodeOptions, normalize_language
+from ..transcript import Segment, Transcript
+from ..writers import options_for_formats
+from .decode import AudioTooLong, Cancelled, decode_limited
+from .errors import APIError, error_body
+from .responses import render, segment_event, sse
+from .state import AppState
+from .uploads import display_name, save_upload
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """The form fields of ``/v1/audio/transcriptions`` and ``/v1/audio/translations``."""
+
+    task: str
+    model: str | None
+    language: str | None
+    prompt: str | None
+    response_format: str
+    temperature: float
+    granularities: tuple[str, ...]
+    stream: bool
+
+
+def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
+    """The decode options, or a 400 for what OpenAI refuses too."""
+    settings = state.settings
+    if not 0 <= req.temperature <= 1:
+        raise APIError(400, "temperature must be between 0 and 1", param="temperature")
+    words = "word" in req.granularities
+    if words and not req.stream and req.response_format != "verbose_json":
+        raise APIError(
+            400,
+            "timestamp_granularities ['word'] needs response_format 'verbose_json'",
+            param="timestamp_granularities",
+        )
+    try:
+        language = normalize_language(req.language) if req.task == "transcribe" else None
+        options = DecodeOptions(
+            language=language,
+            task=req.task,
+            beam_size=settings.beam_size,
+            batch_size=settings.batch_size,
+            initial_prompt=req.prompt or None,
+            word_timestamps=words,
+            # OpenAI: 0 means "start at 0 and raise it when decoding fails" (the fallback).
+            temperature=req.temperature if req.temperature > 0 else DecodeOptions.temperature,
+        )
+    except OptionsError as exc:
+        raise APIError(400, str(exc), param="language") from exc
+    # srt/vtt: word timings let the writers cut long windows into readable cues.
+    return options_for_formats(options, [req.response_format])
+
+
+class Job:
+    def __init__(self, state: AppState, req: JobRequest, model: str, options: DecodeOptions):
+        self.state, self.req, self.model, self.options = state, req, model, options
+        self.cancel = threading.Event()
+        self.gone = asyncio.Event()
+        self.deadline: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self._threads: list[asyncio.Task[Any]] = []
+        self._watcher: asyncio.Task[None] | None = None
+
+    # --- the client and the clock -------------------------------------------------------
+
+    def watch(self, request: Request) -> None:
+        """Notice the client leaving (the body is read, so the next message is that)."""
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            self.gone.set()
+            self.cancel.set()
+
+        self._watcher = asyncio.create_task(watch())
+
+    def start_clock(self) -> None:
+        self.deadline = self._loop.time() + self.state.settings.request_timeout_s
+
+    async def _wait(self, aw: Awaitable[T], *, thread: bool = False) -> T:
+        """``aw``'s result, unless the client leaves (ClientGone) or the request times out
+        (504) first. A worker thread is then told to stop; close() waits for it."""
+        task = asyncio.ensure_future(aw)
+        if thread:
+            self._threads.append(task)
+        gone = asyncio.ensure_future(self.gone.wait())
+        timeout = None if self.deadline is None else max(0.0, self.deadline - self._loop.time())
+        try:
+            done, _ = await asyncio.wait(
+                {task, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+        if task in done:
+            return task.result()
+        self.cancel.set()
+        if not thread:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self.gone.is_set():
+            self.state.metrics.cancelled.labels("client_gone").inc()
+            raise ClientGone
+        self.state.metrics.cancelled.labels("timeout").inc()
+        timeout_s = self.state.settings.request_timeout_s
+        raise APIError(
+            504,
+            f"transcription took longer than {timeout_s:g} s and was stopped",
+            type="server_error",
+            code="timeout",
+        )
+
+    def _in_thread(self, fn: Callable[[], T]) -> Awaitable[T]:
+        return self._wait(asyncio.to_thread(fn), thread=True)
+
+    async def close(self) -> None:
+        """Stop the work and wait until the threads have really stopped."""
+        self.cancel.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        running = [t for t in self._threads if not t.done()]
+        if running:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(running)
+        for t in self._threads:
+            if not t.cancelled():
+                t.exception()  # retrieved: never "Task exception was never retrieved"
+
+    # --- the work ------------------------------------------------------------------------
+
+    async def acquire_slot(self, stack: contextlib.AsyncExitStack) -> None:
+        await self._wait(stack.enter_async_context(self.state.limiter.slot()))
+
+    async def prepare(self, path: Path, label: str) -> tuple[LoadedModel, npt.NDArray[Any]]:
+        loaded = await self._in_thread(lambda: self.state.models.get(self.model))
+        try:
+            check_options(loaded, self.options)
+        except OptionsError as exc:
+            raise APIError(
+                400,
+                str(exc),
+                param="model" if self.req.task == "translate" else "language",
+                code="unsupported_for_model",
+            ) from exc
+        limit = self.state.settings.max_audio_seconds
+        try:
+            audio = await self._in_thread(lambda: decode_limited(path, label, limit, self.cancel))
+        except AudioError as exc:
+            raise APIError(
+                400, f"could not read the audio: {exc}", param="file", code="invalid_audio"
+            ) from None
+        except AudioTooLong as exc:
+            long = f"{exc.seconds:.0f} s long" if exc.seconds else f"longer than {limit:g} s"
+            raise APIError(
+                400,
+                f"audio is {long}; this server accepts at most {limit:g} s",
+                param="file",
+                code="audio_too_long",
+            ) from None
+        return loaded, audio
+
+    def _transcribe(
+        self,
+        audio: npt.NDArray[np.float32],
+        loaded: LoadedModel,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcript:
+        def check(segment: Segment) -> None:
+            if self.cancel.is_set():
+                raise Cancelled
+            if on_segment is not None:
+                on_segment(segment)
+
+        return transcribe(audio, loaded, options=self.options, on_segment=check)
+
+    def _done(self, result: Transcript) -> None:
+        self.state.metrics.audio_seconds.inc(result.duration)
+        self.state.models.touch(self.model)
+
+    async def result(self, loaded: LoadedModel, audio: npt.NDArray[np.float32]) -> Response:
+        result = await self._in_thread(lambda: self._transcribe(audio, loaded))
+        self._done(result)
+        return render(result, self.req.response_format, self.req.task, self.req.granularities)
+
+    async def events(
+        self, loaded: LoadedModel, audio: npt.NDArray[np.float32]
+    ) -> AsyncIterator[bytes]:
+        """``transcript.text.delta`` per segment (with the extra ``segment`` object the page
+        reads), then ``transcript.text.done``; an ``error`` event when it fails."""
+        queue: asyncio.Queue[Segment | None] = asyncio.Queue()
+        loop = self._loop
+
+        def emit(segment: Segment | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, segment)
+
+        def run() -> Transcript:
+            try:
+                return self._transcribe(audio, loaded, emit)
+            finally:
+                emit(None)
+
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        self._threads.append(work)
+        try:
+            index = 0
+            while (segment := await self._wait(queue.get())) is not None:
+                event = {
+                    "type": "transcript.text.delta",
+                    "delta": segment.text,
+                    "segment": segment_event(index, segment),
+                }
+                index += 1
+                yield sse(event)
+            result = await self._wait(work, thread=True)
+            self._done(result)
+            yield sse(
+                {
+                    "type": "transcript.text.done",
+                    "text": result.text,
+                    "language": result.language,
+                    "duration": result.duration,
+                }
+            )
+        except ClientGone:
+            return
+        except APIError as exc:
+            yield sse({"type": "error", **error_body(exc.message, exc.type, exc.param, exc.code)})
+        finally:
+            self.cancel.set()  # a client that went away stops the work; close() waits
+
+
+class JobStream(StreamingResponse):
+    """A stream that owns the job's resources (slot, temporary file, threads) and releases
+    them however the response ends, even if its body is never iterated."""
+
+    def __init__(self, body: AsyncIterator[bytes], owned: contextlib.AsyncExitStack) -> None:
+        headers = {"Cache-Control": "no-cache"}
+        super().__init__(body, media_type="text/event-stream", headers=headers)
+        self._owned = owned
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._owned.aclose()
+
+
+async def run_request(state: AppState, request: Request, upload: Any, req: JobRequest) -> Response:
+    """Check, save, queue, decode, transcribe; the response or a stream of events."""
+    model = state.models.check(req.model)
+    options = build_options(state, req)
+    label = display_name(upload)
+    path = await save_upload(upload, state.settings.max_upload_bytes)
+    job = Job(state, req, model, options)
+    stack = contextlib.AsyncExitStack()
+    try:
+        stack.callback(lambda: path.unlink(missing_ok=True))
+        stack.push_async_callback(job.close)
+        job.watch(request)
+        await job.acquire_slot(stack)
+        stack.push_async_callback(job.close)  # before the slot is released
+        job.start_clock()
+        loaded, audio = await job.prepare(path, label)
+        if not req.stream:
+            return await job.result(loaded, audio)
+        return JobStream(job.events(loaded, audio), stack.pop_all())
+    except ClientGone:
+        raise APIError(499, "the client closed the request", code="client_closed") from None
+    finally:
+        await stack.aclose()

@@ -1,0 +1,109 @@
+"""ASGI middleware that runs before any body is read: the trusted-host and same-origin
+checks (DNS rebinding, cross-site form posts), and request metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_body
+from .settings import ServerSettings
+from .state import Metrics
+
+
+async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _host_name(host: str) -> str:
+    """``example.org:8000`` -> ``example.org``; ``[::1]:8000`` -> ``[::1]``."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class RequestGuard:
+    """400 for a Host header the server does not answer to; 403 for a request whose
+    ``Origin`` is neither the server's own origin nor an allowed CORS origin."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.hosts = settings.trusted_hosts()
+        self.origins = {o.rstrip("/") for o in settings.cors_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+        if self.hosts is not None and host and _host_name(host) not in self.hosts:
+            body = error_body(
+                "invalid Host header: this server does not answer to that name "
+                "(a reverse proxy's name goes into MALSORI_ALLOWED_HOSTS)",
+                "invalid_request_error",
+                None,
+                "invalid_host",
+            )
+            await send_json(send, 400, body)
+            return
+        origin = headers.get(b"origin")
+        if origin is not None:
+            value = origin.decode("latin-1").strip().rstrip("/")
+            own = f"{scope.get('scheme', 'http')}://{host}"
+            if value.lower() != own and value not in self.origins and "*" not in self.origins:
+                body = error_body(
+                    f"cross-origin request refused: origin {value!r} is not allowed "
+                    "(allowed origins go into MALSORI_CORS_ORIGINS)",
+                    "invalid_request_error",
+                    None,
+                    "origin_not_allowed",
+                )
+                await send_json(send, 403, body)
+                return
+        await self.app(scope, receive, send)
+
+
+class RequestMetrics:
+    """Requests and errors by endpoint and status; the latency of transcriptions (429s,
+    answered at once, are not latency)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "other")
+            m = self.metrics
+            m.requests.labels(endpoint, str(status)).inc()
+            if status >= 400:
+                m.errors.labels(endpoint, str(status)).inc()
+            if endpoint.startswith("/v1/audio") and status != 429:
+                m.latency.labels(endpoint).observe(time.perf_counter() - t0)

@@ -1,0 +1,63 @@
+"""uvicorn's HTTP/1.1 protocol (h11) with the limits it lacks: a connection cap (connections
+beyond ``max_connections`` are closed at once) and a header timeout (a connection that has
+not sent a whole request head within ``header_timeout_s`` is closed, before its first
+request and between keep-alive requests). Body time is limited by uploads.BodyLimits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
+    header_timeout = settings.header_timeout_s
+    max_connections = settings.max_connections
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning("connection refused: %d connections open", len(self.connections))
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("closing a connection that sent no request head in %gs", header_timeout)
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # the next request's head, on a kept-alive connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol

@@ -1,0 +1,85 @@
+"""Rendering a transcript as OpenAI does: ``json``, ``text``, ``verbose_json`` (segments
+numbered from 0, the language's full name, ``usage``), ``srt``/``vtt`` (the CLI's cues), and
+the server-sent events of ``stream=true``."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from ..transcript import Segment, Transcript
+from ..writers import WRITERS, cues
+from .languages import language_name
+
+
+def usage(result: Transcript) -> dict[str, Any]:
+    """Whisper-1 bills by duration: whole seconds, rounded up."""
+    return {"type": "duration", "seconds": math.ceil(round(result.duration, 3))}
+
+
+def segment_body(index: int, s: Segment) -> dict[str, Any]:
+    return {
+        "id": index,
+        "seek": s.seek,
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "tokens": list(s.tokens),
+        "temperature": s.temperature or 0.0,
+        "avg_logprob": s.avg_logprob,
+        "compression_ratio": s.compression_ratio,
+        "no_speech_prob": s.no_speech_prob,
+    }
+
+
+def verbose(result: Transcript, task: str, granularities: tuple[str, ...]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task": task,
+        "language": "english" if task == "translate" else language_name(result.language),
+        "duration": round(result.duration, 3),
+        "text": result.text,
+    }
+    # OpenAI: segments unless only word granularity was asked for; words only when asked.
+    if granularities != ("word",):
+        body["segments"] = [segment_body(i, s) for i, s in enumerate(result.segments)]
+    if "word" in granularities:
+        body["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end} for w in result.words
+        ]
+    if task == "transcribe":
+        body["usage"] = usage(result)
+    return body
+
+
+def render(result: Transcript, fmt: str, task: str, granularities: tuple[str, ...]) -> Response:
+    if fmt == "json":
+        body: dict[str, Any] = {"text": result.text}
+        if task == "transcribe":
+            body["usage"] = usage(result)
+        return JSONResponse(body)
+    if fmt == "verbose_json":
+        return JSONResponse(verbose(result, task, granularities))
+    if fmt == "text":
+        return PlainTextResponse(result.text + "\n")
+    media = "text/vtt" if fmt == "vtt" else "text/plain"
+    return Response(WRITERS[fmt](result), media_type=f"{media}; charset=utf-8")
+
+
+def segment_event(index: int, segment: Segment) -> dict[str, Any]:
+    """A streamed segment (the page's progress bar reads its ``end``), with its subtitle
+    cues (long batched windows split at words)."""
+    one = Transcript([segment], "", 0.0, segment.end)
+    return {
+        "id": index,
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "cues": [{"start": a, "end": b, "text": t} for a, b, t in cues(one)],
+    }
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()

@@ -1,0 +1,118 @@
+"""The endpoints: OpenAI's ``/v1/audio/*`` and ``/v1/models``, the schema, health,
+readiness, metrics and the web page.
+
+Which need the API key (when ``MALSORI_API_KEY`` is set): ``/v1/*``, ``/metrics`` and
+``/openapi.json``. Open: ``/health`` and ``/ready`` (probes), the page at ``/`` and its
+``/static`` files (the page asks for the key), and ``/docs`` (its schema request needs the
+key)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .deps import Authorized, StateDep
+from .errors import APIError
+from .jobs import JobRequest, run_request
+from .state import OPENAI_ALIASES
+
+STATIC = Path(__file__).resolve().parent / "static"
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+Granularity = Literal["segment", "word"]
+
+router = APIRouter()
+
+
+@router.post("/v1/audio/transcriptions", dependencies=Authorized, tags=["audio"])
+async def transcriptions(
+    state: StateDep,
+    request: Request,
+    file: Annotated[UploadFile, File(description="audio or video file")],
+    model: Annotated[str, Form()] = "whisper-1",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    response_format: Annotated[ResponseFormat, Form()] = "json",
+    temperature: Annotated[float, Form()] = 0.0,
+    timestamp_granularities: Annotated[
+        list[Granularity] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    req = JobRequest(
+        "transcribe", model, language, prompt, response_format, temperature, granularities, stream
+    )
+    return await run_request(state, request, file, req)
+
+
+@router.post("/v1/audio/translations", dependencies=Authorized, tags=["audio"])
+async def translations(
+    state: StateDep,
+    request: Request,
+    file: Annotated[UploadFile, File(description="audio or video file")],
+    model: Annotated[str, Form()] = "whisper-1",
+    prompt: Annotated[str | None, Form()] = None,
+    response_format: Annotated[ResponseFormat, Form()] = "json",
+    temperature: Annotated[float, Form()] = 0.0,
+) -> Response:
+    req = JobRequest("translate", model, None, prompt, response_format, temperature, (), False)
+    return await run_request(state, request, file, req)
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "malsori"}
+
+
+@router.get("/v1/models", dependencies=Authorized, tags=["models"])
+async def models(state: StateDep) -> dict[str, Any]:
+    names = await asyncio.to_thread(state.models.available)
+    return {"object": "list", "data": [_model_card(n) for n in names]}
+
+
+@router.get("/v1/models/{model_id}", dependencies=Authorized, tags=["models"])
+async def model(model_id: str, state: StateDep) -> dict[str, Any]:
+    if model_id in OPENAI_ALIASES:
+        return _model_card(model_id)
+    names = await asyncio.to_thread(state.models.available)
+    if model_id not in names:
+        raise APIError(404, f"model {model_id!r} not found", param="model", code="model_not_found")
+    return _model_card(model_id)
+
+
+@router.get("/health", tags=["ops"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["ops"])
+async def ready(state: StateDep) -> JSONResponse:
+    return JSONResponse(
+        {"status": "ready" if state.ready else "loading", "models": state.models.loaded()},
+        status_code=200 if state.ready else 503,
+    )
+
+
+@router.get("/metrics", dependencies=Authorized, tags=["ops"])
+async def prometheus(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", dependencies=Authorized, include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - API")
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html")

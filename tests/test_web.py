@@ -1,26 +1,128 @@
-"""The web page in a real headless Chromium (Debian's), driven by Playwright: upload a clip,
-wait for the streamed transcript, download the SRT, and see a clear error for a bad file."""
+"""The web page in a real headless Chromium (Debian's), driven by Playwright against a real
+``malsori serve`` process, with real speech (espeak-ng, and Korean clips from evaldata).
+
+Each test drives the page as a user would (clicks, keys, the file chooser) and checks what a
+user sees: the status line, the progress bar and timing line, the alert, the transcript lines,
+the clipboard and the downloaded files. A failing test leaves a screenshot in tests/artifacts/;
+the Korean test always leaves one (tests/artifacts/web-korean.png)."""
 
 from __future__ import annotations
 
+import csv
+import re
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pysubs2
 import pytest
 
-from conftest import ROOT, SENTENCES, wer
+from conftest import EVALDATA, ROOT, SENTENCES, espeak, wer
 from server_util import Server, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
+API_KEY = "web-test-key-7f3a"
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+KO_CLIP = "ko/emotiontts_pfa00010.wav"  # 7.8 s, one long sentence
+KO_TRANSLATE_CLIP = "ko/emotiontts_pfc00028.wav"  # "당신은 지금 어느 나라에 살고 계십니까?"
+
+
+# --- servers and audio --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     with running_server("--model", "tiny.en") as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[Server]:
+    """MALSORI_API_KEY set, 1 MB uploads, one job at a time and no queue (busy -> 429)."""
+    with running_server(
+        "--model",
+        "tiny.en",
+        "--max-upload-mb",
+        "1",
+        "--max-concurrent",
+        "1",
+        "--max-queue",
+        "0",
+        env={"MALSORI_API_KEY": API_KEY},
+    ) as srv:
+        yield srv
+
+
+def _silence(path: Path, seconds: float) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-t", str(seconds), "-i",
+         "anullsrc=r=16000:cl=mono", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def _concat(parts: list[Path], out: Path, *codec: str) -> Path:
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+         "-ar", "16000", "-ac", "1", *codec, str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """three.wav: the three sentences, 1 s apart, then 3 s of silence (so the last segment ends
+    before the audio does); long.ogg: that, 40 times (about 11 minutes, several decoding
+    batches); hour.flac: 62 minutes of silence, then a sentence (stamps need the hour)."""
+    d = tmp_path_factory.mktemp("web-audio")
+    gap, tail = _silence(d / "gap.wav", 1.0), _silence(d / "tail.wav", 3.0)
+    spoken = [espeak(text, d / f"{name}.wav") for name, text in SENTENCES.items()]
+    three = _concat([spoken[0], gap, spoken[1], gap, spoken[2], tail], d / "three.wav")
+    long = _concat([three] * 40, d / "long.ogg", "-c:a", "libopus", "-b:a", "24k")
+    lead = _silence(d / "lead.wav", 3720.0)
+    hour = _concat([lead, spoken[0], tail], d / "hour.flac", "-c:a", "flac")
+    lead.unlink()
+    return {"three": three, "long": long, "hour": hour, "window": spoken[0]}
+
+
+def evaldata(rel: str) -> tuple[Path, str]:
+    with open(EVALDATA / "manifest.tsv", encoding="utf-8") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh, delimiter="\t")}
+    return EVALDATA / rel, rows[rel]["reference"]
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    def chars(s: str) -> str:
+        return " ".join(re.sub(r"[^\w]", "", s))
+
+    return float(jiwer.wer(chars(reference), chars(hypothesis)))
+
+
+def metric(srv: Server, name: str) -> float:
+    text = httpx.get(
+        srv.url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+    ).text
+    match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+# --- the browser ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -40,13 +142,17 @@ def page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required",
             ],
         )
         context = browser.new_context(
             viewport={"width": 390, "height": 844},  # a phone
             accept_downloads=True,
         )
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
         pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
         yield pg
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
@@ -54,47 +160,371 @@ def page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
             pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         context.close()
         browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def test_upload_stream_play_and_download(
-    server: Server, page, window_wav: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server.url + "/")
-    page.wait_for_selector("#model option[value='tiny.en']", state="attached")  # /v1/models
-    assert page.get_by_label("Model").input_value() in ("tiny.en", "base")
-    page.get_by_label("Model").select_option("tiny.en")
-    page.set_input_files("#file", str(window_wav))
-    page.get_by_role("button", name="Transcribe").click()
-    page.wait_for_selector("#segments li", timeout=60_000)
+def open_page(page, srv: Server, model: str = "tiny.en") -> None:  # type: ignore[no-untyped-def]
+    page.goto(srv.url + "/")
+    page.wait_for_selector(f"#model option[value='{model}']", state="attached")  # /v1/models
+    page.get_by_label("Model").select_option(model)
+
+
+def wait_finished(page, timeout: float = 240_000) -> str:  # type: ignore[no-untyped-def]
     page.wait_for_function(
-        "document.getElementById('status').textContent.startsWith('Done')", timeout=60_000
+        "/^(Done|Failed|Cancelled)/.test(document.getElementById('status').textContent)",
+        timeout=timeout,
     )
-    text = page.inner_text("#segments")
-    assert wer(SENTENCES["window"], text) <= 0.25, text
-    assert page.locator("#player").get_attribute("src")
+    return str(page.inner_text("#status"))
+
+
+def assert_done(page, timeout: float = 240_000) -> str:  # type: ignore[no-untyped-def]
+    status = wait_finished(page, timeout)
+    error = page.locator("#error")
+    assert status.startswith("Done"), (status, error.inner_text() if error.is_visible() else "")
+    return status
+
+
+RECORD = """() => {
+  const seen = window.__seen = { status: [], timing: [], progress: [] };
+  const texts = (key) => (ms) => {
+    for (const m of ms) for (const n of m.addedNodes) seen[key].push(n.textContent);
+  };
+  const watch = (id, observer, options) => observer.observe(document.getElementById(id), options);
+  watch('status', new MutationObserver(texts('status')), { childList: true });
+  watch('timing', new MutationObserver(texts('timing')), { childList: true });
+  const old = (ms) => { for (const m of ms) seen.progress.push(m.oldValue); };
+  watch('progress', new MutationObserver(old), { attributes: true, attributeOldValue: true,
+    attributeFilter: ['value'] });
+}"""
+
+
+def transcript_text(page) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(page.locator("#segments .text").all_inner_texts())
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_progress_edit_copy_seek_and_download(
+    server: Server, page, audio: dict[str, Path], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    open_page(page, server)
+    page.set_input_files("#file", str(audio["three"]))
+    assert "three.wav" in page.inner_text("#filename")
+    page.evaluate(RECORD)
+    page.get_by_role("button", name="Transcribe").click()
+    status = assert_done(page)
+    reference = " ".join(SENTENCES.values())
+    assert wer(reference, transcript_text(page)) <= 0.25, transcript_text(page)
+    assert re.match(r"Done: \d+ lines?, language en, 00:1\d of audio in \d\d:\d\d", status), status
+
+    # What the user saw on the way: upload %, then the server's progress with elapsed and ETA.
+    seen = page.evaluate("window.__seen")
+    assert any(s.startswith("Uploading three.wav") for s in seen["status"]), seen
+    assert any(re.match(r"Uploading \d+% · [\d.]+ of [\d.]+ MB", t) for t in seen["timing"]), seen
+    assert any(s.startswith("Transcribing") for s in seen["status"]), seen
+    assert any(
+        re.match(r"00:\d\d of 00:1\d \(\d+%\) · Elapsed \d\d:\d\d · about \d\d:\d\d left", t)
+        for t in seen["timing"]
+    ), seen
+    values = [float(v) for v in seen["progress"] if v not in (None, "")]
+    assert any(0 < v < 1 for v in values), seen  # determinate, from the segments' end times
+    assert page.locator("#progress").is_hidden() and page.locator("#timing").is_hidden()
+    assert page.get_by_role("button", name="Cancel").is_hidden()
+
+    lines = page.locator("#segments li")
+    assert lines.count() >= 2, page.inner_text("#segments")
+    stamps = page.locator("#segments .stamp").all_inner_texts()
+    assert all(re.fullmatch(r"00:\d\d", s) for s in stamps), stamps
+
+    # Seek: the second line's time stamp is a button; Enter plays from there (highlighted).
+    second = page.locator("#segments .stamp").nth(1)
+    start = float(second.get_attribute("data-start") or 0)
+    assert start > 1
+    second.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.querySelectorAll('#segments li')[1].classList.contains('current')"
+    )
+    assert page.evaluate("document.getElementById('player').currentTime") >= start - 0.05
+
+    # Edit in place: replace the first line's words; Enter moves to the next line, no newline.
+    first = page.get_by_role("textbox", name="Line 1 text")
+    first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Hello from the editor")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Line 2 text"
+    assert first.inner_text() == "Hello from the editor"
+
+    # Copy: the clipboard holds the edited transcript.
+    page.get_by_role("button", name="Copy text").click()
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Copied')")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("Hello from the editor"), copied
+    shown = page.locator("#segments .text").all_inner_texts()
+    assert copied == "\n".join(shown) + "\n", (copied, shown)
+
+    # Download: SRT (the suggested name follows the upload) and plain text, both edited.
     page.get_by_label("Download as").select_option("srt")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download").click()
-    target = tmp_path / "out.srt"
-    info.value.save_as(target)
-    assert info.value.suggested_filename == "window.srt"
-    subs = pysubs2.load(str(target))
-    assert len(subs) >= 1 and wer(SENTENCES["window"], " ".join(e.plaintext for e in subs)) <= 0.25
-    # Keyboard: the segment list is reachable and a segment seeks the player.
-    page.locator("#segments li").first.focus()
+    assert info.value.suggested_filename == "three.srt"
+    info.value.save_as(tmp_path / "out.srt")
+    subs = pysubs2.load(str(tmp_path / "out.srt"))
+    assert len(subs) == lines.count()
+    assert subs[0].plaintext == "Hello from the editor"
+    assert subs[1].start >= 1000 * start - 50
+    page.get_by_label("Download as").select_option("txt")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download").click()
+    info.value.save_as(tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == copied
+
+
+def test_keyboard_only(server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    open_page(page, server)
+    page.locator("body").focus()
+    order = []
+    for _ in range(7):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["file", "model", "task", "language", "format", "apikey", "go"], order
+    # Every control has a visible label (what a screen reader says).
+    labels = ("Audio or video file", "Model", "Task", "Spoken language", "Download as", "API key")
+    for name in labels:
+        assert page.get_by_label(name).count() == 1, name
+    page.locator("#file").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(str(audio["window"]))
+    page.locator("#go").focus()
     page.keyboard.press("Enter")
+    assert_done(page)
+    assert wer(SENTENCES["window"], transcript_text(page)) <= 0.25
+    # The Cancel button that had focus is gone: focus moves to the next thing to do.
+    assert page.evaluate("document.activeElement.id") == "copy"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Copied')")
 
 
-def test_bad_file_shows_a_clear_error(server: Server, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_the_server_job(server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    open_page(page, server)
+    page.set_input_files("#file", str(audio["long"]))
+    page.get_by_role("button", name="Transcribe").click()
+    cancel = page.get_by_role("button", name="Cancel")
+    assert cancel.is_visible()
+    assert page.evaluate("document.activeElement.id") == "cancel"
+    page.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('Transcribing')"
+    )
+    # The server has the job (decoding ~11 minutes of audio) when the user cancels.
+    deadline = time.monotonic() + 60
+    while metric(server, "malsori_jobs_running") < 1:
+        assert time.monotonic() < deadline, "the server never started the job"
+        time.sleep(0.2)
+    cancel.click()
+    assert page.inner_text("#status").startswith("Cancelled")
+    assert page.locator("#progress").is_hidden()
+    assert cancel.is_hidden()
+    go = page.get_by_role("button", name="Transcribe")
+    assert go.is_enabled()
+    assert page.evaluate("document.activeElement.id") == "go"
+    assert page.locator("#error").is_hidden()
+    if page.locator("#segments li").count() == 0:  # nothing came back: no empty player
+        assert page.locator("#result").is_hidden()
+
+    # The server stops decoding: its slot frees, and then its CPU goes quiet.
+    deadline = time.monotonic() + 120
+    while metric(server, "malsori_jobs_running") > 0:
+        assert time.monotonic() < deadline, "the cancelled job still holds its slot"
+        time.sleep(0.5)
+    before = cpu_seconds(server.process.pid)
+    time.sleep(2.0)
+    busy = cpu_seconds(server.process.pid) - before
+    assert busy < 0.5, f"the server used {busy:.1f} CPU-s in 2 s after the job was cancelled"
+
+    # And the page works again right away.
+    page.set_input_files("#file", str(audio["window"]))
+    go.click()
+    assert_done(page)
+    assert wer(SENTENCES["window"], transcript_text(page)) <= 0.25
+
+
+def test_korean_renders_with_the_full_language_list(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    clip, reference = evaldata(KO_CLIP)
+    open_page(page, server, model="base")
+    offered = page.locator("#language option").evaluate_all("os => os.map(o => o.value)")
+    assert offered[0] == "" and sorted(offered[1:]) == sorted(_LANGUAGE_CODES)
+    page.get_by_label("Spoken language").select_option(label="Korean (한국어)")
+    page.set_input_files("#file", str(clip))
+    page.get_by_role("button", name="Transcribe").click()
+    status = assert_done(page)
+    assert "language ko" in status, status
+    text = transcript_text(page)
+    assert HANGUL.search(text) and cer(reference, text) <= 0.35, text
+
+    # Hangul is drawn with real glyphs, not boxes: distinct syllables give distinct pixels,
+    # and none looks like a character no font has (U+E000, private use).
+    distinct = page.evaluate(
+        """() => {
+      const el = document.querySelector('#segments .text');
+      const font = getComputedStyle(el).fontFamily;
+      const ink = (ch) => {
+        const c = document.createElement('canvas'); c.width = c.height = 48;
+        const g = c.getContext('2d'); g.font = `32px ${font}`; g.fillText(ch, 4, 38);
+        return Array.from(g.getImageData(0, 0, 48, 48).data).join(',');
+      };
+      const glyphs = [...new Set([...el.textContent].filter((ch) => /[\\uac00-\\ud7a3]/.test(ch)))]
+        .slice(0, 6).map(ink);
+      const box = ink('\\ue000');
+      return { count: glyphs.length, unique: new Set(glyphs).size,
+               boxes: glyphs.filter((g) => g === box).length };
+    }"""
+    )
+    assert distinct["count"] >= 4 and distinct["unique"] == distinct["count"], distinct
+    assert distinct["boxes"] == 0, distinct
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-korean.png"), full_page=True)
+
+
+def test_translate_korean_to_english(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    clip, _ = evaldata(KO_TRANSLATE_CLIP)
+    open_page(page, server, model="base")
+    page.get_by_label("Task").select_option("translate")
+    assert page.get_by_label("Spoken language").is_disabled()
+    page.set_input_files("#file", str(clip))
+    with page.expect_request(lambda r: r.method == "POST" and "/v1/audio/" in r.url) as req:
+        page.get_by_role("button", name="Translate").click()
+    assert req.value.url.endswith("/v1/audio/translations")
+    assert_done(page)
+    text = transcript_text(page)
+    assert not HANGUL.search(text), text
+    assert "country" in text.lower(), text  # "Which country do you live in now?"
+
+
+def test_hour_long_recording_stamps_show_the_hour(
+    server: Server, page, audio: dict[str, Path], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    open_page(page, server)
+    page.set_input_files("#file", str(audio["hour"]))
+    page.get_by_role("button", name="Transcribe").click()
+    status = assert_done(page)
+    assert re.search(r"1:02:0\d of audio", status), status
+    stamps = page.locator("#segments .stamp")
+    assert stamps.count() >= 1
+    first = stamps.first.inner_text()
+    assert re.fullmatch(r"1:0[12]:\d\d", first), first  # speech starts at 3720 s = 1:02:00
+    assert stamps.first.get_attribute("aria-label") == f"Play from {first}"
+    assert wer(SENTENCES["window"], transcript_text(page)) <= 0.25
+    page.get_by_label("Download as").select_option("vtt")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download").click()
+    info.value.save_as(tmp_path / "out.vtt")
+    vtt = (tmp_path / "out.vtt").read_text(encoding="utf-8")
+    assert re.search(r"^01:0[12]:\d\d\.\d{3} --> 01:0[12]:\d\d\.\d{3}$", vtt, re.M), vtt
+
+
+def test_failed_upload_leaves_no_progress_or_player(server: Server, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is not audio\n" * 50)
-    page.goto(server.url + "/")
+    open_page(page, server)
     page.set_input_files("#file", str(bogus))
     page.get_by_role("button", name="Transcribe").click()
     alert = page.get_by_role("alert")
-    alert.wait_for(state="visible", timeout=30_000)
+    alert.wait_for(state="visible", timeout=60_000)
     assert "not a decodable audio file" in alert.inner_text()
+    assert page.inner_text("#status") == "Failed."
+    assert page.locator("#progress").is_hidden()
+    assert page.locator("#timing").is_hidden()
+    assert page.locator("#result").is_hidden()
+    assert page.locator("#player").get_attribute("src") is None
+    assert page.get_by_role("button", name="Transcribe").is_enabled()
     # Submitting without a file is refused on the page itself.
     page.goto(server.url + "/")
     page.get_by_role("button", name="Transcribe").click()
     assert "Choose an audio or video file" in page.get_by_role("alert").inner_text()
+
+
+def test_api_key_field_and_clear_refusals(
+    keyed_server: Server, page, audio: dict[str, Path], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    page.goto(keyed_server.url + "/")
+    alert = page.get_by_role("alert")
+    alert.wait_for(state="visible")
+    assert "needs an API key" in alert.inner_text()
+    key = page.get_by_label("API key")
+    assert key.get_attribute("aria-invalid") == "true"
+    assert key.get_attribute("type") == "password"
+
+    key.fill("wrong-key")
+    key.press("Tab")  # change -> the models are asked for again, with the key
+    page.wait_for_function(
+        "document.getElementById('error').textContent.includes('did not accept the API key')"
+    )
+    key.fill(API_KEY)
+    key.press("Tab")
+    page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+    assert alert.is_hidden()
+    assert key.get_attribute("aria-invalid") is None
+
+    # Every API call carries the key: the upload too.
+    page.get_by_label("Model").select_option("tiny.en")
+    page.set_input_files("#file", str(audio["window"]))
+    with page.expect_request(lambda r: r.method == "POST") as req:
+        page.get_by_role("button", name="Transcribe").click()
+    assert req.value.headers.get("authorization") == f"Bearer {API_KEY}"
+    assert_done(page)
+
+    # The key stays for this tab (sessionStorage), not in the page's address or cookies.
+    page.reload()
+    page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+    assert page.get_by_label("API key").input_value() == API_KEY
+    assert page.evaluate("sessionStorage.getItem('malsori.apiKey')") == API_KEY
+    assert API_KEY not in page.url and not page.context.cookies()
+
+    # Too large (this server takes 1 MB): said so, and no stale progress.
+    big = _silence(tmp_path / "big.wav", 40.0)  # 1.28 MB
+    page.set_input_files("#file", str(big))
+    page.get_by_role("button", name="Transcribe").click()
+    alert.wait_for(state="visible", timeout=60_000)
+    assert "too large" in alert.inner_text(), alert.inner_text()
+    assert page.locator("#progress").is_hidden() and page.locator("#result").is_hidden()
+
+
+def test_busy_server_says_so(keyed_server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    """One job at a time and no queue: while another client's job runs, the page gets 429
+    and tells the user to try again."""
+    page.goto(keyed_server.url + "/")
+    page.get_by_label("API key").fill(API_KEY)
+    page.get_by_label("API key").press("Tab")
+    page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+    page.get_by_label("Model").select_option("tiny.en")
+    page.set_input_files("#file", str(audio["window"]))
+
+    # Another client's streamed job holds the only slot: the response headers come back once
+    # the server has started it; leaving the block hangs up (and the server drops the job).
+    with (
+        httpx.Client(timeout=300) as client,
+        client.stream(
+            "POST",
+            keyed_server.url + "/v1/audio/transcriptions",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            files={"file": ("long.ogg", audio["long"].read_bytes())},
+            data={"model": "tiny.en", "stream": "true"},
+        ) as other,
+    ):
+        assert other.status_code == 200
+        assert metric(keyed_server, "malsori_jobs_running") == 1
+        page.get_by_role("button", name="Transcribe").click()
+        alert = page.get_by_role("alert")
+        alert.wait_for(state="visible", timeout=60_000)
+        assert "busy" in alert.inner_text() and "Try again" in alert.inner_text()
+        assert page.inner_text("#status") == "Failed."
+        assert page.locator("#progress").is_hidden()
+        assert page.locator("#result").is_hidden()
+    deadline = time.monotonic() + 120  # leave the server idle for the next test
+    while metric(keyed_server, "malsori_jobs_running") > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)

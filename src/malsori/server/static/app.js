@@ -230,8 +230,8 @@ function highlight() {
   }
 }
 
-function plainText() {
-  return state.segments.map((s) => s.text.trim()).filter(Boolean).join("\n") + "\n";
+function plainText() {  // what the page shows: one line per listed line, with the edits
+  return lines().map((s) => s.text.trim()).filter(Boolean).join("\n") + "\n";
 }
 
 function render(format) {

@@ -18,6 +18,7 @@ from . import finetune as finetune_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
 from . import serve as serve_cmd
+from . import subtitles as subtitles_cmd
 from . import train as train_cmd
 from . import transcribe as transcribe_cmd
 
@@ -30,6 +31,7 @@ COMMANDS = (
     train_cmd,
     predict_cmd,
     finetune_cmd,
+    subtitles_cmd,
 )
 
 

@@ -267,6 +267,19 @@ def lint_events(events: Sequence[Event], limits: Limits) -> list[Violation]:
     return out
 
 
+def guess_language(lines: Sequence[str]) -> str:
+    """A language code for subtitle text by its script: Hangul -> ``ko``, kana -> ``ja``,
+    Han -> ``zh``, anything else -> ``en``."""
+    text = "".join(lines)
+    if re.search(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]", text):
+        return "ko"
+    if re.search(r"[\u3040-\u30ff]", text):
+        return "ja"
+    if re.search(r"[\u4e00-\u9fff]", text):
+        return "zh"
+    return "en"
+
+
 def lint_file(
     path: str | Path, options: SubtitleOptions | None = None, language: str | None = None
 ) -> list[Violation]:

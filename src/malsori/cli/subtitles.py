@@ -1,0 +1,77 @@
+"""``malsori subtitles check FILE.srt|vtt...``: report every subtitle rule a file breaks.
+
+One line per broken rule, with the cue number; exit status 1 when any file breaks a rule,
+2 when a file cannot be read, 0 when every file is clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import MalsoriError
+from ..subtitles.lint import RULES, guess_language, lint_events, read
+from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
+
+
+def register(sub: Any) -> None:
+    """Add ``subtitles`` and its ``check`` sub-command."""
+    p = sub.add_parser(
+        "subtitles",
+        help="check subtitle files against the subtitle rules",
+        description="Subtitle tools.",
+    )
+    inner = p.add_subparsers(dest="subtitles_command", metavar="COMMAND", required=True)
+    check = inner.add_parser(
+        "check",
+        help="report every rule an srt/vtt file breaks",
+        description="Check .srt/.vtt files against the subtitle rules (Netflix Timed Text "
+        "Style Guide numbers, per language): "
+        + "; ".join(f"{name}: {what}" for name, what in RULES.items())
+        + ". Exit status 1 when a rule is broken.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help=".srt or .vtt files")
+    check.add_argument(
+        "--language",
+        default="auto",
+        help="language whose limits apply (en, ko, ja, zh, ...); auto guesses from the "
+        "script (Hangul -> ko, kana -> ja, Han -> zh, else en) [default: auto]",
+    )
+    add_subtitle_arguments(check, highlight=False)
+    check.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Lint each file; print the violations; 1 if any, 2 if a file could not be read."""
+    options = subtitle_options_from_args(args)
+    status = 0
+    for path in args.files:
+        try:
+            events = read(path)
+        except MalsoriError as exc:
+            print(f"malsori: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        language = args.language
+        if language == "auto":
+            language = guess_language([line for ev in events for line in ev.lines])
+        limits = options.limits(language)
+        violations = lint_events(events, limits)
+        for v in violations:
+            print(f"{path}: {v}")
+        summary = (
+            f"{path}: {len(violations)} violation(s) in {len(events)} cue(s)"
+            if violations
+            else f"{path}: OK, {len(events)} cue(s)"
+        )
+        print(
+            f"{summary} ({limits.rules.name} limits: {limits.max_line_width:g} per line, "
+            f"{limits.max_line_count} lines, {limits.max_cps:g} cps)"
+        )
+        if violations and status == 0:
+            status = 1
+    return status
+
+
+__all__ = ["register", "run"]

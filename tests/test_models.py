@@ -390,3 +390,23 @@ def test_finetune_registration(user_env: Path, tmp_path: Path, run_cli: RunCli) 
     )  # fmt: skip
     line = _one_line_error(proc)
     assert "a model named 'jargon' already exists" in line and "--no-register" in line
+
+
+def test_finetune_export_records_checksums(user_env: Path, tmp_path: Path) -> None:
+    """`export_ct2` (the last step of `malsori finetune`) records the sha256 of every model
+    file it writes, so a damaged export is refused instead of transcribing garbage."""
+    pytest.importorskip("transformers")
+    from malsori.finetune.export import export_ct2
+    from malsori.finetune.hf_model import load_whisper
+
+    source = TINY_EN.locate(TINY_EN)
+    out = export_ct2(load_whisper(source), source, tmp_path / "export", quantization="int8")
+    manifest = json.loads((out / CHECKSUMS_FILE).read_text())
+    assert manifest["created_by"] == "malsori finetune"
+    assert {"model.bin", "config.json", "tokenizer.json"} <= set(manifest["files"])
+    for name, entry in manifest["files"].items():
+        assert entry == {"size": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
+    assert resolve_model(str(out)).verified
+    _flip_bytes(out / "model.bin", keep_mtime=False)
+    with pytest.raises(ModelIntegrityError, match="is corrupted"):
+        load_model(str(out))

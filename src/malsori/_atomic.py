@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import NoSpaceError, OutputError
 
 #: errno values that mean "the disk (or the file-size limit, or the quota) is full".
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -42,7 +42,7 @@ def _umask() -> int:
 def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
     """One clear line for a failed result write: 'no space left writing out/a.srt'."""
     if exc.errno in _NO_SPACE:
-        return OutputError(f"no space left writing {os.fspath(path)}")
+        return NoSpaceError(f"no space left writing {os.fspath(path)}")
     return OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}")
 
 

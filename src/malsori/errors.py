@@ -31,5 +31,9 @@ class OutputError(MalsoriError):
     the same file...). No partial set of a file's formats is left behind."""
 
 
+class NoSpaceError(OutputError):
+    """The disk (or the file-size limit, or the quota) is full: a run stops new work."""
+
+
 class OptionsError(MalsoriError, ValueError):
     """An invalid decoding or engine option (unknown language, bad compute type...)."""

@@ -3,8 +3,19 @@ worker processes or on Ray."""
 
 from __future__ import annotations
 
+from .config import BatchConfig
 from .jobs import DB_NAME, FileRow, JobStore
-from .runner import BatchResult, run_batch
-from .worker import BatchConfig
+from .naming import output_bases
+from .progress import BatchResult
+from .runner import Preparation, run_batch
 
-__all__ = ["DB_NAME", "BatchConfig", "BatchResult", "FileRow", "JobStore", "run_batch"]
+__all__ = [
+    "DB_NAME",
+    "BatchConfig",
+    "BatchResult",
+    "FileRow",
+    "JobStore",
+    "Preparation",
+    "output_bases",
+    "run_batch",
+]

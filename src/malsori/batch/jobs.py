@@ -2,12 +2,19 @@
 per input file. Shared by the local engine and the Ray engine, so a job resumes across both.
 
 Status moves pending -> running -> done | failed. A row left ``running`` by a process that
-died is reclaimed (back to pending) on the next run; a file whose content changed is redone.
+died is reclaimed (back to pending); a file whose content changed is redone; a done file
+whose outputs are missing or were changed on disk, or that was made with another model,
+options or formats than this run asks for, is redone (see :meth:`JobStore.refresh_done`).
+
+Each output is recorded with its size and sha256 at write time. One run at a time holds
+:class:`RunLock` on the output directory; a second run refuses at once.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import sqlite3
@@ -18,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._hashing import sha256_file
+from ..errors import MalsoriError, NoSpaceError
+
 DB_NAME = ".malsori-jobs.sqlite"
+LOCK_NAME = ".malsori-batch.lock"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -29,25 +40,21 @@ CREATE TABLE IF NOT EXISTS files (
     status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','running','done','failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    outputs TEXT,                   -- JSON list of output paths
+    outputs TEXT,                   -- JSON list of {path (relative to OUT), size, sha256}
     duration REAL,                  -- seconds of audio
     processing_time REAL,           -- seconds spent transcribing
     model TEXT,
     options TEXT,                   -- JSON of the decoding options used
     worker TEXT,                    -- "host:pid" of the process holding a running row
-    updated_at REAL
+    updated_at REAL,
+    request TEXT                    -- JSON of what was asked: model, compute_type, formats, options
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+#: Columns added after the first release; added to older databases on open.
+_MIGRATIONS = {"request": "ALTER TABLE files ADD COLUMN request TEXT"}
 
 
 def worker_id() -> str:
@@ -66,11 +73,23 @@ def _alive(worker: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a killed worker whose parent died too can linger as a zombie: that is dead
+    try:  # a killed worker whose parent did not reap it yet is a zombie: that is dead
         with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as fh:
             return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _db_error(exc: sqlite3.Error, path: Path) -> MalsoriError:
+    text = str(exc)
+    if "full" in text or "too large" in text:
+        return NoSpaceError(f"no space left writing the job database {path}")
+    if "disk I/O error" in text:  # SQLite's word for a failed write (EFBIG, ENOSPC, EIO)
+        return NoSpaceError(
+            f"cannot write the job database {path} (disk I/O error: disk full, or a "
+            "file-size limit?)"
+        )
+    return MalsoriError(f"job database {path}: {text}")
 
 
 @dataclass(frozen=True)
@@ -82,14 +101,18 @@ class FileRow:
     status: str
     attempts: int
     error: str | None
-    outputs: list[str]
+    outputs: list[dict[str, Any]]
     duration: float | None
     processing_time: float | None
     model: str | None
     options: dict[str, Any] | None
+    request: dict[str, Any] | None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> FileRow:
+        outputs = json.loads(row["outputs"] or "[]")
+        # Databases of the first release recorded bare paths (no size/hash).
+        outputs = [o if isinstance(o, dict) else {"path": str(o)} for o in outputs]
         return cls(
             row["path"],
             row["size"],
@@ -98,86 +121,225 @@ class FileRow:
             row["status"],
             row["attempts"],
             row["error"],
-            json.loads(row["outputs"] or "[]"),
+            outputs,
             row["duration"],
             row["processing_time"],
             row["model"],
             json.loads(row["options"]) if row["options"] else None,
+            json.loads(row["request"]) if row["request"] else None,
         )
 
 
+def record_outputs(output_dir: Path, paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Size and sha256 of each written output, paths relative to ``output_dir``."""
+    out = []
+    for p in paths:
+        out.append(
+            {
+                "path": Path(os.path.relpath(p, output_dir)).as_posix(),
+                "size": p.stat().st_size,
+                "sha256": sha256_file(p),
+            }
+        )
+    return out
+
+
+def output_intact(output_dir: Path, record: dict[str, Any]) -> bool:
+    """True when a recorded output is on disk with the size and hash it was written with."""
+    path = output_dir / record["path"]
+    try:
+        if "size" in record and path.stat().st_size != record["size"]:
+            return False
+        return "sha256" not in record or sha256_file(path) == record["sha256"]
+    except OSError:
+        return False
+
+
+def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[str]:
+    """What differs between a done file's recorded request and this run's: an empty list
+    when the recorded result serves the new request. Fewer formats than recorded is fine;
+    so are word timings recorded when not asked for (subtitle formats ask for them)."""
+    if recorded is None:
+        return ["request not recorded (older job database)"]
+    diffs = []
+    for key in ("model", "compute_type"):
+        if recorded.get(key) != asked.get(key):
+            diffs.append(f"{key} {recorded.get(key)} -> {asked.get(key)}")
+    missing = [f for f in asked["formats"] if f not in recorded.get("formats", [])]
+    if missing:
+        diffs.append(
+            f"formats {','.join(recorded.get('formats', []))} -> {','.join(asked['formats'])}"
+        )
+    old, new = dict(recorded.get("options", {})), dict(asked["options"])
+    if old.get("word_timestamps") and not new.get("word_timestamps"):
+        new["word_timestamps"] = True
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            diffs.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+    return diffs
+
+
+class RunLock:
+    """One batch run per output directory: an exclusive ``flock`` on OUT/.malsori-batch.lock,
+    released by the kernel when the process ends (also on kill -9)."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 100, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise MalsoriError(
+                    f"another batch is running on {self.path.parent} (pid {holder})"
+                ) from None
+            raise MalsoriError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
+        with contextlib.suppress(OSError):  # the pid is information only; the lock holds
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class JobStore:
-    """The SQLite job database of one output directory. Safe to open from several processes."""
+    """The SQLite job database of one output directory. Safe to open from several processes.
+
+    SQLite errors (a full disk above all) surface as :class:`MalsoriError` with one line."""
 
     def __init__(self, output_dir: str | Path) -> None:
-        self.path = Path(output_dir) / DB_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / DB_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # Keep the write-ahead log small (32 KiB): it is reset after each checkpoint.
+            self._db.execute("PRAGMA wal_autocheckpoint=8")
+            self._db.execute("PRAGMA journal_size_limit=65536")
+            self._db.executescript(SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
+            for column, sql in _MIGRATIONS.items():
+                if column not in columns:
+                    self._db.execute(sql)
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from exc
+        except OSError as exc:
+            raise MalsoriError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from exc
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    def bind_input(self, input_dir: Path) -> str | None:
+        """Tie this output directory to one input directory. Another input directory that
+        still exists is refused (its files would overwrite this job's outputs of the same
+        name); returns the old path when the input was moved."""
+        new = str(input_dir.resolve())
+        old = self.get_meta("input_dir")
+        if old is not None and old != new and Path(old).is_dir():
+            raise MalsoriError(
+                f"{self.output_dir} holds the batch job of {old}; give this input "
+                "another --output-dir"
+            )
+        self.set_meta("input_dir", new)
+        return old if old not in (None, new) else None
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def sync(
-        self, files: Iterable[tuple[str, Path]], model: str, options: dict[str, Any]
-    ) -> dict[str, int]:
+    def sync(self, files: Iterable[tuple[str, Path]]) -> dict[str, int]:
         """Add new files; reset changed ones (size/mtime differ and content hash differs).
-        Returns counts of new, changed and unchanged files."""
+        Returns counts of new, changed and unchanged files. Written in transactions of up to
+        200 files (the run lock keeps other runs out meanwhile)."""
         counts = {"new": 0, "changed": 0, "unchanged": 0}
         known = {
             r["path"]: r for r in self._db.execute("SELECT path, size, mtime_ns, sha256 FROM files")
         }
+        now = time.time()
+        inserts: list[tuple[Any, ...]] = []
+        touched: list[tuple[Any, ...]] = []
+        changed: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT INTO files (path, size, mtime_ns, sha256, updated_at) "
+                    "VALUES (?,?,?,?,?)",
+                    inserts,
+                )
+                db.executemany("UPDATE files SET size=?, mtime_ns=? WHERE path=?", touched)
+                db.executemany(
+                    "UPDATE files SET size=?, mtime_ns=?, sha256=?, status='pending', "
+                    "attempts=0, error=NULL, updated_at=? WHERE path=?",
+                    changed,
+                )
+            inserts.clear()
+            touched.clear()
+            changed.clear()
+
         for rel, path in files:
             st = path.stat()
             row = known.get(rel)
             if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
                 counts["unchanged"] += 1
                 continue
-            digest = sha256_of(path)
-            with self._tx() as db:
-                if row is None:
-                    db.execute(
-                        "INSERT INTO files (path, size, mtime_ns, sha256, model, options, "
-                        "updated_at) VALUES (?,?,?,?,?,?,?)",
-                        (
-                            rel,
-                            st.st_size,
-                            st.st_mtime_ns,
-                            digest,
-                            model,
-                            json.dumps(options),
-                            time.time(),
-                        ),
-                    )
-                    counts["new"] += 1
-                elif row["sha256"] == digest:  # touched, not changed
-                    db.execute(
-                        "UPDATE files SET size=?, mtime_ns=? WHERE path=?",
-                        (st.st_size, st.st_mtime_ns, rel),
-                    )
-                    counts["unchanged"] += 1
-                else:
-                    db.execute(
-                        "UPDATE files SET size=?, mtime_ns=?, sha256=?, status='pending', "
-                        "attempts=0, error=NULL, updated_at=? WHERE path=?",
-                        (st.st_size, st.st_mtime_ns, digest, time.time(), rel),
-                    )
-                    counts["changed"] += 1
+            digest = sha256_file(path)
+            if row is None:
+                inserts.append((rel, st.st_size, st.st_mtime_ns, digest, now))
+                counts["new"] += 1
+            elif row["sha256"] == digest:  # touched, not changed
+                touched.append((st.st_size, st.st_mtime_ns, rel))
+                counts["unchanged"] += 1
+            else:
+                changed.append((st.st_size, st.st_mtime_ns, digest, now, rel))
+                counts["changed"] += 1
+            if len(inserts) + len(touched) + len(changed) >= 200:
+                flush()
+        flush()
         return counts
 
     def record_unreadable(self, rel: str, error: str) -> None:
@@ -188,6 +350,45 @@ class JobStore:
                 "SET status='failed', error=excluded.error, updated_at=excluded.updated_at",
                 (rel, error, time.time()),
             )
+
+    def refresh_done(
+        self, asked: dict[str, Any], expected: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """Send done files back to pending when their result no longer serves this run:
+        ``expected`` maps each file to the outputs (relative to OUT) this run would write.
+        Returns ``{"outputs": [...], "request": [...], "redone_request": [...]}``: files whose
+        outputs are missing, changed or renamed; the request differences found; the files
+        redone for them."""
+        stale: dict[str, list[str]] = {"outputs": [], "request": [], "redone_request": []}
+        redo = []
+        for row in self.rows():
+            if row.status != "done" or row.path not in expected:
+                continue
+            diffs = satisfies(row.request, asked)
+            if diffs:
+                stale["request"].extend(d for d in diffs if d not in stale["request"])
+                stale["redone_request"].append(row.path)
+                redo.append(row.path)
+                continue
+            recorded = {o["path"]: o for o in row.outputs}
+            want = expected[row.path]
+            if not all(p in recorded and output_intact(self.output_dir, recorded[p]) for p in want):
+                stale["outputs"].append(row.path)
+                redo.append(row.path)
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE files SET status='pending', attempts=0, updated_at=? WHERE path=? "
+                "AND status='done'",
+                [(time.time(), p) for p in redo],
+            )
+        return stale
+
+    def force_all(self) -> int:
+        """``--force``: every file that can be read goes back to pending."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE files SET status='pending', attempts=0, error=NULL WHERE sha256 != ''"
+            ).rowcount
 
     def reclaim(self) -> int:
         """Return rows left running by dead processes to pending."""
@@ -237,6 +438,14 @@ class JobStore:
             for r in self._db.execute("SELECT path FROM files WHERE status='pending' ORDER BY path")
         ]
 
+    def running_by(self, worker: str) -> list[str]:
+        return [
+            r["path"]
+            for r in self._db.execute(
+                "SELECT path FROM files WHERE status='running' AND worker=?", (worker,)
+            )
+        ]
+
     def mark_running(self, paths: Iterable[str], worker: str) -> None:
         with self._tx() as db:
             db.executemany(
@@ -252,26 +461,32 @@ class JobStore:
                 [(p,) for p in paths],
             )
 
+    def previous_outputs(self, rel: str) -> list[dict[str, Any]]:
+        row = self._db.execute("SELECT outputs FROM files WHERE path=?", (rel,)).fetchone()
+        if row is None:
+            return []
+        return [o for o in json.loads(row["outputs"] or "[]") if isinstance(o, dict)]
+
     def mark_done(
         self,
         rel: str,
-        outputs: list[str],
+        outputs: list[dict[str, Any]],
         duration: float,
         processing_time: float,
-        model: str,
-        options: dict[str, Any],
+        request: dict[str, Any],
     ) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE files SET status='done', attempts=attempts+1, error=NULL, outputs=?, "
-                "duration=?, processing_time=?, model=?, options=?, worker=NULL, "
+                "duration=?, processing_time=?, model=?, options=?, request=?, worker=NULL, "
                 "updated_at=? WHERE path=?",
                 (
                     json.dumps(outputs),
                     duration,
                     processing_time,
-                    model,
-                    json.dumps(options),
+                    request["model"],
+                    json.dumps(request["options"]),
+                    json.dumps(request),
                     time.time(),
                     rel,
                 ),

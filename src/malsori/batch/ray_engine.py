@@ -14,10 +14,11 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import MalsoriError
+from ..errors import MalsoriError, NoSpaceError
+from .config import BatchConfig
 from .jobs import JobStore, worker_id
-from .runner import BatchResult, _Progress
-from .worker import BatchConfig, process_file
+from .progress import BatchResult, Progress
+from .worker import failure_reason, finish_file, process_file
 
 
 class RayTranscriber:
@@ -27,6 +28,7 @@ class RayTranscriber:
         from ..engine import load_model
 
         self.config = BatchConfig(**{**config, "formats": tuple(config["formats"])})
+        self.full: str | None = None  # a full disk: fail the rest fast, the driver stops
         self.loaded = load_model(
             self.config.model,
             device=self.config.device,
@@ -45,14 +47,19 @@ class RayTranscriber:
         }
         for rel in batch["path"]:
             rel = str(rel)
-            try:
-                outputs, duration, seconds = process_file(self.config, self.loaded, rel)
-                status, error = "done", ""
-            except MalsoriError as exc:
-                outputs, duration, seconds, status, error = [], 0.0, 0.0, "failed", str(exc)
-            except Exception as exc:  # one file never takes the actor down
-                outputs, duration, seconds = [], 0.0, 0.0
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
+            outputs: list[Any] = []
+            duration = seconds = 0.0
+            if self.full is not None:
+                status, error = "skipped", self.full
+            else:
+                try:
+                    outputs, duration, seconds = process_file(self.config, self.loaded, rel)
+                    status, error = "done", ""
+                except NoSpaceError as exc:
+                    self.full = str(exc)
+                    status, error = "nospace", str(exc)
+                except Exception as exc:  # one file never takes the actor down
+                    status, error = "failed", failure_reason(exc)
             out["path"].append(rel)
             out["status"].append(status)
             out["error"].append(error)
@@ -72,7 +79,7 @@ def run_ray(
 
     pending = store.pending()
     if not pending:
-        return BatchResult(store.summary(), False)
+        return BatchResult(store.summary())
     threads = config.threads or 1
     started_here = not ray.is_initialized()
     if started_here:
@@ -88,8 +95,8 @@ def run_ray(
     me = worker_id()
     store.mark_running(pending, me)  # reclaimed by the next run if this driver dies
     finished: set[str] = set()
-    interrupted = False
-    view = _Progress(store, progress)
+    result = BatchResult(store.summary())
+    view = Progress(store, progress)
     try:
         import ray.data
 
@@ -107,24 +114,30 @@ def run_ray(
         with view.bar:
             for row in results.iter_rows():
                 rel = str(row["path"])
-                if row["status"] == "done":
-                    store.mark_done(
+                status = str(row["status"])
+                if status == "done":
+                    finish_file(
+                        store,
+                        config,
                         rel,
                         json.loads(str(row["outputs"])),
                         float(row["duration"]),
                         float(row["processing_time"]),
-                        config.model,
-                        config.options,
                     )
+                elif status == "skipped":
+                    continue  # left pending (released below)
                 else:
                     store.mark_failed(rel, str(row["error"]))
+                    if status == "nospace" and result.fatal is None:
+                        result.fatal = str(row["error"])
                 finished.add(rel)
                 view.refresh()
     except KeyboardInterrupt:
-        interrupted = True
+        result.interrupted = True
         print("\nmalsori: interrupted; unfinished files go back to pending", file=sys.stderr)
     finally:
         store.release([p for p in pending if p not in finished])
         if started_here:
             ray.shutdown()
-    return BatchResult(store.summary(), interrupted)
+    result.summary = store.summary()
+    return result

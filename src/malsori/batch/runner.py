@@ -1,139 +1,79 @@
-"""Run a batch job: scan, sync the job database, then transcribe with local worker processes
-or on Ray, showing live progress; Ctrl-C/SIGTERM stop cleanly."""
+"""Run a batch job: lock the output directory, scan, bring the job database up to date with
+what is on disk and what is asked, then dispatch to the local engine or Ray."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
-import sys
-import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from ..errors import MalsoriError
-from .jobs import JobStore
+from ..errors import MalsoriError, OptionsError
+from .config import BatchConfig
+from .jobs import JobStore, RunLock
+from .naming import output_bases
+from .progress import BatchResult
 from .scan import scan
-from .worker import BatchConfig, run_worker
 
 
 @dataclass
-class BatchResult:
-    summary: dict[str, float]
-    interrupted: bool
+class Preparation:
+    """What the start of a run found and did (printed as the run's first lines)."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    unreadable: int = 0
+    reclaimed: int = 0
+    retried: int = 0
+    forced: int = 0
+    stale_outputs: list[str] = field(default_factory=list)
+    stale_request: list[str] = field(default_factory=list)
+    redo_request: int = 0
+    moved_from: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> int:  # counts["new"], as before
+        return int(getattr(self, key))
+
+
+def _model_key(model: str) -> str:
+    """The model as recorded per file: a bundled/registered name, or a directory's path.
+    Resolving it here also fails fast, before any worker starts."""
+    from ..models import resolve_model
+
+    resolved = resolve_model(model)
+    return str(resolved.path) if resolved.source == "local" else resolved.name
 
 
 def prepare(
-    config: BatchConfig, pattern: str | None, retries: int
-) -> tuple[JobStore, dict[str, int]]:
-    """Scan the input and bring the job database up to date; returns the store and counts."""
+    config: BatchConfig, store: JobStore, pattern: str | None, retries: int, force: bool
+) -> tuple[BatchConfig, Preparation]:
+    """Scan the input and bring the job database up to date; returns the config completed
+    with the model key and output names, and what was found."""
     root = Path(config.input_dir)
-    if not root.is_dir():
-        raise MalsoriError(f"{root}: not a directory")
-    out = Path(config.output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MalsoriError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
+    prep = Preparation()
+    prep.moved_from = store.bind_input(root)
     found = scan(root, pattern)
-    store = JobStore(out)
-    counts = store.sync(found.files, config.model, config.options)
+    counts = store.sync(found.files)
+    prep.new, prep.changed, prep.unchanged = counts["new"], counts["changed"], counts["unchanged"]
     for rel, reason in found.unreadable:
         store.record_unreadable(rel, reason)
-    counts["unreadable"] = len(found.unreadable)
-    counts["reclaimed"] = store.reclaim()
-    counts["retried"] = store.retry_failed(retries)
-    return store, counts
-
-
-class _Progress:
-    """Live progress from the job database: files, audio hours, x-realtime, ETA."""
-
-    def __init__(self, store: JobStore, enabled: bool) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.store, self.t0 = store, time.monotonic()
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} files"),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            disable=not enabled,
-        )
-        s = store.summary()
-        self.start_done = s["done"] + s["failed"]
-        self.start_audio = s["audio_s"]
-        self.task = self.bar.add_task("batch", total=s["total"], info="")
-
-    def refresh(self) -> None:
-        s = self.store.summary()
-        elapsed = time.monotonic() - self.t0
-        audio = s["audio_s"] - self.start_audio
-        speed = f"{audio / elapsed:.1f}x realtime" if elapsed > 1 and audio else ""
-        self.bar.update(
-            self.task,
-            completed=s["done"] + s["failed"],
-            total=s["total"],
-            info=f"{int(s['failed'])} failed · {s['audio_s'] / 3600:.2f} h audio {speed}",
-        )
-
-
-def run_local(config: BatchConfig, store: JobStore, workers: int, progress: bool) -> BatchResult:
-    stop: Any
-    procs: list[Any] = []
-    if workers == 1:
-        stop = threading.Event()
-        thread = threading.Thread(target=run_worker, args=(config, stop, True), daemon=True)
-        thread.start()
-        alive = thread.is_alive
+    prep.unreadable = len(found.unreadable)
+    prep.warnings = [f"malsori: warning: {rel}: {reason}" for rel, reason in found.unreadable]
+    # Output names over every file the job knows, so that they stay stable across reruns.
+    known = [r.path for r in store.rows() if r.sha256]
+    config = replace(config, names=output_bases(known))
+    this_run = {rel for rel, _ in found.files}
+    expected = {rel: config.expected_outputs(rel) for rel in this_run}
+    prep.reclaimed = store.reclaim()
+    if force:
+        prep.forced = store.force_all()
     else:
-        ctx = mp.get_context("spawn")
-        stop = ctx.Event()
-        procs = [
-            ctx.Process(target=run_worker, args=(config, stop), daemon=True) for _ in range(workers)
-        ]
-        for p in procs:
-            p.start()
-
-        def alive() -> bool:
-            return any(p.is_alive() for p in procs)
-
-    signals = {"count": 0}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        signals["count"] += 1
-        stop.set()
-        if signals["count"] == 1:
-            print(
-                "\nmalsori: stopping after the files in progress (again to abort them)",
-                file=sys.stderr,
-            )
-        else:
-            for p in procs:
-                p.kill()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    view = _Progress(store, progress)
-    try:
-        with view.bar:
-            while alive():
-                view.refresh()
-                time.sleep(0.5)
-                if signals["count"] > 1 and workers == 1:
-                    break  # the in-process file cannot be aborted mid-way; leave it pending
-            view.refresh()
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for p in procs:
-            p.join(timeout=5)
-        # Whatever is still marked running by this process tree goes back to pending.
-        store.reclaim()
-        if workers == 1 and signals["count"] > 1:
-            store.release([r.path for r in store.rows() if r.status == "running"])
-    return BatchResult(store.summary(), signals["count"] > 0)
+        stale = store.refresh_done(config.request(), expected)
+        prep.stale_outputs = stale["outputs"]
+        prep.stale_request = stale["request"]
+        prep.redo_request = len(stale["redone_request"])
+    prep.retried = store.retry_failed(retries)
+    return config, prep
 
 
 def run_batch(
@@ -145,25 +85,42 @@ def run_batch(
     engine: str = "local",
     address: str | None = None,
     progress: bool = True,
-) -> tuple[BatchResult, dict[str, int]]:
+    force: bool = False,
+) -> tuple[BatchResult, Preparation]:
+    """Transcribe every audio file under ``config.input_dir`` into ``config.output_dir``.
+
+    One run per output directory at a time (a second one raises at once); the job database
+    in the output directory makes a rerun resume (see :mod:`malsori.batch.jobs`)."""
     from ..engine import default_cpu_threads
 
     if workers < 1:
-        raise MalsoriError("--workers must be >= 1")
-    if config.threads is None:  # workers x threads <= cores
-        config = BatchConfig(
-            **{**config.__dict__, "threads": max(1, default_cpu_threads() // workers)}
-        )
-    store, counts = prepare(config, pattern, retries)
+        raise OptionsError("--workers must be >= 1")
+    if retries < 0:
+        raise OptionsError("--retries must be >= 0")
+    if engine not in ("local", "ray"):
+        raise OptionsError(f"unknown engine {engine!r} (local or ray)")
+    root, out = Path(config.input_dir), Path(config.output_dir)
+    if not root.is_dir():
+        raise MalsoriError(f"{root}: not a directory")
     try:
-        if engine == "ray":
-            from .ray_engine import run_ray
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MalsoriError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
+    if config.threads is None:  # workers x threads <= cores
+        config = replace(config, threads=max(1, default_cpu_threads() // workers))
+    config = replace(config, model_key=_model_key(config.model))
+    with RunLock(out):
+        store = JobStore(out)
+        try:
+            config, prep = prepare(config, store, pattern, retries, force)
+            if engine == "ray":
+                from .ray_engine import run_ray
 
-            result = run_ray(config, store, workers, address, progress)
-        elif engine == "local":
-            result = run_local(config, store, workers, progress)
-        else:
-            raise MalsoriError(f"unknown engine {engine!r} (local or ray)")
-    finally:
-        store.close()
-    return result, counts
+                result = run_ray(config, store, workers, address, progress)
+            else:
+                from .local import run_local
+
+                result = run_local(config, store, workers, retries, progress)
+        finally:
+            store.close()
+    return result, prep

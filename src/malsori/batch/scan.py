@@ -44,7 +44,13 @@ def scan(root: str | Path, pattern: str | None = None) -> ScanResult:
     base = Path(root)
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=True, onerror=None):
+
+    def unreadable_dir(exc: OSError) -> None:  # reported, never skipped silently
+        where = Path(exc.filename or base)
+        rel = where.relative_to(base).as_posix() if where != base else "."
+        result.unreadable.append((f"{rel}/", f"cannot read directory: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True, onerror=unreadable_dir):
         st = os.stat(dirpath)
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:  # a symlink loop (or the same directory twice)

@@ -1,43 +1,35 @@
-"""One batch worker: load the model once, then claim files from the job database until none
-is left (or told to stop), writing each file's outputs atomically before marking it done."""
+"""One file of a batch job, the same in both engines: transcribe it, write its outputs as a
+set, record them (size + sha256) and retire outputs that the new ones replace; and the
+local worker loop that claims files from the job database until none is left."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import MalsoriError
-from .jobs import JobStore, worker_id
+from ..errors import MalsoriError, NoSpaceError
+from .config import BatchConfig
+from .jobs import JobStore, output_intact, record_outputs, worker_id
 
 
 class StopFlag(Protocol):
     def is_set(self) -> bool: ...
+    def set(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class BatchConfig:
-    input_dir: str
-    output_dir: str
-    model: str = "base"
-    compute_type: str = "int8"
-    device: str = "auto"
-    threads: int | None = None
-    formats: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
-    options: dict[str, Any] = field(default_factory=dict)  # DecodeOptions fields
+class Notes(Protocol):
+    def put(self, obj: Any, /) -> None: ...
 
 
-def output_stem(config: BatchConfig, rel: str) -> tuple[Path, str]:
-    """The directory and stem of ``rel``'s outputs: the input tree mirrored under OUT."""
-    p = Path(rel)
-    return Path(config.output_dir) / p.parent, p.stem
-
-
-def process_file(config: BatchConfig, loaded: Any, rel: str) -> tuple[list[str], float, float]:
-    """Transcribe one file and write its outputs; returns (outputs, duration, seconds)."""
+def process_file(
+    config: BatchConfig, loaded: Any, rel: str
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Transcribe one file and write its outputs; returns (output records, duration, s)."""
     from ..engine import transcribe
     from ..options import DecodeOptions
     from ..writers import write_transcript
@@ -45,10 +37,51 @@ def process_file(config: BatchConfig, loaded: Any, rel: str) -> tuple[list[str],
     options = DecodeOptions(**config.options)
     t0 = time.perf_counter()
     result = transcribe(Path(config.input_dir) / rel, loaded, options=options)
-    out_dir, stem = output_stem(config, rel)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = write_transcript(result, out_dir, stem, config.formats)
-    return [str(p) for p in paths], result.duration, time.perf_counter() - t0
+    base = config.output_base(rel)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
+    paths = write_transcript(result, base.parent, base.name, config.formats)
+    records = record_outputs(Path(config.output_dir), paths)
+    return records, result.duration, time.perf_counter() - t0
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one line recorded for a failed file."""
+    if isinstance(exc, MalsoriError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def finish_file(
+    store: JobStore,
+    config: BatchConfig,
+    rel: str,
+    outputs: list[dict[str, Any]],
+    duration: float,
+    seconds: float,
+) -> None:
+    """Record a done file, then tidy its previous outputs that are still exactly as written:
+    one of a format just rewritten under a new name is deleted (superseded); one of a format
+    not asked this time, left under an old name, moves to the new name."""
+    previous = store.previous_outputs(rel)
+    store.mark_done(rel, outputs, duration, seconds, config.request())
+    out = Path(config.output_dir)
+    new = {o["path"] for o in outputs}
+    formats = {Path(o["path"]).suffix for o in outputs}
+    base = config.names.get(rel, str(Path(rel).with_suffix("")))
+    for old in previous:
+        old_path = Path(old["path"])
+        if old["path"] in new or not output_intact(out, old):
+            continue
+        with contextlib.suppress(OSError):
+            if old_path.suffix in formats:
+                (out / old_path).unlink()
+            elif str(old_path.with_suffix("")) != base:
+                target = out / (base + old_path.suffix)
+                if not target.exists():
+                    os.replace(out / old_path, target)
 
 
 def _die_with_parent() -> None:
@@ -61,33 +94,45 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_worker(config: BatchConfig, stop: StopFlag, in_process: bool = False) -> None:
+def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bool = False) -> None:
+    """Claim and transcribe files until none is left or ``stop`` is set. A full disk (or a
+    job database that cannot be written) stops every worker: ``notes`` gets the reason."""
     from ..engine import load_model
 
     if not in_process:
         _die_with_parent()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; we finish the file
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = JobStore(config.output_dir)
     me = worker_id()
-    loaded = load_model(
-        config.model,
-        device=config.device,
-        compute_type=config.compute_type,
-        cpu_threads=config.threads,
-    )
     try:
+        store = JobStore(config.output_dir)
+    except MalsoriError as exc:
+        notes.put(str(exc))
+        stop.set()
+        return
+    try:
+        loaded = load_model(
+            config.model,
+            device=config.device,
+            compute_type=config.compute_type,
+            cpu_threads=config.threads,
+        )
         while not stop.is_set():
             rel = store.claim(me)
             if rel is None:
                 break
             try:
                 outputs, duration, seconds = process_file(config, loaded, rel)
-            except MalsoriError as exc:
+            except NoSpaceError as exc:
                 store.mark_failed(rel, str(exc))
+                notes.put(str(exc))
+                stop.set()
             except Exception as exc:  # never let one file take the worker down
-                store.mark_failed(rel, f"{type(exc).__name__}: {exc}")
+                store.mark_failed(rel, failure_reason(exc))
             else:
-                store.mark_done(rel, outputs, duration, seconds, loaded.name, config.options)
+                finish_file(store, config, rel, outputs, duration, seconds)
+    except MalsoriError as exc:  # the model failed to load, or the database is full
+        notes.put(str(exc))
+        stop.set()
     finally:
         store.close()

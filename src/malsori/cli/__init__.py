@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,16 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away (``malsori ... | head -1``): exit quietly, as ``cat`` does.
+
+    Python's documented recipe: point stdout at /dev/null so the interpreter's final flush
+    cannot raise again; the status is 128 + SIGPIPE, what a shell reports for such tools."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(batch_cmd.normalize_argv(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="malsori: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        return int(args.func(args))
+        rc = int(args.func(args))
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except MalsoriError as exc:
         print(f"malsori: error: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,18 @@
-"""``malsori batch INPUT_DIR --output-dir OUT``: transcribe a whole directory, resumably.
+"""``malsori batch``: transcribe a whole directory, resumably.
 
-    malsori batch INPUT_DIR -o OUT [--format ...] [--model ...] [--workers N] [--retries K]
-                  [--glob PATTERN] [--engine local|ray] [--address auto|ray://...]
+    malsori batch [run] INPUT_DIR -o OUT [--format ...] [--model ...] [--workers N]
+                  [--retries K] [--glob PATTERN] [--force] [--engine local|ray] [--address ...]
     malsori batch status OUT          progress and totals from OUT's job database
     malsori batch report OUT [-o report.csv|report.json]   every file's row
 
+``run`` may be left out unless the input directory is itself named run, status or report
+(``malsori batch run status -o OUT`` transcribes a folder named ``status``).
+
 Re-running the same command resumes: done files are skipped, changed files redone, failed
-files retried up to --retries times, files left running by a killed run reclaimed.
+files retried up to --retries times, files left running by a killed run reclaimed. A done
+file whose outputs were deleted or edited, or that was made with another model, compute
+type, options or formats, is redone (re-decoded); --force redoes everything. One run per
+output directory at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import csv
 import io
 import json
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +31,22 @@ from ..errors import MalsoriError
 from ..writers import FORMATS, expand_formats, options_for_formats
 from .transcribe import add_decode_arguments, add_model_arguments, decode_options_from_args
 
+SUBCOMMANDS = ("run", "status", "report")
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -32,34 +55,66 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("target", metavar="INPUT_DIR|status|report")
-    p.add_argument("out", nargs="?", metavar="OUT", help="the output directory (status/report)")
-    p.add_argument(
-        "--output-dir",
-        "-o",
-        default=None,
-        metavar="DIR",
-        help="where outputs and the job database go (for report: the report file)",
+    commands = p.add_subparsers(dest="batch_command", metavar="run|status|report", required=True)
+
+    r = commands.add_parser("run", help="transcribe INPUT_DIR into OUT (the default)")
+    r.add_argument("input_dir", metavar="INPUT_DIR")
+    r.add_argument(
+        "--output-dir", "-o", required=True, metavar="OUT", help="outputs and the job database"
     )
-    p.add_argument(
+    r.add_argument(
         "--format", "-f", default="all", help=f"{', '.join(FORMATS)}, all, or a comma list [all]"
     )
-    p.add_argument("--workers", type=int, default=1, help="worker processes, one model each [1]")
-    p.add_argument("--retries", type=int, default=2, help="retries of a failed file [2]")
-    p.add_argument(
+    r.add_argument(
+        "--workers", type=_positive, default=1, help="worker processes, one model each [1]"
+    )
+    r.add_argument("--retries", type=_non_negative, default=2, help="retries of a failed file [2]")
+    r.add_argument(
         "--glob",
         default=None,
         metavar="PATTERN",
         help="only files matching (e.g. '*.mp3') [audio/video extensions]",
     )
-    p.add_argument("--engine", default="local", choices=("local", "ray"))
-    p.add_argument(
+    r.add_argument("--force", action="store_true", help="redo every file, done or not")
+    r.add_argument("--engine", default="local", choices=("local", "ray"))
+    r.add_argument(
         "--address", default=None, help="Ray cluster: auto or ray://host:10001 [start a local Ray]"
     )
-    p.add_argument("--quiet", "-q", action="store_true")
-    add_model_arguments(p)
-    add_decode_arguments(p)
-    p.set_defaults(func=run)
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no Ray logs")
+    add_model_arguments(r)
+    add_decode_arguments(r)
+    r.set_defaults(func=run)
+
+    s = commands.add_parser("status", help="totals and failed files of OUT's job")
+    s.add_argument("out", metavar="OUT")
+    s.set_defaults(func=status)
+
+    rep = commands.add_parser("report", help="every file's row as CSV or JSON")
+    rep.add_argument("out", metavar="OUT")
+    rep.add_argument(
+        "--output", "-o", default=None, metavar="FILE", help="write here (.json or .csv)"
+    )
+    rep.set_defaults(func=report)
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """``malsori batch INPUT_DIR ...`` is short for ``malsori batch run INPUT_DIR ...``."""
+    commands = [i for i, a in enumerate(argv) if not a.startswith("-")]
+    if not commands or argv[commands[0]] != "batch":
+        return argv
+    i = commands[0]
+    rest = argv[i + 1 :]
+    if rest and rest[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        return [*argv[: i + 1], "run", *rest]
+    return argv
+
+
+def _open_store(out: str) -> Any:
+    from ..batch import DB_NAME, JobStore
+
+    if not (Path(out) / DB_NAME).is_file():
+        raise MalsoriError(f"{out}: no batch job here (no {DB_NAME})")
+    return JobStore(out)
 
 
 def _summary_lines(s: dict[str, float]) -> list[str]:
@@ -72,53 +127,64 @@ def _summary_lines(s: dict[str, float]) -> list[str]:
     ]
 
 
+def status(args: argparse.Namespace) -> int:
+    store = _open_store(args.out)
+    try:
+        print("\n".join(_summary_lines(store.summary())))
+        for row in store.rows():
+            if row.status == "failed":
+                print(f"failed: {row.path}: {row.error}")
+    finally:
+        store.close()
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    store = _open_store(args.out)
+    try:
+        rows = [asdict(r) for r in store.rows()]
+    finally:
+        store.close()
+    dest = args.output
+    if dest and dest.endswith(".json"):
+        text = json.dumps(rows, indent=2, ensure_ascii=False)
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["path"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()}
+            )
+        text = buf.getvalue()
+    if dest:
+        from .._atomic import atomic_write_text
+
+        atomic_write_text(dest, text)
+        print(f"wrote {dest}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _quiet_ray() -> None:
+    """Ray logs its start-up and state dumps on stderr; -q silences them."""
+    import logging
+    import os
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    for name in ("ray", "ray.data", "ray._private", "ray.util"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..batch import DB_NAME, BatchConfig, JobStore, run_batch
+    from ..batch import BatchConfig, run_batch
 
-    if args.target in ("status", "report"):
-        if not args.out:
-            raise MalsoriError(f"usage: malsori batch {args.target} OUT")
-        if not (Path(args.out) / DB_NAME).is_file():
-            raise MalsoriError(f"{args.out}: no batch job here (no {DB_NAME})")
-        store = JobStore(args.out)
-        try:
-            if args.target == "status":
-                print("\n".join(_summary_lines(store.summary())))
-                for row in store.rows():
-                    if row.status == "failed":
-                        print(f"failed: {row.path}: {row.error}")
-                return 0
-            rows = [asdict(r) for r in store.rows()]
-        finally:
-            store.close()
-        dest = args.output_dir
-        if dest and dest.endswith(".json"):
-            text = json.dumps(rows, indent=2, ensure_ascii=False)
-        else:
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["path"])
-            writer.writeheader()
-            for r in rows:
-                writer.writerow(
-                    {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()}
-                )
-            text = buf.getvalue()
-        if dest:
-            from .._atomic import atomic_write_text
-
-            atomic_write_text(dest, text)
-            print(f"wrote {dest}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
-        return 0
-
-    if not args.output_dir:
-        raise MalsoriError("malsori batch INPUT_DIR needs --output-dir OUT")
     options = decode_options_from_args(args)
     formats = tuple(expand_formats(args.format))
     options = options_for_formats(options, formats)
     config = BatchConfig(
-        input_dir=args.target,
+        input_dir=args.input_dir,
         output_dir=args.output_dir,
         model=args.model,
         compute_type=args.compute_type,
@@ -127,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
         formats=formats,
         options=options.to_dict(),
     )
-    result, counts = run_batch(
+    if args.quiet and args.engine == "ray":
+        _quiet_ray()
+    result, prep = run_batch(
         config,
         workers=args.workers,
         retries=args.retries,
@@ -135,22 +203,44 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         address=args.address,
         progress=not args.quiet and sys.stderr.isatty(),
+        force=args.force,
     )
+    err = sys.stderr
+    for line in prep.warnings:
+        print(line, file=err)
+    if prep.moved_from:
+        print(f"malsori: the input moved from {prep.moved_from}", file=err)
     print(
-        f"scan: {counts['new']} new, {counts['changed']} changed, {counts['unchanged']} "
-        f"unchanged, {counts['unreadable']} unreadable; {counts['reclaimed']} reclaimed, "
-        f"{counts['retried']} retried",
-        file=sys.stderr,
+        f"scan: {prep.new} new, {prep.changed} changed, {prep.unchanged} unchanged, "
+        f"{prep.unreadable} unreadable; {prep.reclaimed} reclaimed, {prep.retried} retried",
+        file=err,
     )
-    for line in _summary_lines(result.summary):
-        print(line, file=sys.stderr)
-    if result.interrupted:
-        return 130
-    if result.summary["failed"] or result.summary["pending"]:
+    if prep.forced:
+        print(f"rerun: --force: {prep.forced} file(s) redone", file=err)
+    if prep.redo_request:
         print(
-            f"malsori: {int(result.summary['failed'])} file(s) failed; see "
-            f"'malsori batch status {args.output_dir}'",
-            file=sys.stderr,
+            f"rerun: {prep.redo_request} done file(s) redone (re-decoded) for this run's "
+            f"request: {'; '.join(prep.stale_request)}",
+            file=err,
+        )
+    if prep.stale_outputs:
+        print(
+            f"rerun: {len(prep.stale_outputs)} done file(s) redone: outputs missing, "
+            f"changed or renamed (e.g. {prep.stale_outputs[0]})",
+            file=err,
+        )
+    for line in _summary_lines(result.summary):
+        print(line, file=err)
+    s = result.summary
+    if result.fatal:
+        print(f"malsori: error: {result.fatal}; stopped", file=err)
+    if result.interrupted:
+        return 128 + (result.signal or signal.SIGINT)
+    if result.fatal or s["failed"] or s["pending"] or s["running"]:
+        print(
+            f"malsori: {int(s['failed'])} failed, {int(s['pending'] + s['running'])} not done; "
+            f"see 'malsori batch status {args.output_dir}'",
+            file=err,
         )
         return 1
     return 0

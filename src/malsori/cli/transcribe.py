@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import MalsoriError, OptionsError
+from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
 from ..options import DecodeOptions
 from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats
 
@@ -156,11 +156,29 @@ def _progress(enabled: bool, label: str) -> Any:
     return progress
 
 
+def _stems(files: list[str]) -> dict[str, str]:
+    """Each input's output stem; two inputs that would write the same files are refused
+    before any work (``d1/a.wav`` and ``d2/a.wav``, or ``a.wav`` and ``a.mp3``)."""
+    stems = {name: "stdin" if name == "-" else Path(name).stem for name in files}
+    by_stem: dict[str, list[str]] = {}
+    for name, stem in stems.items():
+        by_stem.setdefault(stem.casefold(), []).append(name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(names) for names in clashes)
+        raise OutputError(
+            f"inputs would write the same output files: {listed} (outputs are named "
+            "<stem>.<format>); transcribe them into different --output-dir folders"
+        )
+    return stems
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from ..audio import load_audio
     from ..engine import check_options, load_model, transcribe
+    from ..writers import write_transcript
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
     formats = expand_formats(args.format or ("all" if args.output_dir else "txt"))
@@ -169,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         raise OptionsError("several formats need --output-dir (stdout takes one format)")
     if args.files.count("-") > 1:
         raise OptionsError("stdin ('-') can be given only once")
+    if len(set(args.files)) < len(args.files):
+        raise OptionsError("the same input is given twice")
+    stems = _stems(args.files) if out_dir is not None else {}
     if out_dir is not None:
         _check_output_dir(out_dir)
 
@@ -184,15 +205,14 @@ def run(args: argparse.Namespace) -> int:
 
     show_progress = not args.quiet and sys.stderr.isatty()
     failures = 0
-    for name in args.files:
+    several = len(args.files) > 1
+    for n, name in enumerate(args.files):
         label = "<stdin>" if name == "-" else name
         try:
             if name == "-":
                 audio = load_audio(sys.stdin.buffer.read(), name=label)
-                stem = "stdin"
             else:
                 audio = load_audio(name)
-                stem = Path(name).stem
             with _progress(show_progress, Path(label).name) as progress:
                 task = progress.add_task(Path(label).name, total=len(audio) / 16000, speed="")
                 t0 = time.perf_counter()
@@ -203,16 +223,26 @@ def run(args: argparse.Namespace) -> int:
                     progress.update(task, completed=done, speed=speed)
 
                 result = transcribe(audio, loaded, options=options, progress=report)
+            if out_dir is not None:
+                paths = write_transcript(result, out_dir, stems[name], formats)
+                for path in paths:
+                    print(f"wrote {path}", file=sys.stderr)
+        except NoSpaceError as exc:
+            left = len(args.files) - n - 1
+            print(f"malsori: error: {exc}", file=sys.stderr)
+            print(
+                f"malsori: stopped: {label} and {left} later input(s) not written "
+                "(none of its formats was left half-written)",
+                file=sys.stderr,
+            )
+            return 1
         except MalsoriError as exc:
             print(f"malsori: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        if out_dir is not None:
-            from ..writers import write_transcript
-
-            for path in write_transcript(result, out_dir, stem, formats):
-                print(f"wrote {path}", file=sys.stderr)
-        else:
+        if out_dir is None:
+            if several:  # say which transcript is which, as head(1) does
+                sys.stdout.write(f"{'' if n == 0 else chr(10)}==> {label} <==\n")
             sys.stdout.write(WRITERS[formats[0]](result))
             sys.stdout.flush()
     if failures:

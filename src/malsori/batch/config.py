@@ -1,0 +1,47 @@
+"""What a batch job asks for: :class:`BatchConfig`, and the request record kept per file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One batch run. ``options`` are :class:`malsori.DecodeOptions` fields; ``model_key``
+    is the resolved model (filled by the runner, recorded per file); ``names`` maps each
+    input to its output base (see :mod:`malsori.batch.naming`), filled by the runner."""
+
+    input_dir: str
+    output_dir: str
+    model: str = "base"
+    compute_type: str = "int8"
+    device: str = "auto"
+    threads: int | None = None
+    formats: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
+    options: dict[str, Any] = field(default_factory=dict)
+    model_key: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    def request(self) -> dict[str, Any]:
+        """What is recorded with each done file and compared on the next run (as JSON
+        gives it back: tuples become lists)."""
+        request = {
+            "model": self.model_key or self.model,
+            "compute_type": self.compute_type,
+            "formats": list(self.formats),
+            "options": dict(self.options),
+        }
+        loaded: dict[str, Any] = json.loads(json.dumps(request))
+        return loaded
+
+    def output_base(self, rel: str) -> Path:
+        """``OUT/<base>``: add ``.<format>`` for each output file."""
+        return Path(self.output_dir) / self.names.get(rel, str(Path(rel).with_suffix("")))
+
+    def expected_outputs(self, rel: str) -> list[str]:
+        """The outputs of ``rel`` relative to OUT, one per format."""
+        base = self.names.get(rel, str(Path(rel).with_suffix("")))
+        return [f"{base}.{fmt}" for fmt in self.formats]

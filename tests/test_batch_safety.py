@@ -1,0 +1,422 @@
+"""Data safety of `malsori batch` and `malsori transcribe -o` under real-world conditions
+(issue #12): name collisions, reruns that check the disk and the request, two runs at once,
+a full disk (``ulimit -f``), a worker killed with SIGKILL, unreadable entries as a non-root
+user, output permissions, pipes closed early. Real files, real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import EVALDATA, convert, espeak, words
+
+LONG_EN = EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav"
+CLI = [sys.executable, "-m", "malsori.cli"]
+
+
+def rows(out: Path) -> dict[str, sqlite3.Row]:
+    db = sqlite3.connect(out / ".malsori-jobs.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return {r["path"]: r for r in db.execute("SELECT * FROM files")}
+    finally:
+        db.close()
+
+
+def batch(
+    root: Path, out: Path, *extra: str, limit_kb: int | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        if limit_kb is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+
+    return subprocess.run(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+    )
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    texts = {
+        "garden": "We planted tomatoes in the garden this spring.",
+        "river": "The river was too cold for swimming in April.",
+        "train": "The last train to the city leaves at midnight.",
+        "piano": "She practised the piano every evening after dinner.",
+    }
+    return {name: espeak(text, d / f"{name}.wav") for name, text in texts.items()}
+
+
+def test_same_stem_in_one_folder_keeps_both(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    (root / "c").mkdir(parents=True)
+    shutil.copy(clips["garden"], root / "c" / "m.wav")
+    convert(clips["river"], root / "c" / "m.mp3")
+    shutil.copy(clips["train"], root / "c" / "solo.wav")
+    proc = batch(root, out, "-f", "txt,json")
+    assert proc.returncode == 0, proc.stderr
+    assert "garden" in (out / "c" / "m.wav.txt").read_text().lower()
+    assert "river" in (out / "c" / "m.mp3.txt").read_text().lower()
+    assert (out / "c" / "solo.txt").is_file()  # no clash: the plain name
+    assert not (out / "c" / "m.txt").exists()
+    # A later file that clashes with a done one renames the done one's outputs (no re-use of
+    # the old name by anyone): stable names, no stale m.txt-style leftovers.
+    convert(clips["piano"], root / "c" / "solo.flac")
+    again = batch(root, out, "-f", "txt,json")
+    assert again.returncode == 0, again.stderr
+    assert "1 new" in again.stderr
+    assert "train" in (out / "c" / "solo.wav.txt").read_text().lower()
+    assert "dinner" in (out / "c" / "solo.flac.txt").read_text().lower()
+    assert not (out / "c" / "solo.txt").exists() and not (out / "c" / "solo.json").exists()
+
+
+def test_transcribe_refuses_colliding_outputs_before_any_work(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    a1 = shutil.copy(clips["garden"], tmp_path / "d1" / "a.wav")
+    a2 = shutil.copy(clips["river"], tmp_path / "d2" / "a.wav")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-o", str(out), str(a1), str(a2)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(a1) in lines[0] and str(a2) in lines[0], proc.stderr
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name in ("garden", "river", "train"):
+        shutil.copy(clips[name], root / f"{name}.wav")
+    assert batch(root, out, "-f", "txt").returncode == 0
+    first = rows(out)
+    good = (out / "train.txt").read_text()
+
+    # Deleted and edited outputs are redone; the untouched file is not.
+    (out / "garden.txt").unlink()
+    (out / "river.txt").write_text("edited by hand\n")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 done file(s) redone: outputs missing, changed or renamed" in proc.stderr
+    assert "garden" in (out / "garden.txt").read_text().lower()
+    assert "river" in (out / "river.txt").read_text().lower()
+    assert rows(out)["train.wav"]["updated_at"] == first["train.wav"]["updated_at"]
+    assert (out / "train.txt").read_text() == good
+
+    # Another model and more formats: every file is redone, and the run says why.
+    proc = batch(root, out, "-f", "txt,srt", "--model", "base")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("rerun:"))
+    assert "3 done file(s) redone" in line and "formats txt -> txt,srt" in line
+    assert "model tiny.en -> base" in line
+    db = rows(out)
+    for name in ("garden", "river", "train"):
+        assert (out / f"{name}.srt").read_text().strip()
+        assert json.loads(db[f"{name}.wav"]["request"])["model"] == "base"
+
+    # The same request again: nothing to do. Fewer formats: still nothing to do.
+    for fmt in ("txt,srt", "txt"):
+        proc = batch(root, out, "-f", fmt, "--model", "base")
+        assert proc.returncode == 0 and "rerun:" not in proc.stderr, proc.stderr
+    assert {k: r["updated_at"] for k, r in rows(out).items()} == {
+        k: r["updated_at"] for k, r in db.items()
+    }
+    # --force redoes everything.
+    proc = batch(root, out, "-f", "txt", "--model", "base", "--force")
+    assert "--force: 3 file(s) redone" in proc.stderr
+    assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
+
+
+def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for i in range(6):
+        shutil.copy(clips[["garden", "river", "train"][i % 3]], root / f"f{i}.wav")
+    first = subprocess.Popen(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = batch(root, out, "-f", "txt")
+    _, first_err = first.communicate(timeout=600)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 1
+    assert f"another batch is running on {out} (pid {first.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows(out).values())
+
+
+def test_other_input_dir_into_same_output_is_refused(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(clips["garden"], a / "x.wav")
+    shutil.copy(clips["river"], b / "x.wav")
+    assert batch(a, out, "-f", "txt").returncode == 0
+    proc = batch(b, out, "-f", "txt")
+    assert proc.returncode == 1 and "holds the batch job of" in proc.stderr
+    assert "garden" in (out / "x.txt").read_text().lower()  # a's result kept
+
+
+def _tmp_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_disk_full_in_batch_fails_the_file_and_stops(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(LONG_EN, root / "a_long.wav")  # its JSON (~70 KB) exceeds the limit below
+    for name in ("garden", "river"):
+        shutil.copy(clips[name], root / f"{name}.wav")
+    proc = batch(root, out, limit_kb=48)  # the job database (~24 KB) still fits
+    assert proc.returncode == 1, proc.stderr
+    assert "malsori: error: no space left writing" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    db = rows(out)
+    assert db["a_long.wav"]["status"] == "failed"
+    assert "no space left writing" in db["a_long.wav"]["error"]
+    assert {db["garden.wav"]["status"], db["river.wav"]["status"]} == {"pending"}  # stopped
+    assert not list(out.glob("a_long.*")), "no partial set of formats"
+    assert not _tmp_files(out)
+    # With room again, the rerun finishes everything.
+    proc = batch(root, out)
+    assert proc.returncode == 0, proc.stderr
+    assert all(r["status"] == "done" for r in rows(out).values())
+    assert len(list(out.glob("a_long.*"))) == 5
+
+
+def test_disk_full_in_transcribe_one_line_no_partial_set(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    proc = subprocess.run(
+        [
+            *CLI,
+            *("transcribe", "--model", "tiny.en", "-q", "-o", str(out)),
+            *(str(clips["garden"]), str(clips["river"])),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 1
+    assert "malsori: error: no space left writing" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 3
+    assert not list(out.glob("garden.*")), "a file's formats appear together or not at all"
+    assert not _tmp_files(out)
+
+
+def test_killed_worker_is_noticed_and_its_file_requeued(tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for i in range(4):
+        (root / f"f{i}.wav").symlink_to(LONG_EN)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            *("batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"),
+            *("--workers", "2", "--retries", "1"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if (out / ".malsori-jobs.sqlite").exists():
+            running = [r for r in rows(out).values() if r["status"] == "running"]
+            if running:
+                victim = running[0]
+    assert victim is not None, "no file started"
+    pid = int(victim["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    warnings = [x for x in err.splitlines() if "died" in x]
+    assert len(warnings) == 1 and f"pid {pid} died (SIGKILL)" in warnings[0], err
+    assert victim["path"] in warnings[0] and "goes back to the queue" in warnings[0]
+    assert "4 done, 0 failed, 0 pending, 0 running" in err
+    db = rows(out)
+    assert db[victim["path"]]["attempts"] == 2  # the killed attempt counts
+    assert all(r["status"] == "done" for r in db.values())
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory another user can reach (pytest's tmp dirs are 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="malsori-perm-", dir="/tmp"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
+def test_unreadable_entries_are_reported_as_nobody(clips: dict[str, Path], world_dir: Path) -> None:
+    root, out = world_dir / "in", world_dir / "out"
+    (root / "open").mkdir(parents=True)
+    (root / "closed").mkdir()
+    shutil.copy(clips["garden"], root / "open" / "ok.wav")
+    shutil.copy(clips["river"], root / "open" / "secret.wav")
+    shutil.copy(clips["train"], root / "closed" / "hidden.wav")
+    (root / "open" / "secret.wav").chmod(0o000)
+    (root / "closed").chmod(0o000)
+    for p in (root, root / "open", root / "open" / "ok.wav"):
+        p.chmod(p.stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
+    env = dict(os.environ, XDG_CACHE_HOME=str(world_dir / "cache"), HOME=str(world_dir))
+    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    proc = subprocess.run(
+        [*cmd, *CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "open/secret.wav" in proc.stderr and "closed/" in proc.stderr
+    db = rows(out)
+    assert db["open/ok.wav"]["status"] == "done"
+    assert db["open/secret.wav"]["status"] == "failed"
+    assert "Permission denied" in db["open/secret.wav"]["error"]
+    assert db["closed/"]["status"] == "failed"
+    assert "cannot read directory" in db["closed/"]["error"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_follow_the_umask(
+    clips: dict[str, Path], tmp_path: Path, umask: int, mode: int
+) -> None:
+    out = tmp_path / "out"
+    subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", "-o", str(out), str(clips["garden"])],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    files = list(out.glob("garden.*"))
+    assert len(files) == 5
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {mode}
+
+
+def test_closed_pipe_exits_quietly(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(clips["garden"], root / "a.wav")
+    assert batch(root, out, "-f", "txt").returncode == 0
+    cli = " ".join(CLI)
+    for command in (f"batch status {out}", f"batch report {out}", "models"):
+        # `true` exits without reading: every write to the pipe fails with EPIPE.
+        proc = subprocess.run(
+            f"{cli} {command} | true; echo ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.stderr == "", (command, proc.stderr)
+        assert proc.stdout.strip() in ("0", "141"), (command, proc.stdout)
+
+
+def test_batch_subcommands_are_unambiguous(clips: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "status"  # a folder named like a sub-command
+    folder.mkdir()
+    shutil.copy(clips["garden"], folder / "a.wav")
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            *CLI,
+            "batch",
+            "run",
+            str(folder),
+            "-o",
+            str(out),
+            "--model",
+            "tiny.en",
+            "-q",
+            "-f",
+            "txt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "garden" in (out / "a.txt").read_text().lower()
+    status = subprocess.run(
+        [*CLI, "batch", "status", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0 and "1 total, 1 done" in status.stdout
+    usage = subprocess.run(
+        [*CLI, "batch", "status"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert usage.returncode == 2 and "OUT" in usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--retries", "-1"), "--retries: must be >= 0"),
+        (("--workers", "0"), "--workers: must be >= 1"),
+    ],
+)
+def test_bad_numbers_are_refused(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    proc = run_cli("batch", str(tmp_path), "-o", str(tmp_path / "out"), *args)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_several_inputs_to_stdout_are_labelled(clips: dict[str, Path]) -> None:
+    proc = subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", str(clips["garden"]), str(clips["river"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    parts = proc.stdout.split(f"==> {clips['river']} <==")
+    assert len(parts) == 2 and parts[0].startswith(f"==> {clips['garden']} <==")
+    assert "garden" in words(parts[0]) and "river" in words(parts[1])

@@ -332,6 +332,11 @@ def test_dangling_registration_is_listed_replaced_and_removable(
     rows = {r.name: r for r in list_models()}
     assert rows["large-v3"].status == "user" and rows["large-v3"].checksum == "unverified"
     assert "malsori models add" in rows["large-v3"].detail
+    proc = run_cli("models", "add", str(stored))  # records its checksums where it is
+    assert proc.returncode == 0, proc.stderr
+    assert f"'large-v3' is stored in the user models directory: {stored}" in proc.stdout
+    assert (stored / CHECKSUMS_FILE).is_file() and not stored.is_symlink()
+    assert {r.name: r for r in list_models()}["large-v3"].checksum == "ok"
 
 
 def test_add_refuses_bad_names_and_directories(
@@ -410,3 +415,44 @@ def test_finetune_export_records_checksums(user_env: Path, tmp_path: Path) -> No
     _flip_bytes(out / "model.bin", keep_mtime=False)
     with pytest.raises(ModelIntegrityError, match="is corrupted"):
         load_model(str(out))
+
+
+def _fake_hf_snapshot(hub: Path, repo: str) -> Path:
+    """A Hugging Face cache entry laid out as huggingface_hub writes it: files in the snapshot
+    are links to blobs, a large file's blob named by its sha256."""
+    root = hub / ("models--" + repo.replace("/", "--"))
+    revision = "0" * 40
+    snapshot = root / "snapshots" / revision
+    (root / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    source = TINY_EN.locate(TINY_EN)
+    for i, name in enumerate(("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")):
+        blob = TINY_EN.sha256 if name == "model.bin" else f"{i:040x}"  # git sha1 for small files
+        shutil.copyfile(source / name, root / "blobs" / blob)
+        (snapshot / name).symlink_to(Path("../../blobs") / blob)
+    return root / "blobs" / TINY_EN.sha256
+
+
+def test_hf_cache_blobs_are_verified_by_their_names(
+    user_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    window_wav: Path,
+    run_cli: RunCli,
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    blob = _fake_hf_snapshot(tmp_path / "hub", "Systran/faster-whisper-tiny")
+    rows = {r["name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
+    assert rows["tiny"]["status"] == "cached" and rows["tiny"]["checksum"] == "ok"
+    _flip_bytes(blob, keep_mtime=True)
+    rows = {r["name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
+    assert rows["tiny"]["checksum"] == "ok"  # size and mtime unchanged: the cache trusts it
+    proc = run_cli("models", "--verify", "--json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["tiny"]["status"] == "broken" and rows["tiny"]["checksum"] == "mismatch"
+    assert "in the Hugging Face cache is corrupted" in rows["tiny"]["detail"]
+    line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", "tiny"))
+    assert "in the Hugging Face cache is corrupted" in line

@@ -354,6 +354,31 @@ def verify_model_dir(directory: Path, *, label: str, rehash: bool = False) -> bo
     return True
 
 
+def verify_hf_snapshot(directory: Path, *, label: str, rehash: bool = False) -> bool:
+    """Check a Hugging Face cache snapshot's ``model.bin``: the hub stores a large file as a
+    blob named by its sha256, so the name is the checksum. False when the layout is not
+    that one (nothing to check); raises :class:`ModelIntegrityError` on a mismatch."""
+    model_bin = directory / "model.bin"
+    if not model_bin.is_symlink():
+        return False
+    blob = model_bin.resolve()
+    expected = blob.name
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        return False
+    if not rehash and _is_recorded(blob, expected):
+        return True
+    actual = sha256_file(blob)
+    if actual != expected:
+        _forget(blob)
+        raise ModelIntegrityError(
+            f"model {label}: {blob} in the Hugging Face cache is corrupted (a blob is named by "
+            f"its sha256, found sha256 {actual[:16]}...); refusing to load it. Delete that "
+            "snapshot and download the model again"
+        )
+    _record_verified(blob, expected)
+    return True
+
+
 def check_model_bin(path: Path, *, shown: str | None = None) -> None:
     """Walk the headers of a CTranslate2 ``model.bin`` (seeking over the weights) and raise
     :class:`ModelIntegrityError` when the file is shorter than its own headers say, or is not
@@ -499,7 +524,8 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
     if name in HF_REPOS:
         cached = _hf_cache_lookup(name)
         if cached is not None and _is_model_dir(cached):
-            return ResolvedModel(name, cached, "hf-cache")
+            verified = verify_hf_snapshot(cached, label=repr(name))
+            return ResolvedModel(name, cached, "hf-cache", verified)
         tried.append(f"Hugging Face cache: no local snapshot of {HF_REPOS[name]}")
         if allow_download and not _offline():
             from faster_whisper.utils import download_model
@@ -738,7 +764,13 @@ def list_models(*, rehash: bool = False) -> list[ModelStatus]:
             continue
         cached = _hf_cache_lookup(name) if name in HF_REPOS else None
         if cached is not None and _is_model_dir(cached):
-            rows.append(ModelStatus(name, "cached", cached, _dir_size(cached), "unverified"))
+            try:
+                ok = verify_hf_snapshot(cached, label=repr(name), rehash=rehash)
+            except ModelIntegrityError as exc:
+                rows.append(ModelStatus(name, "broken", cached, None, "mismatch", str(exc)))
+                continue
+            checksum = "ok" if ok else "unverified"
+            rows.append(ModelStatus(name, "cached", cached, _dir_size(cached), checksum))
         else:
             rows.append(ModelStatus(name, "not available offline", None, None, "-"))
     return rows

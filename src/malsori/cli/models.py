@@ -119,7 +119,9 @@ def run_add(args: argparse.Namespace) -> int:
 
     reg = register_model(args.directory, args.name)
     files = [f for f in HASHED_FILES if (reg.target / f).is_file()]
-    if reg.unchanged:
+    if reg.unchanged and not reg.link.is_symlink():
+        print(f"{reg.name!r} is stored in the user models directory: {reg.link}")
+    elif reg.unchanged:
         print(f"{reg.name!r} was already registered: {reg.link} -> {reg.target}")
     else:
         replaced = f" (replacing the registration of {reg.replaced}, now gone)"

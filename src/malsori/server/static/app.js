@@ -185,7 +185,7 @@ function addLine(line, segment) {
   text.setAttribute("role", "textbox");
   text.setAttribute("aria-label", `Line ${n} text`);
   text.spellcheck = true;
-  text.textContent = line.text.trim();
+  text.textContent = line.text.trim().replace(/\s*\n\s*/g, " ");  // a cue's two rows, as one line
   text.addEventListener("input", () => editLine(line, segment, text));
   text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.isComposing) {  // (not while a Korean IME is composing)  // one line stays one line: Enter moves on, like a spreadsheet
@@ -231,7 +231,7 @@ function highlight() {
 }
 
 function plainText() {  // what the page shows: one line per listed line, with the edits
-  return lines().map((s) => s.text.trim()).filter(Boolean).join("\n") + "\n";
+  return lines().map((s) => s.text.trim().replace(/\s*\n\s*/g, " ")).filter(Boolean).join("\n") + "\n";
 }
 
 function render(format) {

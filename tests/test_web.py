@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pysubs2
 import pytest
+from playwright.sync_api import Page
 
 from conftest import EVALDATA, ROOT, SENTENCES, espeak, wer
 from server_util import Server, running_server
@@ -126,7 +127,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @pytest.fixture
-def page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def page(request: pytest.FixtureRequest) -> Iterator[Page]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -163,13 +164,13 @@ def page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
         assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def open_page(page, srv: Server, model: str = "tiny.en") -> None:  # type: ignore[no-untyped-def]
+def open_page(page: Page, srv: Server, model: str = "tiny.en") -> None:
     page.goto(srv.url + "/")
     page.wait_for_selector(f"#model option[value='{model}']", state="attached")  # /v1/models
     page.get_by_label("Model").select_option(model)
 
 
-def wait_finished(page, timeout: float = 240_000) -> str:  # type: ignore[no-untyped-def]
+def wait_finished(page: Page, timeout: float = 240_000) -> str:
     page.wait_for_function(
         "/^(Done|Failed|Cancelled)/.test(document.getElementById('status').textContent)",
         timeout=timeout,
@@ -177,7 +178,7 @@ def wait_finished(page, timeout: float = 240_000) -> str:  # type: ignore[no-unt
     return str(page.inner_text("#status"))
 
 
-def assert_done(page, timeout: float = 240_000) -> str:  # type: ignore[no-untyped-def]
+def assert_done(page: Page, timeout: float = 240_000) -> str:
     status = wait_finished(page, timeout)
     error = page.locator("#error")
     assert status.startswith("Done"), (status, error.inner_text() if error.is_visible() else "")
@@ -198,7 +199,7 @@ RECORD = """() => {
 }"""
 
 
-def transcript_text(page) -> str:  # type: ignore[no-untyped-def]
+def transcript_text(page: Page) -> str:
     return " ".join(page.locator("#segments .text").all_inner_texts())
 
 
@@ -206,8 +207,8 @@ def transcript_text(page) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_progress_edit_copy_seek_and_download(
-    server: Server, page, audio: dict[str, Path], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, page: Page, audio: dict[str, Path], tmp_path: Path
+) -> None:
     open_page(page, server)
     page.set_input_files("#file", str(audio["three"]))
     assert "three.wav" in page.inner_text("#filename")
@@ -282,7 +283,7 @@ def test_progress_edit_copy_seek_and_download(
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == copied
 
 
-def test_keyboard_only(server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_keyboard_only(server: Server, page: Page, audio: dict[str, Path]) -> None:
     open_page(page, server)
     page.locator("body").focus()
     order = []
@@ -308,7 +309,7 @@ def test_keyboard_only(server: Server, page, audio: dict[str, Path]) -> None:  #
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Copied')")
 
 
-def test_cancel_stops_the_server_job(server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_the_server_job(server: Server, page: Page, audio: dict[str, Path]) -> None:
     open_page(page, server)
     page.set_input_files("#file", str(audio["long"]))
     page.get_by_role("button", name="Transcribe").click()
@@ -351,7 +352,7 @@ def test_cancel_stops_the_server_job(server: Server, page, audio: dict[str, Path
     assert wer(SENTENCES["window"], transcript_text(page)) <= 0.25
 
 
-def test_korean_renders_with_the_full_language_list(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+def test_korean_renders_with_the_full_language_list(server: Server, page: Page) -> None:
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     clip, reference = evaldata(KO_CLIP)
@@ -390,7 +391,7 @@ def test_korean_renders_with_the_full_language_list(server: Server, page) -> Non
     page.screenshot(path=str(ARTIFACTS / "web-korean.png"), full_page=True)
 
 
-def test_translate_korean_to_english(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+def test_translate_korean_to_english(server: Server, page: Page) -> None:
     clip, _ = evaldata(KO_TRANSLATE_CLIP)
     open_page(page, server, model="base")
     page.get_by_label("Task").select_option("translate")
@@ -407,8 +408,8 @@ def test_translate_korean_to_english(server: Server, page) -> None:  # type: ign
 
 
 def test_hour_long_recording_stamps_show_the_hour(
-    server: Server, page, audio: dict[str, Path], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, page: Page, audio: dict[str, Path], tmp_path: Path
+) -> None:
     open_page(page, server)
     page.set_input_files("#file", str(audio["hour"]))
     page.get_by_role("button", name="Transcribe").click()
@@ -428,7 +429,9 @@ def test_hour_long_recording_stamps_show_the_hour(
     assert re.search(r"^01:0[12]:\d\d\.\d{3} --> 01:0[12]:\d\d\.\d{3}$", vtt, re.M), vtt
 
 
-def test_failed_upload_leaves_no_progress_or_player(server: Server, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failed_upload_leaves_no_progress_or_player(
+    server: Server, page: Page, tmp_path: Path
+) -> None:
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is not audio\n" * 50)
     open_page(page, server)
@@ -450,8 +453,8 @@ def test_failed_upload_leaves_no_progress_or_player(server: Server, page, tmp_pa
 
 
 def test_api_key_field_and_clear_refusals(
-    keyed_server: Server, page, audio: dict[str, Path], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    keyed_server: Server, page: Page, audio: dict[str, Path], tmp_path: Path
+) -> None:
     page.goto(keyed_server.url + "/")
     alert = page.get_by_role("alert")
     alert.wait_for(state="visible")
@@ -495,7 +498,7 @@ def test_api_key_field_and_clear_refusals(
     assert page.locator("#progress").is_hidden() and page.locator("#result").is_hidden()
 
 
-def test_busy_server_says_so(keyed_server: Server, page, audio: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_busy_server_says_so(keyed_server: Server, page: Page, audio: dict[str, Path]) -> None:
     """One job at a time and no queue: while another client's job runs, the page gets 429
     and tells the user to try again."""
     page.goto(keyed_server.url + "/")

@@ -87,9 +87,22 @@ def test_same_stem_in_one_folder_keeps_both(clips: dict[str, Path], tmp_path: Pa
     assert not (out / "c" / "solo.txt").exists() and not (out / "c" / "solo.json").exists()
 
 
-def test_transcribe_refuses_colliding_outputs_before_any_work(
+def test_transcribe_names_like_batch_and_refuses_same_names(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
+    m_wav = shutil.copy(clips["garden"], tmp_path / "m.wav")
+    m_mp3 = convert(clips["river"], tmp_path / "m.mp3")
+    both = tmp_path / "both"
+    proc = subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", "-o", str(both), str(m_wav), str(m_mp3)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "garden" in (both / "m.wav.txt").read_text().lower()
+    assert "river" in (both / "m.mp3.txt").read_text().lower()
+
     (tmp_path / "d1").mkdir()
     (tmp_path / "d2").mkdir()
     a1 = shutil.copy(clips["garden"], tmp_path / "d1" / "a.wav")

@@ -130,6 +130,7 @@ def test_good_files_still_transcribed_when_others_fail(
     proc = run_cli("transcribe", *files, *TINY, "-o", str(out), "-f", "txt,srt")
     assert proc.returncode == 1
     assert f"{len(bad_inputs)} of {len(files)} input(s) failed" in proc.stderr
+    assert "would write the same output files" not in proc.stderr  # truncated.wav/.mp3
     assert sorted(p.name for p in out.iterdir()) == [
         "report.srt",
         "report.txt",

@@ -157,20 +157,25 @@ def _progress(enabled: bool, label: str) -> Any:
 
 
 def _stems(files: list[str]) -> dict[str, str]:
-    """Each input's output stem; two inputs that would write the same files are refused
-    before any work (``d1/a.wav`` and ``d2/a.wav``, or ``a.wav`` and ``a.mp3``)."""
-    stems = {name: "stdin" if name == "-" else Path(name).stem for name in files}
-    by_stem: dict[str, list[str]] = {}
-    for name, stem in stems.items():
-        by_stem.setdefault(stem.casefold(), []).append(name)
-    clashes = [names for names in by_stem.values() if len(names) > 1]
+    """Each input's output stem, by batch's rule (:mod:`malsori.batch.naming`): inputs that
+    share a stem keep their extension (``a.wav.txt``, ``a.mp3.txt``). Two inputs with the same
+    file name from different folders (``d1/a.wav``, ``d2/a.wav``) would write the same files
+    into the one output folder: refused before any work."""
+    from ..batch.naming import output_bases
+
+    names = {f: "stdin" if f == "-" else Path(f).name for f in files}
+    by_name: dict[str, list[str]] = {}
+    for f, name in names.items():
+        by_name.setdefault(name.casefold(), []).append(f)
+    clashes = [fs for fs in by_name.values() if len(fs) > 1]
     if clashes:
-        listed = "; ".join(" and ".join(names) for names in clashes)
+        listed = "; ".join(" and ".join(fs) for fs in clashes)
         raise OutputError(
-            f"inputs would write the same output files: {listed} (outputs are named "
-            "<stem>.<format>); transcribe them into different --output-dir folders"
+            f"inputs would write the same output files: {listed}; transcribe them into "
+            "different --output-dir folders"
         )
-    return stems
+    bases = output_bases(names.values())
+    return {f: bases[name] for f, name in names.items()}
 
 
 def run(args: argparse.Namespace) -> int:

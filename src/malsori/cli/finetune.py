@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(result.skipped)} row(s) (listed above)")
     reg = result.registration
     where = f" or --model {reg.name}" if reg else ""
-    print(f"model: {result.output_dir} (use --model {result.output_dir}{where})")
+    out = result.output_dir.resolve()
+    print(f"model: {out} (use --model {out}{where})")
     if reg is not None:
         replaced = f", replacing the registration of {reg.replaced} (gone)" if reg.replaced else ""
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,10 +30,34 @@ class Server:
     process: subprocess.Popen[bytes]
     tmpdir: Path  # the server's TMPDIR: where its uploads are spooled
 
+    def metrics(self) -> dict[str, float]:
+        """The server's Prometheus samples, ``name{labels}`` -> value."""
+        text = httpx.get(self.url + "/metrics", timeout=30).text
+        return {k: float(v) for k, v in re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+    def wait_idle(self, limit_s: float = 120) -> bool:
+        """Poll (bounded) until no transcription runs; False if one still runs."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.metrics().get("malsori_jobs_running") == 0:
+                return True
+            time.sleep(0.25)
+        return False
+
+    def peak_rss(self) -> int:
+        """The server process's peak resident memory so far (VmHWM), in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+    def output(self) -> str:
+        """Everything the server printed (only once it has exited)."""
+        assert self.process.poll() is not None
+        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+
 
 @contextlib.contextmanager
 def running_server(
-    *args: str, env: dict[str, str] | None = None, ready: bool = True
+    *args: str, env: dict[str, str] | None = None, ready: bool = True, cwd: Path | None = None
 ) -> Iterator[Server]:
     port = free_port()
     tmpdir = Path(tempfile.mkdtemp(prefix="malsori-test-server-"))
@@ -50,6 +75,7 @@ def running_server(
             *args,
         ],
         env=full_env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

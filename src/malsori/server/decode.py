@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -42,6 +43,8 @@ def decode_limited(
     with open(path, "rb") as fh:
         _check_wav_header(fh, label, size)
     limit = int(max_seconds * SAMPLE_RATE)
+    buf = np.empty(0, dtype=np.float32)
+    n = 0
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -51,30 +54,17 @@ def decode_limited(
             if declared is not None and declared > max_seconds + 0.5:
                 raise AudioTooLong(declared)
             guess = int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
-            buf = np.empty(min(limit, max(guess, SAMPLE_RATE)), dtype=np.float32)
-            n = 0
+            buf.resize(min(limit, guess), refcheck=False)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-
-            def put(frame: av.AudioFrame | None) -> None:
-                nonlocal buf, n
-                for out in resampler.resample(frame):
-                    pcm = out.to_ndarray().reshape(-1)
-                    end = n + pcm.size
-                    if end > limit:
-                        raise AudioTooLong(None)
-                    if end > buf.size:
-                        bigger = np.empty(min(limit, max(end, buf.size * 3 // 2)), np.float32)
-                        bigger[:n] = buf[:n]
-                        buf = bigger
-                    np.multiply(pcm, _SCALE, out=buf[n:end], casting="unsafe")
-                    n = end
-
             for frame in container.decode(stream):
                 if cancel.is_set():
                     raise Cancelled
-                put(frame)
-            put(None)  # flush
+                for out in resampler.resample(frame):
+                    n = _append(buf, n, out.to_ndarray().reshape(-1), limit)
+            for out in resampler.resample(None):  # flush
+                n = _append(buf, n, out.to_ndarray().reshape(-1), limit)
     except (AudioError, AudioTooLong, Cancelled):
+        buf.resize(0, refcheck=False)  # the traceback keeps this frame: free the samples now
         raise
     except av.FFmpegError as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
@@ -90,6 +80,17 @@ def decode_limited(
             f"{label}: truncated audio (header declares {declared:.2f} s, "
             f"only {decoded:.2f} s could be decoded)"
         )
-    if buf.size - n > SAMPLE_RATE:  # give back an over-estimate
-        return buf[:n].copy()
-    return buf[:n]
+    buf.resize(n, refcheck=False)  # in place (realloc): no second copy
+    return buf
+
+
+def _append(buf: npt.NDArray[np.float32], n: int, pcm: npt.NDArray[Any], limit: int) -> int:
+    """Scale 16-bit ``pcm`` into ``buf`` at ``n``; grow ``buf`` in place (realloc, so a
+    large buffer is remapped, not copied); AudioTooLong past ``limit`` samples."""
+    end = n + pcm.size
+    if end > limit:
+        raise AudioTooLong(None)
+    if end > buf.size:
+        buf.resize(min(limit, max(end, buf.size * 3 // 2)), refcheck=False)
+    np.multiply(pcm, _SCALE, out=buf[n:end], casting="unsafe")
+    return end

@@ -146,6 +146,11 @@ class Job:
     def _in_thread(self, fn: Callable[[], T]) -> Awaitable[T]:
         return self._wait(asyncio.to_thread(fn), thread=True)
 
+    @property
+    def busy(self) -> bool:
+        """A worker thread is still running (told to stop, it stops at its next check)."""
+        return any(not t.done() for t in self._threads)
+
     async def close(self) -> None:
         """Stop the work and wait until the threads have really stopped."""
         self.cancel.set()
@@ -234,6 +239,7 @@ class Job:
 
         work = asyncio.ensure_future(asyncio.to_thread(run))
         self._threads.append(work)
+        ended = False
         try:
             index = 0
             while (segment := await self._wait(queue.get())) is not None:
@@ -246,6 +252,7 @@ class Job:
                 yield sse(event)
             result = await self._wait(work, thread=True)
             self._done(result)
+            ended = True
             yield sse(
                 {
                     "type": "transcript.text.done",
@@ -255,11 +262,14 @@ class Job:
                 }
             )
         except ClientGone:
-            return
+            ended = True  # counted by _wait
         except APIError as exc:
+            ended = True
             yield sse({"type": "error", **error_body(exc.message, exc.type, exc.param, exc.code)})
         finally:
-            self.cancel.set()  # a client that went away stops the work; close() waits
+            if not ended:  # the response was cancelled: the client went away
+                self.state.metrics.cancelled.labels("client_gone").inc()
+            self.cancel.set()  # stops the work; close() waits for it
 
 
 class JobStream(StreamingResponse):
@@ -301,4 +311,7 @@ async def run_request(state: AppState, request: Request, upload: Any, req: JobRe
     except ClientGone:
         raise APIError(499, "the client closed the request", code="client_closed") from None
     finally:
-        await stack.aclose()
+        if job.busy:  # answer now; the slot is released once the thread has stopped
+            state.spawn(stack.aclose())
+        else:
+            await stack.aclose()

@@ -9,8 +9,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -234,3 +235,15 @@ class AppState:
     #: Set once the default model has been loaded at start-up (or at once without preload);
     #: an idle unload later does not make the server unready: the next request reloads it.
     ready: bool = False
+    #: Clean-ups that outlive their response (a timed-out job waiting for its thread).
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background clean-up failed", exc_info=task.exception())

@@ -1,0 +1,223 @@
+"""Resource safety against careless and hostile clients, each against a real ``malsori
+serve`` process: decompression bombs, abandoned requests (plain and streamed), the request
+timeout, chunked uploads over the limit, slow senders and too many connections.
+
+No timing asserts: what is checked is what the server did (its metrics, its peak memory,
+its answers), with bounded waits."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import EVALDATA, SENTENCES, wer
+from server_util import Server, running_server
+
+LONG_EN = EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav"  # 141 s
+GB = 2**30
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Eight hours of silence as FLAC (5.5 MB): with its duration in the header, and piped
+    (no duration in the header: only decoding finds out)."""
+    d = tmp_path_factory.mktemp("bombs")
+    silence = ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "28800", "-c:a", "flac"]
+    _ffmpeg(*silence, str(d / "declared.flac"))
+    with open(d / "piped.flac", "wb") as out:
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", *silence, "-f", "flac", "-"], stdout=out, check=True
+        )
+    return {"declared": d / "declared.flac", "piped": d / "piped.flac"}
+
+
+@pytest.fixture(scope="module")
+def long_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 minutes of real English speech (the 141 s clip five times), as MP3 (under 25 MB)."""
+    out = tmp_path_factory.mktemp("long") / "long.mp3"
+    inputs = [a for _ in range(5) for a in ("-i", str(LONG_EN))]
+    _ffmpeg(*inputs, "-filter_complex", "concat=n=5:v=0:a=1", "-b:a", "64k", str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
+        yield srv
+
+
+def _transcribe(srv: Server, path: Path, **data: str) -> httpx.Response:
+    with open(path, "rb") as fh:
+        return httpx.post(
+            srv.url + "/v1/audio/transcriptions",
+            files={"file": (path.name, fh)},
+            data={"model": "whisper-1", **data},
+            timeout=300,
+        )
+
+
+def test_eight_hour_flac_is_refused_with_bounded_memory(
+    server: Server, bombs: dict[str, Path], window_wav: Path
+) -> None:
+    assert bombs["declared"].stat().st_size < 8 * 2**20
+    for kind in ("declared", "piped"):
+        resp = _transcribe(server, bombs[kind])
+        assert resp.status_code == 400, resp.text
+        err = resp.json()["error"]
+        assert err["code"] == "audio_too_long" and "at most 7200 s" in err["message"], err
+    # The declared one is refused from its header; the piped one at the limit while decoding:
+    # at most the limit's samples are ever held (2 h = 460 MB of float32).
+    assert server.peak_rss() < 1 * GB, server.peak_rss()
+    rss = server.metrics()["process_resident_memory_bytes"]
+    assert rss < 0.5 * GB, rss  # given back afterwards
+    assert server.metrics()["malsori_audio_seconds_total"] == 0
+    resp = _transcribe(server, window_wav)
+    assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
+
+
+def _start_and_drop(srv: Server, path: Path, *, stream: bool) -> str:
+    """Send ``path`` and hang up after 1.5 s without a response; what the client saw."""
+    try:
+        with httpx.Client(timeout=1.5) as client, open(path, "rb") as fh:
+            data = {"model": "whisper-1", "stream": "true" if stream else "false"}
+            with client.stream(
+                "POST", srv.url + "/v1/audio/transcriptions", files={"file": fh}, data=data
+            ) as resp:
+                for _ in resp.iter_lines():
+                    pass  # events until the read timeout: the client then goes away
+        return "finished"
+    except httpx.ReadTimeout:
+        return "dropped"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_abandoned_request_is_cancelled_and_frees_its_slot(
+    long_mp3: Path, window_wav: Path, stream: bool
+) -> None:
+    with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
+        assert _start_and_drop(srv, long_mp3, stream=stream) == "dropped"
+        # The slot is held while the decoding runs (one batch at most), then freed.
+        assert srv.metrics()["malsori_jobs_running"] == 1
+        assert srv.wait_idle(), "the abandoned job kept running"
+        m = srv.metrics()
+        assert m['malsori_jobs_cancelled_total{reason="client_gone"}'] == 1
+        assert m["malsori_audio_seconds_total"] == 0  # stopped long before the end
+        resp = _transcribe(srv, window_wav)
+        assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
+    log = srv.output()
+    assert "never retrieved" not in log and "Traceback" not in log, log
+
+
+def test_request_timeout_answers_504_and_stops_the_work(long_mp3: Path, window_wav: Path) -> None:
+    with running_server("--model", "tiny.en", "--request-timeout", "3") as srv:
+        resp = _transcribe(srv, long_mp3)
+        assert resp.status_code == 504, resp.text
+        assert resp.json()["error"]["code"] == "timeout"
+        resp = _transcribe(srv, long_mp3, stream="true")
+        assert resp.status_code == 200
+        assert '"type": "error"' in resp.text and '"code": "timeout"' in resp.text, resp.text
+        assert srv.wait_idle()
+        m = srv.metrics()
+        assert m['malsori_jobs_cancelled_total{reason="timeout"}'] == 2
+        assert m["malsori_audio_seconds_total"] == 0
+        resp = _transcribe(srv, window_wav)
+        assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
+    log = srv.output()
+    assert "never retrieved" not in log and "Traceback" not in log, log
+
+
+def test_uploads_over_the_limit_get_413_chunked_or_not(server: Server) -> None:
+    head = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n"
+    )
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield head
+        for _ in range(26):
+            yield b"\0" * 2**20
+        yield b"\r\n--b--\r\n"
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    url = server.url + "/v1/audio/transcriptions"
+    whole = head + b"\0" * (26 * 2**20) + b"\r\n--b--\r\n"
+    for content in (chunked(), whole):
+        resp = httpx.post(url, content=content, headers=headers, timeout=60)
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["error"]["code"] == "file_too_large"
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):  # until the server closes (socket timeout 30 s)
+        data += chunk
+    return data
+
+
+def test_slow_senders_are_cut_off() -> None:
+    env = {"MALSORI_HEADER_TIMEOUT_S": "2", "MALSORI_BODY_TIMEOUT_S": "3"}
+    with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
+        # A request head that never ends: the connection is closed, nothing answered.
+        sock = _raw(srv.url)
+        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n")
+        assert _read_all(sock) == b""
+        # A body at 10 bytes/s: 408 once the body time is up.
+        sock = _raw(srv.url)
+        sock.sendall(
+            b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        )
+        answer = b""
+        for _ in range(100):  # at most 10 s of trickling
+            try:
+                sock.sendall(b"x" * 10)
+            except OSError:
+                break
+            sock.settimeout(1.0)
+            try:
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"request_timeout" in answer
+        assert httpx.get(srv.url + "/health").status_code == 200
+
+
+def test_connection_cap_and_idle_connections() -> None:
+    env = {"MALSORI_MAX_CONNECTIONS": "8", "MALSORI_HEADER_TIMEOUT_S": "2"}
+    with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
+        socks = [_raw(srv.url) for _ in range(30)]
+        closed = 0
+        for sock in socks:
+            sock.settimeout(5)
+            try:
+                closed += sock.recv(1) == b""  # closed at once, or after the header timeout
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass  # still open
+        assert closed == 30  # none is kept open by saying nothing
+        for sock in socks:
+            sock.close()
+        time.sleep(0.5)
+        assert httpx.get(srv.url + "/health", timeout=10).status_code == 200

@@ -3,6 +3,7 @@ are written atomically under openai-whisper's names."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import webvtt
 
 import malsori
 from malsori import FORMATS, WRITERS, transcribe, write_transcript
-from malsori.writers import MAX_CUE_CHARS, MAX_CUE_SECONDS, cues
+from malsori.subtitles.rules import ENGLISH_LINE_WIDTH, MAX_LINE_COUNT, MIN_GAP
+from malsori.writers import MAX_CUE_SECONDS, cues
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,14 @@ def test_long_segments_are_split_into_readable_cues(tiny_en: malsori.LoadedModel
     parts = cues(long)
     assert len(parts) > len(long.segments)
     assert all(end - start <= MAX_CUE_SECONDS + 0.01 for start, end, _ in parts)
-    assert all(len(text) <= MAX_CUE_CHARS for _, _, text in parts)
+    lines = [text.split("\n") for _, _, text in parts]
+    assert all(len(cue) <= MAX_LINE_COUNT for cue in lines)
+    assert all(len(line) <= ENGLISH_LINE_WIDTH for cue in lines for line in cue)
+    assert max(len(cue) for cue in lines) == 2  # long text is wrapped onto two lines
     starts = [start for start, _, _ in parts]
     assert starts == sorted(starts)
+    # cues never overlap and keep the 2-frame gap
+    assert all(b[0] - a[1] >= MIN_GAP - 1e-9 for a, b in itertools.pairwise(parts))
     assert " ".join(text for _, _, text in parts).split() == long.text.split()
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from ..transcript import Segment, Transcript
 from .breaks import (
-    P_DEFAULT,
     Unit,
     break_penalty,
     fits,
@@ -37,6 +36,8 @@ from .rules import CHAIN_GAP, MAX_LAG, MAX_LEAD, LanguageRules, Limits, Subtitle
 #: DP costs: each cue, and a fragment that is an orphan.
 CUE_COST = 4.0
 ORPHAN_COST = 25.0
+#: DP cost of a cue with too little time to be read (times the missing fraction).
+SHORT_COST = 40.0
 #: A break at a silence at least this long is as good as one after a clause.
 BREATH = 0.3
 
@@ -166,9 +167,10 @@ def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
     if (j - i + 1 <= 2 or duration < limits.min_cue_duration) and len(block) > j - i + 1:
         cost += ORPHAN_COST
     width = limits.width(join_units(block[i : j + 1]))
-    available = max(duration, limits.min_cue_duration)
-    if width / available > limits.max_cps:
-        cost += P_DEFAULT * (width / available / limits.max_cps - 1.0)
+    need = max(limits.min_cue_duration, width / limits.max_cps)
+    room = (block[j + 1].start if j + 1 < len(block) else block[j].end + MAX_LAG) - block[i].start
+    if room < need:  # the cue could not be shown long enough to be read
+        cost += SHORT_COST * (need - room) / need
     return cost
 
 
@@ -229,13 +231,13 @@ def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: L
     chain, maxd = _ms(CHAIN_GAP), int(limits.max_cue_duration * 1000)
     ss = [_ms(g[0].start) for g in groups]
     se = [max(_ms(g[-1].end), _ms(g[0].start)) for g in groups]
-    out: list[Cue] = []
-    prev_end = -gap
-    for i, group in enumerate(groups):
-        lines, parts = _lines(group, limits)
-        need = _need_ms(lines, limits)
+    wrapped = [_lines(g, limits) for g in groups]
+    needs = [_need_ms(lines, limits) for lines, _ in wrapped]
+    starts: list[int] = []
+    ends: list[int] = []
+    for i in range(len(groups)):
         crossed = i > 0 and blocks[i] != blocks[i - 1]
-        lo = prev_end + (max(gap, sep) if crossed else gap)
+        lo = (ends[-1] if ends else -gap) + (max(gap, sep) if crossed else gap)
         s = max(ss[i], lo)
         if i + 1 < len(groups):
             apart = blocks[i + 1] != blocks[i]
@@ -249,16 +251,25 @@ def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: L
         e = max(min(se[i], soft), s + 1)
         if not apart and soft - e < chain:
             e = max(e, soft)
+        need = needs[i]
         if e - s < need:
             e = max(e, min(s + need, soft))
         if e - s < need:
             s = min(s, max(e - need, lo, ss[i] - lead))
+        if e - s < need and i > 0 and not crossed:
+            # take the time from the cue before when it has more than it needs
+            target = max(e - need, ss[i] - lead, starts[-1] + needs[i - 1] + gap)
+            if target < s:
+                ends[-1] = min(ends[-1], target - gap)
+                s = target
         if e - s < need:
             e = max(e, min(s + need, hard))
-        e = max(min(e, s + maxd), s + 1)
-        out.append(Cue(s / 1000, e / 1000, lines, tuple(group), parts, blocks[i]))
-        prev_end = e
-    return out
+        starts.append(s)
+        ends.append(max(min(e, s + maxd), s + 1))
+    return [
+        Cue(s / 1000, e / 1000, lines, tuple(g), parts, b)
+        for s, e, (lines, parts), g, b in zip(starts, ends, wrapped, groups, blocks, strict=True)
+    ]
 
 
 # --- 5. orphans -----------------------------------------------------------------------

@@ -1,0 +1,455 @@
+"""Subtitles people can read (issue #15): the cue builder on real speech, checked by the
+linter (``malsori subtitles check``) with the default and custom limits; hand-made bad
+files trigger every rule; Korean lines break only between eojeol."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pysubs2
+import pytest
+
+import malsori
+from malsori import transcribe
+from malsori.subtitles import SubtitleOptions, build_cues
+from malsori.subtitles.breaks import Unit, wrap
+from malsori.subtitles.lint import RULES, Violation, lint_text, parse
+from malsori.subtitles.rules import (
+    ENGLISH_CPS,
+    ENGLISH_LINE_WIDTH,
+    KOREAN_CPS,
+    KOREAN_LINE_WIDTH,
+    MAX_CUE_DURATION,
+    rules_for,
+    text_width,
+)
+from malsori.transcript import Segment, Transcript
+from malsori.writers import WRITERS, cues, options_for_formats, render_srt, render_vtt
+
+EN_LONG = "long/ljspeech_LJ001-0001_to_0020_concat.wav"
+KO_LONG = "long/emotiontts_ava00001_to_ava00025_concat.wav"
+EN_SHORT = ("en/jfk.wav", "en/picovoice_leopard_diarization_test.wav", "en/ljspeech_LJ001-0002.wav")
+KO_SHORT = (
+    "ko/emotiontts_ada00005.wav",  # the lone `발생하였다.` orphan of the issue
+    "ko/emotiontts_kih00001.wav",
+    "ko/emotiontts_pfc00026.wav",
+    "ko/picovoice_leopard_test_ko.wav",
+)
+
+#: Custom limits per language, tighter than the defaults in every dimension but reading
+#: speed (a limit below the speaker's own rate cannot be met without dropping words).
+CUSTOM = {
+    "en": SubtitleOptions(
+        max_line_width=32,
+        max_cue_duration=5,
+        min_cue_duration=1.0,
+        max_cps=22,
+        split_on_pause=0.6,
+    ),
+    "ko": SubtitleOptions(
+        max_line_width=20, max_line_count=1, max_cue_duration=4, max_cps=15, split_on_pause=0.8
+    ),
+}
+
+
+def _transcribe(path: str, model: malsori.LoadedModel, language: str) -> Transcript:
+    """A file transcribed the way the CLI does for srt/vtt (default decoding, word timings)."""
+    from conftest import EVALDATA
+
+    options = options_for_formats(malsori.DecodeOptions(language=language), ["srt", "vtt"])
+    return transcribe(EVALDATA / path, model, options=options)
+
+
+@pytest.fixture(scope="session")
+def base_model() -> malsori.LoadedModel:
+    return malsori.load_model("base")
+
+
+@pytest.fixture(scope="session")
+def en_long(tiny_en: malsori.LoadedModel) -> Transcript:
+    return _transcribe(EN_LONG, tiny_en, "en")
+
+
+@pytest.fixture(scope="session")
+def ko_long(base_model: malsori.LoadedModel) -> Transcript:
+    return _transcribe(KO_LONG, base_model, "ko")
+
+
+@pytest.fixture(scope="session")
+def long_files(en_long: Transcript, ko_long: Transcript) -> dict[str, Transcript]:
+    return {"en": en_long, "ko": ko_long}
+
+
+def _report(violations: list[Violation]) -> str:
+    return "\n".join(str(v) for v in violations)
+
+
+# --- real speech ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+@pytest.mark.parametrize("language", ["en", "ko"])
+@pytest.mark.parametrize("limits", ["default", "custom"])
+def test_long_files_break_no_rule(
+    long_files: dict[str, Transcript], language: str, fmt: str, limits: str
+) -> None:
+    result = long_files[language]
+    assert result.language == language and result.duration > 140
+    options = CUSTOM[language] if limits == "custom" else None
+    text = (render_srt if fmt == "srt" else render_vtt)(result, options)
+    violations = lint_text(text, fmt, options, language)
+    assert violations == [], _report(violations)
+    events = parse(text, fmt)
+    assert len(events) > 25
+    # the text is all there, in order
+    said = " ".join(line for ev in events for line in ev.lines).split()
+    assert said == result.text.split()
+
+
+def test_default_writers_follow_the_language(long_files: dict[str, Transcript]) -> None:
+    """WRITERS (what write_transcript, the CLI and the server use) applies each language's
+    limits: Korean lines of at most 16 (Latin half), English of at most 42."""
+    for language, width in (("ko", KOREAN_LINE_WIDTH), ("en", ENGLISH_LINE_WIDTH)):
+        events = parse(WRITERS["srt"](long_files[language]), "srt")
+        half = language == "ko"
+        widths = [text_width(line, half=half) for ev in events for line in ev.lines]
+        assert max(widths) <= width
+        assert max(len(ev.lines) for ev in events) == 2  # long text is wrapped, not one line
+        assert max(ev.duration for ev in events) <= MAX_CUE_DURATION * 1000
+    assert lint_text(WRITERS["srt"](long_files["ko"]), "srt", language="en") != []
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+@pytest.mark.parametrize("options", [None, "custom"])
+def test_no_cue_crosses_a_pause(
+    long_files: dict[str, Transcript], language: str, options: str | None
+) -> None:
+    result = long_files[language]
+    opts = CUSTOM[language] if options else SubtitleOptions()
+    pause = opts.limits(language).split_on_pause
+    built = build_cues(result, opts)
+    inside = [
+        b.start - a.end for cue in built for a, b in zip(cue.units, cue.units[1:], strict=False)
+    ]
+    assert inside and max(inside) <= pause
+    between = [b.units[0].start - a.units[-1].end for a, b in itertools.pairwise(built)]
+    if language == "ko" or options:  # (the English file's longest pause is 0.84 s)
+        assert max(between) > pause  # the file has such pauses, and cues end at them
+    # every word's speech lies inside its cue's display time (within the 0.5 s allowance)
+    for cue in built:
+        assert cue.start <= cue.units[0].start + 0.5 and cue.end >= cue.units[-1].end - 0.5
+
+
+def test_korean_lines_never_split_an_eojeol(ko_long: Transcript) -> None:
+    eojeol = [w.word.strip() for w in ko_long.words]
+    assert all(w.word[:1] == " " for w in ko_long.words[1:])  # Whisper marks eojeol starts
+    for options in (None, CUSTOM["ko"], SubtitleOptions(max_line_width=8)):
+        lines = [line for cue in build_cues(ko_long, options) for line in cue.lines]
+        assert all(line == line.strip() and "  " not in line for line in lines)
+        assert [w for line in lines for w in line.split(" ")] == eojeol
+
+
+@pytest.mark.parametrize("clip", EN_SHORT + KO_SHORT)
+def test_short_clips_break_no_rule(
+    clip: str, tiny_en: malsori.LoadedModel, base_model: malsori.LoadedModel
+) -> None:
+    language = clip[:2]
+    result = _transcribe(clip, tiny_en if language == "en" else base_model, language)
+    for options in (None, CUSTOM[language]):
+        for fmt in ("srt", "vtt"):
+            text = (render_srt if fmt == "srt" else render_vtt)(result, options)
+            violations = lint_text(text, fmt, options, language)
+            assert violations == [], f"{clip} {options}:\n{_report(violations)}"
+    events = parse(render_srt(result), "srt")
+    assert " ".join(line for ev in events for line in ev.lines).split() == result.text.split()
+
+
+def test_korean_sentence_end_is_not_an_orphan(base_model: malsori.LoadedModel) -> None:
+    """The issue's example: `발생하였다.` stood alone for 0.94 s; now it ends a cue of its
+    sentence."""
+    result = _transcribe("ko/emotiontts_ada00005.wav", base_model, "ko")
+    built = build_cues(result)
+    assert all(len(cue.units) > 2 for cue in built)
+    last = built[-1].lines[-1]
+    assert last.endswith("다.") and len(last.split()) >= 2
+
+
+def test_segments_without_word_timings(en_long: Transcript, ko_long: Transcript) -> None:
+    """The server's old path: 28 s segments without words still give readable cues."""
+    for result, language in ((en_long, "en"), (ko_long, "ko")):
+        bare = dataclasses.replace(
+            result, segments=[dataclasses.replace(s, words=None) for s in result.segments]
+        )
+        assert max(s.end - s.start for s in bare.segments) > 20
+        text = render_srt(bare)
+        violations = lint_text(text, "srt", language=language)
+        assert violations == [], _report(violations)
+        said = " ".join(line for ev in parse(text, "srt") for line in ev.lines).split()
+        assert said == bare.text.split()
+
+
+def test_highlight_words_underlines_each_word(en_long: Transcript, ko_long: Transcript) -> None:
+    for result, language in ((en_long, "en"), (ko_long, "ko")):
+        options = SubtitleOptions(highlight_words=True)
+        text = render_vtt(result, options)
+        assert lint_text(text, "vtt", options, language) == []
+        raw = pysubs2.SSAFile.from_string(text, format_="vtt")
+        underlined = [re.findall(r"\{\\u1\}(.*?)\{\\u0\}", ev.text) for ev in raw]
+        assert all(len(u) == 1 for u in underlined)
+        # every word is underlined once, in order (a word shorter than 1 ms may be skipped)
+        words = [u[0] for u in underlined]
+        assert len(words) >= 0.95 * len(result.text.split())
+        assert len(parse(text, "vtt")) == len(build_cues(result))
+
+
+def test_cues_api_and_defaults(ko_long: Transcript) -> None:
+    parts = cues(ko_long)
+    assert parts == [(c.start, c.end, c.text) for c in build_cues(ko_long)]
+    assert all(b[0] - a[1] >= 0.084 - 1e-9 for a, b in itertools.pairwise(parts))
+    limits = SubtitleOptions().limits("ko")
+    assert (limits.max_line_width, limits.max_cps) == (KOREAN_LINE_WIDTH, KOREAN_CPS)
+    assert SubtitleOptions().limits("en").max_cps == ENGLISH_CPS
+    assert rules_for("ja").max_line_width == 13 and rules_for("zh").max_cps == 9
+    assert rules_for("fr").name == "generic"
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_check_passes_malsori_output_and_fails_old_output(
+    en_long: Transcript,
+    tmp_path: Path,
+    run_cli: Callable[..., CompletedProcess[str]],
+) -> None:
+    good = tmp_path / "good.srt"
+    malsori.write_transcript(en_long, tmp_path, "good", "srt,vtt")
+    proc = run_cli("subtitles", "check", str(good), str(tmp_path / "good.vtt"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK" in proc.stdout and "English limits" in proc.stdout
+    # one cue per 28 s segment, as the server wrote without word timings before
+    old = tmp_path / "old.srt"
+    subs = pysubs2.SSAFile()
+    for seg in en_long.segments:
+        subs.append(
+            pysubs2.SSAEvent(
+                start=round(seg.start * 1000), end=round(seg.end * 1000), text=seg.text.strip()
+            )
+        )
+    old.write_text(subs.to_string("srt"), encoding="utf-8")
+    proc = run_cli("subtitles", "check", str(old))
+    assert proc.returncode == 1
+    assert re.search(r"old\.srt: cue 1: max-duration: \d+\.\d+ s", proc.stdout)
+    assert "line-width" in proc.stdout and "violation(s)" in proc.stdout
+    # the same file is fine with limits that allow it
+    proc = run_cli(
+        "subtitles",
+        "check",
+        str(old),
+        "--max-line-width",
+        "600",
+        "--max-line-count",
+        "1",
+        "--max-cue-duration",
+        "40",
+        "--max-cps",
+        "40",
+    )
+    assert proc.returncode == 0, proc.stdout
+    proc = run_cli("subtitles", "check", str(tmp_path / "missing.srt"))
+    assert proc.returncode == 2 and "cannot read" in proc.stderr
+
+
+def test_cli_check_korean_limits(
+    tmp_path: Path, run_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    bad = tmp_path / "ko.vtt"
+    bad.write_text(
+        "WEBVTT\n\n1\n00:00:01.000 --> 00:00:04.000\n"
+        "여태껏 무슨 큰 원수가 지대하던 오시형의 아버지가\n",
+        encoding="utf-8",
+    )
+    proc = run_cli("subtitles", "check", str(bad))
+    assert proc.returncode == 1 and "Korean limits: 16 per line" in proc.stdout
+    assert "cue 1: line-width: line 1 is 24 wide (maximum 16)" in proc.stdout
+    proc = run_cli("subtitles", "check", "--language", "en", str(bad))
+    assert proc.returncode == 0, proc.stdout
+
+
+# --- hand-made bad files: each rule --------------------------------------------------------
+
+
+def _srt(*cues: tuple[str, str, str]) -> str:
+    return "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, (a, b, text) in enumerate(cues, 1))
+
+
+OK = ("00:00:10,000", "00:00:12,000", "A line that is fine.")
+BAD_FILES: dict[str, tuple[str, str, int]] = {
+    # rule: (srt text, language, cue number expected to break it)
+    "empty": (_srt(OK, ("00:00:13,000", "00:00:14,000", "<i></i>")), "en", 2),
+    "order": (_srt(OK, ("00:00:05,000", "00:00:07,000", "Earlier than the first.")), "en", 2),
+    "overlap": (_srt(OK, ("00:00:11,500", "00:00:14,000", "Starts too soon.")), "en", 2),
+    "gap": (_srt(OK, ("00:00:12,040", "00:00:14,000", "One frame after.")), "en", 2),
+    "min-duration": (_srt(OK, ("00:00:13,000", "00:00:13,500", "Blink.")), "en", 2),
+    "max-duration": (
+        _srt(("00:00:01,000", "00:00:09,000", "Eight seconds on screen."), OK),
+        "en",
+        1,
+    ),
+    "line-count": (_srt(OK, ("00:00:13,000", "00:00:17,000", "One\nTwo\nThree")), "en", 2),
+    "line-width": (
+        _srt(
+            OK,
+            (
+                "00:00:13,000",
+                "00:00:18,000",
+                "This single line is far wider than the forty-two characters a line may have",
+            ),
+        ),
+        "en",
+        2,
+    ),
+    "one-line": (_srt(OK, ("00:00:13,000", "00:00:16,000", "Short text\non two lines.")), "en", 2),
+    "line-break": (
+        _srt(
+            OK,
+            (
+                "00:00:13,000",
+                "00:00:17,000",
+                "We walked together into the\ngarden behind the old house.",
+            ),
+        ),
+        "en",
+        2,
+    ),
+    "whitespace": (
+        _srt(
+            OK, ("00:00:13,000", "00:00:17,000", "그는 이리저리 피하면서\n 길 한 옆으로 걸어갔다.")
+        ),
+        "ko",
+        2,
+    ),
+    "reading-speed": (
+        _srt(OK, ("00:00:13,000", "00:00:14,000", "Far too many words to read in one second.")),
+        "en",
+        2,
+    ),
+    "orphan": (
+        _srt(
+            ("00:00:01,000", "00:00:03,000", "She opened the window"),
+            ("00:00:03,084", "00:00:04,000", "and listened."),
+        ),
+        "en",
+        2,
+    ),
+}
+
+
+def test_every_rule_has_a_bad_file() -> None:
+    assert set(BAD_FILES) == set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(BAD_FILES))
+def test_bad_file_triggers_its_rule(rule: str) -> None:
+    text, language, number = BAD_FILES[rule]
+    violations = lint_text(text, "srt", language=language)
+    assert (number, rule) in {(v.cue, v.rule) for v in violations}, _report(violations)
+    # and the good cue breaks nothing
+    assert all(v.cue == number for v in violations), _report(violations)
+
+
+def test_korean_width_counts_latin_half() -> None:
+    text = "방자 차돌이 CD 17장"  # 6 Hangul + 3 spaces + 2 Latin + 2 digits
+    assert text_width(text, half=True) == 6 + 0.5 * 7
+    assert text_width(text, half=False) == len(text)
+    line = "가" * 14 + " AB"  # 14 + 1.5 = 15.5: fits a 16-wide Korean line
+    ok = _srt(("00:00:01,000", "00:00:04,000", line))
+    assert lint_text(ok, "srt", language="ko") == []
+    wide = _srt(("00:00:01,000", "00:00:04,000", line + "CD"))  # 16.5
+    assert [v.rule for v in lint_text(wide, "srt", language="ko")] == ["line-width"]
+
+
+def test_karaoke_runs_count_as_one_cue() -> None:
+    text = _srt(
+        ("00:00:01,000", "00:00:01,500", "<u>Hello</u> world"),
+        ("00:00:01,500", "00:00:02,200", "Hello <u>world</u>"),
+    )
+    assert len(parse(text, "srt")) == 1
+    assert lint_text(text, "srt", language="en") == []
+
+
+def test_vtt_notes_and_ids_are_not_text() -> None:
+    text = (
+        "WEBVTT\n\nNOTE made by hand\n\nintro\n00:00:01.000 --> 00:00:03.000 align:center\n"
+        "<c.yellow>Hello</c> there\n\n00:00:03.084 --> 00:00:06.000\nGeneral Kenobi.\n"
+    )
+    events = parse(text, "vtt")
+    assert [ev.lines for ev in events] == [("Hello there",), ("General Kenobi.",)]
+
+
+# --- line breaking ------------------------------------------------------------------------
+
+
+def _units(text: str) -> list[Unit]:
+    return [Unit(w, 0.0, 0.0) for w in text.split()]
+
+
+def test_english_lines_break_at_natural_points() -> None:
+    limits = SubtitleOptions().limits("en")
+
+    def lines(text: str) -> list[str]:
+        units = _units(text)
+        return [" ".join(units[k].text for k in part) for part in wrap(units, limits)]
+
+    assert lines("Short enough for one line.") == ["Short enough for one line."]
+    # after punctuation first
+    assert lines("When the rain stopped, we walked together into the old garden.") == [
+        "When the rain stopped,",
+        "we walked together into the old garden.",
+    ]
+    # before a conjunction or a preposition, never between an article and its noun
+    two = lines("She opened the window and listened to the birds in the garden.")
+    assert len(two) == 2 and two[1].split()[0] in {"and", "to"}, two
+    for text in (
+        "We spent the whole afternoon reading about the history of the Netherlands.",
+        "I think that the quarterly report should go to the finance team today.",
+    ):
+        out = lines(text)
+        assert len(out) == 2 and all(len(line) <= 42 for line in out)
+        assert out[0].split()[-1].lower() not in {"a", "an", "the", "of", "to"}, out
+
+
+def test_korean_lines_break_between_eojeol() -> None:
+    limits = SubtitleOptions().limits("ko")
+    text = "수화물 찾을 때, 항공편 정보와 수화물 수취대 번호가 전광판에서 나오니까 참고하세요."
+    units = _units(text)[:6]
+    lines = [" ".join(units[k].text for k in part) for part in wrap(units, limits)]
+    assert lines == ["수화물 찾을 때,", "항공편 정보와 수화물"]  # after the comma
+    # a bound noun stays with the word before it: "할 수" is never split
+    units = _units("우리는 내일 아침까지 그 일을 끝낼 수 있을 것입니다")
+    lines = [" ".join(units[k].text for k in part) for part in wrap(units, limits)]
+    assert all(not line.startswith("수 ") for line in lines), lines
+    assert all(not line.endswith(" 그") for line in lines), lines
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(malsori.OptionsError, match="max_line_width must be positive"):
+        SubtitleOptions(max_line_width=0)
+    with pytest.raises(malsori.OptionsError, match="exceeds max_cue_duration"):
+        SubtitleOptions(min_cue_duration=3, max_cue_duration=2)
+
+
+def test_unspaced_languages_without_words() -> None:
+    """Japanese text without word timings: width-proportional units, 13 per line."""
+    seg = Segment(0, 0.0, 12.0, "今日はとても良い天気ですね。公園に散歩に行きましょう。" * 2)
+    result = Transcript([seg], "ja", 1.0, 12.0)
+    limits = SubtitleOptions().limits("ja")
+    built = build_cues(result)
+    assert "".join("".join(c.lines) for c in built) == seg.text
+    assert all(
+        text_width(line, half=True) <= limits.max_line_width for c in built for line in c.lines
+    )

@@ -102,6 +102,7 @@ def test_unknown_model_error_lists_every_place_tried(private_cache: Path) -> Non
     with pytest.raises(ModelNotFoundError) as err:
         resolve_model("medium")
     msg = str(err.value)
+    assert "\n" not in msg  # the CLI prints it as one line
     assert "'medium' is not available offline" in msg
     assert "bundled packages" in msg
     assert str(private_cache.parent / "models" / "medium") in msg

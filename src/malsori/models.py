@@ -537,10 +537,10 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
     else:
         tried.append("not a known model name (known: " + ", ".join(MODEL_NAMES) + ")")
 
-    raise ModelNotFoundError(
-        f"model {name!r} is not available offline. Tried:\n  - "
-        + "\n  - ".join(tried)
-        + f"\nTo use it, put a CTranslate2 conversion at {user_dir}/ (or pass its directory as "
+    raise ModelNotFoundError(  # one line, like every error malsori prints
+        f"model {name!r} is not available offline (tried: "
+        + "; ".join(tried)
+        + f"). To use it, put a CTranslate2 conversion at {user_dir}/ (or pass its directory as "
         "--model, or register it with: malsori models add DIR --name NAME), or allow a "
         "one-time download with --allow-download."
     )

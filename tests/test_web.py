@@ -12,8 +12,10 @@ import csv
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -154,6 +156,8 @@ def page(request: pytest.FixtureRequest) -> Iterator[Page]:
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        fetched: list[str] = []
+        pg.on("request", lambda req: fetched.append(req.url))
         yield pg
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
@@ -162,6 +166,9 @@ def page(request: pytest.FixtureRequest) -> Iterator[Page]:
         context.close()
         browser.close()
         assert not errors, f"JavaScript errors on the page: {errors}"
+        # Offline: the page fetches nothing but its own server (and its own blob: URLs).
+        foreign = [u for u in fetched if not re.match(r"(http://127\.0\.0\.1:\d+/|blob:|data:)", u)]
+        assert not foreign, f"the page fetched from elsewhere: {foreign}"
 
 
 def open_page(page: Page, srv: Server, model: str = "tiny.en") -> None:
@@ -298,6 +305,22 @@ def test_keyboard_only(server: Server, page: Page, audio: dict[str, Path]) -> No
     page.locator("#file").focus()
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Space")
+    chooser.value.set_files(str(audio["long"]))
+    page.keyboard.press("Tab")  # -> Model
+    for _ in range(5):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "go"
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('Transcribing')"
+    )
+    page.keyboard.press("Escape")  # cancels from anywhere on the page
+    assert page.inner_text("#status").startswith("Cancelled")
+    assert page.evaluate("document.activeElement.id") == "go"
+
+    page.locator("#file").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
     chooser.value.set_files(str(audio["window"]))
     page.locator("#go").focus()
     page.keyboard.press("Enter")
@@ -450,6 +473,56 @@ def test_failed_upload_leaves_no_progress_or_player(
     page.goto(server.url + "/")
     page.get_by_role("button", name="Transcribe").click()
     assert "Choose an audio or video file" in page.get_by_role("alert").inner_text()
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A reverse proxy that forwards to the server (with the server's own Host header) and
+    leaves the browser's Origin as it is: its address is not one the server allows."""
+
+    upstream = ""
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        drop = {"host", "content-length", "connection", "accept-encoding"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+        res = httpx.request(
+            self.command, self.upstream + self.path, headers=headers, content=body, timeout=120
+        )
+        self.send_response(res.status_code)
+        for k, v in res.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(res.content)))
+        self.end_headers()
+        self.wfile.write(res.content)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_refused_origin_is_explained(server: Server, page: Page, audio: dict[str, Path]) -> None:
+    """Reached through a proxy whose address the server does not allow, the browser's Origin
+    is the proxy's: the server answers 403, and the page says why."""
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), type("P", (_Proxy,), {"upstream": server.url}))
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{proxy.server_address[1]}/")
+        page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+        page.get_by_label("Model").select_option("tiny.en")
+        page.set_input_files("#file", str(audio["window"]))
+        page.get_by_role("button", name="Transcribe").click()
+        alert = page.get_by_role("alert")
+        alert.wait_for(state="visible", timeout=60_000)
+        assert "refused this request (403 Forbidden)" in alert.inner_text(), alert.inner_text()
+        assert "is not allowed" in alert.inner_text()  # the server's own reason follows
+        assert page.inner_text("#status") == "Failed."
+        assert page.locator("#progress").is_hidden() and page.locator("#result").is_hidden()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 def test_api_key_field_and_clear_refusals(

@@ -28,7 +28,7 @@ class Segment:
     words: list[Word] | None = None
     #: Where the decoder's 30 s window started, in mel frames (10 ms), as Whisper reports it.
     seek: int = 0
-    #: The text's token ids (Whisper's tokenizer, timestamp tokens included).
+    #: The token ids of the text (Whisper's tokenizer).
     tokens: list[int] = field(default_factory=list)
 
     @classmethod

@@ -10,6 +10,7 @@ good after a connective ending (-고, -며, -면, -지만, ...) and before a con
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,16 @@ EN_NO_BREAK_AFTER = _words(
     "a an the my your his her its our their this these those mr. mrs. ms. dr. st. "
     "very too more most such"
 )
+EN_NUMBERS = _words(
+    "one two three four five six seven eight nine ten eleven twelve twenty hundred "
+    "thousand million first second third fourth fifth last next few several many"
+)
+#: Auxiliaries and subject pronouns, which belong with the verb after them.
+EN_AUXILIARIES = _words(
+    "be been being am is are was were have has had do does did will would can could "
+    "shall should may might must"
+)
+EN_SUBJECT_PRONOUNS = _words("i you he she it we they i'm you're he's she's we're they're")
 #: Words that belong with the word before them (a verb and its negation).
 EN_NO_BREAK_BEFORE = _words("not n't")
 
@@ -56,11 +67,44 @@ KO_CONNECTIVE_ENDINGS = tuple(
     )
 )
 #: Determiners that modify the next word (이 책, 그 사람, 모든 것).
-KO_NO_BREAK_AFTER = _words("이 그 저 이런 그런 저런 어느 무슨 몇 모든 각 새 헌 온 한")
-#: Bound nouns that cannot start a line (할 수 있다, 간 적이, 먹을 것).
-KO_NO_BREAK_BEFORE = _words(
-    "수 것 것이 것을 것은 거 줄 때 데 뿐 만큼 듯 듯이 적 채 척 체 바 대로 지"
+KO_NO_BREAK_AFTER = _words(
+    "이 그 저 이런 그런 저런 어느 무슨 몇 모든 각 새 헌 온 한 두 세 네 여러 첫 매 옛"
 )
+#: Bound nouns (with or without a particle) that cannot start a line: 할 수 있다,
+#: 간 적이, 먹을 것을, 그럴 때는.
+KO_BOUND_NOUNS = _words("수 것 거 줄 때 데 뿐 듯 적 채 척 체 바 지 만큼 대로 때문")
+KO_PARTICLES = (
+    "",
+    "이",
+    "가",
+    "은",
+    "는",
+    "을",
+    "를",
+    "도",
+    "의",
+    "에",
+    "만",
+    "야",
+    "에는",
+    "이다",
+    "이야",
+    "이었다",
+    "였다",
+    "입니다",
+    "이에요",
+    "예요",
+    "이지",
+    "에게",
+)
+KO_NO_BREAK_BEFORE = frozenset(n + p for n in KO_BOUND_NOUNS for p in KO_PARTICLES)
+#: Auxiliary verbs that stay with the verb before them: 보고 싶다, 가지 않고, 먹지 못했다.
+KO_AUXILIARY_STARTS = ("싶", "않", "못했", "못한", "못하")
+#: Words that lean on the word before them: 철석같은 / 것 같지만 / 꽃처럼.
+KO_LEANING_STARTS = ("같", "처럼")
+#: Sentence-final endings: a statement or question ends here even without punctuation
+#: (Whisper often leaves Korean sentences unpunctuated).
+KO_FINAL_ENDINGS = ("다", "요", "죠", "까", "니다")
 
 #: Break-quality penalties (lower is better).
 P_SENTENCE = 0.0
@@ -69,6 +113,9 @@ P_CONJUNCTION = 2.0
 P_PREPOSITION = 3.0
 P_DEFAULT = 5.0
 P_NAME = 15.0
+#: A modifier away from the word it modifies: Korean 화려한 / 옷을; English may be /
+#: considered, we / walked.
+P_ADNOMINAL = 8.0
 #: A line (or cue) that ends with a conjunction or preposition: "the middle of / the".
 P_DANGLING = 12.0
 P_FORBIDDEN = 30.0
@@ -100,6 +147,11 @@ def _bare(text: str) -> str:
     return text.strip().strip("".join(SENTENCE_END | CLAUSE_END) + "\"'“”‘’()[]").lower()
 
 
+def _is_number(word: str) -> bool:
+    """A number or ordinal that goes with the noun after it (15th century, 42 lines)."""
+    return bool(re.fullmatch(r"\d+(st|nd|rd|th)?", word)) or word in EN_NUMBERS
+
+
 def _is_name_part(text: str) -> bool:
     word = text.strip("\"'“”‘’()")
     return len(word) > 1 and word[0].isupper() and word[1:].islower() and word.isalpha()
@@ -120,8 +172,10 @@ def break_penalty(before: str, after: str, language: str) -> float:
     prev, nxt = _bare(before), _bare(after)
     if prev in EN_NO_BREAK_AFTER or nxt in EN_NO_BREAK_BEFORE or nxt.startswith("n't"):
         return P_FORBIDDEN
-    if prev in EN_CONJUNCTIONS or prev in EN_PREPOSITIONS:
+    if prev in EN_CONJUNCTIONS or prev in EN_PREPOSITIONS or _is_number(prev):
         return P_DANGLING
+    if prev in EN_AUXILIARIES or prev in EN_SUBJECT_PRONOUNS:
+        return P_ADNOMINAL  # "may be / considered", "we / walked"
     if nxt in EN_CONJUNCTIONS:
         return P_CONJUNCTION
     if nxt in EN_PREPOSITIONS:
@@ -131,15 +185,49 @@ def break_penalty(before: str, after: str, language: str) -> float:
     return P_DEFAULT
 
 
+def ends_sentence(word: str, language: str) -> bool:
+    """Whether a sentence ends after ``word`` (punctuation, or a Korean final ending)."""
+    tail = word.rstrip("\"'”’)]」』")
+    if tail[-1:] in SENTENCE_END:
+        return True
+    return language == "ko" and len(tail) > 1 and tail.endswith(KO_FINAL_ENDINGS)
+
+
+def _jongseong(syllable: str) -> int:
+    """The final consonant index of a Hangul syllable (0 = none, 4 = ㄴ, 8 = ㄹ); -1 when
+    not a syllable."""
+    code = ord(syllable) - 0xAC00
+    return code % 28 if 0 <= code < 11172 else -1
+
+
+def _is_adnominal(word: str) -> bool:
+    """A word that modifies the next one: a verb or adjective form ending in ㄴ/ㄹ or 던
+    (화려한 옷, 지켜오던 가훈, 만날 상상) but not a topic/object particle (은 는 을 를),
+    or a genitive (어머니의 품)."""
+    if word.endswith(("같은", "의")):  # 철석 같은 가훈, 어머니의 품
+        return True
+    if len(word) < 2 or word[-1] in "은는을를인일":
+        return False
+    return word.endswith("던") or _jongseong(word[-1]) in (4, 8)
+
+
 def _korean_penalty(before: str, after: str) -> float:
     """Korean break between two eojeol."""
-    prev, nxt = before.strip(), after.strip()
-    if prev in KO_NO_BREAK_AFTER or _bare(nxt) in KO_NO_BREAK_BEFORE:
+    prev, nxt = before.strip(), _bare(after)
+    if prev in KO_NO_BREAK_AFTER or nxt in KO_NO_BREAK_BEFORE:
         return P_FORBIDDEN
-    if _bare(nxt) in KO_CONJUNCTIONS:
+    if nxt.startswith(KO_AUXILIARY_STARTS) or (prev.endswith("고") and nxt.startswith("있")):
+        return P_NAME  # a verb and its auxiliary
+    if nxt.startswith(KO_LEANING_STARTS):
+        return P_NAME
+    if nxt in KO_CONJUNCTIONS:
         return P_CONJUNCTION
+    if len(prev) > 1 and prev.endswith(KO_FINAL_ENDINGS):
+        return P_CLAUSE
     if len(prev) > 1 and prev.endswith(KO_CONNECTIVE_ENDINGS):
         return P_CONJUNCTION
+    if _is_adnominal(prev):
+        return P_ADNOMINAL
     return P_DEFAULT
 
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 from ..transcript import Segment, Transcript
 from .breaks import (
+    P_DEFAULT,
     Unit,
     break_penalty,
+    ends_sentence,
     fits,
     is_punctuation,
     join_units,
@@ -36,6 +38,8 @@ from .rules import CHAIN_GAP, MAX_LAG, MAX_LEAD, LanguageRules, Limits, Subtitle
 #: DP costs: each cue, and a fragment that is an orphan.
 CUE_COST = 4.0
 ORPHAN_COST = 25.0
+#: DP cost of a cue that starts a sentence and cuts it off mid-phrase.
+STRADDLE_COST = 4.0
 #: DP cost of a cue with too little time to be read (times the missing fraction).
 SHORT_COST = 40.0
 #: A break at a silence at least this long is as good as one after a clause.
@@ -162,7 +166,11 @@ def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
     """Cost of one cue made of ``block[i..j]``."""
     cost = CUE_COST + wrap_with_cost(block[i : j + 1], limits)[1]
     if j + 1 < len(block):
-        cost += _boundary_cost(block, j, limits)
+        end_cost = _boundary_cost(block, j, limits)
+        cost += end_cost
+        style = limits.rules.style
+        if end_cost >= P_DEFAULT and any(ends_sentence(u.text, style) for u in block[i:j]):
+            cost += STRADDLE_COST  # a new sentence starts in the cue and is cut off
     duration = block[j].end - block[i].start
     if (j - i + 1 <= 2 or duration < limits.min_cue_duration) and len(block) > j - i + 1:
         cost += ORPHAN_COST

@@ -4,6 +4,7 @@ files trigger every rule; Korean lines break only between eojeol."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import re
@@ -16,9 +17,10 @@ import pytest
 
 import malsori
 from malsori import transcribe
+from malsori.cli._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
 from malsori.subtitles import SubtitleOptions, build_cues
 from malsori.subtitles.breaks import Unit, wrap
-from malsori.subtitles.lint import RULES, Violation, lint_text, parse
+from malsori.subtitles.lint import RULES, Violation, lint_file, lint_text, parse, read
 from malsori.subtitles.rules import (
     ENGLISH_CPS,
     ENGLISH_LINE_WIDTH,
@@ -29,7 +31,14 @@ from malsori.subtitles.rules import (
     text_width,
 )
 from malsori.transcript import Segment, Transcript
-from malsori.writers import WRITERS, cues, options_for_formats, render_srt, render_vtt
+from malsori.writers import (
+    WRITERS,
+    cues,
+    options_for_formats,
+    render_srt,
+    render_vtt,
+    using_subtitle_options,
+)
 
 EN_LONG = "long/ljspeech_LJ001-0001_to_0020_concat.wav"
 KO_LONG = "long/emotiontts_ava00001_to_ava00025_concat.wav"
@@ -434,6 +443,44 @@ def test_korean_lines_break_between_eojeol() -> None:
     lines = [" ".join(units[k].text for k in part) for part in wrap(units, limits)]
     assert all(not line.startswith("수 ") for line in lines), lines
     assert all(not line.endswith(" 그") for line in lines), lines
+
+
+def test_cli_flags_make_options() -> None:
+    parser = argparse.ArgumentParser()
+    add_subtitle_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--max-line-width",
+            "30",
+            "--max-cps",
+            "15",
+            "--split-on-pause",
+            "0.7",
+            "--highlight-words",
+        ]
+    )
+    options = subtitle_options_from_args(args)
+    assert options == SubtitleOptions(
+        max_line_width=30, max_cps=15, split_on_pause=0.7, highlight_words=True
+    )
+    assert SubtitleOptions(**options.to_dict()) == options
+    assert subtitle_options_from_args(parser.parse_args([])) == SubtitleOptions()
+    with pytest.raises(malsori.OptionsError, match="max_line_count must be positive"):
+        subtitle_options_from_args(parser.parse_args(["--max-line-count", "0"]))
+
+
+def test_write_transcript_uses_the_context_options(ko_long: Transcript, tmp_path: Path) -> None:
+    """The CLI sets the options once; write_transcript (not changed) picks them up."""
+    narrow = SubtitleOptions(max_line_width=10, max_line_count=3)
+    with using_subtitle_options(narrow):
+        (srt,) = malsori.write_transcript(ko_long, tmp_path, "narrow", "srt")
+    (plain,) = malsori.write_transcript(ko_long, tmp_path, "plain", "srt")
+    narrow_lines = [line for ev in read(srt) for line in ev.lines]
+    assert max(text_width(line, half=True) for line in narrow_lines) <= 10
+    assert max(len(ev.lines) for ev in read(srt)) == 3
+    assert lint_file(srt, narrow, "ko") == []
+    assert max(text_width(line, half=True) for ev in read(plain) for line in ev.lines) > 10
+    assert lint_file(plain, language="ko") == []
 
 
 def test_options_are_checked() -> None:

@@ -10,7 +10,8 @@ letters, digits, spaces, punctuation) counts half.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from ..errors import OptionsError
 
@@ -154,6 +155,11 @@ class SubtitleOptions:
             max_cps=lang.max_cps if self.max_cps is None else self.max_cps,
             split_on_pause=SPLIT_ON_PAUSE if self.split_on_pause is None else self.split_on_pause,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields (JSON-ready), e.g. for a batch job's config;
+        ``SubtitleOptions(**d)`` makes it back."""
+        return asdict(self)
 
     def replace(self, **changes: object) -> SubtitleOptions:
         """A copy with some fields changed (validated again)."""

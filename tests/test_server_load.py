@@ -1,5 +1,6 @@
-"""A bounded load test on loopback (16 concurrent clients for 30 s) and a schemathesis run
-against the app's OpenAPI schema: no 5xx, overload answered with 429 + Retry-After."""
+"""A bounded load test on loopback (16 concurrent clients for 30 s), a soak of 1,000 short
+requests with the server's memory sampled, and a schemathesis run against the app's OpenAPI
+schema: no 5xx, overload answered with 429 + Retry-After, no growth."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from conftest import SENTENCES, wer
+from conftest import SENTENCES, espeak, wer
 from server_util import running_server
 
 CLIENTS = 16
@@ -69,6 +70,46 @@ def test_sixteen_clients_for_thirty_seconds(speech_dir: Path) -> None:
         assert rss_after - rss_before < 200 * 2**20, (rss_before, rss_after)
         metrics = httpx.get(srv.url + "/metrics").text
         assert 'malsori_errors_total{endpoint="/v1/audio/transcriptions",status="429"}' in metrics
+
+
+SOAK_REQUESTS = 1000
+SOAK_WARMUP = 100  # allocator pools and caches settle first
+SOAK_SAMPLE_EVERY = 50
+
+
+def test_soak_thousand_short_requests_memory_stays_flat(tmp_path: Path) -> None:
+    audio = espeak("Good morning.", tmp_path / "short.wav").read_bytes()
+    with running_server("--model", "tiny.en", "--max-queue", "8", "--idle-unload", "0") as srv:
+        proc = psutil.Process(srv.process.pid)
+        statuses: dict[int, int] = {}
+        texts: list[str] = []
+        rss: list[int] = []
+        sent = 0
+
+        async def client() -> None:
+            nonlocal sent
+            async with httpx.AsyncClient(timeout=120) as http:
+                while sent < SOAK_REQUESTS:
+                    sent += 1
+                    resp = await http.post(
+                        srv.url + "/v1/audio/transcriptions",
+                        files={"file": ("short.wav", audio, "audio/wav")},
+                        data={"model": "whisper-1"},
+                    )
+                    statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+                    texts.append(resp.json().get("text", ""))
+                    done = sum(statuses.values())
+                    if done >= SOAK_WARMUP and done % SOAK_SAMPLE_EVERY == 0:
+                        rss.append(proc.memory_info().rss)
+
+        async def main() -> None:
+            await asyncio.gather(client(), client())  # the next request waits in the queue
+
+        asyncio.run(main())
+    assert statuses == {200: SOAK_REQUESTS}, statuses
+    assert all(wer("Good morning.", t) <= 0.5 for t in texts)
+    assert len(rss) >= 15
+    assert max(rss) <= min(rss) * 1.10, [r // 2**20 for r in rss]
 
 
 def test_schemathesis_finds_no_server_errors() -> None:

@@ -39,7 +39,6 @@ const state = {
   started: 0,     // performance.now() when the phase began
   uploadStarted: 0,
   done: 0,        // seconds of audio transcribed so far (last segment's end)
-  cancelled: false,
 };
 
 // --- small helpers ---------------------------------------------------------------------------
@@ -369,7 +368,7 @@ function startRequest(event) {
   form.append("timestamp_granularities[]", "segment");
 
   const xhr = new XMLHttpRequest();
-  state.xhr = xhr; state.cancelled = false;
+  state.xhr = xhr;
   xhr.open("POST", translate ? "/v1/audio/translations" : "/v1/audio/transcriptions");
   for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
   let seen = 0, buffer = "", outcome = "", streaming = false;
@@ -463,7 +462,6 @@ function startRequest(event) {
 
 function cancel() {
   if (!state.xhr) return;
-  state.cancelled = true;
   state.xhr.abort();  // the server stops the job when its client goes away
   $("go").focus();
 }

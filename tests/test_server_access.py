@@ -136,3 +136,19 @@ def test_api_key_guards_the_api_but_not_the_probes(window_wav: Path) -> None:
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
         for path in ("/health", "/ready", "/", "/static/app.js", "/docs"):
             assert httpx.get(srv.url + path).status_code == 200, path
+
+
+def test_damaged_user_model_is_503_not_404(tmp_path: Path, window_wav: Path) -> None:
+    models = tmp_path / "models"
+    (models / "mine").mkdir(parents=True)
+    (models / "mine" / "model.bin").write_bytes(b"\0" * 4096)  # registered, but damaged
+    (models / "mine" / "config.json").write_text("{}")
+    env = {"MALSORI_MODELS_DIR": str(models)}
+    with running_server("--model", "tiny.en", env=env) as srv:
+        ids = [m["id"] for m in httpx.get(srv.url + "/v1/models").json()["data"]]
+        assert "mine" in ids  # malsori models lists it as a user model
+        resp = _post(srv, window_wav.read_bytes(), model="mine")
+        assert resp.status_code == 503, resp.text
+        err = resp.json()["error"]
+        assert err["code"] == "model_damaged" and str(models) not in err["message"], err
+        assert _post(srv, window_wav.read_bytes()).status_code == 200

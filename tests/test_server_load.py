@@ -142,7 +142,7 @@ def test_schemathesis_finds_no_server_errors() -> None:
 
     runs = 0
     for operation in schema.get_all_operations():
-        op = operation.ok()
+        op = operation.ok()  # type: ignore[union-attr]
         given(op.as_strategy())(
             settings(
                 max_examples=15,

@@ -7,6 +7,7 @@ its answers), with bounded waits."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -116,6 +117,37 @@ def test_abandoned_request_is_cancelled_and_frees_its_slot(
         assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
     log = srv.output()
     assert "never retrieved" not in log and "Traceback" not in log, log
+
+
+def test_client_that_leaves_the_queue_gives_up_its_place(long_mp3: Path) -> None:
+    with running_server("--model", "tiny.en", "--max-queue", "1") as srv:
+
+        async def main() -> tuple[str, int]:
+            async with httpx.AsyncClient(timeout=300) as http:
+                first = asyncio.create_task(
+                    http.post(
+                        srv.url + "/v1/audio/transcriptions",
+                        files={"file": ("long.mp3", long_mp3.read_bytes())},
+                        data={"model": "whisper-1"},
+                    )
+                )
+                while srv.metrics()["malsori_jobs_running"] == 0:  # bounded by the 300 s
+                    await asyncio.sleep(0.1)
+                dropped = await asyncio.to_thread(_start_and_drop, srv, long_mp3, stream=False)
+                for _ in range(100):  # the queued request leaves within 10 s
+                    if srv.metrics()["malsori_queue_depth"] == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                depth = srv.metrics()["malsori_queue_depth"]
+                first.cancel()  # the running one is abandoned too
+                return dropped, int(depth)
+
+        dropped, depth = asyncio.run(main())
+        assert dropped == "dropped" and depth == 0
+        assert srv.wait_idle()
+        m = srv.metrics()
+        assert m['malsori_jobs_cancelled_total{reason="client_gone"}'] == 2
+        assert m["malsori_audio_seconds_total"] == 0
 
 
 def test_request_timeout_answers_504_and_stops_the_work(long_mp3: Path, window_wav: Path) -> None:

@@ -23,7 +23,13 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..engine import LoadedModel, check_options, transcribe
-from ..errors import AudioError, OptionsError
+from ..errors import (
+    AudioError,
+    ModelIntegrityError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OptionsError,
+)
 from ..options import DecodeOptions, normalize_language
 from ..transcript import Segment, Transcript
 from ..writers import options_for_formats
@@ -124,7 +130,8 @@ class Job:
             )
         finally:
             gone.cancel()
-        if task in done:
+        stopped = task in done and not task.cancelled() and isinstance(task.exception(), Cancelled)
+        if task in done and not stopped:
             return task.result()
         self.cancel.set()
         if not thread:
@@ -170,7 +177,22 @@ class Job:
         await self._wait(stack.enter_async_context(self.state.limiter.slot()))
 
     async def prepare(self, path: Path, label: str) -> tuple[LoadedModel, npt.NDArray[Any]]:
-        loaded = await self._in_thread(lambda: self.state.models.get(self.model))
+        try:
+            loaded = await self._in_thread(lambda: self.state.models.get(self.model))
+        except (ModelIntegrityError, ModelLoadError):  # the message may name its path
+            raise APIError(
+                503,
+                f"model {self.model!r} is damaged on this server and could not be loaded",
+                type="server_error",
+                code="model_damaged",
+            ) from None
+        except ModelNotFoundError:
+            raise APIError(
+                404,
+                f"model {self.model!r} is not available on this server",
+                param="model",
+                code="model_not_found",
+            ) from None
         try:
             check_options(loaded, self.options)
         except OptionsError as exc:

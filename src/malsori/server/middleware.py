@@ -63,8 +63,10 @@ class RequestGuard:
         origin = headers.get(b"origin")
         if origin is not None:
             value = origin.decode("latin-1").strip().rstrip("/")
-            own = f"{scope.get('scheme', 'http')}://{host}"
-            if value.lower() != own and value not in self.origins and "*" not in self.origins:
+            # Same host and port as the (trusted) Host header: the server's own page, also
+            # behind a proxy that terminates TLS (the scheme may differ).
+            own = value.lower().partition("://")[2] == host
+            if not own and value not in self.origins and "*" not in self.origins:
                 body = error_body(
                     f"cross-origin request refused: origin {value!r} is not allowed "
                     "(allowed origins go into MALSORI_CORS_ORIGINS)",

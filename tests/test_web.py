@@ -9,6 +9,7 @@ the Korean test always leaves one (tests/artifacts/web-korean.png)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -288,6 +289,14 @@ def test_progress_edit_copy_seek_and_download(
         page.get_by_role("button", name="Download").click()
     info.value.save_as(tmp_path / "out.txt")
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == copied
+    page.get_by_label("Download as").select_option("json")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download").click()
+    info.value.save_as(tmp_path / "out.json")
+    body = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert body["language"] == "en" and body["text"].startswith("Hello from the editor")
+    head = body["segments"][0]
+    assert (head["cues"] or [head])[0]["text"].strip() == "Hello from the editor", head
 
 
 def test_keyboard_only(server: Server, page: Page, audio: dict[str, Path]) -> None:
@@ -592,7 +601,10 @@ def test_busy_server_says_so(keyed_server: Server, page: Page, audio: dict[str, 
         ) as other,
     ):
         assert other.status_code == 200
-        assert metric(keyed_server, "malsori_jobs_running") == 1
+        deadline = time.monotonic() + 60
+        while metric(keyed_server, "malsori_jobs_running") < 1:
+            assert time.monotonic() < deadline, "the other client's job never started"
+            time.sleep(0.2)
         page.get_by_role("button", name="Transcribe").click()
         alert = page.get_by_role("alert")
         alert.wait_for(state="visible", timeout=60_000)

@@ -30,7 +30,7 @@ from malsori.subtitles.rules import (
     rules_for,
     text_width,
 )
-from malsori.transcript import Segment, Transcript
+from malsori.transcript import Segment, Transcript, Word
 from malsori.writers import (
     WRITERS,
     cues,
@@ -500,3 +500,18 @@ def test_unspaced_languages_without_words() -> None:
     assert all(
         text_width(line, half=True) <= limits.max_line_width for c in built for line in c.lines
     )
+
+
+def test_words_stacked_at_one_instant_get_reading_time() -> None:
+    """Whisper sometimes stacks repeated words at one instant with zero duration (seen at
+    the end of a 30 s AMI meeting window); the cues still get a readable duration."""
+    words = [Word(0.5 + 0.3 * k, 0.8 + 0.3 * k, " hello", 0.9) for k in range(5)]
+    words += [Word(2.5, 2.5, " yeah,", 0.1) for _ in range(30)]
+    text = "".join(w.word for w in words)
+    result = Transcript([Segment(0, 0.5, 2.5, text, words=words)], "en", 1.0, 2.6)
+    srt = render_srt(result)
+    violations = lint_text(srt, "srt", language="en")
+    assert violations == [], _report(violations)
+    events = parse(srt, "srt")
+    assert " ".join(line for ev in events for line in ev.lines).split() == text.split()
+    assert min(ev.duration for ev in events) >= 833

@@ -9,7 +9,10 @@
    end, clause end, before a conjunction, at a pause); short fragments are penalised.
 4. Timing: cues are chained (gaps under :data:`~.rules.CHAIN_GAP` closed to the minimum
    gap), extended into the following silence for the minimum duration and the reading
-   speed, and never overlap; a cue is shown at most :data:`~.rules.MAX_LAG` past its speech.
+   speed (or started up to :data:`~.rules.MAX_LEAD` early, or given time the cue before
+   does not need), and never overlap; in continuous speech a cue may push the next one by
+   at most :data:`~.rules.MAX_LAG`. Words Whisper stacked at one instant get their reading
+   time first.
 5. Orphans (one or two words, or under the minimum duration) left over are merged into a
    neighbour of the same block when the merged cue still keeps every limit.
 """
@@ -38,6 +41,9 @@ from .rules import CHAIN_GAP, MAX_LAG, MAX_LEAD, LanguageRules, Limits, Subtitle
 #: DP costs: each cue, and a fragment that is an orphan.
 CUE_COST = 4.0
 ORPHAN_COST = 25.0
+#: Words shorter than this, at most this far apart, are "stacked" (see spread_piles).
+PILE = 0.02
+PILE_WORDS = 3
 #: DP cost of a cue that starts a sentence and cuts it off mid-phrase.
 STRADDLE_COST = 4.0
 #: DP cost of a cue with too little time to be read (times the missing fraction).
@@ -135,6 +141,40 @@ def transcript_units(transcript: Transcript, rules: LanguageRules) -> list[Unit]
                     )
                 )
     return units
+
+
+def _pile_end(units: Sequence[Unit], i: int) -> int:
+    """Index after the run of zero-duration units stacked at ``units[i].start``."""
+    j = i
+    while (
+        j < len(units)
+        and units[j].end - units[j].start < PILE
+        and abs(units[j].start - units[i].start) < PILE
+    ):
+        j += 1
+    return j
+
+
+def spread_piles(units: Sequence[Unit], limits: Limits) -> list[Unit]:
+    """Three or more words stacked at one instant (zero duration: Whisper does this with
+    repeated words at the end of a window) get their reading time from that instant on;
+    later words move along if they would overlap. Other words keep their times."""
+    out: list[Unit] = []
+    i = 0
+    while i < len(units):
+        j = _pile_end(units, i)
+        if j - i < PILE_WORDS:
+            j = i + 1
+        at = max(units[i].start, out[-1].end if out else 0.0)
+        for unit in units[i:j]:
+            if j - i >= PILE_WORDS:
+                length = (limits.width(unit.text) + limits.width(" ")) / limits.max_cps
+            else:
+                length = max(unit.end - at, 0.0)
+            out.append(Unit(unit.text, at, at + length, unit.space_before))
+            at += length
+        i = j
+    return out
 
 
 # --- 2. blocks ------------------------------------------------------------------------
@@ -247,19 +287,22 @@ def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: L
         crossed = i > 0 and blocks[i] != blocks[i - 1]
         lo = (ends[-1] if ends else -gap) + (max(gap, sep) if crossed else gap)
         s = max(ss[i], lo)
+        need = needs[i]
         if i + 1 < len(groups):
             apart = blocks[i + 1] != blocks[i]
-            soft = ss[i + 1] - (max(gap, sep) if apart else gap)
-            hard = soft if apart else ss[i + 1] + lag - gap
+            if apart:  # a pause follows: its silence is free, up to the separation
+                soft = hard = ss[i + 1] - max(gap, sep)
+            else:  # chained: may push the next cue, by at most MAX_LAG
+                soft = ss[i + 1] - gap
+                hard = min(ss[i + 1] + lag - gap, se[i] + lag)
         else:
-            apart, soft = True, se[i] + lag
+            apart, soft = True, max(se[i], s + need)
             hard = soft
-        hard = min(hard, se[i] + lag, s + maxd)
+        hard = min(hard, s + maxd)
         soft = min(soft, hard)
         e = max(min(se[i], soft), s + 1)
         if not apart and soft - e < chain:
             e = max(e, soft)
-        need = needs[i]
         if e - s < need:
             e = max(e, min(s + need, soft))
         if e - s < need:
@@ -341,7 +384,7 @@ def merge_orphans(cues: list[Cue], limits: Limits) -> list[Cue]:
 def build_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
     """The transcript's subtitle cues under ``options`` (defaults by its language)."""
     limits = (options or SubtitleOptions()).limits(transcript.language)
-    units = transcript_units(transcript, limits.rules)
+    units = spread_piles(transcript_units(transcript, limits.rules), limits)
     groups: list[list[Unit]] = []
     block_ids: list[int] = []
     for b, block in enumerate(split_blocks(units, limits.split_on_pause)):

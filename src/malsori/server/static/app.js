@@ -446,7 +446,7 @@ function startRequest(event) {
   };
   xhr.onabort = () => {
     setStatus(state.segments.length
-      ? `Cancelled. The ${count($("segments").children.length, "line")} so far are kept.`
+      ? `Cancelled. Kept the ${count($("segments").children.length, "line")} received so far.`
       : "Cancelled.");
     finish(false);
   };

@@ -9,9 +9,15 @@ SQLite database, so a job can move between the local engine and Ray and still re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ..errors import MalsoriError, NoSpaceError
@@ -69,11 +75,75 @@ class RayTranscriber:
         return out
 
 
+RAY_LOG = ".malsori-ray.log"
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """``host:port`` or ``ray://host:port``: one TCP connect first. ``ray.init`` retries an
+    unreachable GCS for many minutes; this answers in seconds with one line."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms: Ray resolves them itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MalsoriError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _ray_stderr_to(path: Path) -> Iterator[None]:
+    """``-q``: Ray writes start-up notices, Ray Data INFO lines and its C++ core worker's log
+    straight to file descriptor 2. Point fd 2 at ``path`` (nothing is lost) while malsori's
+    own messages keep the real stderr through ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    old_stderr = sys.stderr
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_ray(
+    config: BatchConfig,
+    store: JobStore,
+    workers: int,
+    address: str | None,
+    progress: bool,
+    quiet: bool = False,
+) -> BatchResult:
+    """Transcribe the pending files on Ray; with ``quiet`` Ray's own output goes to
+    ``OUT/.malsori-ray.log``."""
+    if not quiet:
+        return _run_ray(config, store, workers, address, progress)
+    try:  # import first: Ray's log handlers bind the stderr they find at import
+        import ray.data  # noqa: F401
+    except ImportError:
+        return _run_ray(config, store, workers, address, progress)  # says what is missing
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "ray"]:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    with _ray_stderr_to(Path(config.output_dir) / RAY_LOG):
+        return _run_ray(config, store, workers, address, progress)
+
+
+def _run_ray(
     config: BatchConfig, store: JobStore, workers: int, address: str | None, progress: bool
 ) -> BatchResult:
     try:
         import ray
+        import ray.data
     except ImportError as exc:
         raise MalsoriError("--engine ray needs the dist extra: pip install -e '.[dist]'") from exc
 
@@ -83,31 +153,43 @@ def run_ray(
     threads = config.threads or 1
     started_here = not ray.is_initialized()
     if started_here:
-        if address in (None, "", "local"):
-            ray.init(
-                num_cpus=workers * threads,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            if address in (None, "", "local"):
+                # address="local": always a new Ray of our own, never a cluster that happens
+                # to run on this machine (ray.init() alone would join it).
+                ray.init(
+                    address="local",
+                    num_cpus=workers * threads,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                check_reachable(str(address))
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except MalsoriError:
+            raise
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
+            where = "start a local Ray" if address in (None, "", "local") else address
+            raise MalsoriError(
+                f"cannot {'' if 'local' in where else 'connect to Ray at '}{where}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
     me = worker_id()
     store.mark_running(pending, me)  # reclaimed by the next run if this driver dies
     finished: set[str] = set()
     result = BatchResult(store.summary())
     view = Progress(store, progress)
     try:
-        import ray.data
-
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
         ds = ray.data.from_items([{"path": p} for p in pending], override_num_blocks=len(pending))
         results = ds.map_batches(
             RayTranscriber,
             fn_constructor_kwargs={"config": asdict(config)},
             batch_size=1,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=threads,
             batch_format="numpy",
         )

@@ -86,6 +86,7 @@ def run_batch(
     address: str | None = None,
     progress: bool = True,
     force: bool = False,
+    quiet: bool = False,
 ) -> tuple[BatchResult, Preparation]:
     """Transcribe every audio file under ``config.input_dir`` into ``config.output_dir``.
 
@@ -116,7 +117,7 @@ def run_batch(
             if engine == "ray":
                 from .ray_engine import run_ray
 
-                result = run_ray(config, store, workers, address, progress)
+                result = run_ray(config, store, workers, address, progress, quiet)
             else:
                 from .local import run_local
 

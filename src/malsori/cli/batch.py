@@ -167,16 +167,6 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_ray() -> None:
-    """Ray logs its start-up and state dumps on stderr; -q silences them."""
-    import logging
-    import os
-
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    for name in ("ray", "ray.data", "ray._private", "ray.util"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..batch import BatchConfig, run_batch
 
@@ -193,8 +183,6 @@ def run(args: argparse.Namespace) -> int:
         formats=formats,
         options=options.to_dict(),
     )
-    if args.quiet and args.engine == "ray":
-        _quiet_ray()
     result, prep = run_batch(
         config,
         workers=args.workers,
@@ -204,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.quiet and sys.stderr.isatty(),
         force=args.force,
+        quiet=args.quiet,
     )
     err = sys.stderr
     for line in prep.warnings:

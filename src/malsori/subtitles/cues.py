@@ -272,8 +272,15 @@ def _need_ms(lines: Sequence[str], limits: Limits) -> int:
     return math.ceil(max(limits.min_cue_duration, reading) * 1000 - 1e-6)
 
 
-def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: Limits) -> list[Cue]:
-    """Display times for the cues (see the module docstring, step 4)."""
+def time_cues(
+    groups: Sequence[Sequence[Unit]],
+    blocks: Sequence[int],
+    limits: Limits,
+    duration: float = 0.0,
+) -> list[Cue]:
+    """Display times for the cues (see the module docstring, step 4); ``duration`` is the
+    audio's length (the last cue may be shown until then)."""
+    end_ms = _ms(duration)
     gap = math.ceil(limits.min_gap * 1000 - 1e-6)
     sep, lag, lead = _ms(separation(limits)), _ms(MAX_LAG), _ms(MAX_LEAD)
     chain, maxd = _ms(CHAIN_GAP), int(limits.max_cue_duration * 1000)
@@ -295,8 +302,8 @@ def time_cues(groups: Sequence[Sequence[Unit]], blocks: Sequence[int], limits: L
             else:  # chained: may push the next cue, by at most MAX_LAG
                 soft = ss[i + 1] - gap
                 hard = min(ss[i + 1] + lag - gap, se[i] + lag)
-        else:
-            apart, soft = True, max(se[i], s + need)
+        else:  # the last cue: up to the end of the audio (at least MAX_LAG past its speech)
+            apart, soft = True, max(se[i], min(s + need, max(se[i] + lag, end_ms)))
             hard = soft
         hard = min(hard, s + maxd)
         soft = min(soft, hard)
@@ -391,7 +398,8 @@ def build_cues(transcript: Transcript, options: SubtitleOptions | None = None) -
         for group in group_units(block, limits):
             groups.append(group)
             block_ids.append(b)
-    return merge_orphans(time_cues(groups, block_ids, limits), limits)
+    timed = time_cues(groups, block_ids, limits, transcript.duration)
+    return merge_orphans(timed, limits)
 
 
 def limits_for(transcript: Transcript, options: SubtitleOptions | None = None) -> Limits:

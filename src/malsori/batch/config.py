@@ -22,6 +22,7 @@ class BatchConfig:
     threads: int | None = None
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
     options: dict[str, Any] = field(default_factory=dict)
+    subtitles: dict[str, Any] = field(default_factory=dict)  # SubtitleOptions fields
     model_key: str | None = None
     names: dict[str, str] = field(default_factory=dict)
 
@@ -34,6 +35,8 @@ class BatchConfig:
             "formats": list(self.formats),
             "options": dict(self.options),
         }
+        if any(v not in (None, False) for v in self.subtitles.values()):
+            request["subtitles"] = dict(self.subtitles)
         loaded: dict[str, Any] = json.loads(json.dumps(request))
         return loaded
 

@@ -155,6 +155,15 @@ def output_intact(output_dir: Path, record: dict[str, Any]) -> bool:
         return False
 
 
+def _compact(options: dict[str, Any] | None) -> str:
+    """``{"max_line_width": 30, "max_cps": None}`` -> ``max_line_width=30``; none: defaults."""
+    set_ = {k: v for k, v in (options or {}).items() if v not in (None, False)}
+    return (
+        ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in set_.items())
+        or "defaults"
+    )
+
+
 def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[str]:
     """What differs between a done file's recorded request and this run's: an empty list
     when the recorded result serves the new request. Fewer formats than recorded is fine;
@@ -169,6 +178,12 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
     if missing:
         diffs.append(
             f"formats {','.join(recorded.get('formats', []))} -> {','.join(asked['formats'])}"
+        )
+    if {"srt", "vtt"} & set(asked["formats"]) and recorded.get("subtitles") != asked.get(
+        "subtitles"
+    ):
+        diffs.append(
+            f"subtitles {_compact(recorded.get('subtitles'))} -> {_compact(asked.get('subtitles'))}"
         )
     old, new = dict(recorded.get("options", {})), dict(asked["options"])
     if old.get("word_timestamps") and not new.get("word_timestamps"):

@@ -93,6 +93,17 @@ class _Pool:
         for p in self.procs:
             p.join(timeout=5)
 
+    def close(self) -> None:
+        """Release the queue's and the event's semaphores now, while this process still runs
+        (left to interpreter exit, Python's resource tracker warns about a worker killed
+        with SIGKILL as if malsori had leaked them)."""
+        if not self.in_process:
+            self.notes.close()
+            for p in self.procs:
+                p.close()
+            self.procs.clear()
+        self.notes = self.stop = None
+
 
 def run_local(
     config: BatchConfig, store: JobStore, workers: int, retries: int, progress: bool
@@ -162,6 +173,7 @@ def run_local(
         for s, handler in old.items():
             signal.signal(s, handler)
         pool.join()
+        pool.close()
         try:
             store.reclaim()  # whatever dead workers left running goes back to pending
             if pool.in_process and len(signals) > 1:

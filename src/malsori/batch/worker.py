@@ -32,7 +32,8 @@ def process_file(
     """Transcribe one file and write its outputs; returns (output records, duration, s)."""
     from ..engine import transcribe
     from ..options import DecodeOptions
-    from ..writers import write_transcript
+    from ..subtitles import SubtitleOptions
+    from ..writers import using_subtitle_options, write_transcript
 
     options = DecodeOptions(**config.options)
     t0 = time.perf_counter()
@@ -42,7 +43,8 @@ def process_file(
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
-    paths = write_transcript(result, base.parent, base.name, config.formats)
+    with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
+        paths = write_transcript(result, base.parent, base.name, config.formats)
     records = record_outputs(Path(config.output_dir), paths)
     return records, result.duration, time.perf_counter() - t0
 

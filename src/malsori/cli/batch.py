@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import MalsoriError
 from ..writers import FORMATS, expand_formats, options_for_formats
+from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
 from .transcribe import add_decode_arguments, add_model_arguments, decode_options_from_args
 
 SUBCOMMANDS = ("run", "status", "report")
@@ -83,6 +84,7 @@ def register(sub: Any) -> None:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no Ray logs")
     add_model_arguments(r)
     add_decode_arguments(r)
+    add_subtitle_arguments(r)
     r.set_defaults(func=run)
 
     s = commands.add_parser("status", help="totals and failed files of OUT's job")
@@ -182,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         formats=formats,
         options=options.to_dict(),
+        subtitles=subtitle_options_from_args(args).to_dict(),
     )
     result, prep = run_batch(
         config,

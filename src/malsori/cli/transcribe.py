@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
 from ..options import DecodeOptions
-from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats
+from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats, set_subtitle_options
+from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,6 +128,7 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(p)
     add_decode_arguments(p)
+    add_subtitle_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -186,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     from ..writers import write_transcript
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
+    set_subtitle_options(subtitle_options_from_args(args))
     formats = expand_formats(args.format or ("all" if args.output_dir else "txt"))
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(formats) > 1:

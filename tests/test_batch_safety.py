@@ -457,3 +457,15 @@ def test_subtitle_flags_reach_batch_workers_and_reruns(
     again = batch(root, out, "-f", "srt")
     assert "subtitles max_line_width=24 -> defaults" in again.stderr
     assert max(len(x) for x in srt.read_text().splitlines()) > 24
+
+
+def test_output_inside_input_is_not_scanned(clips: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(clips["garden"], root / "a.wav")
+    out = root / "out"
+    for _ in range(2):  # the second run sees the first run's outputs inside INPUT_DIR
+        proc = batch(root, out, "-f", "txt,json", "--glob", "*")
+        assert proc.returncode == 0, proc.stderr
+    assert list(rows(out)) == ["a.wav"]
+    assert "0 new, 0 changed, 1 unchanged" in proc.stderr

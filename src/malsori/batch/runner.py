@@ -52,7 +52,7 @@ def prepare(
     root = Path(config.input_dir)
     prep = Preparation()
     prep.moved_from = store.bind_input(root)
-    found = scan(root, pattern)
+    found = scan(root, pattern, exclude=config.output_dir)
     counts = store.sync(found.files)
     prep.new, prep.changed, prep.unchanged = counts["new"], counts["changed"], counts["unchanged"]
     for rel, reason in found.unreadable:

@@ -38,12 +38,19 @@ class ScanResult:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def scan(root: str | Path, pattern: str | None = None) -> ScanResult:
+def scan(
+    root: str | Path, pattern: str | None = None, exclude: str | Path | None = None
+) -> ScanResult:
     """Files under ``root`` matching ``pattern`` (fnmatch on the relative path, e.g.
-    ``*.mp3`` or ``lectures/**/*.wav``) or, without a pattern, known audio/video extensions."""
+    ``*.mp3`` or ``lectures/**/*.wav``) or, without a pattern, known audio/video extensions.
+    ``exclude`` (the output directory, when it lies inside ``root``) is not walked: a job never
+    takes its own outputs for inputs."""
     base = Path(root)
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
+    if exclude is not None and Path(exclude).is_dir():
+        st_out = os.stat(exclude)
+        seen_dirs.add((st_out.st_dev, st_out.st_ino))
 
     def unreadable_dir(exc: OSError) -> None:  # reported, never skipped silently
         where = Path(exc.filename or base)

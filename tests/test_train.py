@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from malsori.train import EpochStats, fit
+from malsori.errors import CheckpointError
+from malsori.train import EpochStats, TrainState, checkpoint_path, fit
 from malsori.train.regression import MLP, linear_coefficients, load_regression, train_regression
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -191,6 +192,49 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> N
     assert [e.lr for e in history.epochs] == [e.lr for e in full_history.epochs]
 
 
+def test_format_1_checkpoint_resumes_and_unknown_formats_are_refused(tmp_path: Path) -> None:
+    """A checkpoint in the unversioned 11-key layout of malsori 0.1 resumes to the same
+    weights as an uninterrupted run; an unknown format is one line, not a traceback."""
+    x, y = linear_data(200)
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.2), nn.ReLU(), nn.Linear(8, 1))
+
+    kwargs = dict(loss_fn=nn.MSELoss(), lr=0.01, batch_size=16, progress=False, seed=3)
+    full = make()
+    fit(full, (x, y), epochs=4, **kwargs)  # type: ignore[arg-type]
+    fit(make(), (x, y), epochs=2, checkpoint_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
+    new = torch.load(tmp_path / "last.pt", weights_only=False)
+    old = {
+        "epoch": new["epoch"],
+        "model": new["model"],
+        "optimizer": new["optimizer"],
+        "scheduler": new["scheduler"],
+        "history": new["history"],
+        "best_state": new["best_weights"],
+        "bad_epochs": new["bad_epochs"],
+        "steps": new["step"],
+        "loader_generator": new["loader_rng"],
+        "rng": new["rng"],
+        "seed": new["seed"],
+    }
+    torch.save(old, tmp_path / "old.pt")
+    resumed = make()
+    fit(resumed, (x, y), epochs=4, resume=tmp_path / "old.pt", **kwargs)  # type: ignore[arg-type]
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+    torch.save({**new, "format": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"format 99 is not one this malsori reads"):
+        fit(make(), (x, y), epochs=4, resume=tmp_path / "future.pt", **kwargs)  # type: ignore[arg-type]
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        fit(make(), (x, y), epochs=4, resume=tmp_path / "garbage.pt", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        fit(make(), (x, y), epochs=4, resume=tmp_path / "none", **kwargs)  # type: ignore[arg-type]
+
+
 def test_gradient_accumulation_equals_the_larger_batch() -> None:
     """batch 4 x 2 accumulated steps == batch 8 (mean loss): same SGD weights."""
     x, y = linear_data(64)
@@ -224,7 +268,7 @@ def test_max_steps_stops_mid_epoch_and_resume_respects_it(tmp_path: Path) -> Non
     history = fit(model(), (x, y), callbacks=[lambda s, m: seen.append(s.epoch)], **kwargs)  # type: ignore[arg-type]
     # 4 steps per epoch: epoch 1 takes 4, epoch 2 stops after 2 more.
     assert [e.epoch for e in history.epochs] == [1, 2] == seen
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["steps"] == 6
+    assert TrainState.load(checkpoint_path(tmp_path)).step == 6
     again = fit(model(), (x, y), resume=tmp_path, **kwargs)  # type: ignore[arg-type]
     assert len(again.epochs) == 2  # nothing left to do
 

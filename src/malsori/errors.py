@@ -37,3 +37,8 @@ class NoSpaceError(OutputError):
 
 class OptionsError(MalsoriError, ValueError):
     """An invalid decoding or engine option (unknown language, bad compute type...)."""
+
+
+class CheckpointError(MalsoriError):
+    """A training checkpoint is missing, unreadable, or in a format this version does not
+    read (``fit(resume=...)``, ``malsori finetune --resume``)."""

@@ -38,11 +38,13 @@ from ..models import (
     resolve_model,
 )
 from ..train import DistributedContext, fit, resolve_device
+from ..train.checkpoint import checkpoint_path, existing_checkpoint
 from .data import IGNORE, Collator, Example, SpeechDataset, WhisperTokens, load_examples
 from .export import QUANTIZATIONS, export_ct2
 from .hf_model import load_whisper
 
 REPORT = "finetune_report.json"
+CHECKPOINTS = "checkpoints"  # OUT/checkpoints/last.pt: fit's checkpoint, for --resume
 
 
 @dataclass
@@ -141,10 +143,8 @@ def word_error_rate(
 
 def _check_output(cfg: FinetuneConfig) -> None:
     out = cfg.output_dir
-    checkpoint = out / "checkpoints" / "last.pt"
     if cfg.resume:
-        if not checkpoint.is_file():
-            raise MalsoriError(f"cannot resume: no checkpoint at {checkpoint}")
+        existing_checkpoint(out / CHECKPOINTS)
     elif out.exists() and any(out.iterdir()):
         raise MalsoriError(
             f"{out} is not empty; choose a new output directory, or pass --resume to "
@@ -263,8 +263,8 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
         device=device,
         seed=cfg.seed,
         num_workers=cfg.workers,
-        checkpoint_dir=cfg.output_dir / "checkpoints",
-        resume=cfg.output_dir / "checkpoints" if cfg.resume else None,
+        checkpoint_dir=cfg.output_dir / CHECKPOINTS,
+        resume=checkpoint_path(cfg.output_dir / CHECKPOINTS) if cfg.resume else None,
         output_dir=cfg.output_dir,
         restore_best=True,
         progress=cfg.progress,

@@ -4,10 +4,13 @@
 The steps, as in the original notes:
 
 1. data as tensors                       -> the caller's ``train_data`` (tensors or a Dataset)
-2. ``TensorDataset`` + ``DataLoader``     -> built here (batch_size, shuffle, num_workers)
+2. ``TensorDataset`` + ``DataLoader``     -> :func:`make_loaders` (batch_size, shuffle, workers)
 3. a model, an ``nn.Module``             -> the caller's ``model``
 4. a loss such as ``nn.MSELoss``          -> the caller's ``loss_fn``
-5. an optimizer and the loop             -> built here: zero_grad(); backward(); step()
+5. an optimizer and the loop             -> :func:`train_epoch`: zero_grad(); backward(); step()
+
+``fit`` reads top to bottom: set-up, then one :func:`train_epoch` per epoch, the validation
+loss, :class:`EarlyStopping`, and the checkpoint, which is the :class:`TrainState` saved.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -25,8 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset, random_split
 
-from .._atomic import atomic_open
-from ..errors import MalsoriError, OptionsError
+from .._progress import progress_bar
+from ..errors import OptionsError
+from .checkpoint import CHECKPOINT, Scheduler, TrainState, checkpoint_path, existing_checkpoint
 from .distributed import DistributedContext
 from .history import EpochStats, History
 
@@ -40,7 +46,21 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
-CHECKPOINT = "last.pt"
+__all__ = [
+    "CHECKPOINT",
+    "Callback",
+    "EarlyStopping",
+    "Loaders",
+    "LossStep",
+    "TrainState",
+    "checkpoint_path",
+    "default_loss_step",
+    "fit",
+    "make_loaders",
+    "resolve_device",
+    "seed_everything",
+    "train_epoch",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -55,6 +75,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random numbers."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -69,6 +90,7 @@ def default_loss_step(
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, mapping or sequence of them) moved to ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
@@ -79,11 +101,13 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _batch_len(batch: Any) -> int:
+    """The number of samples in a batch (the first dimension of its first tensor)."""
     first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0]
     return int(first.shape[0])
 
 
 def _as_dataset(data: Dataset[Any] | Sequence[torch.Tensor]) -> Dataset[Any]:
+    """A Dataset as it is; tensors ``(inputs..., target)`` as a TensorDataset."""
     if isinstance(data, Dataset):
         return data
     return TensorDataset(*data)  # step 2: tensors -> TensorDataset
@@ -95,6 +119,7 @@ def _make_optimizer(
     lr: float,
     weight_decay: float,
 ) -> torch.optim.Optimizer:
+    """An optimizer by name (``OPTIMIZERS``), or the caller's own."""
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     cls = OPTIMIZERS.get(optimizer.lower())
@@ -105,53 +130,266 @@ def _make_optimizer(
     return cls(params, lr=lr, weight_decay=weight_decay)
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@dataclass
+class Loaders:
+    """Step 2's output: the DataLoaders and what the loop needs to know about them."""
+
+    train: DataLoader[Any]
+    valid: DataLoader[Any] | None
+    sampler: DistributedSampler[Any] | None  # under DDP: set_epoch() before each epoch
+    generator: torch.Generator  # the shuffle order (saved in the checkpoint)
+    n_train: int
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _split(
+    dataset: Dataset[Any],
+    valid_data: Dataset[Any] | Sequence[torch.Tensor] | None,
+    valid_fraction: float,
+    seed: int,
+) -> tuple[Dataset[Any], Dataset[Any] | None]:
+    """(train, validation): ``valid_data``, or a random, seeded ``valid_fraction``."""
+    if valid_data is not None:
+        return dataset, _as_dataset(valid_data)
+    if valid_fraction <= 0:
+        return dataset, None
+    n = len(dataset)  # type: ignore[arg-type]
+    n_valid = max(1, round(n * valid_fraction))
+    if n - n_valid < 1:
+        raise OptionsError(f"{n} samples are too few for a {valid_fraction:.0%} validation split")
+    split_gen = torch.Generator().manual_seed(seed)
+    train_set, valid_set = random_split(dataset, [n - n_valid, n_valid], generator=split_gen)
+    return train_set, valid_set
 
 
-def _checkpoint_path(resume: str | Path) -> Path:
-    path = Path(resume)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise MalsoriError(f"cannot resume: no checkpoint at {path}")
-    return path
+def make_loaders(
+    train_data: Dataset[Any] | Sequence[torch.Tensor],
+    *,
+    valid_data: Dataset[Any] | Sequence[torch.Tensor] | None = None,
+    valid_fraction: float = 0.2,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    seed: int = 0,
+    ctx: DistributedContext | None = None,
+    device: torch.device | None = None,
+) -> Loaders:
+    """Step 2: Dataset + DataLoader, with a seeded random validation split. Under DDP each
+    of the N processes reads its own shard, batch_size // N samples at a time."""
+    ctx = ctx or DistributedContext()
+    train_set, valid_set = _split(_as_dataset(train_data), valid_data, valid_fraction, seed)
+    per_rank_batch = max(1, batch_size // ctx.world_size)
+    generator = torch.Generator().manual_seed(seed)
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
+        if ctx.enabled
+        else None
+    )
+    train: DataLoader[Any] = DataLoader(
+        train_set,
+        batch_size=per_rank_batch,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        generator=generator,
+        collate_fn=collate_fn,
+        pin_memory=device is not None and device.type == "cuda",
+    )
+    valid: DataLoader[Any] | None = None
+    if valid_set is not None:
+        valid_sampler: DistributedSampler[Any] | None = (
+            DistributedSampler(valid_set, ctx.world_size, ctx.rank, shuffle=False)
+            if ctx.enabled
+            else None
+        )
+        valid = DataLoader(
+            valid_set,
+            batch_size=per_rank_batch,
+            sampler=valid_sampler,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+        )
+    return Loaders(train, valid, sampler, generator, len(train_set))  # type: ignore[arg-type]
 
 
-def _evaluate(
-    model: nn.Module,
+def train_epoch(
+    net: nn.Module,
+    loader: DataLoader[Any],
+    opt: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    state: TrainState,
+    *,
+    device: torch.device,
+    loss_step: LossStep = default_loss_step,
+    grad_accum_steps: int = 1,
+    max_grad_norm: float | None = None,
+    max_steps: int | None = None,
+    on_batch: Callable[[int, float], None] | None = None,
+) -> tuple[float, int]:
+    """One pass over the training data, the loop of the notes. Counts optimizer steps in
+    ``state.step``; stops early at ``max_steps``. Returns (sum of losses, samples seen)."""
+    net.train()
+    total, seen = 0.0, 0
+    n_batches = len(loader)
+    for i, batch in enumerate(loader):  # step 2: the DataLoader hands out batches
+        batch = to_device(batch, device)
+        n = _batch_len(batch)
+        # Step 5: the loop. Clear old gradients, forward + loss (steps 3-4),
+        # back-propagate, (optionally clip), update the weights. With gradient
+        # accumulation, zero_grad/step happen once per grad_accum_steps batches and
+        # each loss is scaled so the summed gradient is that of their mean.
+        first_of_group = i % grad_accum_steps == 0
+        group = min(grad_accum_steps, n_batches - (i - i % grad_accum_steps))
+        if first_of_group:
+            opt.zero_grad()  # optimizer.zero_grad()
+        loss = loss_step(net, batch, loss_fn)  # steps 3-4: model(inputs), then loss_fn
+        (loss / group if group > 1 else loss).backward()  # type: ignore[no-untyped-call]
+        total += float(loss.item()) * n
+        seen += n
+        if (i + 1) % grad_accum_steps == 0 or i + 1 == n_batches:
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
+            opt.step()  # optimizer.step()
+            state.step += 1
+        if on_batch is not None:
+            on_batch(seen, total)
+        if max_steps is not None and state.step >= max_steps:
+            break
+    return total, seen
+
+
+def evaluate_loss(
+    net: nn.Module,
     loader: DataLoader[Any],
     loss_fn: Callable[..., torch.Tensor],
     loss_step: LossStep,
     device: torch.device,
     ctx: DistributedContext,
 ) -> float:
-    model.eval()
+    """The mean loss over ``loader`` without gradients (summed over every process)."""
+    net.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in loader:
             batch = to_device(batch, device)
             n = _batch_len(batch)
-            total += float(loss_step(model, batch, loss_fn).item()) * n
+            total += float(loss_step(net, batch, loss_fn).item()) * n
             count += n
     total = ctx.all_reduce_sum(total, device)
     count = int(ctx.all_reduce_sum(float(count), device))
     return total / max(count, 1)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Remember the best epoch (lowest validation loss, else training loss) and, with
+    ``keep_best``, its weights; stop after ``patience`` epochs in a row without a new best."""
+
+    patience: int | None = None
+    keep_best: bool = False
+
+    def update(self, state: TrainState, loss: float, model: nn.Module) -> bool:
+        """Record the loss of epoch ``state.epoch``; True when training should stop."""
+        history = state.history
+        if history.best_valid_loss is None or loss < history.best_valid_loss:
+            history.best_valid_loss, history.best_epoch, state.bad_epochs = loss, state.epoch, 0
+            if self.keep_best:
+                weights = {k: v.detach() for k, v in model.state_dict().items()}
+                state.best_weights = copy.deepcopy(weights)
+        else:
+            state.bad_epochs += 1
+        return self.patience is not None and state.bad_epochs >= self.patience
+
+
+class _EpochBar:
+    """The training progress bar: a line per epoch, redrawn at most five times a second
+    (redrawing every batch would cost ~0.5 ms each)."""
+
+    def __init__(self, enabled: bool, n_samples: int, epochs: int, world_size: int) -> None:
+        self.bar = progress_bar(
+            "epoch {task.fields[epoch]}/{task.fields[epochs]}",
+            "{task.completed}/{task.total} samples",
+            "loss {task.fields[loss]:.4g}  {task.fields[speed]:.0f} samples/s",
+            enabled=enabled,
+        )
+        self.enabled, self.n_samples, self.epochs = enabled, n_samples, epochs
+        self.world_size = world_size
+        self.task: Any = None
+        self.t0 = self.last_draw = 0.0
+
+    def __enter__(self) -> _EpochBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.bar.__exit__(exc_type, exc, tb)
+
+    def start(self, epoch: int) -> None:
+        """A new line for ``epoch``."""
+        self.task = self.bar.add_task(
+            "", total=self.n_samples, epoch=epoch, epochs=self.epochs, loss=math.nan, speed=0.0
+        )
+        self.t0 = self.last_draw = time.perf_counter()
+
+    def batch_done(self, seen: int, loss_sum: float) -> None:
+        """After a batch: samples so far, running mean loss and speed (all processes)."""
+        if self.enabled and (now := time.perf_counter()) - self.last_draw >= 0.2:
+            self.last_draw = now
+            self.bar.update(
+                self.task,
+                completed=seen * self.world_size,
+                loss=loss_sum / seen,
+                speed=seen * self.world_size / max(now - self.t0, 1e-9),
+            )
+
+    def finish(self) -> None:
+        """The epoch is over: a full bar."""
+        self.bar.update(self.task, completed=self.n_samples)
+
+
+def _step_scheduler(sched: Scheduler | None, loss: float) -> None:
+    """One scheduler step per epoch; ReduceLROnPlateau is given the monitored loss."""
+    if sched is None:
+        return
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched.step(loss)
+    else:
+        sched.step()
+
+
+def _check_counts(
+    epochs: int, batch_size: int, grad_accum_steps: int, max_steps: int | None
+) -> None:
+    """Refuse counts that make no sense, before any work."""
+    if epochs < 1 or batch_size < 1 or grad_accum_steps < 1:
+        raise OptionsError("epochs, batch_size and grad_accum_steps must be >= 1")
+    if max_steps is not None and max_steps < 1:
+        raise OptionsError("max_steps must be >= 1")
+
+
+def _start(device: str | torch.device) -> tuple[DistributedContext, torch.device]:
+    """The process group (under torchrun) and this process's device."""
+    ctx = DistributedContext.from_env()
+    dev = resolve_device(device)
+    if dev.type == "cuda" and ctx.enabled:
+        dev = torch.device("cuda", ctx.local_rank)
+    ctx.init(dev)
+    return ctx, dev
+
+
+def _place(model: nn.Module, dev: torch.device, ctx: DistributedContext) -> nn.Module:
+    """The model on ``dev``; under torchrun wrapped in DistributedDataParallel."""
+    model.to(dev)
+    if not ctx.enabled:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[dev.index] if dev.type == "cuda" else None
+    )
 
 
 def fit(
@@ -200,167 +438,52 @@ def fit(
     ``max_steps`` stops after that many optimizer steps in all; ``restore_best`` keeps the
     weights of the epoch with the best validation loss even without early stopping.
     """
-    if epochs < 1 or batch_size < 1 or grad_accum_steps < 1:
-        raise OptionsError("epochs, batch_size and grad_accum_steps must be >= 1")
-    if max_steps is not None and max_steps < 1:
-        raise OptionsError("max_steps must be >= 1")
-    keep_best = restore_best or early_stopping_patience is not None
-    ctx = DistributedContext.from_env()
-    dev = resolve_device(device)
-    if dev.type == "cuda" and ctx.enabled:
-        dev = torch.device("cuda", ctx.local_rank)
-    ctx.init(dev)
+    _check_counts(epochs, batch_size, grad_accum_steps, max_steps)
+    ctx, dev = _start(device)
     seed_everything(seed)
 
     # Step 2: Dataset + DataLoader, with a seeded random validation split.
-    dataset = _as_dataset(train_data)
-    if valid_data is not None:
-        train_set, valid_set = dataset, _as_dataset(valid_data)
-    elif valid_fraction > 0:
-        n = len(dataset)  # type: ignore[arg-type]
-        n_valid = max(1, round(n * valid_fraction))
-        if n - n_valid < 1:
-            raise OptionsError(
-                f"{n} samples are too few for a {valid_fraction:.0%} validation split"
-            )
-        split_gen = torch.Generator().manual_seed(seed)
-        train_set, valid_set = random_split(dataset, [n - n_valid, n_valid], generator=split_gen)
-    else:
-        train_set, valid_set = dataset, None
-    per_rank_batch = max(1, batch_size // ctx.world_size)
-    loader_gen = torch.Generator().manual_seed(seed)
-    sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
-        if ctx.enabled
-        else None
-    )
-    train_loader: DataLoader[Any] = DataLoader(
-        train_set,
-        batch_size=per_rank_batch,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=num_workers,
-        generator=loader_gen,
-        collate_fn=collate_fn,
-        pin_memory=dev.type == "cuda",
-    )
-    valid_loader: DataLoader[Any] | None = None
-    if valid_set is not None:
-        valid_sampler: DistributedSampler[Any] | None = (
-            DistributedSampler(valid_set, ctx.world_size, ctx.rank, shuffle=False)
-            if ctx.enabled
-            else None
-        )
-        valid_loader = DataLoader(
-            valid_set,
-            batch_size=per_rank_batch,
-            sampler=valid_sampler,
-            num_workers=num_workers,
-            collate_fn=collate_fn,
-        )
-
+    data = make_loaders(
+        train_data, valid_data=valid_data, valid_fraction=valid_fraction,
+        batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+        collate_fn=collate_fn, seed=seed, ctx=ctx, device=dev,
+    )  # fmt: skip
     # Step 3 is the caller's nn.Module; move it to the device (and wrap it for DDP).
-    model.to(dev)
-    net: nn.Module = model
-    if ctx.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-
+    net = _place(model, dev, ctx)
     # Step 5 (set-up): the optimizer and an optional learning-rate scheduler.
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     sched = scheduler(opt) if scheduler is not None else None
 
-    history = History()
-    start_epoch = 1
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs = 0
-    steps = 0  # optimizer steps taken, across epochs
+    state = TrainState(seed=seed)
     if resume is not None:
-        ckpt = torch.load(_checkpoint_path(resume), map_location=dev, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None and ckpt.get("scheduler") is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        history = History.from_dict(ckpt["history"])
-        best_state, bad_epochs = ckpt["best_state"], ckpt["bad_epochs"]
-        loader_gen.set_state(ckpt["loader_generator"])
-        _set_rng_state(ckpt["rng"])
-        start_epoch = ckpt["epoch"] + 1
-        steps = int(ckpt.get("steps", 0))
-
-    show = progress and ctx.is_main
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} samples"),
-        TextColumn("loss {task.fields[loss]:.4g}  {task.fields[speed]:.0f} samples/s"),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=False,
-    )
-    n_train = len(train_set)  # type: ignore[arg-type]
-    with bar:
-        for epoch in range(start_epoch, epochs + 1):
-            if max_steps is not None and steps >= max_steps:
+        state = TrainState.load(existing_checkpoint(resume), dev)
+        state.restore(model, opt, sched, data.generator)
+    keep_best = restore_best or early_stopping_patience is not None
+    stopper = EarlyStopping(early_stopping_patience, keep_best)
+    with _EpochBar(progress and ctx.is_main, data.n_train, epochs, ctx.world_size) as bar:
+        for epoch in range(state.epoch + 1, epochs + 1):
+            if max_steps is not None and state.step >= max_steps:
                 break
-            task = bar.add_task(
-                "", total=n_train, epoch=epoch, epochs=epochs, loss=math.nan, speed=0.0
-            )
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            net.train()
+            if data.sampler is not None:
+                data.sampler.set_epoch(epoch)
+            bar.start(epoch)
             t0 = time.perf_counter()
-            total, seen = 0.0, 0
-            last_draw = t0
-            n_batches = len(train_loader)
-            for i, batch in enumerate(train_loader):
-                batch = to_device(batch, dev)
-                n = _batch_len(batch)
-                # Step 5: the loop. Clear old gradients, forward + loss (steps 3-4),
-                # back-propagate, (optionally clip), update the weights. With gradient
-                # accumulation, zero_grad/step happen once per grad_accum_steps batches and
-                # each loss is scaled so the summed gradient is that of their mean.
-                first_of_group = i % grad_accum_steps == 0
-                group = min(grad_accum_steps, n_batches - (i - i % grad_accum_steps))
-                if first_of_group:
-                    opt.zero_grad()
-                loss = loss_step(net, batch, loss_fn)
-                (loss / group if group > 1 else loss).backward()  # type: ignore[no-untyped-call]
-                total += float(loss.item()) * n
-                seen += n
-                if (i + 1) % grad_accum_steps == 0 or i + 1 == n_batches:
-                    if max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    opt.step()
-                    steps += 1
-                if show and (now := time.perf_counter()) - last_draw >= 0.2:
-                    # Redrawing every batch would cost ~0.5 ms each: update 5 times a second.
-                    last_draw = now
-                    bar.update(
-                        task,
-                        completed=seen * ctx.world_size,
-                        loss=total / seen,
-                        speed=seen * ctx.world_size / max(now - t0, 1e-9),
-                    )
-                if max_steps is not None and steps >= max_steps:
-                    break
+            loss_sum, seen = train_epoch(
+                net, data.train, opt, loss_fn, state, device=dev, loss_step=loss_step,
+                grad_accum_steps=grad_accum_steps, max_grad_norm=max_grad_norm,
+                max_steps=max_steps, on_batch=bar.batch_done,
+            )  # fmt: skip
             train_time = time.perf_counter() - t0
-            train_loss = ctx.all_reduce_sum(total, dev) / max(
+            train_loss = ctx.all_reduce_sum(loss_sum, dev) / max(
                 ctx.all_reduce_sum(float(seen), dev), 1
             )
             valid_loss = (
-                _evaluate(net, valid_loader, loss_fn, loss_step, dev, ctx)
-                if valid_loader is not None
+                evaluate_loss(net, data.valid, loss_fn, loss_step, dev, ctx)
+                if data.valid is not None
                 else None
             )
-            if sched is not None:
-                if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    sched.step(valid_loss if valid_loss is not None else train_loss)
-                else:
-                    sched.step()
+            monitored = valid_loss if valid_loss is not None else train_loss
+            _step_scheduler(sched, monitored)
             stats = EpochStats(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -369,50 +492,24 @@ def fit(
                 time_s=time.perf_counter() - t0,
                 samples_per_s=seen * ctx.world_size / max(train_time, 1e-9),
             )
-            history.epochs.append(stats)
+            state.history.epochs.append(stats)
+            state.epoch = epoch
 
             # Early stopping: remember the best weights; stop after `patience` worse epochs.
-            monitored = valid_loss if valid_loss is not None else train_loss
-            if history.best_valid_loss is None or monitored < history.best_valid_loss:
-                history.best_valid_loss, history.best_epoch, bad_epochs = monitored, epoch, 0
-                if keep_best:
-                    best_state = copy.deepcopy(
-                        {k: v.detach() for k, v in model.state_dict().items()}
-                    )
-            else:
-                bad_epochs += 1
-            stop = early_stopping_patience is not None and bad_epochs >= early_stopping_patience
-            history.stopped_early = stop and epoch < epochs
-
+            stop = stopper.update(state, monitored, model)
+            state.history.stopped_early = stop and epoch < epochs
             if checkpoint_dir is not None and ctx.is_main:
                 Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-                with atomic_open(Path(checkpoint_dir) / CHECKPOINT, "wb") as fh:
-                    torch.save(
-                        {
-                            "epoch": epoch,
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict() if sched is not None else None,
-                            "history": history.to_dict(),
-                            "best_state": best_state,
-                            "bad_epochs": bad_epochs,
-                            "steps": steps,
-                            "loader_generator": loader_gen.get_state(),
-                            "rng": _rng_state(),
-                            "seed": seed,
-                        },
-                        fh,
-                    )
+                state.capture(model, opt, sched, data.generator)
+                state.save(checkpoint_path(checkpoint_dir))
             ctx.barrier()
-            for callback in callbacks:
-                if callback(stats, model):
-                    stop = True
-            bar.update(task, completed=n_train)
+            stop = any([callback(stats, model) for callback in callbacks]) or stop
+            bar.finish()
             if stop:
                 break
 
-    if keep_best and best_state is not None:
-        model.load_state_dict(best_state)  # "until the loss is minimal": keep the best epoch
+    if stopper.keep_best and state.best_weights is not None:
+        model.load_state_dict(state.best_weights)  # "until the loss is minimal": the best epoch
     if output_dir is not None and ctx.is_main:
-        history.save(output_dir)
-    return history
+        state.history.save(output_dir)
+    return state.history

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import malsori
 from conftest import EVALDATA
+from malsori import errors
+from malsori._extras import require_extra
 from malsori.evaluate import ManifestError, read_manifest, score
 from malsori.evaluate.metrics import normalize
 
@@ -138,3 +141,29 @@ def test_eval_reports_bad_rows_and_still_scores_good_ones(run_cli: Run, tmp_path
     assert proc.returncode == 1
     assert "line 3: audio file not found" in proc.stderr
     assert "| tiny.en int8 beam5 | en | 1 | **0.00%**" in proc.stdout
+
+
+def test_every_error_class_is_in_the_drawn_tree_and_exported() -> None:
+    classes = [
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, Exception) and c.__module__ == errors.__name__
+    ]
+    assert len(classes) >= 13
+    for cls in classes:
+        assert issubclass(cls, errors.MalsoriError), cls
+        assert cls.__name__ in (errors.__doc__ or "").split(), f"{cls.__name__} not drawn"
+        assert getattr(malsori, cls.__name__) is cls, f"{cls.__name__} not exported"
+    from malsori.evaluate.manifest import ManifestError as old_path
+
+    assert old_path is ManifestError is errors.ManifestError
+
+
+def test_require_extra_is_one_line_naming_the_extra() -> None:
+    message = (
+        r"'malsori eval' needs the eval extra \(no_such_module_x is not installed\): "
+        r"pip install -e '\.\[eval\]'"
+    )
+    with pytest.raises(errors.MissingExtraError, match=message):
+        require_extra("eval", "'malsori eval'", ("no_such_module_x",))
+    require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))  # installed

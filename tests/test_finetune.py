@@ -20,6 +20,7 @@ pytest.importorskip("transformers")
 
 import torch
 
+from malsori.errors import ModelFormatError, ModelLoadError
 from malsori.finetune import (
     Collator,
     SpeechDataset,
@@ -217,6 +218,27 @@ def test_unusable_rows_are_reported_and_skipped(tiny_dir: Path, tmp_path: Path) 
     ]
     assert "broken.wav" in text and "31.0 s" in text and "decoder takes at most 448" in text
     assert "missing.wav" in text
+
+
+def test_model_readers_refuse_damaged_files_with_one_error(tiny_dir: Path, tmp_path: Path) -> None:
+    """A truncated or foreign model.bin is a ModelFormatError (a ModelLoadError), not a
+    KeyError or struct error from inside the reader."""
+    data = (tiny_dir / "model.bin").read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "short": data[:3],
+        "version": (99).to_bytes(4, "little") + data[4:64],
+        "garbage": b"\x05\x00\x00\x00" + bytes(range(256)) * 4,
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(content)
+        with pytest.raises(ModelFormatError) as info:
+            read_ct2_model(path)
+        assert str(path) in str(info.value) or "model.bin" in str(info.value), name
+        assert isinstance(info.value, ModelLoadError)
+    with pytest.raises(ModelFormatError, match="cannot read"):
+        read_ct2_model(tmp_path / "absent.bin")
 
 
 def test_finetune_cli_rejects_bad_input(run_cli: Run, tmp_path: Path) -> None:

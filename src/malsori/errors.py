@@ -1,5 +1,25 @@
 """The exceptions malsori raises. Every user-facing failure is one of these, with a message
-that says what went wrong and what to do about it; the CLI prints it as one line."""
+that says what went wrong and what to do about it; the CLI prints it as one line.
+
+The tree (catch ``MalsoriError`` for all of them)::
+
+    MalsoriError
+    ├── AudioError              input is not usable audio (missing, empty, truncated...)
+    ├── ModelNotFoundError      no model of that name or path; lists every place tried
+    ├── ModelIntegrityError     a model file does not match its checksum
+    ├── ModelLoadError          a model directory CTranslate2 cannot load
+    │   └── ModelFormatError    model.bin / config / tokenizer malsori's own readers refuse
+    ├── OptionsError            an invalid option (also a ValueError)
+    ├── OutputError             a result file cannot be written
+    │   └── NoSpaceError        ... because the disk (or quota) is full
+    ├── ManifestError           a TSV manifest (eval, finetune) cannot be used as a whole
+    ├── DataError               a CSV for training or prediction cannot be used
+    ├── CheckpointError         a training checkpoint is missing, unreadable or too new
+    └── MissingExtraError       an optional dependency (an extra) is not installed
+
+Modules that raised some of these before they lived here re-export them
+(``malsori.evaluate.manifest.ManifestError``, ``malsori.train.regression.DataError``).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +46,12 @@ class ModelLoadError(MalsoriError):
     files, not a Whisper model, not enough memory...)."""
 
 
+class ModelFormatError(ModelLoadError):
+    """malsori's own model readers (the fine-tuning import: model.bin, config.json,
+    tokenizer.json) cannot use a model directory: truncated or unknown binary version,
+    not a Whisper model, weights that do not fit the architecture."""
+
+
 class OutputError(MalsoriError):
     """A result file could not be written (disk full, no permission, two inputs would write
     the same file...). No partial set of a file's formats is left behind."""
@@ -42,3 +68,17 @@ class OptionsError(MalsoriError, ValueError):
 class CheckpointError(MalsoriError):
     """A training checkpoint is missing, unreadable, or in a format this version does not
     read (``fit(resume=...)``, ``malsori finetune --resume``)."""
+
+
+class ManifestError(MalsoriError):
+    """A manifest (TSV of path, language, reference) cannot be used as a whole: missing file,
+    no header, missing columns, no usable rows. Single bad rows are reported, not raised."""
+
+
+class DataError(MalsoriError):
+    """A CSV cannot be used for training or prediction (the message says where and why)."""
+
+
+class MissingExtraError(MalsoriError):
+    """An optional dependency is not installed; the message names the extra and the
+    ``pip install`` command (raised by :func:`malsori._extras.require_extra`)."""

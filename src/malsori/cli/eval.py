@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MalsoriError
+from .._extras import require_extra
+from ..errors import ManifestError
 
 
 def register(sub: Any) -> None:
@@ -58,11 +59,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import jiwer  # noqa: F401
-        import whisper_normalizer  # noqa: F401
-    except ImportError as exc:
-        raise MalsoriError("'malsori eval' needs the eval extra: pip install -e '.[eval]'") from exc
+    require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))
     from ..evaluate import EvalConfig, evaluate, plot_speed_vs_error, read_manifest, write_report
     from ..evaluate.report import render_markdown, summary_rows
     from ..options import normalize_language
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         for problem in problems:
             print(f"malsori: {args.manifest}: {problem}", file=sys.stderr)
-        raise MalsoriError(f"{args.manifest}: no usable rows to evaluate")
+        raise ManifestError(f"{args.manifest}: no usable rows to evaluate")
     configs = [
         EvalConfig(
             model=m,

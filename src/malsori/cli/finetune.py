@@ -8,12 +8,10 @@ Runs under ``torchrun --nproc-per-node N -m malsori.cli finetune ...`` as well
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from ..errors import MalsoriError
-from ._torch import require_torch
+from .._extras import require_extra
 
 
 def register(sub: Any) -> None:
@@ -101,9 +99,7 @@ def _mb(n: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_torch("finetune")
-    if importlib.util.find_spec("transformers") is None:
-        raise MalsoriError("'malsori finetune' needs transformers: pip install -e '.[train]'")
+    require_extra("train", "'malsori finetune'")
     from ..finetune.run import FinetuneConfig, finetune
     from ..train.distributed import DistributedContext
 

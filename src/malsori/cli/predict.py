@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._torch import require_torch
+from .._extras import require_extra
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_torch("predict")
+    require_extra("train", "'malsori predict'", ("torch",))
     from .._atomic import atomic_write_text
     from ..train.regression import predict_csv, render_predictions
 

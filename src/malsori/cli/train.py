@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._torch import require_torch
+from .._extras import require_extra
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
 
 
 def run_regression(args: argparse.Namespace) -> int:
-    require_torch("train")
+    require_extra("train", "'malsori train'", ("torch",))
     from ..train.distributed import DistributedContext
     from ..train.regression import train_regression
 

@@ -8,15 +8,13 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MalsoriError
+from ..errors import ManifestError
 from ..options import language_codes
+
+__all__ = ["ManifestError", "ManifestProblem", "ManifestRow", "read_manifest"]
 
 REQUIRED = ("path", "language", "reference")
 OPTIONAL = ("duration_s", "duration", "source", "license", "speaker", "id")
-
-
-class ManifestError(MalsoriError):
-    """The manifest as a whole cannot be used (missing file, no header, missing columns)."""
 
 
 @dataclass(frozen=True)

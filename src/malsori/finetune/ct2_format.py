@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MalsoriError
+from ..errors import ModelFormatError
 
 _DTYPES: dict[int, str] = {
     0: "float32",
@@ -58,48 +58,67 @@ class CT2Model:
 
 
 def _u(fh: BinaryIO, fmt: str) -> int:
+    """One little-endian integer of struct format ``fmt``."""
     size = struct.calcsize(fmt)
     data = fh.read(size)
     if len(data) != size:
-        raise MalsoriError("unexpected end of CTranslate2 model.bin")
+        raise ModelFormatError("unexpected end of CTranslate2 model.bin")
     return int(struct.unpack("<" + fmt, data)[0])
 
 
 def _string(fh: BinaryIO) -> str:
+    """A uint16 length, then that many bytes, the last one NUL."""
     n = _u(fh, "H")
     return fh.read(n).rstrip(b"\0").decode("utf-8")
 
 
+def _variable(fh: BinaryIO, version: int) -> tuple[str, npt.NDArray[np.generic]]:
+    """One named variable: its shape, dtype and data (bfloat16 widened to float32)."""
+    name = _string(fh)
+    rank = _u(fh, "B")
+    dims = [_u(fh, "I") for _ in range(rank)]
+    if version >= 4:
+        dtype = _DTYPES[_u(fh, "B")]
+        num_bytes = _u(fh, "I")
+    else:
+        item_size = _u(fh, "B")
+        dtype = {4: "float32", 2: "int16", 1: "int8"}[item_size]
+        num_bytes = _u(fh, "I") * item_size
+    raw = fh.read(num_bytes)
+    if dtype == "bfloat16":
+        u16 = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+        arr: npt.NDArray[np.generic] = u16.view(np.float32)
+    else:
+        arr = np.frombuffer(raw, dtype=dtype).copy()
+    return name, arr.reshape(dims) if dims else arr.reshape(())
+
+
+def _read(fh: BinaryIO, model_bin: Path) -> CT2Model:
+    """The layout in the module docstring, read front to back."""
+    version = _u(fh, "I")
+    if not 2 <= version <= 6:
+        raise ModelFormatError(f"{model_bin}: unsupported CTranslate2 binary version {version}")
+    spec, revision = _string(fh), _u(fh, "I")
+    variables = dict(_variable(fh, version) for _ in range(_u(fh, "I")))
+    aliases = {}
+    if version >= 3:
+        for _ in range(_u(fh, "I")):
+            alias = _string(fh)
+            aliases[alias] = _string(fh)
+    return CT2Model(spec, revision, version, variables, aliases)
+
+
 def read_ct2_model(path: str | Path) -> CT2Model:
+    """Every variable of a CTranslate2 ``model.bin`` (or of the directory holding it).
+    A file that is not one is a :class:`~malsori.errors.ModelFormatError`, one line."""
     p = Path(path)
     model_bin = p / "model.bin" if p.is_dir() else p
-    with open(model_bin, "rb") as fh:
-        version = _u(fh, "I")
-        if not 2 <= version <= 6:
-            raise MalsoriError(f"{model_bin}: unsupported CTranslate2 binary version {version}")
-        spec, revision = _string(fh), _u(fh, "I")
-        variables: dict[str, npt.NDArray[np.generic]] = {}
-        for _ in range(_u(fh, "I")):
-            name = _string(fh)
-            rank = _u(fh, "B")
-            dims = [_u(fh, "I") for _ in range(rank)]
-            if version >= 4:
-                dtype = _DTYPES[_u(fh, "B")]
-                num_bytes = _u(fh, "I")
-            else:
-                item_size = _u(fh, "B")
-                dtype = {4: "float32", 2: "int16", 1: "int8"}[item_size]
-                num_bytes = _u(fh, "I") * item_size
-            raw = fh.read(num_bytes)
-            if dtype == "bfloat16":
-                u16 = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
-                arr: npt.NDArray[np.generic] = u16.view(np.float32)
-            else:
-                arr = np.frombuffer(raw, dtype=dtype).copy()
-            variables[name] = arr.reshape(dims) if dims else arr.reshape(())
-        aliases = {}
-        if version >= 3:
-            for _ in range(_u(fh, "I")):
-                alias = _string(fh)
-                aliases[alias] = _string(fh)
-    return CT2Model(spec, revision, version, variables, aliases)
+    try:
+        with open(model_bin, "rb") as fh:
+            return _read(fh, model_bin)
+    except OSError as exc:
+        raise ModelFormatError(f"{model_bin}: cannot read: {exc.strerror or exc}") from exc
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(
+            f"{model_bin}: not a CTranslate2 model.bin this reader understands ({exc!r})"
+        ) from exc

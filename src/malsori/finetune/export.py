@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MalsoriError, OptionsError
+from ..errors import OptionsError, OutputError
 from ..models import CHECKSUMS_FILE, write_checksums
 from ..models import FINETUNE_INFO as INFO_FILE
 
@@ -70,7 +70,7 @@ def export_ct2(
         )
     source, out = Path(source_dir), Path(output_dir)
     if (out / "model.bin").exists() and not overwrite:
-        raise MalsoriError(f"{out} already holds a model (choose another output directory)")
+        raise OutputError(f"{out} already holds a model (choose another output directory)")
     out.mkdir(parents=True, exist_ok=True)
     from transformers.utils import logging as hf_logging
 

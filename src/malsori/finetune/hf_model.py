@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MalsoriError
+from ..errors import ModelFormatError
 from .ct2_format import CT2Model, read_ct2_model
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def _num_layers(m: CT2Model, stack: str) -> int:
     pattern = re.compile(rf"{stack}/layer_(\d+)/")
     found = {int(g.group(1)) for k in m.variables if (g := pattern.match(k))}
     if not found:
-        raise MalsoriError(f"CTranslate2 model has no {stack} layers (is it a Whisper model?)")
+        raise ModelFormatError(f"CTranslate2 model has no {stack} layers (is it a Whisper model?)")
     return max(found) + 1
 
 
@@ -125,7 +125,7 @@ def ct2_state_dict(m: CT2Model) -> dict[str, npt.NDArray[np.float32]]:
 def _token_id(tokenizer: Any, token: str) -> int:
     tid = tokenizer.token_to_id(token)
     if tid is None:
-        raise MalsoriError(f"tokenizer.json has no {token} token (is it a Whisper tokenizer?)")
+        raise ModelFormatError(f"tokenizer.json has no {token} token (is it a Whisper tokenizer?)")
     return int(tid)
 
 
@@ -134,7 +134,7 @@ def read_ct2_config(model_dir: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise MalsoriError(f"{path}: cannot read the CTranslate2 config: {exc}") from exc
+        raise ModelFormatError(f"{path}: cannot read the CTranslate2 config: {exc}") from exc
     return data
 
 
@@ -144,7 +144,7 @@ def load_tokenizer(model_dir: Path) -> Any:
 
     path = model_dir / "tokenizer.json"
     if not path.is_file():
-        raise MalsoriError(
+        raise ModelFormatError(
             f"{model_dir} has no tokenizer.json; fine-tuning needs the model's own tokenizer"
         )
     return tokenizers.Tokenizer.from_file(str(path))
@@ -188,7 +188,7 @@ def generation_config(model_dir: Path, tokenizer: Any, config: dict[str, Any]) -
     for tid in ct2.get("lang_ids", []):
         token = tokenizer.id_to_token(int(tid))
         if token is None:
-            raise MalsoriError(f"{model_dir}/config.json: language id {tid} not in tokenizer")
+            raise ModelFormatError(f"{model_dir}/config.json: language id {tid} not in tokenizer")
         lang_to_id[token] = int(tid)
     return GenerationConfig(  # type: ignore[no-untyped-call]
         alignment_heads=[list(h) for h in ct2.get("alignment_heads", [])],
@@ -213,7 +213,7 @@ def load_whisper(model_dir: str | Path) -> WhisperForConditionalGeneration:
     directory = Path(model_dir)
     m = read_ct2_model(directory)
     if m.spec != "WhisperSpec":
-        raise MalsoriError(f"{directory}: a {m.spec} model, not a Whisper model")
+        raise ModelFormatError(f"{directory}: a {m.spec} model, not a Whisper model")
     tokenizer = load_tokenizer(directory)
     args = hf_config(m, tokenizer)
     model = WhisperForConditionalGeneration(WhisperConfig(**args))
@@ -222,7 +222,7 @@ def load_whisper(model_dir: str | Path) -> WhisperForConditionalGeneration:
     expected = {k for k in model.state_dict() if k != "proj_out.weight"}
     missing, unexpected = expected - state.keys(), state.keys() - expected
     if missing or unexpected:
-        raise MalsoriError(
+        raise ModelFormatError(
             f"{directory}: weights do not fit the Whisper architecture "
             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
         )

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
-from ..errors import MalsoriError, OptionsError
+from ..errors import MalsoriError, ManifestError, OptionsError, OutputError
 from ..evaluate.manifest import ManifestRow
 from ..models import (
     Registration,
@@ -146,7 +146,7 @@ def _check_output(cfg: FinetuneConfig) -> None:
     if cfg.resume:
         existing_checkpoint(out / CHECKPOINTS)
     elif out.exists() and any(out.iterdir()):
-        raise MalsoriError(
+        raise OutputError(
             f"{out} is not empty; choose a new output directory, or pass --resume to "
             "continue the run saved there"
         )
@@ -172,7 +172,7 @@ def _validate(cfg: FinetuneConfig) -> None:
             raise OptionsError(f"--name: {exc} (or pass --no-register)") from exc
     for flag, path in (("--train", cfg.train), ("--eval", cfg.eval)):
         if path is not None and not Path(path).is_file():
-            raise MalsoriError(f"{flag} {path}: no such manifest file")
+            raise ManifestError(f"{flag} {path}: no such manifest file")
 
 
 def _register(name: str, out: Path) -> Registration:
@@ -211,7 +211,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     for line in skipped:
         say(f"skipped: {line}")
     if not train_examples:
-        raise MalsoriError(f"{cfg.train}: no usable training examples (see the lines above)")
+        raise ManifestError(f"{cfg.train}: no usable training examples (see the lines above)")
     n_valid = round(len(train_examples) * cfg.valid_fraction) if len(train_examples) >= 10 else 0
     train_s = sum(e.duration for e in train_examples)
     say(

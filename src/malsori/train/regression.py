@@ -23,16 +23,29 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .._atomic import atomic_open, atomic_write_text
-from ..errors import MalsoriError, OptionsError
+from ..errors import DataError, OptionsError
 from .distributed import DistributedContext
 from .history import History
 from .loop import fit
 
 FloatArray = npt.NDArray[np.float32]
 
-
-class DataError(MalsoriError):
-    """The CSV cannot be used for training or prediction (the message says where and why)."""
+__all__ = [
+    "MLP",
+    "DataError",  # defined in malsori.errors; imported from here before
+    "RegressionResult",
+    "Standardizer",
+    "Table",
+    "column_matrix",
+    "linear_coefficients",
+    "load_regression",
+    "parse_hidden",
+    "predict_csv",
+    "read_table",
+    "regression_metrics",
+    "render_predictions",
+    "train_regression",
+]
 
 
 @dataclass

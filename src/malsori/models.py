@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._atomic import atomic_open, atomic_write_text
+from ._hashing import sha256_file
 from ._paths import cache_dir, models_dir
 from .errors import MalsoriError, ModelIntegrityError, ModelNotFoundError, OptionsError
 
@@ -201,14 +202,6 @@ def _verify_recorded(path: Path, model: BundledModel) -> bool:
     return _is_recorded(path, model.sha256)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_bundled(model: BundledModel, directory: Path, *, rehash: bool = False) -> Path:
     """Check ``directory/model.bin`` against the pinned size and sha256; return the directory.
 
@@ -259,12 +252,8 @@ class FileChecksum:
 
 
 def _digest(path: Path) -> FileChecksum:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return FileChecksum(size, digest.hexdigest())
+    """Size and sha256 of one model file."""
+    return FileChecksum(path.stat().st_size, sha256_file(path))
 
 
 def write_checksums(directory: str | Path, *, created_by: str = "malsori") -> Path:

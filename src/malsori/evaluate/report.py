@@ -3,16 +3,15 @@ JSON, CSV, and a speed vs WER plot. Written atomically."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_open, atomic_write_text
+from .._atomic import atomic_write_text
+from .._tables import csv_text, new_figure, save_figure
 from .manifest import ManifestProblem
 from .metrics import headline
-from .runner import ConfigResult
+from .runner import ConfigResult, Utterance
 
 
 def _pct(x: float) -> str:
@@ -117,48 +116,49 @@ def to_json(results: list[ConfigResult], problems: list[ManifestProblem]) -> dic
     }
 
 
+CSV_COLUMNS = (
+    "config",
+    "line",
+    "path",
+    "language",
+    "wer",
+    "raw_wer",
+    "cer",
+    "substitutions",
+    "insertions",
+    "deletions",
+    "duration_s",
+    "processing_s",
+    "reference",
+    "hypothesis",
+)
+
+
+def _csv_row(label: str, u: Utterance) -> list[Any]:
+    """One utterance as a CSV row (the columns of ``CSV_COLUMNS``)."""
+    s = u.score
+    return [
+        label,
+        u.row.line,
+        str(u.row.path),
+        u.row.language,
+        f"{s.wer:.4f}",
+        f"{s.raw_wer:.4f}",
+        f"{s.cer:.4f}",
+        s.substitutions,
+        s.insertions,
+        s.deletions,
+        f"{u.duration:.3f}",
+        f"{u.processing_time:.3f}",
+        u.row.reference,
+        u.hypothesis,
+    ]
+
+
 def render_csv(results: list[ConfigResult]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
-        [
-            "config",
-            "line",
-            "path",
-            "language",
-            "wer",
-            "raw_wer",
-            "cer",
-            "substitutions",
-            "insertions",
-            "deletions",
-            "duration_s",
-            "processing_s",
-            "reference",
-            "hypothesis",
-        ]
-    )
-    for res in results:
-        for u in res.utterances:
-            w.writerow(
-                [
-                    res.config.label,
-                    u.row.line,
-                    str(u.row.path),
-                    u.row.language,
-                    f"{u.score.wer:.4f}",
-                    f"{u.score.raw_wer:.4f}",
-                    f"{u.score.cer:.4f}",
-                    u.score.substitutions,
-                    u.score.insertions,
-                    u.score.deletions,
-                    f"{u.duration:.3f}",
-                    f"{u.processing_time:.3f}",
-                    u.row.reference,
-                    u.hypothesis,
-                ]
-            )
-    return buf.getvalue()
+    """Every scored utterance of every configuration, one row each."""
+    rows = (_csv_row(res.config.label, u) for res in results for u in res.utterances)
+    return csv_text(CSV_COLUMNS, rows)
 
 
 def write_report(
@@ -177,12 +177,7 @@ def write_report(
 
 def plot_speed_vs_error(results: list[ConfigResult], path: str | Path) -> None:
     """One point per configuration and language: x = x-realtime, y = the headline rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure(7, 4.5)
     for r in summary_rows(results):
         if r["rtf"] <= 0:
             continue
@@ -201,7 +196,4 @@ def plot_speed_vs_error(results: list[ConfigResult], path: str | Path) -> None:
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_open, atomic_write_text
+from .._atomic import atomic_write_text
+from .._tables import csv_text, new_figure, save_figure
 
 
 @dataclass
@@ -55,23 +54,17 @@ class History:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "history.json", json.dumps(self.to_dict(), indent=2))
-        buf = io.StringIO()
-        writer = csv.writer(buf)
         names = [f.name for f in fields(EpochStats)]
-        writer.writerow(names)
-        for e in self.epochs:
-            writer.writerow(["" if getattr(e, n) is None else getattr(e, n) for n in names])
-        atomic_write_text(out / "history.csv", buf.getvalue())
+        rows = (
+            ["" if getattr(e, n) is None else getattr(e, n) for n in names] for e in self.epochs
+        )
+        atomic_write_text(out / "history.csv", csv_text(names, rows))
         self.plot(out / "loss.png")
         return [out / "history.json", out / "history.csv", out / "loss.png"]
 
     def plot(self, path: str | Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        """The loss curves (log scale when every loss is positive), best epoch marked."""
+        fig, ax = new_figure(6, 4)
         xs = [e.epoch for e in self.epochs]
         ax.plot(xs, self.train_loss, marker="o", label="train")
         valid = [math.nan if v is None else v for v in self.valid_loss]
@@ -84,7 +77,4 @@ class History:
         ax.set_yscale("log" if min(self.train_loss, default=1) > 0 else "linear")
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_open(path, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, path)

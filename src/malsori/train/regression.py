@@ -8,7 +8,6 @@ training history (CSV, JSON, loss.png).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .._atomic import atomic_open, atomic_write_text
+from .._tables import csv_text
 from ..errors import DataError, OptionsError
 from .distributed import DistributedContext
 from .history import History
@@ -327,9 +327,6 @@ def predict_csv(model_dir: str | Path, csv_path: str | Path) -> tuple[Table, Flo
 
 
 def render_predictions(table: Table, pred: FloatArray, target: str) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([*table.columns, f"predicted_{target}"])
-    for row, value in zip(table.rows, pred, strict=True):
-        writer.writerow([*row, f"{float(value):.6g}"])
-    return buf.getvalue()
+    """The input CSV with a ``predicted_TARGET`` column added."""
+    rows = ([*row, f"{float(value):.6g}"] for row, value in zip(table.rows, pred, strict=True))
+    return csv_text([*table.columns, f"predicted_{target}"], rows)

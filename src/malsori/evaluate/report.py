@@ -9,7 +9,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from .._tables import csv_text, new_figure, save_figure
-from .manifest import ManifestProblem
+from ..manifest import ManifestProblem
 from .metrics import headline
 from .runner import ConfigResult, Utterance
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..errors import MalsoriError
-from .manifest import ManifestProblem, ManifestRow
+from ..manifest import ManifestProblem, ManifestRow
 from .metrics import Score, score
 
 
@@ -95,24 +95,13 @@ def evaluate(
         )
         result = ConfigResult(cfg, load_time=time.perf_counter() - t0)
         for row in rows:
-            if not loaded.is_multilingual and row.language != "en":
-                result.skipped.append(
-                    ManifestProblem(
-                        row.line,
-                        f"{row.path.name}: {cfg.model} is English-only, "
-                        f"row language is {row.language}",
-                    )
-                )
-                if progress:
-                    progress(cfg, row, None)
-                continue
             options = DecodeOptions(
                 language=row.language,
                 beam_size=cfg.beam_size,
                 best_of=cfg.beam_size,
                 batch_size=cfg.batch_size,
             )
-            try:
+            try:  # an English-only model refuses other languages here (check_options)
                 tr = transcribe(row.path, loaded, options=options)
             except MalsoriError as exc:
                 result.skipped.append(ManifestProblem(row.line, str(exc)))

@@ -30,8 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..capabilities import unsupported
 from ..errors import MalsoriError
-from ..evaluate.manifest import ManifestProblem, read_manifest
+from ..manifest import ManifestProblem, read_manifest
 
 MAX_SECONDS = 30.0
 IGNORE = -100  # labels with this value are not scored (nn.CrossEntropyLoss's ignore_index)
@@ -51,11 +52,14 @@ class Example:
 class WhisperTokens:
     """The token side of preprocessing, from the model directory's tokenizer.json."""
 
-    def __init__(self, model_dir: Path, multilingual: bool, max_positions: int) -> None:
+    def __init__(
+        self, model_dir: Path, multilingual: bool, max_positions: int, name: str | None = None
+    ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
         from .hf_model import load_tokenizer
 
+        self.name = name or Path(model_dir).name  # the model, as messages call it
         self._hf = load_tokenizer(model_dir)
         self._factory = Tokenizer
         self.multilingual = multilingual
@@ -104,10 +108,9 @@ def load_examples(
     examples: list[Example] = []
     for row in rows:
         lang = language or row.language
-        if not tokens.multilingual and lang != "en":
-            problems.append(
-                ManifestProblem(row.line, f"{row.path.name}: English-only model, language {lang}")
-            )
+        why_not = unsupported(tokens.name, tokens.multilingual, lang)
+        if why_not is not None:
+            problems.append(ManifestProblem(row.line, f"{row.path.name}: {why_not}"))
             continue
         try:
             audio = load_audio(row.path)

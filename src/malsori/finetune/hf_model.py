@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..capabilities import is_multilingual_vocab
 from ..errors import ModelFormatError
 from .ct2_format import CT2Model, read_ct2_model
 
@@ -195,7 +196,7 @@ def generation_config(model_dir: Path, tokenizer: Any, config: dict[str, Any]) -
         suppress_tokens=list(ct2.get("suppress_ids", [])),
         begin_suppress_tokens=list(ct2.get("suppress_ids_begin", [])),
         lang_to_id=lang_to_id,
-        is_multilingual=config["vocab_size"] >= 51865,  # openai-whisper's own rule
+        is_multilingual=is_multilingual_vocab(config["vocab_size"]),
         decoder_start_token_id=config["decoder_start_token_id"],
         eos_token_id=config["eos_token_id"],
         pad_token_id=config["pad_token_id"],

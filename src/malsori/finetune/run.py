@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
+from ..capabilities import is_multilingual_vocab
 from ..errors import MalsoriError, ManifestError, OptionsError, OutputError
-from ..evaluate.manifest import ManifestRow
+from ..manifest import ManifestRow
 from ..models import (
     Registration,
     check_model_name,
@@ -197,7 +198,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     model = load_whisper(source)
     tokens = WhisperTokens(
         source,
-        multilingual=model.config.vocab_size >= 51865,
+        multilingual=is_multilingual_vocab(model.config.vocab_size),
         max_positions=model.config.max_target_positions,
     )
 

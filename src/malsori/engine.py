@@ -304,6 +304,8 @@ def transcribe(
         )
     )
     check_options(loaded, opts)
+    if opts.uses_malsori_pipeline:
+        return _transcribe_pipeline(audio, loaded, opts, progress, on_segment)
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     duration = samples.shape[0] / SAMPLE_RATE
 
@@ -333,6 +335,46 @@ def transcribe(
         segments=segments,
         language=info.language,
         language_probability=float(info.language_probability),
+        duration=duration,
+        model=loaded.name,
+        options=opts.to_dict(),
+        processing_time=time.perf_counter() - t0,
+    )
+
+
+def _transcribe_pipeline(
+    audio: AudioSource | npt.NDArray[np.float32],
+    loaded: LoadedModel,
+    opts: DecodeOptions,
+    progress: ProgressCallback | None,
+    on_segment: Callable[[Segment], None] | None,
+) -> Transcript:
+    """``transcribe`` through malsori's own pipeline (src/malsori/pipeline): the audio is
+    streamed in blocks, segments reach ``on_segment`` batch by batch in time order."""
+    from threadpoolctl import threadpool_limits
+
+    from .pipeline import Pipeline
+    from .pipeline.run import config_from_options
+
+    t0 = time.perf_counter()
+    pipe = Pipeline(loaded, config_from_options(opts))
+    segments: list[Segment] = []
+    with threadpool_limits(limits=1, user_api="blas"):  # see transcribe: reproducible features
+        for seg in pipe.run(audio):
+            segments.append(seg)
+            if on_segment is not None:
+                on_segment(seg)
+            if progress is not None:
+                total = pipe.state.declared_duration or seg.end
+                progress(min(seg.end, total), total)
+    duration = pipe.state.duration
+    if progress is not None:
+        progress(duration, duration)
+    language, probability = pipe.state.language(opts.language or "en")
+    return Transcript(
+        segments=segments,
+        language=language,
+        language_probability=probability,
         duration=duration,
         model=loaded.name,
         options=opts.to_dict(),

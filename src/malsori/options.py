@@ -12,6 +12,10 @@ from typing import Any
 from .errors import OptionsError
 
 TASKS = ("transcribe", "translate")
+#: ``malsori``: malsori's own long-form pipeline (src/malsori/pipeline, docs/pipeline.md);
+#: ``faster-whisper``: faster-whisper's BatchedInferencePipeline. ``batch_size=1`` is always
+#: faster-whisper's sequential decoding.
+PIPELINES = ("malsori", "faster-whisper")
 
 
 def language_codes() -> tuple[str, ...]:
@@ -46,7 +50,9 @@ class DecodeOptions:
 
     language: str | None = None
     task: str = "transcribe"
-    beam_size: int = 1
+    #: 0 = automatic: greedy, beam 5 for the languages that need it (Korean) in malsori's
+    #: pipeline; greedy (1) in faster-whisper's.
+    beam_size: int = 0
     best_of: int = 5
     temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     word_timestamps: bool = False
@@ -55,14 +61,19 @@ class DecodeOptions:
     hotwords: str | None = None
     condition_on_previous_text: bool = True
     batch_size: int = 8
+    pipeline: str = "faster-whisper"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "language", normalize_language(self.language))
         if self.task not in TASKS:
             raise OptionsError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
-        if self.beam_size < 1:
-            raise OptionsError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.beam_size < 0:
+            raise OptionsError(f"beam_size must be >= 1 (or 0 = automatic), got {self.beam_size}")
+        if self.pipeline not in PIPELINES:
+            raise OptionsError(
+                f"unknown pipeline {self.pipeline!r}; expected one of {', '.join(PIPELINES)}"
+            )
         if self.best_of < 1:
             raise OptionsError(f"best_of must be >= 1, got {self.best_of}")
         if self.batch_size < 1:
@@ -74,12 +85,17 @@ class DecodeOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def uses_malsori_pipeline(self) -> bool:
+        """True when ``transcribe`` decodes with malsori's own pipeline."""
+        return self.batch_size > 1 and self.pipeline == "malsori"
+
     def transcribe_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``WhisperModel.transcribe`` / ``BatchedInferencePipeline``."""
         kwargs: dict[str, Any] = {
             "language": self.language,
             "task": self.task,
-            "beam_size": self.beam_size,
+            "beam_size": self.beam_size or 1,
             "best_of": self.best_of,
             "temperature": self.temperature,
             "word_timestamps": self.word_timestamps,

@@ -30,6 +30,10 @@ class Segment:
     seek: int = 0
     #: The token ids of the text (Whisper's tokenizer).
     tokens: list[int] = field(default_factory=list)
+    #: The language this segment was decoded in (malsori's pipeline detects it per window).
+    language: str | None = None
+    #: Quality flags from malsori's pipeline: "repetition", "low_confidence".
+    flags: list[str] = field(default_factory=list)
 
     @classmethod
     def from_faster_whisper(cls, seg: Any) -> Segment:

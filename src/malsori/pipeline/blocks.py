@@ -1,0 +1,176 @@
+"""Stage 1: audio in blocks.
+
+The whole recording is never held in memory: a path, bytes or file object is decoded by
+PyAV block by block (the same resampler settings as :func:`malsori.audio.load_audio`, so
+the samples are identical), and an array is sliced into the same blocks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from ..audio import _TRUNCATED_RATIO, SAMPLE_RATE, AudioSource, _check_wav_header, _declared_seconds
+from ..errors import AudioError
+
+#: Seconds of audio per block (1 minute: 3.8 MB of float32; Silero needs ~35 MB for it).
+BLOCK_SECONDS = 60.0
+
+Samples = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    """``samples`` (16 kHz mono float32) starting at sample ``start`` of the recording."""
+
+    start: int
+    samples: Samples
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.samples)
+
+
+class AudioStream:
+    """Input: a path, bytes, a binary file object or a 16 kHz float32 array.
+    Output: :class:`AudioBlock` s in order (iterate once); ``declared_seconds`` is the
+    length the container announces (None when unknown), ``samples_read`` what came out.
+
+    Raises :class:`AudioError` for the same defects as ``load_audio``: missing, empty or
+    non-audio input before the first block, truncated or zero-length audio after the last.
+    """
+
+    def __init__(
+        self, source: AudioSource | Samples, *, block_seconds: float = BLOCK_SECONDS
+    ) -> None:
+        self.block_samples = max(1, int(block_seconds * SAMPLE_RATE))
+        self.samples_read = 0
+        self._array: Samples | None = None
+        self._source: str | BinaryIO | None = None
+        self._label = "<audio>"
+        self.declared_seconds: float | None = None
+        if isinstance(source, np.ndarray):
+            self._array = np.asarray(source, dtype=np.float32).reshape(-1)
+            self.declared_seconds = len(self._array) / SAMPLE_RATE
+            if self._array.size == 0:
+                raise AudioError("<array>: contains no audio samples (zero-length audio)")
+        else:
+            self._open(source)
+
+    def _open(self, source: AudioSource) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            self._label = str(path)
+            if not path.exists():
+                raise AudioError(f"{path}: no such file")
+            if path.is_dir():
+                raise AudioError(f"{path}: is a directory, not an audio file")
+            if not os.access(path, os.R_OK):
+                raise AudioError(f"{path}: permission denied")
+            size = path.stat().st_size
+            if size == 0:
+                raise AudioError(f"{path}: file is empty (0 bytes)")
+            with open(path, "rb") as fh:
+                _check_wav_header(fh, self._label, size)
+            self._source = str(path)
+        else:
+            data = source if isinstance(source, bytes) else bytes(source.read())
+            self._label = (
+                "<bytes>"
+                if isinstance(source, bytes)
+                else str(getattr(source, "name", None) or "<stream>")
+            )
+            if not data:
+                raise AudioError(f"{self._label}: input is empty (0 bytes)")
+            buf = io.BytesIO(data)
+            _check_wav_header(buf, self._label, len(data))
+            self._source = buf
+        self._probe()
+
+    def _probe(self) -> None:
+        import av
+
+        assert self._source is not None
+        try:
+            with av.open(self._source, mode="r", metadata_errors="ignore") as container:
+                if not container.streams.audio:
+                    raise AudioError(f"{self._label}: contains no audio stream")
+                self.declared_seconds = _declared_seconds(container, container.streams.audio[0])
+        except AudioError:
+            raise
+        except av.FFmpegError as exc:
+            raise AudioError(f"{self._label}: not a decodable audio file ({exc})") from exc
+        except (OSError, ValueError) as exc:
+            raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
+        if isinstance(self._source, io.BytesIO):
+            self._source.seek(0)
+
+    def __iter__(self) -> Iterator[AudioBlock]:
+        pieces = self._array_pieces() if self._array is not None else self._decoded_pieces()
+        pending: list[Samples] = []
+        held = 0
+        start = 0
+        for piece in pieces:
+            pending.append(piece)
+            held += len(piece)
+            while held >= self.block_samples:
+                joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                block, rest = joined[: self.block_samples], joined[self.block_samples :]
+                yield AudioBlock(start, block)
+                start += len(block)
+                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+        if held:
+            yield AudioBlock(start, np.concatenate(pending) if len(pending) > 1 else pending[0])
+            start += held
+        self.samples_read = start
+        self._check_complete()
+
+    def _array_pieces(self) -> Iterator[Samples]:
+        assert self._array is not None
+        for i in range(0, len(self._array), self.block_samples):
+            yield self._array[i : i + self.block_samples]
+
+    def _decoded_pieces(self) -> Iterator[Samples]:
+        import av
+
+        assert self._source is not None
+        try:
+            with av.open(self._source, mode="r", metadata_errors="ignore") as container:
+                stream = container.streams.audio[0]
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+                for frame in container.decode(stream):
+                    for out in resampler.resample(frame):
+                        yield _to_float(out.to_ndarray())
+                for out in resampler.resample(None):
+                    yield _to_float(out.to_ndarray())
+        except av.FFmpegError as exc:
+            raise AudioError(f"{self._label}: not a decodable audio file ({exc})") from exc
+        except (OSError, ValueError) as exc:
+            raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
+
+    def _check_complete(self) -> None:
+        if self.samples_read == 0:
+            raise AudioError(f"{self._label}: contains no audio samples (zero-length audio)")
+        decoded = self.samples_read / SAMPLE_RATE
+        declared = self.declared_seconds
+        if (
+            self._array is None
+            and declared is not None
+            and declared > 0.5
+            and decoded < declared * _TRUNCATED_RATIO
+        ):
+            raise AudioError(
+                f"{self._label}: truncated audio (header declares {declared:.2f} s, "
+                f"only {decoded:.2f} s could be decoded)"
+            )
+
+
+def _to_float(frame: npt.NDArray[Any]) -> Samples:
+    return (frame.reshape(-1).astype(np.float32) / 32768.0).astype(np.float32)

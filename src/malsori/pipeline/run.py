@@ -1,0 +1,361 @@
+"""The pipeline, stage by stage:
+
+audio blocks -> VAD regions -> windows -> encoder (micro-batches of 2)
+-> language per window -> decoder (batched across windows, per language)
+-> quality checks + fallback -> remainders of unfinished windows -> words
+-> segments (time order), handed to the caller batch by batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..audio import SAMPLE_RATE, AudioSource
+from ..transcript import Segment, Word
+from .assemble import RawSegment, split_by_timestamps
+from .blocks import AudioStream, Samples
+from .decode import Attempt, DecodeSetup
+from .encode import Encoded, encode_windows, num_frames, stack
+from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladder
+from .language import detect_languages
+from .vad import StreamingVad
+from .windows import Window, WindowPacker, pack
+from .words import align_words
+
+#: Beam width per language when ``beam_size`` is automatic (0); others decode greedily.
+#: Korean: greedy costs 4-5 CER points against beam 5 (docs/pipeline.md).
+LANGUAGE_BEAMS: dict[str, int] = {"ko": 5}
+#: Windows in the first decoder batch (the first segments arrive sooner).
+FIRST_BATCH = 4
+#: At most this many hypotheses (windows x beam) in one ``generate`` call (memory).
+MAX_HYPOTHESES = 6
+#: Re-decodes of an unfinished window's remainder.
+MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline needs from :class:`~malsori.options.DecodeOptions`."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 0  # 0 = automatic (LANGUAGE_BEAMS, else greedy)
+    best_of: int = 5
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    batch_size: int = 8
+    #: Decode Whisper's timestamp tokens (segments within a window, remainders decoded
+    #: again) or not (one segment per window: faster, and more accurate on both long
+    #: evaluation files, docs/pipeline.md).
+    timestamps: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def beam_for(self, language: str) -> int:
+        if self.beam_size > 0:
+            return self.beam_size
+        return LANGUAGE_BEAMS.get(language, 1)
+
+
+@dataclass
+class _Decoded:
+    window: Window
+    language: str
+    probability: float
+    encoded: Encoded
+    attempt: Attempt
+    segments: list[RawSegment]
+    resume: float | None
+    tail: RawSegment | None
+
+
+@dataclass
+class PipelineState:
+    """What the caller reads after (or during) the run."""
+
+    duration: float = 0.0
+    declared_duration: float | None = None
+    language_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    language_probs: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    windows: int = 0
+    fallbacks: int = 0
+
+    def language(self, default: str) -> tuple[str, float]:
+        if not self.language_seconds:
+            return default, 0.0
+        lang = max(self.language_seconds, key=lambda k: self.language_seconds[k])
+        probs = self.language_probs[lang]
+        return lang, sum(probs) / len(probs)
+
+
+class Pipeline:
+    """Input: a loaded model (``malsori.engine.LoadedModel``) and a config; ``run(audio)``.
+    Output: :class:`~malsori.transcript.Segment` s in time order, each batch as soon as it
+    is decoded; ``state`` holds the duration and the languages seen."""
+
+    def __init__(self, loaded: Any, config: PipelineConfig) -> None:
+        self.fw = loaded.model  # faster_whisper.WhisperModel: its parts, not its transcribe
+        self.whisper = self.fw.model  # ctranslate2.models.Whisper
+        self.multilingual = bool(self.whisper.is_multilingual)
+        self.config = config
+        self.setup = DecodeSetup(
+            self.whisper,
+            int(self.fw.max_length),
+            config.initial_prompt,
+            config.hotwords,
+            timestamps=config.timestamps,
+        )
+        self.state = PipelineState()
+        self._tokenizers: dict[str, Any] = {}
+        self._last_language: str | None = None
+        self._next_id = 1
+
+    def tokenizer(self, language: str) -> Any:
+        """faster-whisper's Tokenizer for one language (cached)."""
+        if language not in self._tokenizers:
+            from faster_whisper.tokenizer import Tokenizer
+
+            self._tokenizers[language] = Tokenizer(
+                self.fw.hf_tokenizer,
+                self.multilingual,
+                task=self.config.task,
+                language=language if self.multilingual else "en",
+            )
+        return self._tokenizers[language]
+
+    def run(self, audio: AudioSource | Samples) -> Iterator[Segment]:
+        """Stream ``audio`` through every stage; yields segments batch by batch."""
+        release_freed_memory()
+        stream = AudioStream(audio)
+        self.state.declared_duration = stream.declared_seconds
+        vad, packer = StreamingVad(), WindowPacker()
+        pending: list[Window] = []
+        target = min(FIRST_BATCH, self.config.batch_size)
+        for block in stream:
+            pending += packer.feed(vad.feed(block))
+            while len(pending) >= target:
+                yield from self._batch(pending[:target])
+                pending = pending[target:]
+                target = self.config.batch_size
+        pending += packer.feed(vad.flush()) + packer.flush()
+        while pending:
+            yield from self._batch(pending[:target])
+            pending = pending[target:]
+            target = self.config.batch_size
+        self.state.duration = stream.samples_read / SAMPLE_RATE
+
+    # -- one decoder batch ------------------------------------------------------------
+    def _batch(self, windows: list[Window]) -> Iterator[Segment]:
+        results = self._decode(windows, None)
+        todo = results
+        while todo:
+            again = []
+            for r in todo:
+                rest = (
+                    r.window.remainder(r.resume)
+                    if r.resume is not None and r.window.depth < MAX_DEPTH
+                    else None
+                )
+                if rest is None:  # not decoded again: keep the unfinished tail
+                    if r.tail is not None:
+                        r.segments.append(r.tail)
+                else:
+                    again.append((rest, r))
+            if not again:
+                break
+            by_language: dict[tuple[str, float], list[Window]] = defaultdict(list)
+            for w, r in again:
+                by_language[(r.language, r.probability)].append(w)
+            joined = [(w, lp) for lp, ws in by_language.items() for w in pack(ws)]
+            todo = self._decode([w for w, _ in joined], [lp for _, lp in joined])
+            # a segment that runs across two joined windows: decode those apart
+            crossed = [r for r in todo if _crosses(r)]
+            if crossed:
+                todo = [r for r in todo if r not in crossed]
+                apart = [(w, (r.language, r.probability)) for r in crossed for w in r.window.parts]
+                todo += self._decode([w for w, _ in apart], [lp for _, lp in apart])
+            results += todo
+        if self.config.word_timestamps:
+            self._words(results)
+        segments = [seg for r in results for seg in self._segments(r)]
+        segments.sort(key=lambda s: (s.start, s.end))
+        for seg in segments:
+            yield _with_id(seg, self._next_id)
+            self._next_id += 1
+
+    def _decode(
+        self, windows: list[Window], languages: list[tuple[str, float]] | None
+    ) -> list[_Decoded]:
+        encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
+        if languages is None:
+            languages = self._languages(encoded)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (lang, _) in enumerate(languages):
+            groups[lang].append(i)
+        attempts: list[Attempt | None] = [None] * len(windows)
+        for lang, idx in groups.items():
+            tok = self.tokenizer(lang)
+            rungs = ladder(
+                self.config.beam_for(lang), self.config.temperatures, self.config.best_of
+            )
+            got = decode_with_fallback(
+                self.setup,
+                tok,
+                [encoded[i] for i in idx],
+                rungs,
+                self.config.thresholds,
+                MAX_HYPOTHESES,
+            )
+            for i, kept in zip(idx, got, strict=True):
+                attempts[i] = kept
+        out = []
+        for i, w in enumerate(windows):
+            a = attempts[i]
+            assert a is not None
+            lang, p = languages[i]
+            self.state.windows += 1
+            if a.strategy.beam_size != self.config.beam_for(lang) or a.strategy.temperature > 0:
+                self.state.fallbacks += 1
+            segs: list[RawSegment] = []
+            resume, tail = None, None
+            if not is_silence(a, self.config.thresholds) and a.text:
+                if self.config.timestamps:
+                    segs, resume, tail = split_by_timestamps(
+                        self.tokenizer(lang), a.tokens, w.seconds
+                    )
+                else:
+                    segs = [RawSegment(0.0, w.seconds, list(a.tokens))]
+                self.state.language_seconds[lang] += w.seconds
+                self.state.language_probs[lang].append(p)
+            out.append(_Decoded(w, lang, p, encoded[i], a, segs, resume, tail))
+        return out
+
+    def _languages(self, encoded: list[Encoded]) -> list[tuple[str, float]]:
+        if self.config.language is not None or not self.multilingual:
+            lang = self.config.language or "en"
+            return [(lang, 1.0)] * len(encoded)
+        found = detect_languages(self.whisper, stack(encoded), self._last_language)
+        if found:
+            self._last_language = found[-1][0]
+        return found
+
+    def _words(self, results: list[_Decoded]) -> None:
+        groups: dict[str, list[_Decoded]] = defaultdict(list)
+        for r in results:
+            if r.segments:
+                groups[r.language].append(r)
+        for lang, rs in groups.items():
+            for lo in range(0, len(rs), self.config.batch_size):
+                part = rs[lo : lo + self.config.batch_size]
+                align_words(
+                    self.whisper,
+                    self.tokenizer(lang),
+                    stack([r.encoded for r in part]),
+                    [r.window for r in part],
+                    [r.segments for r in part],
+                    [num_frames(r.window) for r in part],
+                )
+
+    def _segments(self, r: _Decoded) -> Iterator[Segment]:
+        tok = self.tokenizer(r.language)
+        a = r.attempt
+        seg_flags = flags(a, self.config.thresholds)
+        for s in r.segments:
+            text = tok.decode([t for t in s.tokens if t < tok.eot])
+            if not text.strip():
+                continue
+            words = None
+            if self.config.word_timestamps:
+                words = [
+                    Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                    for w in s.words
+                ]
+            if words:
+                start, end = words[0].start, words[-1].end
+            else:
+                p0 = r.window.piece_at(s.start)
+                p1 = r.window.piece_at(s.end, end=True)
+                start = r.window.to_recording(s.start, p0)
+                end = r.window.to_recording(s.end, p1)
+            yield Segment(
+                id=0,
+                start=round(start, 3),
+                end=round(max(start, end), 3),
+                text=text,
+                avg_logprob=a.avg_logprob,
+                no_speech_prob=a.no_speech_prob,
+                compression_ratio=a.compression_ratio,
+                temperature=a.strategy.temperature,
+                words=words if self.config.word_timestamps else None,
+                seek=round(r.window.start * 100),
+                tokens=list(s.tokens),
+                language=r.language,
+                flags=list(seg_flags),
+            )
+
+
+def _crosses(r: _Decoded) -> bool:
+    """True when a segment of a joined window starts and ends in different parts."""
+    w = r.window
+    if not w.sources:
+        return False
+    for s in [*r.segments, *([r.tail] if r.tail else [])]:
+        a = w.sources[w.piece_at(s.start)]
+        b = w.sources[w.piece_at(s.end, end=True)]
+        if a != b:
+            return True
+    return False
+
+
+def release_freed_memory() -> None:
+    """Make glibc hand large freed buffers back to the system at once (mmap them; no
+    dynamic threshold): the encoder's and the decoder's working memory are then never
+    resident together, which keeps the peak RSS ~60 MB lower. No-op off glibc."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB
+        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD: 1 MiB
+    except (OSError, AttributeError):
+        pass
+
+
+_MALLOC_TUNED = False
+
+
+def _with_id(seg: Segment, seg_id: int) -> Segment:
+    from dataclasses import replace
+
+    return replace(seg, id=seg_id)
+
+
+def config_from_options(opts: Any) -> PipelineConfig:
+    """``DecodeOptions`` -> :class:`PipelineConfig` (thresholds may come through ``extra``)."""
+    temps = opts.temperature if isinstance(opts.temperature, tuple | list) else (opts.temperature,)
+    th = Thresholds(
+        compression_ratio=float(opts.extra.get("compression_ratio_threshold", 2.4)),
+        log_prob=float(opts.extra.get("log_prob_threshold", -1.0)),
+        no_speech=float(opts.extra.get("no_speech_threshold", 0.6)),
+    )
+    return PipelineConfig(
+        language=opts.language,
+        task=opts.task,
+        beam_size=opts.beam_size,
+        best_of=opts.best_of,
+        temperatures=tuple(float(t) for t in temps),
+        word_timestamps=opts.word_timestamps,
+        initial_prompt=opts.initial_prompt,
+        hotwords=opts.hotwords,
+        batch_size=opts.batch_size,
+        timestamps=not bool(opts.extra.get("without_timestamps", True)),
+        thresholds=th,
+    )

@@ -100,7 +100,7 @@ def _mb(n: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     require_extra("train", "'malsori finetune'")
-    from ..finetune.run import FinetuneConfig, finetune
+    from ..finetune.recipe import FinetuneConfig, finetune
     from ..train.distributed import DistributedContext
 
     cfg = FinetuneConfig(

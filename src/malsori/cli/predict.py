@@ -1,4 +1,5 @@
-"""``malsori predict DIR DATA.csv``: predictions of a saved regression model."""
+"""``malsori predict DIR DATA.csv``: the regression recipe's second half, predictions of a
+model saved by ``malsori train regression`` (tabular data, not speech)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from .._extras import require_extra
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("predict", help="predict with a model saved by 'malsori train regression'")
+    p = sub.add_parser(
+        "predict",
+        help="the regression recipe, part 2: predict a CSV with a 'malsori train regression' model",
+        description="Part 2 of the regression recipe (part 1 is 'malsori train regression'): "
+        "add a predicted_TARGET column to DATA.csv with the model saved in DIR. Not for "
+        "speech: transcription is 'malsori transcribe'.",
+    )
     p.add_argument("model_dir", metavar="DIR")
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..manifest import ManifestError, ManifestProblem, ManifestRow, read_manifest
 from .metrics import Score, normalize, score
 from .report import plot_speed_vs_error, write_report
-from .runner import ConfigResult, EvalConfig, evaluate
+from .sweep import ConfigResult, EvalConfig, evaluate
 
 __all__ = [
     "ConfigResult",

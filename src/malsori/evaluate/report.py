@@ -11,7 +11,7 @@ from .._atomic import atomic_write_text
 from .._tables import csv_text, new_figure, save_figure
 from ..manifest import ManifestProblem
 from .metrics import headline
-from .runner import ConfigResult, Utterance
+from .sweep import ConfigResult, Utterance
 
 
 def _pct(x: float) -> str:

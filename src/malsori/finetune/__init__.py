@@ -8,10 +8,10 @@ the five-step loop of :func:`malsori.train.fit` (:func:`finetune`) -> CTranslate
 
 from __future__ import annotations
 
+from .ct2_export import QUANTIZATIONS, export_ct2
+from .ct2_import import load_whisper, mapping_rows
 from .data import Collator, SpeechDataset, WhisperTokens, load_examples, log_mel
-from .export import QUANTIZATIONS, export_ct2
-from .hf_model import load_whisper, mapping_rows
-from .run import FinetuneConfig, FinetuneResult, finetune, whisper_loss_step
+from .recipe import FinetuneConfig, FinetuneResult, finetune, whisper_loss_step
 
 __all__ = [
     "QUANTIZATIONS",

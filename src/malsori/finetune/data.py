@@ -57,7 +57,7 @@ class WhisperTokens:
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
-        from .hf_model import load_tokenizer
+        from .ct2_import import load_tokenizer
 
         self.name = name or Path(model_dir).name  # the model, as messages call it
         self._hf = load_tokenizer(model_dir)

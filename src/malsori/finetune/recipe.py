@@ -1,0 +1,329 @@
+"""The fine-tuning recipe: a CTranslate2 Whisper model + manifests -> a fine-tuned
+CTranslate2 model. (This module was ``finetune/run.py``; cf. ``train/regression.py``, the
+regression recipe.)
+
+The five steps, as everywhere in malsori:
+
+1. data as tensors        audio -> log-mel features, references -> token ids (data.py)
+2. Dataset + DataLoader   ``SpeechDataset`` + ``Collator``; the DataLoader is built by ``fit``
+3. the nn.Module          ``WhisperForConditionalGeneration``, weights imported from model.bin
+4. the loss               ``nn.CrossEntropyLoss`` over the text tokens (prompt/padding ignored)
+5. optimizer + loop       AdamW; ``fit`` runs zero_grad(); loss.backward(); optimizer.step()
+
+Around them: word error rate before and after on the evaluation manifest (with faster-whisper,
+the engine that will serve the model), the best epoch's weights kept, a checkpoint after
+every epoch for ``resume``, and the export back to CTranslate2.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_write_text
+from ..capabilities import is_multilingual_vocab
+from ..errors import MalsoriError, ManifestError, OptionsError, OutputError
+from ..manifest import ManifestRow
+from ..models import (
+    Registration,
+    check_model_name,
+    register_model,
+    registration_conflict,
+    resolve_model,
+)
+from ..train import DistributedContext, fit, resolve_device
+from ..train.checkpoint import checkpoint_path, existing_checkpoint
+from .ct2_export import QUANTIZATIONS, export_ct2
+from .ct2_import import load_whisper
+from .data import IGNORE, Collator, Example, SpeechDataset, WhisperTokens, load_examples
+
+REPORT = "finetune_report.json"
+CHECKPOINTS = "checkpoints"  # OUT/checkpoints/last.pt: fit's checkpoint, for --resume
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything one run needs; the CLI fills it from its flags."""
+
+    model: str
+    train: Path
+    output_dir: Path
+    eval: Path | None = None
+    epochs: int = 3
+    lr: float | None = None  # None: 1e-4 with freeze_encoder (decoder only), else 1e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int | None = None
+    freeze_encoder: bool = False
+    language: str | None = None
+    quantization: str = "float16"
+    valid_fraction: float = 0.1
+    weight_decay: float = 0.01
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    workers: int = 0
+    eval_compute_type: str = "int8"
+    eval_beam_size: int = 5
+    name: str | None = None  # register under this name in the user models directory
+    progress: bool = True
+
+
+@dataclass
+class WerResult:
+    wer: float
+    utterances: int
+    ref_words: int
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    train_examples: int
+    valid_examples: int
+    eval_examples: int
+    skipped: list[str]
+    wer_before: WerResult | None
+    wer_after: WerResult | None
+    train_time_s: float
+    total_time_s: float
+    peak_rss_bytes: int
+    peak_cuda_bytes: int | None
+    epochs_run: int
+    best_epoch: int | None
+    registered_as: str | None = None
+    registration: Registration | None = None  # where the name went (a link to output_dir)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def whisper_loss_step(
+    model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: Callable[..., torch.Tensor]
+) -> torch.Tensor:
+    """Steps 3-4 for one batch: the forward pass, then cross-entropy over the labels."""
+    logits = model(
+        input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]
+    ).logits
+    # CrossEntropyLoss wants (batch, classes, positions).
+    return loss_fn(logits.transpose(1, 2), batch["labels"])
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def word_error_rate(
+    model_dir: Path, examples: list[Example], cfg: FinetuneConfig
+) -> WerResult | None:
+    """Corpus WER of ``examples`` transcribed by faster-whisper with ``model_dir``."""
+    if not examples:
+        return None
+    from ..engine import unload_models
+    from ..evaluate.sweep import EvalConfig, evaluate
+
+    rows = [ManifestRow(e.line, e.path, e.language, e.reference) for e in examples]
+    config = EvalConfig(
+        model=str(model_dir),
+        compute_type=cfg.eval_compute_type,
+        beam_size=cfg.eval_beam_size,
+        device="cuda" if cfg.device.startswith("cuda") else cfg.device,
+    )
+    (result,) = evaluate(rows, [config])
+    unload_models()
+    totals = result.totals()
+    return WerResult(float(totals["wer"]), int(totals["utterances"]), int(totals["ref_words"]))
+
+
+def _check_output(cfg: FinetuneConfig) -> None:
+    out = cfg.output_dir
+    if cfg.resume:
+        existing_checkpoint(out / CHECKPOINTS)
+    elif out.exists() and any(out.iterdir()):
+        raise OutputError(
+            f"{out} is not empty; choose a new output directory, or pass --resume to "
+            "continue the run saved there"
+        )
+    if cfg.name is not None:
+        conflict = registration_conflict(cfg.name, out)
+        if conflict is not None:  # a dangling registration is no conflict: it is replaced
+            raise MalsoriError(conflict + " (or pass --no-register)")
+
+
+def _validate(cfg: FinetuneConfig) -> None:
+    if cfg.quantization not in QUANTIZATIONS:
+        raise OptionsError(
+            f"--quantization {cfg.quantization!r}: expected one of {', '.join(QUANTIZATIONS)}"
+        )
+    if cfg.lr is not None and cfg.lr <= 0:
+        raise OptionsError("--lr must be > 0")
+    if not 0 <= cfg.valid_fraction < 1:
+        raise OptionsError("--valid-fraction must be in [0, 1)")
+    if cfg.name is not None:
+        try:
+            check_model_name(cfg.name)
+        except OptionsError as exc:
+            raise OptionsError(f"--name: {exc} (or pass --no-register)") from exc
+    for flag, path in (("--train", cfg.train), ("--eval", cfg.eval)):
+        if path is not None and not Path(path).is_file():
+            raise ManifestError(f"{flag} {path}: no such manifest file")
+
+
+def _register(name: str, out: Path) -> Registration:
+    """Make the export visible to ``malsori models`` and ``--model NAME``: a link
+    ``models_dir()/NAME`` -> ``out`` (replacing one whose directory was deleted). The
+    export's checksums were just written and recorded, so nothing is hashed again."""
+    return register_model(out, name, rehash=False, created_by="malsori finetune")
+
+
+def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> FinetuneResult:
+    """Fine-tune ``cfg.model`` on ``cfg.train``; export to ``cfg.output_dir``; report WER."""
+    t_start = time.perf_counter()
+    _validate(cfg)
+    ctx = DistributedContext.from_env()
+    if ctx.is_main:  # under torchrun, rank 0 may already be writing there
+        _check_output(cfg)
+    say = log if ctx.is_main else (lambda _msg: None)
+    source = resolve_model(cfg.model).path
+    device = resolve_device(cfg.device)
+
+    # Step 3 first: the architecture decides how the data is prepared.
+    model = load_whisper(source)
+    tokens = WhisperTokens(
+        source,
+        multilingual=is_multilingual_vocab(model.config.vocab_size),
+        max_positions=model.config.max_target_positions,
+    )
+
+    # Step 1: the examples (audio and references checked; unusable rows reported).
+    train_examples, problems = load_examples(cfg.train, tokens, language=cfg.language)
+    skipped = [f"{cfg.train.name} {p}" for p in problems]
+    eval_examples: list[Example] = []
+    if cfg.eval is not None:
+        eval_examples, eval_problems = load_examples(cfg.eval, tokens, language=cfg.language)
+        skipped += [f"{cfg.eval.name} {p}" for p in eval_problems]
+    for line in skipped:
+        say(f"skipped: {line}")
+    if not train_examples:
+        raise ManifestError(f"{cfg.train}: no usable training examples (see the lines above)")
+    n_valid = round(len(train_examples) * cfg.valid_fraction) if len(train_examples) >= 10 else 0
+    train_s = sum(e.duration for e in train_examples)
+    say(
+        f"train: {len(train_examples)} clips ({train_s / 60:.1f} min; {n_valid} of them held "
+        f"out for validation), eval: {len(eval_examples)} clips; model {cfg.model} -> {source}"
+    )
+
+    # WER of the model we start from; kept in the report so --resume need not redo it.
+    report_path = cfg.output_dir / REPORT
+    wer_before = None
+    if cfg.resume and report_path.is_file():
+        saved = json.loads(report_path.read_text(encoding="utf-8")).get("wer_before")
+        wer_before = WerResult(**saved) if saved else None
+    elif ctx.is_main:
+        wer_before = word_error_rate(source, eval_examples, cfg)
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            report_path,
+            json.dumps({"wer_before": asdict(wer_before) if wer_before else None}) + "\n",
+        )
+    if wer_before is not None:
+        saved_note = ", measured by the first run" if cfg.resume else ""
+        say(f"WER before: {wer_before.wer:.2%} ({wer_before.ref_words} words{saved_note})")
+
+    if cfg.freeze_encoder:
+        model.model.encoder.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.freeze_encoder else 1e-5)
+    say(f"training {trainable / 1e6:.1f}M parameters on {device}, AdamW lr {lr:g}")
+
+    # Steps 2, 4 and 5: Dataset (+ DataLoader inside fit), the loss, AdamW and the loop.
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    dataset = SpeechDataset(train_examples, model.config.num_mel_bins, tokens.eot)
+    t_train = time.perf_counter()
+    history = fit(
+        model,
+        dataset,
+        loss_fn=nn.CrossEntropyLoss(ignore_index=IGNORE),
+        loss_step=whisper_loss_step,
+        collate_fn=Collator(tokens.eot),
+        optimizer="adamw",
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        grad_accum_steps=cfg.grad_accum,
+        max_steps=cfg.max_steps,
+        valid_fraction=n_valid / len(train_examples) if n_valid else 0.0,
+        device=device,
+        seed=cfg.seed,
+        num_workers=cfg.workers,
+        checkpoint_dir=cfg.output_dir / CHECKPOINTS,
+        resume=checkpoint_path(cfg.output_dir / CHECKPOINTS) if cfg.resume else None,
+        output_dir=cfg.output_dir,
+        restore_best=True,
+        progress=cfg.progress,
+        max_grad_norm=1.0,
+    )
+    train_time = time.perf_counter() - t_train
+    peak_cuda = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+
+    result = FinetuneResult(
+        output_dir=cfg.output_dir,
+        train_examples=len(train_examples) - n_valid,
+        valid_examples=n_valid,
+        eval_examples=len(eval_examples),
+        skipped=skipped,
+        wer_before=wer_before,
+        wer_after=None,
+        train_time_s=train_time,
+        total_time_s=0.0,
+        peak_rss_bytes=peak_rss_bytes(),
+        peak_cuda_bytes=peak_cuda,
+        epochs_run=len(history.epochs),
+        best_epoch=history.best_epoch,
+        history=[asdict(e) for e in history.epochs],
+    )
+    if not ctx.is_main:
+        return result
+
+    # Export the best epoch's weights (fit restored them) with CTranslate2's converter.
+    info = {
+        "base_model": cfg.model,
+        "base_path": str(source),
+        "train_manifest": str(cfg.train),
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+    }
+    export_ct2(
+        model.cpu(),
+        source,
+        cfg.output_dir,
+        quantization=cfg.quantization,
+        info=info,
+        overwrite=True,
+    )
+    say(f"exported {cfg.quantization} CTranslate2 model to {cfg.output_dir}")
+    del model
+    result.wer_after = word_error_rate(cfg.output_dir, eval_examples, cfg)
+    if cfg.name is not None:
+        result.registration = _register(cfg.name, cfg.output_dir)
+        result.registered_as = cfg.name
+    result.peak_rss_bytes = peak_rss_bytes()
+    result.total_time_s = time.perf_counter() - t_start
+    atomic_write_text(
+        report_path,
+        json.dumps(asdict(result), indent=2, default=str) + "\n",
+    )
+    return result
+
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "whisper_loss_step"]

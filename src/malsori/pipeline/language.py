@@ -37,3 +37,48 @@ def detect_languages(
         out.append((lang, p))
         previous = lang
     return out
+
+
+def split_by_language(
+    window: Any,
+    language: str,
+    left: str | None,
+    right: str | None,
+    detect: Any,
+) -> list[tuple[Any, str]]:
+    """Input: a window next to a change of language, its detected language, the languages
+    of the windows before and after it, and ``detect(window) -> language`` (one encoder
+    pass). Output: the window cut at piece boundaries into runs of one language, in order.
+
+    A window holds at most one change on each side (30 s): a binary search finds the
+    longest run of pieces at its start that is still in ``left`` and at its end in
+    ``right``, about log2(pieces) encoder passes per side, only where the language
+    changes."""
+    from .windows import sub_window
+
+    pieces = window.pieces
+    n = len(pieces)
+    start, stop = 0, n
+    if left is not None and left != language and n > 1:
+        lo, hi = 0, n - 1  # the longest prefix pieces[:k] detected as `left`
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if detect(sub_window(window, pieces[:mid])) == left:
+                lo = mid
+            else:
+                hi = mid - 1
+        start = lo
+    if right is not None and right != language and n - start > 1:
+        lo, hi = start + 1, n  # the longest suffix pieces[j:] detected as `right`
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if detect(sub_window(window, pieces[mid:])) == right:
+                hi = mid
+            else:
+                lo = mid + 1
+        stop = lo
+    runs = [(pieces[:start], left), (pieces[start:stop], language), (pieces[stop:], right)]
+    kept = [(p, lang) for p, lang in runs if p and lang is not None]
+    if len(kept) == 1:
+        return [(window, kept[0][1])]
+    return [(sub_window(window, p), lang) for p, lang in kept]

@@ -20,7 +20,7 @@ from .blocks import AudioStream, Samples
 from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
 from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladder
-from .language import detect_languages
+from .language import detect_languages, split_by_language
 from .vad import StreamingVad
 from .windows import Window, WindowPacker, pack
 from .words import align_words
@@ -150,7 +150,12 @@ class Pipeline:
 
     # -- one decoder batch ------------------------------------------------------------
     def _batch(self, windows: list[Window]) -> Iterator[Segment]:
-        results = self._decode(windows, None)
+        encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
+        before = self._last_language
+        languages = self._languages(encoded)
+        if self._auto_language:
+            windows, encoded, languages = self._split_languages(windows, encoded, languages, before)
+        results = self._decode(windows, languages, encoded)
         todo = results
         while todo:
             again = []
@@ -188,11 +193,13 @@ class Pipeline:
             self._next_id += 1
 
     def _decode(
-        self, windows: list[Window], languages: list[tuple[str, float]] | None
+        self,
+        windows: list[Window],
+        languages: list[tuple[str, float]],
+        encoded: list[Encoded] | None = None,
     ) -> list[_Decoded]:
-        encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
-        if languages is None:
-            languages = self._languages(encoded)
+        if encoded is None:
+            encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, (lang, _) in enumerate(languages):
             groups[lang].append(i)
@@ -233,6 +240,51 @@ class Pipeline:
                 self.state.language_probs[lang].append(p)
             out.append(_Decoded(w, lang, p, encoded[i], a, segs, resume, tail))
         return out
+
+    @property
+    def _auto_language(self) -> bool:
+        return self.config.language is None and self.multilingual
+
+    def _split_languages(
+        self,
+        windows: list[Window],
+        encoded: list[Encoded],
+        languages: list[tuple[str, float]],
+        before: str | None,
+    ) -> tuple[list[Window], list[Encoded], list[tuple[str, float]]]:
+        """Windows next to a change of language are cut where the language changes
+        (:func:`split_by_language`); the others are kept with their encoder output."""
+        allowed = frozenset([lang for lang, _ in languages] + ([before] if before else []))
+        if len(allowed) < 2:
+            return windows, encoded, languages
+
+        def detect(w: Window) -> str:
+            enc = encode_windows(self.whisper, self.fw.feature_extractor, [w])
+            return detect_languages(self.whisper, stack(enc), None, allowed)[0][0]
+
+        out_w: list[Window] = []
+        out_e: list[Encoded] = []
+        out_l: list[tuple[str, float]] = []
+        for i, (w, (lang, p)) in enumerate(zip(windows, languages, strict=True)):
+            left = languages[i - 1][0] if i else before
+            right = languages[i + 1][0] if i + 1 < len(languages) else None
+            if (left is None or left == lang) and (right is None or right == lang):
+                out_w.append(w)
+                out_e.append(encoded[i])
+                out_l.append((lang, p))
+                continue
+            parts = split_by_language(w, lang, left, right, detect)
+            if len(parts) == 1:
+                out_w.append(w)
+                out_e.append(encoded[i])
+                out_l.append((parts[0][1], p))
+                continue
+            out_w += [sw for sw, _ in parts]
+            out_e += encode_windows(
+                self.whisper, self.fw.feature_extractor, [sw for sw, _ in parts]
+            )
+            out_l += [(sl, p) for _, sl in parts]
+        return out_w, out_e, out_l
 
     def _languages(self, encoded: list[Encoded]) -> list[tuple[str, float]]:
         if self.config.language is not None or not self.multilingual:

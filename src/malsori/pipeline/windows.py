@@ -169,3 +169,14 @@ def _join(windows: list[Window]) -> Window:
     return Window(
         samples, tuple(pieces), max(w.depth for w in windows), tuple(sources), tuple(windows)
     )
+
+
+def sub_window(window: Window, pieces: tuple[Piece, ...]) -> Window:
+    """The window made of some of ``window``'s pieces (in order), re-based to start at 0."""
+    chunks = [window.samples[p.offset : p.offset + p.length] for p in pieces]
+    out: list[Piece] = []
+    offset = 0
+    for p in pieces:
+        out.append(Piece(offset, p.start, p.length))
+        offset += p.length
+    return Window(np.concatenate(chunks).astype(np.float32), tuple(out), window.depth)

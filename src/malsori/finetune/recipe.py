@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,11 +40,14 @@ from ..models import (
     registration_conflict,
     resolve_model,
 )
-from ..train import DistributedContext, fit, resolve_device
+from ..train import DistributedContext, History, fit, resolve_device
 from ..train.checkpoint import checkpoint_path, existing_checkpoint
 from .ct2_export import QUANTIZATIONS, export_ct2
 from .ct2_import import load_whisper
 from .data import IGNORE, Collator, Example, SpeechDataset, WhisperTokens, load_examples
+
+if TYPE_CHECKING:
+    from transformers import WhisperForConditionalGeneration
 
 REPORT = "finetune_report.json"
 CHECKPOINTS = "checkpoints"  # OUT/checkpoints/last.pt: fit's checkpoint, for --resume
@@ -185,6 +188,120 @@ def _register(name: str, out: Path) -> Registration:
     return register_model(out, name, rehash=False, created_by="malsori finetune")
 
 
+@dataclass
+class _Data:
+    """Step 1's outcome: the usable examples, and the rows that were not."""
+
+    train: list[Example]
+    eval: list[Example]
+    skipped: list[str]  # "MANIFEST line N: why", one per unusable row
+    n_valid: int  # training examples held out to pick the best epoch
+
+
+def _load_data(cfg: FinetuneConfig, tokens: WhisperTokens, say: Callable[[str], None]) -> _Data:
+    """Step 1: the examples (audio and references checked; unusable rows reported)."""
+    train, problems = load_examples(cfg.train, tokens, language=cfg.language)
+    skipped = [f"{cfg.train.name} {p}" for p in problems]
+    evaluation: list[Example] = []
+    if cfg.eval is not None:
+        evaluation, eval_problems = load_examples(cfg.eval, tokens, language=cfg.language)
+        skipped += [f"{cfg.eval.name} {p}" for p in eval_problems]
+    for line in skipped:
+        say(f"skipped: {line}")
+    if not train:
+        raise ManifestError(f"{cfg.train}: no usable training examples (see the lines above)")
+    n_valid = round(len(train) * cfg.valid_fraction) if len(train) >= 10 else 0
+    return _Data(train, evaluation, skipped, n_valid)
+
+
+def _wer_before(
+    cfg: FinetuneConfig, source: Path, data: _Data, is_main: bool, say: Callable[[str], None]
+) -> WerResult | None:
+    """WER of the model we start from; kept in the report so --resume need not redo it."""
+    report_path = cfg.output_dir / REPORT
+    wer_before = None
+    if cfg.resume and report_path.is_file():
+        saved = json.loads(report_path.read_text(encoding="utf-8")).get("wer_before")
+        wer_before = WerResult(**saved) if saved else None
+    elif is_main:
+        wer_before = word_error_rate(source, data.eval, cfg)
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            report_path,
+            json.dumps({"wer_before": asdict(wer_before) if wer_before else None}) + "\n",
+        )
+    if wer_before is not None:
+        saved_note = ", measured by the first run" if cfg.resume else ""
+        say(f"WER before: {wer_before.wer:.2%} ({wer_before.ref_words} words{saved_note})")
+    return wer_before
+
+
+def _train(
+    model: WhisperForConditionalGeneration,
+    cfg: FinetuneConfig,
+    data: _Data,
+    tokens: WhisperTokens,
+    device: torch.device,
+    say: Callable[[str], None],
+) -> History:
+    """Steps 2, 4 and 5: Dataset (+ DataLoader inside fit), the loss, AdamW and the loop."""
+    if cfg.freeze_encoder:
+        model.model.encoder.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.freeze_encoder else 1e-5)
+    say(f"training {trainable / 1e6:.1f}M parameters on {device}, AdamW lr {lr:g}")
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    return fit(
+        model,
+        SpeechDataset(data.train, model.config.num_mel_bins, tokens.eot),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=IGNORE),
+        loss_step=whisper_loss_step,
+        collate_fn=Collator(tokens.eot),
+        optimizer="adamw",
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        grad_accum_steps=cfg.grad_accum,
+        max_steps=cfg.max_steps,
+        valid_fraction=data.n_valid / len(data.train) if data.n_valid else 0.0,
+        device=device,
+        seed=cfg.seed,
+        num_workers=cfg.workers,
+        checkpoint_dir=cfg.output_dir / CHECKPOINTS,
+        resume=checkpoint_path(cfg.output_dir / CHECKPOINTS) if cfg.resume else None,
+        output_dir=cfg.output_dir,
+        restore_best=True,
+        progress=cfg.progress,
+        max_grad_norm=1.0,
+    )
+
+
+def _export(
+    model: WhisperForConditionalGeneration,
+    cfg: FinetuneConfig,
+    source: Path,
+    result: FinetuneResult,
+) -> None:
+    """The best epoch's weights (fit restored them) -> CTranslate2, with CTranslate2's
+    converter, and what they came from recorded beside them."""
+    info = {
+        "base_model": cfg.model,
+        "base_path": str(source),
+        "train_manifest": str(cfg.train),
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+    }
+    export_ct2(
+        model.cpu(),
+        source,
+        cfg.output_dir,
+        quantization=cfg.quantization,
+        info=info,
+        overwrite=True,
+    )
+
+
 def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> FinetuneResult:
     """Fine-tune ``cfg.model`` on ``cfg.train``; export to ``cfg.output_dir``; report WER."""
     t_start = time.perf_counter()
@@ -203,91 +320,27 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
         multilingual=is_multilingual_vocab(model.config.vocab_size),
         max_positions=model.config.max_target_positions,
     )
-
-    # Step 1: the examples (audio and references checked; unusable rows reported).
-    train_examples, problems = load_examples(cfg.train, tokens, language=cfg.language)
-    skipped = [f"{cfg.train.name} {p}" for p in problems]
-    eval_examples: list[Example] = []
-    if cfg.eval is not None:
-        eval_examples, eval_problems = load_examples(cfg.eval, tokens, language=cfg.language)
-        skipped += [f"{cfg.eval.name} {p}" for p in eval_problems]
-    for line in skipped:
-        say(f"skipped: {line}")
-    if not train_examples:
-        raise ManifestError(f"{cfg.train}: no usable training examples (see the lines above)")
-    n_valid = round(len(train_examples) * cfg.valid_fraction) if len(train_examples) >= 10 else 0
-    train_s = sum(e.duration for e in train_examples)
+    data = _load_data(cfg, tokens, say)  # step 1
+    train_s = sum(e.duration for e in data.train)
     say(
-        f"train: {len(train_examples)} clips ({train_s / 60:.1f} min; {n_valid} of them held "
-        f"out for validation), eval: {len(eval_examples)} clips; model {cfg.model} -> {source}"
+        f"train: {len(data.train)} clips ({train_s / 60:.1f} min; {data.n_valid} of them held "
+        f"out for validation), eval: {len(data.eval)} clips; model {cfg.model} -> {source}"
     )
-
-    # WER of the model we start from; kept in the report so --resume need not redo it.
-    report_path = cfg.output_dir / REPORT
-    wer_before = None
-    if cfg.resume and report_path.is_file():
-        saved = json.loads(report_path.read_text(encoding="utf-8")).get("wer_before")
-        wer_before = WerResult(**saved) if saved else None
-    elif ctx.is_main:
-        wer_before = word_error_rate(source, eval_examples, cfg)
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            report_path,
-            json.dumps({"wer_before": asdict(wer_before) if wer_before else None}) + "\n",
-        )
-    if wer_before is not None:
-        saved_note = ", measured by the first run" if cfg.resume else ""
-        say(f"WER before: {wer_before.wer:.2%} ({wer_before.ref_words} words{saved_note})")
-
-    if cfg.freeze_encoder:
-        model.model.encoder.requires_grad_(False)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.freeze_encoder else 1e-5)
-    say(f"training {trainable / 1e6:.1f}M parameters on {device}, AdamW lr {lr:g}")
-
-    # Steps 2, 4 and 5: Dataset (+ DataLoader inside fit), the loss, AdamW and the loop.
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    dataset = SpeechDataset(train_examples, model.config.num_mel_bins, tokens.eot)
+    wer_before = _wer_before(cfg, source, data, ctx.is_main, say)
     t_train = time.perf_counter()
-    history = fit(
-        model,
-        dataset,
-        loss_fn=nn.CrossEntropyLoss(ignore_index=IGNORE),
-        loss_step=whisper_loss_step,
-        collate_fn=Collator(tokens.eot),
-        optimizer="adamw",
-        lr=lr,
-        weight_decay=cfg.weight_decay,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        grad_accum_steps=cfg.grad_accum,
-        max_steps=cfg.max_steps,
-        valid_fraction=n_valid / len(train_examples) if n_valid else 0.0,
-        device=device,
-        seed=cfg.seed,
-        num_workers=cfg.workers,
-        checkpoint_dir=cfg.output_dir / CHECKPOINTS,
-        resume=checkpoint_path(cfg.output_dir / CHECKPOINTS) if cfg.resume else None,
-        output_dir=cfg.output_dir,
-        restore_best=True,
-        progress=cfg.progress,
-        max_grad_norm=1.0,
-    )
-    train_time = time.perf_counter() - t_train
-    peak_cuda = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-
+    history = _train(model, cfg, data, tokens, device, say)  # steps 2, 4 and 5
     result = FinetuneResult(
         output_dir=cfg.output_dir,
-        train_examples=len(train_examples) - n_valid,
-        valid_examples=n_valid,
-        eval_examples=len(eval_examples),
-        skipped=skipped,
+        train_examples=len(data.train) - data.n_valid,
+        valid_examples=data.n_valid,
+        eval_examples=len(data.eval),
+        skipped=data.skipped,
         wer_before=wer_before,
         wer_after=None,
-        train_time_s=train_time,
+        train_time_s=time.perf_counter() - t_train,
         total_time_s=0.0,
         peak_rss_bytes=peak_rss_bytes(),
-        peak_cuda_bytes=peak_cuda,
+        peak_cuda_bytes=torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
         epochs_run=len(history.epochs),
         best_epoch=history.best_epoch,
         history=[asdict(e) for e in history.epochs],
@@ -295,33 +348,17 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     if not ctx.is_main:
         return result
 
-    # Export the best epoch's weights (fit restored them) with CTranslate2's converter.
-    info = {
-        "base_model": cfg.model,
-        "base_path": str(source),
-        "train_manifest": str(cfg.train),
-        "epochs": result.epochs_run,
-        "best_epoch": result.best_epoch,
-    }
-    export_ct2(
-        model.cpu(),
-        source,
-        cfg.output_dir,
-        quantization=cfg.quantization,
-        info=info,
-        overwrite=True,
-    )
+    _export(model, cfg, source, result)
     say(f"exported {cfg.quantization} CTranslate2 model to {cfg.output_dir}")
     del model
-    result.wer_after = word_error_rate(cfg.output_dir, eval_examples, cfg)
+    result.wer_after = word_error_rate(cfg.output_dir, data.eval, cfg)
     if cfg.name is not None:
         result.registration = _register(cfg.name, cfg.output_dir)
         result.registered_as = cfg.name
     result.peak_rss_bytes = peak_rss_bytes()
     result.total_time_s = time.perf_counter() - t_start
     atomic_write_text(
-        report_path,
-        json.dumps(asdict(result), indent=2, default=str) + "\n",
+        cfg.output_dir / REPORT, json.dumps(asdict(result), indent=2, default=str) + "\n"
     )
     return result
 

@@ -10,7 +10,7 @@ complete recipe (CSV -> MLP -> saved model directory). Requires the ``train`` ex
 
 from __future__ import annotations
 
-from .checkpoint import TrainState, checkpoint_path
+from .checkpoint import Trainables, TrainState, checkpoint_path
 from .distributed import DistributedContext
 from .history import EpochStats, History
 from .loop import (
@@ -30,6 +30,7 @@ __all__ = [
     "EpochStats",
     "History",
     "TrainState",
+    "Trainables",
     "checkpoint_path",
     "fit",
     "make_loaders",

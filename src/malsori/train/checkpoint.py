@@ -75,6 +75,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass(frozen=True)
+class Trainables:
+    """The live objects whose own state dicts the checkpoint holds beside TrainState's."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler | None
+    loader_rng: torch.Generator  # the DataLoader's generator: the shuffle order
+
+
 @dataclass
 class TrainState:
     """Everything ``fit`` needs to continue a run exactly; the checkpoint is this, saved."""
@@ -91,34 +101,22 @@ class TrainState:
     optimizer: dict[str, Any] = field(default_factory=dict)  # the optimizer
     scheduler: dict[str, Any] | None = None  # and the learning-rate scheduler
 
-    def capture(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Scheduler | None,
-        loader_rng: torch.Generator,
-    ) -> None:
+    def capture(self, live: Trainables) -> None:
         """Take the current states of the model, optimizer, scheduler and random numbers."""
-        self.model = model.state_dict()
-        self.optimizer = optimizer.state_dict()
-        self.scheduler = scheduler.state_dict() if scheduler is not None else None
-        self.loader_rng = loader_rng.get_state()
+        self.model = live.model.state_dict()
+        self.optimizer = live.optimizer.state_dict()
+        self.scheduler = live.scheduler.state_dict() if live.scheduler is not None else None
+        self.loader_rng = live.loader_rng.get_state()
         self.rng = rng_state()
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Scheduler | None,
-        loader_rng: torch.Generator,
-    ) -> None:
+    def restore(self, live: Trainables) -> None:
         """Put the captured states back (the random states last, as they were saved)."""
-        model.load_state_dict(self.model)
-        optimizer.load_state_dict(self.optimizer)
-        if scheduler is not None and self.scheduler is not None:
-            scheduler.load_state_dict(self.scheduler)
+        live.model.load_state_dict(self.model)
+        live.optimizer.load_state_dict(self.optimizer)
+        if live.scheduler is not None and self.scheduler is not None:
+            live.scheduler.load_state_dict(self.scheduler)
         if self.loader_rng is not None:
-            loader_rng.set_state(self.loader_rng)
+            live.loader_rng.set_state(self.loader_rng)
         set_rng_state(self.rng)
         self.model, self.optimizer, self.scheduler = {}, {}, None  # they live in the objects now
 

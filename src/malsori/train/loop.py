@@ -32,7 +32,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from .._progress import progress_bar
 from ..errors import OptionsError
-from .checkpoint import CHECKPOINT, Scheduler, TrainState, checkpoint_path, existing_checkpoint
+from .checkpoint import (
+    CHECKPOINT,
+    Scheduler,
+    Trainables,
+    TrainState,
+    checkpoint_path,
+    existing_checkpoint,
+)
 from .distributed import DistributedContext
 from .history import EpochStats, History
 
@@ -454,10 +461,11 @@ def fit(
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     sched = scheduler(opt) if scheduler is not None else None
 
+    live = Trainables(model, opt, sched, data.generator)  # what the checkpoint saves besides
     state = TrainState(seed=seed)
     if resume is not None:
         state = TrainState.load(existing_checkpoint(resume), dev)
-        state.restore(model, opt, sched, data.generator)
+        state.restore(live)
     keep_best = restore_best or early_stopping_patience is not None
     stopper = EarlyStopping(early_stopping_patience, keep_best)
     with _EpochBar(progress and ctx.is_main, data.n_train, epochs, ctx.world_size) as bar:
@@ -500,7 +508,7 @@ def fit(
             state.history.stopped_early = stop and epoch < epochs
             if checkpoint_dir is not None and ctx.is_main:
                 Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-                state.capture(model, opt, sched, data.generator)
+                state.capture(live)
                 state.save(checkpoint_path(checkpoint_dir))
             ctx.barrier()
             stop = any([callback(stats, model) for callback in callbacks]) or stop

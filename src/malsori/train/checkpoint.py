@@ -127,6 +127,14 @@ class TrainState:
         with atomic_open(path, "wb") as fh:
             torch.save({"format": CHECKPOINT_FORMAT, **data}, fh)
 
+    def save_checkpoint(self, directory: str | Path, live: Trainables) -> Path:
+        """Capture ``live`` and save everything to ``directory/last.pt``; return that path."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.capture(live)
+        path = checkpoint_path(directory)
+        self.save(path)
+        return path
+
     @classmethod
     def load(cls, path: str | Path, map_location: torch.device | str = "cpu") -> TrainState:
         """Read a checkpoint of format 2 or 1; anything else is a :class:`CheckpointError`."""

@@ -49,6 +49,12 @@ class DistributedContext:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item())
 
+    def mean(self, total: float, count: int, device: torch.device) -> float:
+        """``total / count`` over every process (each passes its own sum and count)."""
+        return self.all_reduce_sum(total, device) / max(
+            self.all_reduce_sum(float(count), device), 1
+        )
+
     def barrier(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.barrier()

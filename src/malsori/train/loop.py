@@ -282,9 +282,7 @@ def evaluate_loss(
             n = _batch_len(batch)
             total += float(loss_step(net, batch, loss_fn).item()) * n
             count += n
-    total = ctx.all_reduce_sum(total, device)
-    count = int(ctx.all_reduce_sum(float(count), device))
-    return total / max(count, 1)
+    return ctx.mean(total, count, device)
 
 
 @dataclass(frozen=True)
@@ -482,9 +480,7 @@ def fit(
                 max_steps=max_steps, on_batch=bar.batch_done,
             )  # fmt: skip
             train_time = time.perf_counter() - t0
-            train_loss = ctx.all_reduce_sum(loss_sum, dev) / max(
-                ctx.all_reduce_sum(float(seen), dev), 1
-            )
+            train_loss = ctx.mean(loss_sum, seen, dev)
             valid_loss = (
                 evaluate_loss(net, data.valid, loss_fn, loss_step, dev, ctx)
                 if data.valid is not None
@@ -507,9 +503,7 @@ def fit(
             stop = stopper.update(state, monitored, model)
             state.history.stopped_early = stop and epoch < epochs
             if checkpoint_dir is not None and ctx.is_main:
-                Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-                state.capture(live)
-                state.save(checkpoint_path(checkpoint_dir))
+                state.save_checkpoint(checkpoint_dir, live)
             ctx.barrier()
             stop = any([callback(stats, model) for callback in callbacks]) or stop
             bar.finish()

@@ -174,6 +174,39 @@ class RegressionResult:
     output_dir: Path | None
 
 
+def _check_table(
+    table: Table,
+    target: str,
+    features: Sequence[str] | None,
+    batch_size: int,
+    valid_fraction: float,
+) -> list[str]:
+    """The feature columns, after refusing a table that cannot be trained on (with the file
+    and the reason)."""
+    if target not in table.columns:
+        raise DataError(
+            f"{table.path}: target column {target!r} not found; "
+            f"columns are: {', '.join(table.columns)}"
+        )
+    feats = list(features) if features else [c for c in table.columns if c != target]
+    if not feats:
+        raise DataError(f"{table.path}: no feature columns besides the target {target!r}")
+    if target in feats:
+        raise OptionsError(f"the target {target!r} cannot also be a feature")
+    n = len(table.rows)
+    if n < batch_size:
+        raise DataError(
+            f"{table.path}: {n} data rows are fewer than the batch size {batch_size}; "
+            "add rows or lower --batch-size"
+        )
+    n_valid = round(n * valid_fraction)
+    if not 0 < valid_fraction < 1 or n_valid < 1 or n - n_valid < 1:
+        raise DataError(
+            f"{table.path}: {n} rows cannot be split {valid_fraction:.0%} for validation"
+        )
+    return feats
+
+
 def train_regression(
     csv_path: str | Path,
     *,
@@ -194,31 +227,9 @@ def train_regression(
 ) -> RegressionResult:
     """Train an MLP (or linear model) with MSE on a CSV; save it to ``output_dir``."""
     table = read_table(csv_path)
-    if target not in table.columns:
-        raise DataError(
-            f"{table.path}: target column {target!r} not found; "
-            f"columns are: {', '.join(table.columns)}"
-        )
-    feats = list(features) if features else [c for c in table.columns if c != target]
-    if not feats:
-        raise DataError(f"{table.path}: no feature columns besides the target {target!r}")
-    if target in feats:
-        raise OptionsError(f"the target {target!r} cannot also be a feature")
-    n = len(table.rows)
-    if n < batch_size:
-        raise DataError(
-            f"{table.path}: {n} data rows are fewer than the batch size {batch_size}; "
-            "add rows or lower --batch-size"
-        )
-    if (
-        not 0 < valid_fraction < 1
-        or round(n * valid_fraction) < 1
-        or n - round(n * valid_fraction) < 1
-    ):
-        raise DataError(
-            f"{table.path}: {n} rows cannot be split {valid_fraction:.0%} for validation"
-        )
+    feats = _check_table(table, target, features, batch_size, valid_fraction)
     sizes = parse_hidden(hidden)
+    n = len(table.rows)
 
     # Step 1: data as tensors (standardized; the statistics are saved with the model).
     x_raw, y_raw = column_matrix(table, feats), column_matrix(table, [target])
@@ -261,9 +272,6 @@ def train_regression(
 
     out = Path(output_dir) if output_dir is not None else None
     if out is not None and DistributedContext.from_env().is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_open(out / "model.pt", "wb") as fh:
-            torch.save(model.state_dict(), fh)
         config = {
             "kind": "malsori.regression",
             "features": feats,
@@ -281,9 +289,17 @@ def train_regression(
             "best_epoch": history.best_epoch,
             "seed": seed,
         }
-        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
-        history.save(out)
+        _save(out, model, config, history)
     return RegressionResult(model, metrics, history, out)
+
+
+def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> None:
+    """The model directory: model.pt (state dict), config.json and the history files."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "model.pt", "wb") as fh:
+        torch.save(model.state_dict(), fh)
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    history.save(out)
 
 
 def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:

@@ -9,15 +9,16 @@ from typing import Any
 
 from .._extras import require_extra
 
+HELP = "the regression recipe, part 2: predict a CSV with a 'malsori train regression' model"
+DESCRIPTION = (
+    "Part 2 of the regression recipe (part 1 is 'malsori train regression'): add a "
+    "predicted_TARGET column to DATA.csv with the model saved in DIR. Not for speech: "
+    "transcription is 'malsori transcribe'."
+)
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="the regression recipe, part 2: predict a CSV with a 'malsori train regression' model",
-        description="Part 2 of the regression recipe (part 1 is 'malsori train regression'): "
-        "add a predicted_TARGET column to DATA.csv with the model saved in DIR. Not for "
-        "speech: transcription is 'malsori transcribe'.",
-    )
+    p = sub.add_parser("predict", help=HELP, description=DESCRIPTION)
     p.add_argument("model_dir", metavar="DIR")
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument(

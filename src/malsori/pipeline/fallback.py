@@ -70,10 +70,11 @@ def decode_with_fallback(
     encoded: list[Encoded],
     rungs: list[Strategy],
     th: Thresholds,
-    max_hypotheses: int = 6,
+    max_windows: int = 6,
+    max_hypotheses: int = 10,
 ) -> list[Attempt]:
     """Input: encoder outputs of windows in one language, the ladder, the thresholds and
-    the most hypotheses (windows x beam or samples) per ``generate`` call (each holds a
+    the most windows and hypotheses (windows x beam or samples) per ``generate`` call (each holds a
     36 MB cross-attention cache with base). Output: the attempt kept for each window."""
     tries: list[list[Attempt]] = [[] for _ in encoded]
     todo = list(range(len(encoded)))
@@ -81,7 +82,8 @@ def decode_with_fallback(
     for strategy in rungs:
         if not todo:
             break
-        per_call = max(1, max_hypotheses // max(strategy.beam_size, strategy.best_of, 1))
+        hyps = max(strategy.beam_size, strategy.best_of, 1)
+        per_call = min(max_windows, max(1, max_hypotheses // hyps))
         attempts = []
         for lo in range(0, len(todo), per_call):
             batch = stack([encoded[i] for i in todo[lo : lo + per_call]])

@@ -28,10 +28,15 @@ from .words import align_words
 #: Beam width per language when ``beam_size`` is automatic (0); others decode greedily.
 #: Korean: greedy costs 4-5 CER points against beam 5 (docs/pipeline.md).
 LANGUAGE_BEAMS: dict[str, int] = {"ko": 5}
-#: Windows in the first decoder batch (the first segments arrive sooner).
-FIRST_BATCH = 4
-#: At most this many hypotheses (windows x beam) in one ``generate`` call (memory).
-MAX_HYPOTHESES = 6
+#: Windows per pipeline batch: encoded, language-checked, decoded, then handed out.
+BATCH_WINDOWS = 12
+#: Windows in the first batch (the first segments arrive sooner).
+FIRST_BATCH = 6
+#: At most this many windows, and hypotheses (windows x beam), in one ``generate`` call:
+#: each hypothesis holds a 36 MB cross-attention cache (base), so greedy decoding of 6
+#: windows keeps the peak RSS under 600 MB; beam 5 decodes 2 windows per call.
+MAX_WINDOWS_PER_CALL = 6
+MAX_HYPOTHESES = 10
 #: Re-decodes of an unfinished window's remainder.
 MAX_DEPTH = 3
 
@@ -129,23 +134,22 @@ class Pipeline:
 
     def run(self, audio: AudioSource | Samples) -> Iterator[Segment]:
         """Stream ``audio`` through every stage; yields segments batch by batch."""
-        release_freed_memory()
         stream = AudioStream(audio)
         self.state.declared_duration = stream.declared_seconds
         vad, packer = StreamingVad(), WindowPacker()
         pending: list[Window] = []
-        target = min(FIRST_BATCH, self.config.batch_size)
+        target = FIRST_BATCH
         for block in stream:
             pending += packer.feed(vad.feed(block))
             while len(pending) >= target:
                 yield from self._batch(pending[:target])
                 pending = pending[target:]
-                target = self.config.batch_size
+                target = BATCH_WINDOWS
         pending += packer.feed(vad.flush()) + packer.flush()
         while pending:
             yield from self._batch(pending[:target])
             pending = pending[target:]
-            target = self.config.batch_size
+            target = BATCH_WINDOWS
         self.state.duration = stream.samples_read / SAMPLE_RATE
 
     # -- one decoder batch ------------------------------------------------------------
@@ -200,6 +204,7 @@ class Pipeline:
     ) -> list[_Decoded]:
         if encoded is None:
             encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
+        release_freed_memory()
         groups: dict[str, list[int]] = defaultdict(list)
         for i, (lang, _) in enumerate(languages):
             groups[lang].append(i)
@@ -215,6 +220,7 @@ class Pipeline:
                 [encoded[i] for i in idx],
                 rungs,
                 self.config.thresholds,
+                min(MAX_WINDOWS_PER_CALL, self.config.batch_size),
                 MAX_HYPOTHESES,
             )
             for i, kept in zip(idx, got, strict=True):
@@ -364,24 +370,25 @@ def _crosses(r: _Decoded) -> bool:
 
 
 def release_freed_memory() -> None:
-    """Make glibc hand large freed buffers back to the system at once (mmap them; no
-    dynamic threshold): the encoder's and the decoder's working memory are then never
-    resident together, which keeps the peak RSS ~60 MB lower. No-op off glibc."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
+    """Give the memory glibc keeps after the encoder's calls back to the system before the
+    decoder allocates its cross-attention caches (``malloc_trim``), so the two stages'
+    working memory is never resident at once. No-op off glibc.
 
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB
-        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD: 1 MiB
-    except (OSError, AttributeError):
-        pass
+    (Making glibc mmap every large buffer instead, with ``mallopt``, saves as much memory
+    but doubles the encoder's time: every buffer is then page-faulted in again.)"""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
 
-_MALLOC_TUNED = False
+_LIBC: Any = None
 
 
 def _with_id(seg: Segment, seg_id: int) -> Segment:

@@ -1,8 +1,8 @@
 """The one progress-bar layout malsori shows on a terminal: ``LEAD [bar] COUNT INFO ETA``.
 
 rich hides the bar by itself when stderr is not a terminal; ``enabled=False`` hides it
-always (``--quiet``, or a process other than rank 0). Used by the trainer; the
-transcribe command and the batch view build the same layout and can use this one.
+always (``--quiet``, or a process other than rank 0). Used by the trainer, `malsori
+transcribe` and the batch view.
 """
 
 from __future__ import annotations

@@ -253,14 +253,11 @@ def get_whisper(
 
 def check_options(loaded: LoadedModel, options: DecodeOptions) -> None:
     """Reject option combinations the model cannot honour (before any audio is decoded)."""
-    if not loaded.is_multilingual:
-        if options.language not in (None, "en"):
-            raise OptionsError(
-                f"model {loaded.name} is English-only; it cannot transcribe language "
-                f"{options.language!r} (use a multilingual model such as base)"
-            )
-        if options.task == "translate":
-            raise OptionsError(f"model {loaded.name} is English-only; it cannot translate")
+    from .capabilities import unsupported
+
+    reason = unsupported(loaded.name, loaded.is_multilingual, options.language, options.task)
+    if reason is not None:
+        raise OptionsError(reason)
 
 
 ProgressCallback = Callable[[float, float], None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from .._progress import progress_bar
 from .jobs import JobStore
 
 
@@ -25,17 +26,12 @@ class Progress:
     """Live progress from the job database: files, audio hours, x-realtime, ETA."""
 
     def __init__(self, store: JobStore, enabled: bool) -> None:
-        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
-        from rich.progress import Progress as RichProgress
-
         self.store, self.t0 = store, time.monotonic()
-        self.bar = RichProgress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} files"),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            disable=not enabled,
+        self.bar = progress_bar(
+            "{task.description}",
+            "{task.completed:.0f}/{task.total:.0f} files",
+            "{task.fields[info]}",
+            enabled=enabled,
         )
         s = store.summary()
         self.start_audio = s["audio_s"]

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .._extras import require_extra
 from ..errors import MalsoriError, NoSpaceError
 from .config import BatchConfig
 from .jobs import JobStore, worker_id
@@ -127,10 +128,7 @@ def run_ray(
     ``OUT/.malsori-ray.log``."""
     if not quiet:
         return _run_ray(config, store, workers, address, progress)
-    try:  # import first: Ray's log handlers bind the stderr they find at import
-        import ray.data  # noqa: F401
-    except ImportError:
-        return _run_ray(config, store, workers, address, progress)  # says what is missing
+    require_extra("dist", "--engine ray")
     for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "ray"]:
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("ray").setLevel(logging.ERROR)
@@ -141,11 +139,9 @@ def run_ray(
 def _run_ray(
     config: BatchConfig, store: JobStore, workers: int, address: str | None, progress: bool
 ) -> BatchResult:
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise MalsoriError("--engine ray needs the dist extra: pip install -e '.[dist]'") from exc
+    require_extra("dist", "--engine ray")
+    import ray
+    import ray.data
 
     pending = store.pending()
     if not pending:

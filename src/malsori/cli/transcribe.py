@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._progress import progress_bar
 from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
 from ..options import DecodeOptions
 from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats, set_subtitle_options
@@ -143,21 +144,6 @@ def _check_output_dir(path: Path) -> None:
         ) from exc
 
 
-def _progress(enabled: bool, label: str) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
-        TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=True,
-    )
-    return progress
-
-
 def _stems(files: list[str]) -> dict[str, str]:
     """Each input's output stem, by batch's rule (:mod:`malsori.batch.naming`): inputs that
     share a stem keep their extension (``a.wav.txt``, ``a.mp3.txt``). Two inputs with the same
@@ -221,7 +207,13 @@ def run(args: argparse.Namespace) -> int:
                 audio = load_audio(sys.stdin.buffer.read(), name=label)
             else:
                 audio = load_audio(name)
-            with _progress(show_progress, Path(label).name) as progress:
+            with progress_bar(
+                "{task.description}",
+                "{task.completed:.0f}/{task.total:.0f} s audio",
+                "{task.fields[speed]}",
+                enabled=show_progress,
+                transient=True,
+            ) as progress:
                 task = progress.add_task(Path(label).name, total=len(audio) / 16000, speed="")
                 t0 = time.perf_counter()
 

@@ -110,7 +110,7 @@ def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_w
     with pytest.raises(OptionsError, match="unknown language code 'xx'"):
         DecodeOptions(language="xx")
     with pytest.raises(OptionsError, match="beam_size"):
-        DecodeOptions(beam_size=0)
+        DecodeOptions(beam_size=-1)  # 0 = automatic (malsori's pipeline, issue 14)
     with pytest.raises(OptionsError, match="English-only"):
         transcribe(window_wav, tiny_en, language="ko")
     with pytest.raises(OptionsError, match="device 'cuda'"):

@@ -147,7 +147,7 @@ def test_good_files_still_transcribed_when_others_fail(
         (("--model", "medium"), "'medium' is not available offline"),
         (("--model", "tiny.en", "--language", "ko"), "English-only"),
         (("--compute-type", "int3"), "unknown compute type 'int3'"),
-        (("--beam-size", "0"), "beam_size must be >= 1"),
+        (("--beam-size", "-1"), "beam_size must be >= 1"),  # 0 = automatic (issue 14)
         (("--format", "docx"), "unknown output format 'docx'"),
     ],
 )

@@ -39,13 +39,15 @@ def normalize_language(language: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Decoding settings. ``batch_size > 1`` switches to faster-whisper's batched pipeline.
+    """Decoding settings; the defaults are malsori's default configuration.
 
-    The defaults are malsori's default configuration: the batched pipeline (8 windows at a
-    time, cut at silences by Silero VAD) with greedy decoding. On the English evaluation
-    audio it is 3.4-3.9x faster than the original notes' configuration (beam 5, 12
-    threads) with a lower WER (docs/benchmarks.md). ``batch_size=1, beam_size=5`` is
-    faster-whisper's sequential long-form decoding, with finer segment timestamps.
+    ``pipeline="malsori"`` (default) is malsori's own long-form pipeline (docs/pipeline.md):
+    audio streamed in blocks, Silero VAD, windows of up to 30 s decoded ``batch_size`` at a
+    time (at most 6 per decoder call), the language detected per window when not given,
+    greedy decoding with beam 5 for Korean (``beam_size=0``, automatic), and Whisper's
+    quality checks with the temperature/beam fallback. ``pipeline="faster-whisper"`` is
+    faster-whisper's ``BatchedInferencePipeline``; ``batch_size=1`` is faster-whisper's
+    sequential long-form decoding (``beam_size=5`` as in the original notes).
     """
 
     language: str | None = None
@@ -61,7 +63,7 @@ class DecodeOptions:
     hotwords: str | None = None
     condition_on_previous_text: bool = True
     batch_size: int = 8
-    pipeline: str = "faster-whisper"
+    pipeline: str = "malsori"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 #: Seconds per timestamp token.
 TIME_PRECISION = 0.02
+#: Seconds of window left after the last segment that mean the decoder stopped early.
+EARLY_STOP = 3.0
 
 
 @dataclass
@@ -47,7 +49,7 @@ def split_by_timestamps(
             )
             last = cut
         if single_ending:
-            return _keep(segments, window_seconds), None, None
+            return _keep(segments, window_seconds), _stopped_early(segments, window_seconds), None
         resume = (tokens[last - 1] - tb) * TIME_PRECISION
         rest = tokens[last:]
         tail = None
@@ -60,7 +62,15 @@ def split_by_timestamps(
         end = (stamps[-1] - tb) * TIME_PRECISION
     start = (stamps[0] - tb) * TIME_PRECISION if stamps and tokens[0] >= tb else 0.0
     segments.append(RawSegment(start, end, tokens))
-    return _keep(segments, window_seconds), None, None
+    return _keep(segments, window_seconds), _stopped_early(segments, window_seconds), None
+
+
+def _stopped_early(segments: list[RawSegment], window_seconds: float) -> float | None:
+    """A window is all speech (VAD regions), so a decode that ends more than
+    ``EARLY_STOP`` seconds before the window does has dropped speech: decode again from
+    its last timestamp."""
+    end = segments[-1].end if segments else 0.0
+    return end if window_seconds - end > EARLY_STOP else None
 
 
 def _keep(segments: list[RawSegment], window_seconds: float) -> list[RawSegment]:

@@ -20,7 +20,7 @@ from .blocks import AudioStream, Samples
 from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
 from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladder
-from .language import detect_languages, split_by_language
+from .language import MIXED, detect_languages, split_by_language
 from .vad import StreamingVad
 from .windows import Window, WindowPacker, pack
 from .words import align_words
@@ -117,6 +117,7 @@ class Pipeline:
         self.state = PipelineState()
         self._tokenizers: dict[str, Any] = {}
         self._last_language: str | None = None
+        self._alternatives: list[tuple[str, float]] = []
         self._next_id = 1
 
     def tokenizer(self, language: str) -> Any:
@@ -260,7 +261,13 @@ class Pipeline:
     ) -> tuple[list[Window], list[Encoded], list[tuple[str, float]]]:
         """Windows next to a change of language are cut where the language changes
         (:func:`split_by_language`); the others are kept with their encoder output."""
-        allowed = frozenset([lang for lang, _ in languages] + ([before] if before else []))
+        alts = self._alternatives
+        mixed = [alt if p_alt >= MIXED else None for alt, p_alt in alts]
+        allowed = frozenset(
+            [lang for lang, _ in languages]
+            + ([before] if before else [])
+            + [a for a in mixed if a is not None]
+        )
         if len(allowed) < 2:
             return windows, encoded, languages
 
@@ -274,6 +281,9 @@ class Pipeline:
         for i, (w, (lang, p)) in enumerate(zip(windows, languages, strict=True)):
             left = languages[i - 1][0] if i else before
             right = languages[i + 1][0] if i + 1 < len(languages) else None
+            alt = mixed[i] if i < len(mixed) else None
+            left = left if left not in (None, lang) else alt
+            right = right if right not in (None, lang) else alt
             if (left is None or left == lang) and (right is None or right == lang):
                 out_w.append(w)
                 out_e.append(encoded[i])
@@ -296,7 +306,10 @@ class Pipeline:
         if self.config.language is not None or not self.multilingual:
             lang = self.config.language or "en"
             return [(lang, 1.0)] * len(encoded)
-        found = detect_languages(self.whisper, stack(encoded), self._last_language)
+        self._alternatives = []
+        found = detect_languages(
+            self.whisper, stack(encoded), self._last_language, alternatives=self._alternatives
+        )
         if found:
             self._last_language = found[-1][0]
         return found

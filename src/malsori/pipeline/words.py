@@ -116,9 +116,8 @@ def _merge_punctuation(words: list[dict[str, Any]]) -> None:
         w = words[i]["word"]
         stripped = w.strip()
         if stripped and all(c in append for c in stripped) and i > 0 and not w.startswith(" "):
-            words[i - 1]["word"] += w
-            words[i - 1]["end"] = max(words[i - 1]["end"], words[i]["end"])
-            del words[i]
+            words[i - 1]["word"] += w  # its time stays the word's (the aligner often
+            del words[i]  # places punctuation late, in the pause after it)
             continue
         if stripped and all(c in prepend for c in stripped) and i + 1 < len(words):
             words[i + 1]["word"] = w + words[i + 1]["word"].lstrip()

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -132,16 +133,13 @@ def test_api_key(window_wav: Path) -> None:
         assert httpx.get(srv.url + "/health").status_code == 200  # liveness stays open
 
 
-def _post(
-    server: Server, files: object = None, data: dict[str, str] | None = None, **kwargs: object
-) -> httpx.Response:
+def _post(server: Server, files: Any = None, data: dict[str, str] | None = None) -> httpx.Response:
     return httpx.post(
         server.url + "/v1/audio/transcriptions",
-        files=files,  # type: ignore[arg-type]
+        files=files,
         data=data or {"model": "whisper-1"},
         timeout=120,
-        **kwargs,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _assert_error(resp: httpx.Response, status: int, fragment: str) -> None:

@@ -43,9 +43,8 @@ def _lifespan(state: AppState) -> Callable[[FastAPI], AbstractAsyncContextManage
         try:
             await asyncio.to_thread(state.models.get, state.models.canonical(None))
             state.ready = True
-        except Exception as exc:  # /ready reports it; requests get the error
-            log.error("could not preload model %s: %s", settings.model, type(exc).__name__)
-            log.debug("preload failure", exc_info=True)
+        except Exception as exc:  # /ready reports it; requests get the error (no paths)
+            log.error("could not preload model %s: %s", settings.model, exc)
 
     async def reaper() -> None:
         idle = settings.model_idle_unload_s

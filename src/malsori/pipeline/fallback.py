@@ -57,9 +57,11 @@ def flags(a: Attempt, th: Thresholds) -> list[str]:
 def ladder(beam_size: int, temperatures: Sequence[float], best_of: int) -> list[Strategy]:
     """Input: the first strategy's beam size and the temperatures. Output: the strategies
     tried in order (duplicates removed)."""
-    rungs = [Strategy(beam_size=beam_size)]
-    if beam_size < 5:
-        rungs.append(Strategy(beam_size=5))
+    rungs = []
+    if not temperatures or temperatures[0] <= 0:  # a first temperature > 0: sampling only
+        rungs.append(Strategy(beam_size=beam_size))
+        if beam_size < 5:
+            rungs.append(Strategy(beam_size=5))
     rungs += [Strategy(temperature=t, best_of=best_of) for t in temperatures if t > 0]
     return rungs
 

@@ -191,6 +191,7 @@ class Pipeline:
             results += todo
         if self.config.word_timestamps:
             self._words(results)
+        release_freed_memory()  # the decoder's caches, before the next batch's encoder
         segments = [seg for r in results for seg in self._segments(r)]
         segments.sort(key=lambda s: (s.start, s.end))
         for seg in segments:
@@ -307,10 +308,12 @@ class Pipeline:
             lang = self.config.language or "en"
             return [(lang, 1.0)] * len(encoded)
         self._alternatives = []
-        found = detect_languages(
-            self.whisper, stack(encoded), self._last_language, alternatives=self._alternatives
-        )
-        if found:
+        found: list[tuple[str, float]] = []
+        for lo in range(0, len(encoded), MAX_WINDOWS_PER_CALL):  # the same 36 MB per window
+            part = stack(encoded[lo : lo + MAX_WINDOWS_PER_CALL])
+            found += detect_languages(
+                self.whisper, part, self._last_language, alternatives=self._alternatives
+            )
             self._last_language = found[-1][0]
         return found
 
@@ -320,8 +323,9 @@ class Pipeline:
             if r.segments:
                 groups[r.language].append(r)
         for lang, rs in groups.items():
-            for lo in range(0, len(rs), self.config.batch_size):
-                part = rs[lo : lo + self.config.batch_size]
+            step = min(MAX_WINDOWS_PER_CALL, self.config.batch_size)
+            for lo in range(0, len(rs), step):
+                part = rs[lo : lo + step]
                 align_words(
                     self.whisper,
                     self.tokenizer(lang),
@@ -384,8 +388,9 @@ def _crosses(r: _Decoded) -> bool:
 
 def release_freed_memory() -> None:
     """Give the memory glibc keeps after the encoder's calls back to the system before the
-    decoder allocates its cross-attention caches (``malloc_trim``), so the two stages'
-    working memory is never resident at once. No-op off glibc.
+    decoder allocates its cross-attention caches, and the decoder's before the next
+    encoder (``malloc_trim``), so the two stages' working memory is never resident at
+    once. No-op off glibc.
 
     (Making glibc mmap every large buffer instead, with ``mallopt``, saves as much memory
     but doubles the encoder's time: every buffer is then page-faulted in again.)"""

@@ -469,3 +469,203 @@ def test_output_inside_input_is_not_scanned(clips: dict[str, Path], tmp_path: Pa
         assert proc.returncode == 0, proc.stderr
     assert list(rows(out)) == ["a.wav"]
     assert "0 new, 0 changed, 1 unchanged" in proc.stderr
+
+
+# -- found by a hostile-user session (issue #12 follow-ups) ------------------------------
+
+
+def _job_with(clips: dict[str, Path], root: Path, names: dict[str, str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for filename, clip in names.items():
+        shutil.copy(clips[clip], root / filename)
+
+
+def test_another_archive_cannot_take_over_when_the_first_is_gone(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    usb, home, out = tmp_path / "usb" / "REC", tmp_path / "home" / "REC", tmp_path / "tr"
+    _job_with(clips, usb, {"REC001.wav": "garden", "REC002.wav": "river"})
+    _job_with(clips, home, {"REC001.wav": "train"})
+    assert batch(usb, out, "-f", "txt").returncode == 0
+    usb.parent.rename(tmp_path / "usb-unplugged")
+    proc = batch(home, out, "-f", "txt")
+    assert proc.returncode == 1 and "none of the files in" in proc.stderr
+    assert "garden" in (out / "REC001.txt").read_text().lower()  # not overwritten
+    # The same archive, really moved, resumes.
+    moved = batch(tmp_path / "usb-unplugged" / "REC", out, "-f", "txt")
+    assert moved.returncode == 0 and "the input moved from" in moved.stderr
+
+
+def test_name_that_is_not_utf8_fails_alone(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(clips["garden"], os.fsdecode(bytes(root) + b"/caf\xe9.wav"))
+    shutil.copy(clips["river"], root / "ok.wav")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    db = rows(out)
+    assert db["ok.wav"]["status"] == "done"
+    assert db["caf\\xe9.wav"]["error"] == "the file name is not valid UTF-8; rename it"
+
+
+def test_output_dir_equal_to_input(clips: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    _job_with(clips, root, {"a.wav": "garden"})
+    for glob in ("*.wav", "*"):  # '*' also sees a.txt: the job's own output, never an input
+        proc = batch(root, root, "-f", "txt", "--glob", glob)
+        assert proc.returncode == 0, proc.stderr
+    assert list(rows(root)) == ["a.wav"]
+    assert "garden" in (root / "a.txt").read_text().lower()
+
+
+def test_removed_inputs_leave_the_job(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden"})
+    (root / "garbage.mp3").write_bytes(os.urandom(3000))
+    assert batch(root, out, "-f", "txt").returncode == 1
+    (root / "garbage.mp3").unlink()
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 file(s) no longer in the input" in proc.stderr
+    assert list(rows(out)) == ["a.wav"]
+
+
+def test_a_new_request_gives_failed_files_their_retries_back(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden"})
+    for _ in range(3):  # a mistake, repeated: English-only model asked for Korean
+        batch(root, out, "-f", "txt", "--language", "ko")
+    assert rows(out)["a.wav"]["status"] == "failed"
+    proc = batch(root, out, "-f", "txt", "--language", "en")
+    assert proc.returncode == 0, proc.stderr
+    assert "failed file(s) get their retries again" in proc.stderr
+
+
+def test_swapped_files_with_same_size_and_mtime_are_noticed(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name, clip in (("a.wav", "garden"), ("b.wav", "river")):
+        subprocess.run(["sox", str(clips[clip]), str(root / name), "trim", "0", "2.0"], check=True)
+        os.utime(root / name, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert batch(root, out, "-f", "txt").returncode == 0
+    (root / "a.wav").rename(root / "t.wav")
+    (root / "b.wav").rename(root / "a.wav")
+    (root / "t.wav").rename(root / "b.wav")
+    proc = batch(root, out, "-f", "txt")
+    assert "2 changed" in proc.stderr
+    assert "garden" in (out / "b.txt").read_text().lower()
+
+
+def test_files_malsori_did_not_write_are_never_overwritten(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"notes.wav": "garden"})
+    out.mkdir()
+    (out / "notes.txt").write_text("IMPORTANT: my own notes\n")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 1
+    assert (out / "notes.txt").read_text() == "IMPORTANT: my own notes\n"
+    assert "was not written by this job" in rows(out)["notes.wav"]["error"]
+    # Edited output of another input, whose name a new file now takes: kept too.
+    root2, out2 = tmp_path / "in2", tmp_path / "out2"
+    root2.mkdir()
+    convert(clips["garden"], root2 / "x.wav.mp3")
+    assert batch(root2, out2, "-f", "txt").returncode == 0
+    (out2 / "x.wav.txt").write_text("MY HAND-CORRECTED TRANSCRIPT\n")
+    shutil.copy(clips["river"], root2 / "x.wav")  # x.wav and x.mp3 now share a stem, so
+    convert(clips["train"], root2 / "x.mp3")  # x.wav's outputs are named x.wav.*
+    batch(root2, out2, "-f", "txt")
+    assert (out2 / "x.wav.txt").read_text() == "MY HAND-CORRECTED TRANSCRIPT\n"
+    assert "was edited since it was written" in rows(out2)["x.wav"]["error"]
+
+
+def test_longest_legal_names(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a" * 245 + ".wav": "garden", "가" * 82 + ".wav": "river"})
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / ("가" * 82 + ".txt")).read_text().strip()
+
+
+def test_stdout_past_the_file_size_limit_is_an_error(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    with open(tmp_path / "t.json", "wb") as sink:
+        proc = subprocess.run(
+            [*CLI, "transcribe", "--model", "tiny.en", "-q", "-f", "json", str(clips["garden"])],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            preexec_fn=limit,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "malsori: error: cannot write the output: File too large"
+
+
+def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    for dest, message in (
+        (str(tmp_path / "nope" / "r.csv"), "no folder"),
+        (str(out / ".malsori-jobs.sqlite"), "one of the batch job's own files"),
+        (str(tmp_path / "r.xlsx"), "written as .csv or .json"),
+    ):
+        proc = subprocess.run(
+            [*CLI, "batch", "report", str(out), "-o", dest],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert batch(root, out, "-f", "txt").returncode == 0  # the job database is intact
+    through = subprocess.run(
+        [*CLI, "batch", "report", str(out), "-o", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert through.stdout.startswith("path,") and Path("/dev/stdout").is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
+def test_read_only_output(clips: dict[str, Path], tmp_path: Path) -> None:
+    # Root without the capabilities that bypass file permissions: a user's view.
+    user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    user += ["--inh-caps=-dac_override,-dac_read_search"]
+    root, ro = tmp_path / "in", tmp_path / "ro"
+    _job_with(clips, root, {"a.wav": "garden"})
+    ro.mkdir()
+    ro.chmod(0o555)
+    proc = subprocess.run(
+        [*user, *CLI, "batch", str(root), "-o", str(ro), "--model", "tiny.en", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"malsori: error: cannot write to output directory {ro}: " + (
+        "Permission denied"
+    )
+    # A finished job made read-only: status and report still read it.
+    done = tmp_path / "done"
+    assert batch(root, done, "-f", "txt").returncode == 0
+    for p in done.iterdir():
+        p.chmod(0o444)
+    done.chmod(0o555)
+    for sub in ("status", "report"):
+        proc = subprocess.run(
+            [*user, *CLI, "batch", sub, str(done)], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "a.wav" in proc.stdout or "1 done" in proc.stdout
+    done.chmod(0o755)

@@ -46,11 +46,18 @@ def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
     return OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}")
 
 
+def _tmp_prefix(dest: Path) -> str:
+    """``.<name>.`` cut to 200 bytes: a legal 250-byte name (82 Korean syllables) must not
+    get a temporary name over the 255-byte limit."""
+    name = os.fsencode(dest.name)[:200].decode("utf-8", "ignore")
+    return f".{name}."
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: object) -> Iterator[IO]:  # type: ignore[type-arg]
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
     dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as fh:  # type: ignore[call-overload]
@@ -77,9 +84,13 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
     staged: list[tuple[str, Path]] = []
     current: Path | None = None
     try:
+        for dest, _ in files:  # checked before anything is written: all or none
+            if dest.is_dir():
+                current = dest
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(dest))
         for dest, text in files:
             current = dest
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent)
             staged.append((tmp, dest))
             os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:

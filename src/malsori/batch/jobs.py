@@ -47,14 +47,19 @@ CREATE TABLE IF NOT EXISTS files (
     options TEXT,                   -- JSON of the decoding options used
     worker TEXT,                    -- "host:pid" of the process holding a running row
     updated_at REAL,
-    request TEXT                    -- JSON of what was asked: model, compute_type, formats, options
+    request TEXT,                   -- JSON of what was asked: model, compute_type, formats, options
+    ctime_ns INTEGER                -- inode change time: a file swapped in with the same size
+                                    -- and mtime (mv, cp -p) still counts as a change to check
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 #: Columns added after the first release; added to older databases on open.
-_MIGRATIONS = {"request": "ALTER TABLE files ADD COLUMN request TEXT"}
+_MIGRATIONS = {
+    "request": "ALTER TABLE files ADD COLUMN request TEXT",
+    "ctime_ns": "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+}
 
 
 def worker_id() -> str:
@@ -203,7 +208,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise MalsoriError(
+                f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -237,9 +247,12 @@ class JobStore:
 
     SQLite errors (a full disk above all) surface as :class:`MalsoriError` with one line."""
 
-    def __init__(self, output_dir: str | Path) -> None:
+    def __init__(self, output_dir: str | Path, *, readonly: bool = False) -> None:
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / DB_NAME
+        if readonly:
+            self._open_readonly()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -258,6 +271,21 @@ class JobStore:
             raise _db_error(exc, self.path) from exc
         except OSError as exc:
             raise MalsoriError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+
+    def _open_readonly(self) -> None:
+        """For ``status``/``report``: works on a read-only archive or a full disk. The WAL
+        needs a writable -shm file; where there is none, read the file as immutable."""
+        uri = self.path.resolve().as_uri()
+        try:
+            self._db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            self._db.execute("SELECT COUNT(*) FROM files").fetchone()
+        except sqlite3.Error:
+            try:
+                self._db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+                self._db.execute("SELECT COUNT(*) FROM files").fetchone()
+            except sqlite3.Error as exc:
+                raise _db_error(exc, self.path) from exc
+        self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self._db.close()
@@ -290,19 +318,37 @@ class JobStore:
                 (key, value),
             )
 
-    def bind_input(self, input_dir: Path) -> str | None:
-        """Tie this output directory to one input directory. Another input directory that
-        still exists is refused (its files would overwrite this job's outputs of the same
-        name); returns the old path when the input was moved."""
+    def bind_input(self, input_dir: Path, files: Iterable[tuple[str, Path]]) -> str | None:
+        """Tie this output directory to one input directory; returns the old path when the
+        input was moved. Another input directory is refused (its files would overwrite this
+        job's outputs of the same name) unless the old one is gone *and* this one holds at
+        least one of the job's files (same relative path, same content): a moved archive,
+        not another one that happens to use the same names."""
         new = str(input_dir.resolve())
         old = self.get_meta("input_dir")
-        if old is not None and old != new and Path(old).is_dir():
+        if old is None or old == new:
+            self.set_meta("input_dir", new)
+            return None
+        refuse = MalsoriError(
+            f"{self.output_dir} holds the batch job of {old}; give this input another --output-dir"
+        )
+        if Path(old).is_dir():
+            raise refuse
+        known = {
+            r["path"]: r["sha256"]
+            for r in self._db.execute("SELECT path, sha256 FROM files WHERE sha256 != ''")
+        }
+        same = any(
+            rel in known and path.stat().st_size > 0 and sha256_file(path) == known[rel]
+            for rel, path in files
+        )
+        if not same and known:
             raise MalsoriError(
-                f"{self.output_dir} holds the batch job of {old}; give this input "
-                "another --output-dir"
+                f"{self.output_dir} holds the batch job of {old}, which is gone, and none of "
+                f"the files in {new} is one of its files; give this input another --output-dir"
             )
         self.set_meta("input_dir", new)
-        return old if old not in (None, new) else None
+        return old
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -312,7 +358,8 @@ class JobStore:
         200 files (the run lock keeps other runs out meanwhile)."""
         counts = {"new": 0, "changed": 0, "unchanged": 0}
         known = {
-            r["path"]: r for r in self._db.execute("SELECT path, size, mtime_ns, sha256 FROM files")
+            r["path"]: r
+            for r in self._db.execute("SELECT path, size, mtime_ns, ctime_ns, sha256 FROM files")
         }
         now = time.time()
         inserts: list[tuple[Any, ...]] = []
@@ -322,14 +369,16 @@ class JobStore:
         def flush() -> None:
             with self._tx() as db:
                 db.executemany(
-                    "INSERT INTO files (path, size, mtime_ns, sha256, updated_at) "
-                    "VALUES (?,?,?,?,?)",
+                    "INSERT INTO files (path, size, mtime_ns, ctime_ns, sha256, updated_at) "
+                    "VALUES (?,?,?,?,?,?)",
                     inserts,
                 )
-                db.executemany("UPDATE files SET size=?, mtime_ns=? WHERE path=?", touched)
                 db.executemany(
-                    "UPDATE files SET size=?, mtime_ns=?, sha256=?, status='pending', "
-                    "attempts=0, error=NULL, updated_at=? WHERE path=?",
+                    "UPDATE files SET size=?, mtime_ns=?, ctime_ns=? WHERE path=?", touched
+                )
+                db.executemany(
+                    "UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, sha256=?, "
+                    "status='pending', attempts=0, error=NULL, updated_at=? WHERE path=?",
                     changed,
                 )
             inserts.clear()
@@ -339,23 +388,65 @@ class JobStore:
         for rel, path in files:
             st = path.stat()
             row = known.get(rel)
-            if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            if (
+                row is not None
+                and row["size"] == st.st_size
+                and row["mtime_ns"] == st.st_mtime_ns
+                and row["ctime_ns"] in (st.st_ctime_ns, None)
+            ):
                 counts["unchanged"] += 1
                 continue
             digest = sha256_file(path)
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if row is None:
-                inserts.append((rel, st.st_size, st.st_mtime_ns, digest, now))
+                inserts.append((rel, *stamp, digest, now))
                 counts["new"] += 1
             elif row["sha256"] == digest:  # touched, not changed
-                touched.append((st.st_size, st.st_mtime_ns, rel))
+                touched.append((*stamp, rel))
                 counts["unchanged"] += 1
             else:
-                changed.append((st.st_size, st.st_mtime_ns, digest, now, rel))
+                changed.append((*stamp, digest, now, rel))
                 counts["changed"] += 1
             if len(inserts) + len(touched) + len(changed) >= 200:
                 flush()
         flush()
         return counts
+
+    def forget_missing(self, root: Path, unreadable: set[str]) -> list[str]:
+        """Drop the rows of inputs that are gone from ``root`` (deleted or moved away) and of
+        folders that were unreadable and are readable now; their outputs stay on disk.
+        Returns the dropped paths."""
+        gone = []
+        for r in self._db.execute("SELECT path FROM files"):
+            rel = str(r["path"])
+            if rel in unreadable:
+                continue
+            if rel.endswith("/") or not os.path.lexists(root / rel):
+                gone.append(rel)
+        with self._tx() as db:
+            db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in gone])
+        return gone
+
+    def new_request(self, asked: dict[str, Any]) -> int:
+        """A run that asks for something else than the last run (another model, options...)
+        gives failed files a fresh set of retries: they may have failed because of what was
+        asked. Returns how many."""
+        last = self.get_meta("last_request")
+        self.set_meta("last_request", json.dumps(asked, sort_keys=True))
+        if last is None or last == json.dumps(asked, sort_keys=True):
+            return 0
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE files SET attempts=0 WHERE status='failed' AND sha256 != ''"
+            ).rowcount
+
+    def owners(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every recorded output: path (relative to OUT) -> (input, record)."""
+        out: dict[str, tuple[str, dict[str, Any]]] = {}
+        for row in self.rows():
+            for o in row.outputs:
+                out[o["path"]] = (row.path, o)
+        return out
 
     def record_unreadable(self, rel: str, error: str) -> None:
         with self._tx() as db:
@@ -453,6 +544,13 @@ class JobStore:
             for r in self._db.execute("SELECT path FROM files WHERE status='pending' ORDER BY path")
         ]
 
+    def stale_running(self) -> int:
+        """Rows marked running whose process is gone (a run killed with kill -9)."""
+        return sum(
+            not _alive(r["worker"])
+            for r in self._db.execute("SELECT worker FROM files WHERE status='running'")
+        )
+
     def running_by(self, worker: str) -> list[str]:
         return [
             r["path"]
@@ -505,6 +603,15 @@ class JobStore:
                     time.time(),
                     rel,
                 ),
+            )
+
+    def block(self, rel: str, error: str) -> None:
+        """Failed before any work, for a reason outside the file (its output path is taken):
+        the attempt is not counted, so the next run checks again."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET status='failed', error=?, worker=NULL, updated_at=? WHERE path=?",
+                (error, time.time(), rel),
             )
 
     def mark_failed(self, rel: str, error: str) -> None:

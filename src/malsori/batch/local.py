@@ -155,7 +155,7 @@ def run_local(
                     not stopping
                     and pool.alive() < workers
                     and pool.started < max_starts
-                    and store.pending()
+                    and len(store.pending()) > pool.alive()
                     and not pool.in_process
                 ):
                     pool.start_one()  # replaces a dead worker, or picks up re-queued files

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -176,6 +177,12 @@ def _run_ray(
     finished: set[str] = set()
     result = BatchResult(store.summary())
     view = Progress(store, progress)
+
+    def on_term(signum: int, frame: object) -> None:  # SIGTERM stops like Ctrl-C: exit 143
+        result.signal = signal.SIGTERM
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -212,8 +219,10 @@ def _run_ray(
                 view.refresh()
     except KeyboardInterrupt:
         result.interrupted = True
+        result.signal = result.signal or signal.SIGINT
         print("\nmalsori: interrupted; unfinished files go back to pending", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         store.release([p for p in pending if p not in finished])
         if started_here:
             ray.shutdown()

@@ -3,12 +3,13 @@ what is on disk and what is asked, then dispatch to the local engine or Ray."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
-from .jobs import JobStore, RunLock
+from .jobs import JobStore, RunLock, output_intact
 from .naming import output_bases
 from .progress import BatchResult
 from .scan import scan
@@ -30,6 +31,10 @@ class Preparation:
     redo_request: int = 0
     moved_from: str | None = None
     warnings: list[str] = field(default_factory=list)
+    skipped: int = 0
+    gone: list[str] = field(default_factory=list)
+    fresh_retries: int = 0
+    blocked: int = 0
 
     def __getitem__(self, key: str) -> int:  # counts["new"], as before
         return int(getattr(self, key))
@@ -49,18 +54,27 @@ def prepare(
 ) -> tuple[BatchConfig, Preparation]:
     """Scan the input and bring the job database up to date; returns the config completed
     with the model key and output names, and what was found."""
-    root = Path(config.input_dir)
+    root, out = Path(config.input_dir), Path(config.output_dir)
     prep = Preparation()
-    prep.moved_from = store.bind_input(root)
-    found = scan(root, pattern, exclude=config.output_dir)
+    # The output directory is not walked when it lies inside the input, and nothing the job
+    # wrote itself is ever taken for an input (-o INPUT_DIR --glob '*').
+    inside = out.resolve() != root.resolve()
+    found = scan(root, pattern, exclude=out if inside else None)
+    owned = store.owners()
+    if not inside:
+        found.files = [(rel, p) for rel, p in found.files if rel not in owned]
+    prep.moved_from = store.bind_input(root, found.files)
     counts = store.sync(found.files)
     prep.new, prep.changed, prep.unchanged = counts["new"], counts["changed"], counts["unchanged"]
     for rel, reason in found.unreadable:
         store.record_unreadable(rel, reason)
     prep.unreadable = len(found.unreadable)
-    prep.warnings = [f"malsori: warning: {rel}: {reason}" for rel, reason in found.unreadable]
-    # Output names over every file the job knows, so that they stay stable across reruns.
-    known = [r.path for r in store.rows() if r.sha256]
+    prep.skipped = found.skipped
+    prep.warnings = [f"malsori: warning: {rel!r}: {reason}" for rel, reason in found.unreadable]
+    prep.gone = store.forget_missing(root, {rel for rel, _ in found.unreadable})
+    # Output names over every file the job knows and every audio file beside them, so that
+    # they stay stable across reruns with other --glob patterns.
+    known = [r.path for r in store.rows() if r.sha256] + found.siblings
     config = replace(config, names=output_bases(known))
     this_run = {rel for rel, _ in found.files}
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
@@ -72,8 +86,44 @@ def prepare(
         prep.stale_outputs = stale["outputs"]
         prep.stale_request = stale["request"]
         prep.redo_request = len(stale["redone_request"])
+    prep.fresh_retries = store.new_request(config.request())
     prep.retried = store.retry_failed(retries)
+    prep.blocked = _check_targets(store, out, expected)
     return config, prep
+
+
+def _check_targets(store: JobStore, out: Path, expected: dict[str, list[str]]) -> int:
+    """A pending file whose output path holds something malsori may not overwrite fails now,
+    with the reason, instead of replacing it: a folder, a file the job did not write (your
+    notes.txt in OUT), or a file written for another input and edited since. A file's own
+    outputs may be rewritten (it is redone because they were edited or deleted)."""
+    owners = store.owners()
+    pending = set(store.pending())
+    blocked = 0
+    for rel in sorted(pending & set(expected)):
+        for p in expected[rel]:
+            target = out / p
+            if not os.path.lexists(target):
+                continue
+            reason = None
+            if target.is_dir():
+                reason = f"{target} is a folder; rename it or the input"
+            elif p not in owners:
+                reason = (
+                    f"{target} exists and was not written by this job; move it away or use "
+                    "another --output-dir"
+                )
+            else:
+                owner, record = owners[p]
+                if owner != rel and not output_intact(out, record):
+                    reason = (
+                        f"{target} (from {owner}) was edited since it was written; move it away"
+                    )
+            if reason is not None:
+                store.block(rel, reason)
+                blocked += 1
+                break
+    return blocked
 
 
 def run_batch(
@@ -112,6 +162,7 @@ def run_batch(
     config = replace(config, model_key=_model_key(config.model))
     with RunLock(out):
         store = JobStore(out)
+        db_inode = store.path.stat().st_ino
         try:
             config, prep = prepare(config, store, pattern, retries, force)
             if engine == "ray":
@@ -122,6 +173,15 @@ def run_batch(
                 from .local import run_local
 
                 result = run_local(config, store, workers, retries, progress)
+            try:
+                same = store.path.stat().st_ino == db_inode
+            except OSError:
+                same = False
+            if not same:  # rm -rf OUT during the run: the results went to a deleted database
+                result.fatal = (
+                    f"{out} (or its job database) was deleted during the run; what was "
+                    "recorded is lost with it: run again to redo the missing files"
+                )
         finally:
             store.close()
     return result, prep

@@ -28,6 +28,26 @@ AUDIO_EXTENSIONS = frozenset(
         ".amr",
         ".aiff",
         ".aif",
+        ".aifc",
+        ".m4b",  # audiobooks
+        ".mka",
+        ".caf",  # Apple voice memos
+        ".ts",
+        ".mts",
+        ".ac3",
+        ".eac3",
+        ".mp2",
+        ".mpga",
+        ".au",
+        ".wv",
+        ".spx",
+        ".flv",
+        ".wave",
+        ".3gp",
+        ".m4v",
+        ".weba",
+        ".dts",
+        ".ape",
     }
 )
 
@@ -36,6 +56,25 @@ AUDIO_EXTENSIONS = frozenset(
 class ScanResult:
     files: list[tuple[str, Path]] = field(default_factory=list)  # (relative path, path)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    skipped: int = 0  # files left out by the pattern or the extension list (counted, not silent)
+    siblings: list[str] = field(default_factory=list)  # audio files a --glob left out
+
+
+def _matches(pattern: str, rel: str, name: str) -> bool:
+    """fnmatch on the relative path or the name; ``**/x`` also matches ``x`` at the top."""
+    candidates = [pattern]
+    while candidates[-1].startswith("**/"):
+        candidates.append(candidates[-1][3:])
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in candidates)
+
+
+def _text_name(rel: str) -> str | None:
+    """None when the name is not valid UTF-8 (the job database stores text)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return rel
 
 
 def scan(
@@ -55,6 +94,7 @@ def scan(
     def unreadable_dir(exc: OSError) -> None:  # reported, never skipped silently
         where = Path(exc.filename or base)
         rel = where.relative_to(base).as_posix() if where != base else "."
+        rel = os.fsencode(rel).decode("utf-8", "backslashreplace")
         result.unreadable.append((f"{rel}/", f"cannot read directory: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(base, followlinks=True, onerror=unreadable_dir):
@@ -70,10 +110,18 @@ def scan(
             rel = path.relative_to(base).as_posix()
             if name.startswith("."):
                 continue
-            if pattern is not None:
-                if not (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(name, pattern)):
-                    continue
-            elif path.suffix.lower() not in AUDIO_EXTENSIONS:
+            audio = path.suffix.lower() in AUDIO_EXTENSIONS
+            if pattern is not None and not _matches(pattern, rel, name):
+                result.skipped += 1
+                if audio and _text_name(rel):
+                    result.siblings.append(rel)
+                continue
+            if pattern is None and not audio:
+                result.skipped += 1
+                continue
+            if _text_name(rel) is None:
+                shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+                result.unreadable.append((shown, "the file name is not valid UTF-8; rename it"))
                 continue
             try:
                 if not path.is_file():

@@ -7,6 +7,7 @@ Every command module exposes ``register(subparsers)``, which adds its parser and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -75,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rc
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OSError as exc:
+        if exc.filename is not None:
+            raise  # not a write to stdout: a real bug, keep its traceback
+        # stdout on a full disk, /dev/full, or past `ulimit -f`: say so, never exit 0
+        print(f"malsori: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except MalsoriError as exc:
         print(f"malsori: error: {exc}", file=sys.stderr)
         return 1

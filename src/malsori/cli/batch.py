@@ -112,11 +112,31 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 def _open_store(out: str) -> Any:
+    """Read-only: status and report work on a read-only archive and on a full disk."""
     from ..batch import DB_NAME, JobStore
 
     if not (Path(out) / DB_NAME).is_file():
         raise MalsoriError(f"{out}: no batch job here (no {DB_NAME})")
-    return JobStore(out)
+    return JobStore(out, readonly=True)
+
+
+def _shown(path: str) -> str:
+    """A file name as one line (newlines and control characters escaped)."""
+    return path if path.isprintable() else repr(path)[1:-1]
+
+
+def _check_report_dest(dest: str, out: str) -> None:
+    """The report never replaces the job database or malsori's own files, needs an existing
+    folder, and is .csv or .json (or a device such as /dev/stdout)."""
+    path = Path(dest)
+    if path.exists() and not path.is_file():
+        return
+    if path.resolve().parent == Path(out).resolve() and path.name.startswith(".malsori-"):
+        raise MalsoriError(f"{dest} is one of the batch job's own files; choose another name")
+    if not path.parent.is_dir():
+        raise MalsoriError(f"cannot write {dest}: no folder {path.parent}")
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise MalsoriError(f"{dest}: the report is written as .csv or .json; name it so")
 
 
 def _summary_lines(s: dict[str, float]) -> list[str]:
@@ -133,9 +153,15 @@ def status(args: argparse.Namespace) -> int:
     store = _open_store(args.out)
     try:
         print("\n".join(_summary_lines(store.summary())))
+        stale = store.stale_running()
+        if stale:
+            print(
+                f"({stale} of the running file(s) belong to a run that is gone; the next run "
+                "takes them up again)"
+            )
         for row in store.rows():
             if row.status == "failed":
-                print(f"failed: {row.path}: {row.error}")
+                print(f"failed: {_shown(row.path)}: {row.error}")
     finally:
         store.close()
     return 0
@@ -148,6 +174,8 @@ def report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     dest = args.output
+    if dest:
+        _check_report_dest(dest, args.out)
     if dest and dest.endswith(".json"):
         text = json.dumps(rows, indent=2, ensure_ascii=False)
     else:
@@ -159,10 +187,16 @@ def report(args: argparse.Namespace) -> int:
                 {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()}
             )
         text = buf.getvalue()
-    if dest:
-        from .._atomic import atomic_write_text
+    if dest and not Path(dest).is_file() and Path(dest).exists():
+        with open(dest, "w", encoding="utf-8") as fh:  # /dev/stdout, a pipe: write through
+            fh.write(text)
+    elif dest:
+        from .._atomic import atomic_write_text, output_error
 
-        atomic_write_text(dest, text)
+        try:
+            atomic_write_text(dest, text)
+        except OSError as exc:
+            raise output_error(exc, dest) from None
         print(f"wrote {dest}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -172,6 +206,8 @@ def report(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..batch import BatchConfig, run_batch
 
+    if args.address and args.engine != "ray":
+        raise MalsoriError("--address is for --engine ray (the local engine needs none)")
     options = decode_options_from_args(args)
     formats = tuple(expand_formats(args.format))
     options = options_for_formats(options, formats)
@@ -204,9 +240,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"malsori: the input moved from {prep.moved_from}", file=err)
     print(
         f"scan: {prep.new} new, {prep.changed} changed, {prep.unchanged} unchanged, "
-        f"{prep.unreadable} unreadable; {prep.reclaimed} reclaimed, {prep.retried} retried",
+        f"{prep.unreadable} unreadable; {prep.reclaimed} reclaimed, {prep.retried} retried"
+        + (
+            f"; {prep.skipped} other file(s) skipped (not audio by name; see --glob)"
+            if prep.skipped
+            else ""
+        ),
         file=err,
     )
+    if prep.gone:
+        print(
+            f"scan: {len(prep.gone)} file(s) no longer in the input, dropped from the job "
+            f"(their outputs stay), e.g. {prep.gone[0]!r}",
+            file=err,
+        )
+    if prep.fresh_retries:
+        print(
+            f"rerun: a new request: {prep.fresh_retries} failed file(s) get their retries again",
+            file=err,
+        )
+    if prep.blocked:
+        print(
+            f"malsori: {prep.blocked} file(s) not transcribed: their output path is taken "
+            f"(see 'malsori batch status {args.output_dir}')",
+            file=err,
+        )
     if prep.forced:
         print(f"rerun: --force: {prep.forced} file(s) redone", file=err)
     if prep.redo_request:

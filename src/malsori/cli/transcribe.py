@@ -7,6 +7,7 @@ others still run; the exit status is 1 when any input failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -144,6 +145,16 @@ def _check_output_dir(path: Path) -> None:
         ) from exc
 
 
+def write_stdout(text: str) -> None:
+    """Write to stdout with ``os.write``: after a short write (``ulimit -f``, a full disk)
+    Python's buffered stdout can drop the error and exit 0 with a cut transcript; this
+    raises it (the CLI turns it into one line and exit 1)."""
+    sys.stdout.flush()
+    view = memoryview(text.encode("utf-8"))
+    while view:
+        view = view[os.write(sys.stdout.fileno(), view) :]
+
+
 def _stems(files: list[str]) -> dict[str, str]:
     """Each input's output stem, by batch's rule (:mod:`malsori.batch.naming`): inputs that
     share a stem keep their extension (``a.wav.txt``, ``a.mp3.txt``). Two inputs with the same
@@ -242,9 +253,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         if out_dir is None:
             if several:  # say which transcript is which, as head(1) does
-                sys.stdout.write(f"{'' if n == 0 else chr(10)}==> {label} <==\n")
-            sys.stdout.write(WRITERS[formats[0]](result))
-            sys.stdout.flush()
+                write_stdout(f"{'' if n == 0 else chr(10)}==> {label} <==\n")
+            write_stdout(WRITERS[formats[0]](result))
     if failures:
         print(f"malsori: {failures} of {len(args.files)} input(s) failed", file=sys.stderr)
         return 1

@@ -88,6 +88,21 @@ def test_translation_with_multilingual_model(speech_dir: Path) -> None:
         assert wer(SENTENCES["report"], result.text) <= 0.25, result.text
         with open(speech_dir / "report.wav", "rb") as fh, pytest.raises(openai.BadRequestError):
             client.audio.translations.create(model="tiny.en", file=fh)
+        # stream=true (a malsori extension the page uses): the same events as transcriptions.
+        ko = next(p for p in sorted((EVALDATA / "ko").glob("*.wav")))
+        with open(ko, "rb") as fh:
+            resp = httpx.post(
+                srv.url + "/v1/audio/translations",
+                files={"file": (ko.name, fh, "audio/wav")},
+                data={"model": "whisper-1", "stream": "true"},
+                timeout=300,
+            )
+        events = [json.loads(x[6:]) for x in resp.text.splitlines() if x.startswith("data: ")]
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert events[-1]["type"] == "transcript.text.done", events[-1]
+        deltas = [e for e in events if e["type"] == "transcript.text.delta"]
+        assert deltas and all("segment" in e for e in deltas)
+        assert not any("\uac00" <= ch <= "\ud7a3" for ch in events[-1]["text"])  # English
 
 
 def test_models_list_and_get(client: openai.OpenAI) -> None:

@@ -60,8 +60,17 @@ async def translations(
     prompt: Annotated[str | None, Form()] = None,
     response_format: Annotated[ResponseFormat, Form()] = "json",
     temperature: Annotated[float, Form()] = 0.0,
+    timestamp_granularities: Annotated[
+        list[Granularity] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
+    stream: Annotated[
+        bool, Form(description="malsori extension: server-sent events, as for transcriptions")
+    ] = False,
 ) -> Response:
-    req = JobRequest("translate", model, None, prompt, response_format, temperature, (), False)
+    granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    req = JobRequest(
+        "translate", model, None, prompt, response_format, temperature, granularities, stream
+    )
     return await run_request(state, request, file, req)
 
 

@@ -433,8 +433,11 @@ def test_translate_korean_to_english(server: Server, page: Page) -> None:
     assert_done(page)
     text = transcript_text(page)
     assert not HANGUL.search(text), text
-    # base says "The amount of money I need to fill up is not enough ..." (돈 = money)
-    assert len(re.findall(r"[A-Za-z]+", text)) >= 5 and "money" in text.lower(), text
+    # base's English for this clip varies between runs (int8 kernels on this CPU are not
+    # bit-reproducible): "The amount of money ... is not enough", "... the amount is not
+    # enough ..."; the stable part is "amount ... not enough".
+    assert len(re.findall(r"[A-Za-z]+", text)) >= 5, text
+    assert "amount" in text.lower() or "money" in text.lower(), text
 
 
 def test_hour_long_recording_stamps_show_the_hour(

@@ -140,7 +140,8 @@ def test_eval_reports_bad_rows_and_still_scores_good_ones(run_cli: Run, tmp_path
     proc = run_cli("eval", str(path), "--model", "tiny.en", "-q")
     assert proc.returncode == 1
     assert "line 3: audio file not found" in proc.stderr
-    assert "| tiny.en int8 beam5 | en | 1 | **0.00%**" in proc.stdout
+    # the default configuration is the product default (issue 14)
+    assert "| tiny.en int8 beam-auto | en | 1 | **0.00%**" in proc.stdout
 
 
 def test_every_error_class_is_in_the_drawn_tree_and_exported() -> None:

@@ -31,8 +31,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--model", action="append", help="model name or directory (repeatable) [base]")
     p.add_argument("--compute-type", action="append", help="repeatable [int8]")
-    p.add_argument("--beam-size", action="append", type=int, help="repeatable [5]")
-    p.add_argument("--batch-size", action="append", type=int, help="repeatable [1]")
+    p.add_argument(
+        "--beam-size", action="append", type=int, help="repeatable [0 = automatic, as transcribe]"
+    )
+    p.add_argument("--batch-size", action="append", type=int, help="repeatable [8; 1 = sequential]")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
@@ -86,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         for m, c, b, n in itertools.product(
             args.model or ["base"],
             args.compute_type or ["int8"],
-            args.beam_size or [5],
-            args.batch_size or [1],
+            args.beam_size or [EvalConfig.beam_size],
+            args.batch_size or [EvalConfig.batch_size],
         )
     ]
 

@@ -45,6 +45,9 @@ class Score:
     ref_chars: int
     char_errors: int
     diff: str  # the normalized reference with errors marked
+    #: Character edits that only move word boundaries: edits with spaces counted minus
+    #: edits without (reported apart from CER for Korean, Japanese, Chinese).
+    space_errors: int = 0
 
     @property
     def errors(self) -> int:
@@ -98,14 +101,19 @@ def score(reference: str, hypothesis: str, language: str) -> Score:
         else len(raw_hyp)
     )
     ref_c, hyp_c = ref_n.replace(" ", ""), hyp_n.replace(" ", "")
+    space_errors = 0
     if ref_c:
         chars = jiwer.process_characters(ref_c, hyp_c)
         char_errors = chars.substitutions + chars.insertions + chars.deletions
+        spaced = jiwer.process_characters(ref_n, hyp_n if hyp_n else "")
+        spaced_errors = spaced.substitutions + spaced.insertions + spaced.deletions
+        space_errors = max(0, spaced_errors - char_errors)
     else:
         char_errors = len(hyp_c)
     return Score(
-        len(ref_w), subs, ins, dels, round(raw_errors), len(raw_ref), len(ref_c), char_errors, diff
-    )
+        len(ref_w), subs, ins, dels, round(raw_errors), len(raw_ref), len(ref_c), char_errors, diff,
+        space_errors,
+    )  # fmt: skip
 
 
 def headline(language: str) -> str:

@@ -34,23 +34,26 @@ def render_markdown(
 ) -> str:
     out = [f"# Evaluation of `{manifest}`", ""]
     out += [
-        "| configuration | language | utterances | WER | raw WER | CER | S/I/D | RTF "
+        "| configuration | language | utterances | WER | raw WER | CER | spacing | S/I/D | RTF "
         "| x-realtime |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary_rows(results):
         lead = "cer" if r["headline"] == "cer" else "wer"
         wer = f"**{_pct(r['wer'])}**" if lead == "wer" else _pct(r["wer"])
         cer = f"**{_pct(r['cer'])}**" if lead == "cer" else _pct(r["cer"])
         xrt = f"{1 / r['rtf']:.1f}x" if r["rtf"] > 0 else "-"
+        spacing = _pct(r["spacing"]) if lead == "cer" else "-"
         out.append(
             f"| {r['config']} | {r['language']} | {r['utterances']} | {wer} | "
-            f"{_pct(r['raw_wer'])} | {cer} | {r['substitutions']}/{r['insertions']}/"
+            f"{_pct(r['raw_wer'])} | {cer} | {spacing} | {r['substitutions']}/{r['insertions']}/"
             f"{r['deletions']} | {r['rtf']:.3f} | {xrt} |"
         )
     out += [
         "",
-        "Bold: the headline metric for the language (CER for Korean, Japanese, Chinese).",
+        "Bold: the headline metric for the language (CER for Korean, Japanese, Chinese, on "
+        "the text without spaces); spacing: edits that only move word boundaries, per "
+        "reference character (CER with spaces = CER + spacing).",
         "WER after Whisper's normalizer (English normalizer for English); raw WER on the "
         "text as written.",
         "",

@@ -17,15 +17,18 @@ from .metrics import Score, score
 class EvalConfig:
     model: str = "base"
     compute_type: str = "int8"
-    beam_size: int = 5
-    batch_size: int = 1
+    beam_size: int = 0  # the product default: automatic (greedy, beam 5 for Korean)
+    batch_size: int = 8  # the product default: malsori's pipeline; 1 = sequential
     device: str = "auto"
     threads: int | None = None
 
     @property
     def label(self) -> str:
-        parts = [self.model, self.compute_type, f"beam{self.beam_size}"]
-        if self.batch_size > 1:
+        beam = f"beam{self.beam_size}" if self.beam_size else "beam-auto"
+        parts = [self.model, self.compute_type, beam]
+        if self.batch_size == 1:
+            parts.append("sequential")
+        elif self.batch_size != 8:
             parts.append(f"batch{self.batch_size}")
         return " ".join(parts)
 
@@ -66,6 +69,7 @@ class ConfigResult:
             "wer": (subs + ins + dels) / ref_words if ref_words else 0.0,
             "raw_wer": sum(u.score.raw_errors for u in us) / raw_ref if raw_ref else 0.0,
             "cer": sum(u.score.char_errors for u in us) / ref_chars if ref_chars else 0.0,
+            "spacing": sum(u.score.space_errors for u in us) / ref_chars if ref_chars else 0.0,
             "substitutions": subs,
             "insertions": ins,
             "deletions": dels,
@@ -100,7 +104,7 @@ def evaluate(
             options = DecodeOptions(
                 language=row.language,
                 beam_size=cfg.beam_size,
-                best_of=cfg.beam_size,
+                best_of=cfg.beam_size or 5,
                 batch_size=cfg.batch_size,
             )
             try:  # an English-only model refuses other languages here (check_options)

@@ -37,6 +37,8 @@ FIRST_BATCH = 6
 #: windows keeps the peak RSS under 600 MB; beam 5 decodes 2 windows per call.
 MAX_WINDOWS_PER_CALL = 6
 MAX_HYPOTHESES = 10
+#: ``align`` keeps every layer's attention over the whole text (Korean: up to 448 tokens).
+ALIGN_WINDOWS_PER_CALL = 2
 #: Re-decodes of an unfinished window's remainder.
 MAX_DEPTH = 3
 
@@ -323,7 +325,7 @@ class Pipeline:
             if r.segments:
                 groups[r.language].append(r)
         for lang, rs in groups.items():
-            step = min(MAX_WINDOWS_PER_CALL, self.config.batch_size)
+            step = min(ALIGN_WINDOWS_PER_CALL, self.config.batch_size)
             for lo in range(0, len(rs), step):
                 part = rs[lo : lo + step]
                 align_words(

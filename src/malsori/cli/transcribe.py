@@ -68,7 +68,8 @@ def add_decode_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DecodeOptions.beam_size,
         metavar="N",
-        help=f"beam search width; 1 = greedy [default: {DecodeOptions.beam_size}]",
+        help="beam search width; 1 = greedy; 0 = automatic (greedy, beam 5 for Korean) "
+        f"[default: {DecodeOptions.beam_size}]",
     )
     g.add_argument(
         "--batch-size",

@@ -80,7 +80,8 @@ def test_json_carries_everything(result: malsori.Transcript) -> None:
     assert data["text"] == result.text
     assert data["language"] == "en" and 0 < data["language_probability"] <= 1
     assert data["model"] == "tiny.en"
-    assert data["options"]["beam_size"] == result.options["beam_size"] == 1
+    default_beam = malsori.DecodeOptions().beam_size  # 0 = automatic (greedy for English)
+    assert data["options"]["beam_size"] == result.options["beam_size"] == default_beam
     words = [w for s in data["segments"] for w in s["words"]]
     assert words and all({"start", "end", "word", "probability"} <= w.keys() for w in words)
     ends = [s["end"] for s in data["segments"]]

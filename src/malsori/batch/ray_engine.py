@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .._extras import require_extra
 from ..errors import MalsoriError, NoSpaceError
@@ -96,23 +96,22 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _ray_stderr_to(path: Path) -> Iterator[None]:
+def _ray_stderr_to(path: Path) -> Iterator[TextIO]:
     """``-q``: Ray writes start-up notices, Ray Data INFO lines and its C++ core worker's log
-    straight to file descriptor 2. Point fd 2 at ``path`` (nothing is lost) while malsori's
-    own messages keep the real stderr through ``sys.stderr``."""
+    to file descriptor 2, some through Python handlers it sets up lazily. Point fd 2 itself
+    at ``path`` (nothing is lost; ``sys.stderr`` stays the object every handler holds) and
+    yield a stream on the real stderr for malsori's own messages."""
     sys.stderr.flush()
     saved = os.dup(2)
     log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    old_stderr = sys.stderr
     os.dup2(log, 2)
     os.close(log)
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     try:
-        yield
+        yield real
     finally:
         sys.stderr.flush()
-        sys.stderr.close()
-        sys.stderr = old_stderr
+        real.close()
         os.dup2(saved, 2)
         os.close(saved)
 
@@ -128,17 +127,22 @@ def run_ray(
     """Transcribe the pending files on Ray; with ``quiet`` Ray's own output goes to
     ``OUT/.malsori-ray.log``."""
     if not quiet:
-        return _run_ray(config, store, workers, address, progress)
+        return _run_ray(config, store, workers, address, progress, sys.stderr)
     require_extra("dist", "--engine ray")
     for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "ray"]:
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("ray").setLevel(logging.ERROR)
-    with _ray_stderr_to(Path(config.output_dir) / RAY_LOG):
-        return _run_ray(config, store, workers, address, progress)
+    with _ray_stderr_to(Path(config.output_dir) / RAY_LOG) as say:
+        return _run_ray(config, store, workers, address, progress, say)
 
 
 def _run_ray(
-    config: BatchConfig, store: JobStore, workers: int, address: str | None, progress: bool
+    config: BatchConfig,
+    store: JobStore,
+    workers: int,
+    address: str | None,
+    progress: bool,
+    say: TextIO,
 ) -> BatchResult:
     require_extra("dist", "--engine ray")
     import ray
@@ -220,7 +224,7 @@ def _run_ray(
     except KeyboardInterrupt:
         result.interrupted = True
         result.signal = result.signal or signal.SIGINT
-        print("\nmalsori: interrupted; unfinished files go back to pending", file=sys.stderr)
+        print("\nmalsori: interrupted; unfinished files go back to pending", file=say)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         store.release([p for p in pending if p not in finished])

@@ -72,12 +72,15 @@ def test_sixteen_clients_for_thirty_seconds(speech_dir: Path) -> None:
         assert 'malsori_errors_total{endpoint="/v1/audio/transcriptions",status="429"}' in metrics
 
 
-SOAK_REQUESTS = 1000
+# The suite's soak: 400 requests (about 90 s on 2 cores). The 1,000-request soak the issue
+# asks for runs in benchmarks/server_load.py (results in docs/benchmarks.md), which keeps
+# the suite well under 15 minutes.
+SOAK_REQUESTS = 400
 SOAK_WARMUP = 100  # allocator pools and caches settle first
-SOAK_SAMPLE_EVERY = 50
+SOAK_SAMPLE_EVERY = 20
 
 
-def test_soak_thousand_short_requests_memory_stays_flat(tmp_path: Path) -> None:
+def test_soak_of_short_requests_memory_stays_flat(tmp_path: Path) -> None:
     audio = espeak("Good morning.", tmp_path / "short.wav").read_bytes()
     with running_server("--model", "tiny.en", "--max-queue", "8", "--idle-unload", "0") as srv:
         proc = psutil.Process(srv.process.pid)

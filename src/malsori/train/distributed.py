@@ -7,11 +7,20 @@ data with DistributedSampler. Only rank 0 writes files or shows progress.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):  # the other ranks may be gone already
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,10 @@ class DistributedContext:
             return
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=self.rank, world_size=self.world_size)
+        # Leave the group before the interpreter tears down: gloo's threads destroyed while
+        # still joinable abort the process ("terminate called without an active exception",
+        # SIGABRT) now and then, failing a run that had finished its work.
+        atexit.register(_leave_group)
 
     def all_reduce_sum(self, value: float, device: torch.device) -> float:
         if not self.enabled:

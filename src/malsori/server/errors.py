@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 
 class APIError(Exception):
@@ -67,3 +69,19 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
     return JSONResponse(
         error_body(f"internal error: {type(exc).__name__}", "server_error"), status_code=500
     )
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, object], *, close: bool = False
+) -> None:
+    """Answer a JSON error straight from ASGI middleware (before any route runs); ``close``
+    ends the connection too (an upload refused mid-body leaves unread bytes on it)."""
+    data = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -3,29 +3,13 @@ checks (DNS rebinding, cross-site form posts), and request metrics."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import error_body, send_json
 from .settings import ServerSettings
 from .state import Metrics
-
-
-async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 def _host_name(host: str) -> str:

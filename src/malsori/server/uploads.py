@@ -4,7 +4,6 @@ a byte too many) and saving the ``file`` field to a private temporary file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import APIError, error_body
+from .errors import APIError, error_body, send_json
 from .settings import ServerSettings
 
 #: Room for the form's other fields on top of the file size limit.
@@ -34,7 +33,7 @@ class BodyLimits:
         limit = self.settings.max_upload_bytes + FORM_OVERHEAD
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_error(send, 413, self._too_large())
+            await send_json(send, 413, self._too_large(), close=True)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.body_timeout_s
@@ -66,7 +65,7 @@ class BodyLimits:
             else:
                 return message
             if not started:  # nothing sent yet: answer, then tell the app the client left
-                await _send_error(send, 408 if message is None else 413, body)
+                await send_json(send, 408 if message is None else 413, body, close=True)
             answered = True
             return {"type": "http.disconnect"}
 
@@ -85,22 +84,6 @@ class BodyLimits:
             f"upload too large: the limit is {mb:g} MB", "invalid_request_error", "file",
             "file_too_large",
         )  # fmt: skip
-
-
-async def _send_error(send: Send, status: int, body: dict[str, object]) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 async def save_upload(upload: UploadFile, limit: int) -> Path:

@@ -22,6 +22,23 @@ _TRUNCATED_RATIO = 0.9
 AudioSource = str | os.PathLike[str] | bytes | BinaryIO
 
 
+def check_audio_path(path: Path, label: str) -> None:
+    """The checks a path passes before decoding (shared by :func:`load_audio` and the
+    pipeline's block reader): it exists, is a readable non-empty file, and a WAV header
+    does not promise more data than the file holds. Raises :class:`AudioError`."""
+    if not path.exists():
+        raise AudioError(f"{label}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{label}: is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{label}: permission denied")
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError(f"{label}: file is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        _check_wav_header(fh, label, size)
+
+
 def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[np.float32]:
     """Decode ``source`` (a path, raw bytes or a binary file object) to 16 kHz mono float32.
 
@@ -32,16 +49,7 @@ def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[n
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(path)
-        if not path.exists():
-            raise AudioError(f"{label}: no such file")
-        if path.is_dir():
-            raise AudioError(f"{label}: is a directory, not an audio file")
-        if not os.access(path, os.R_OK):
-            raise AudioError(f"{label}: permission denied")
-        if path.stat().st_size == 0:
-            raise AudioError(f"{label}: file is empty (0 bytes)")
-        with open(path, "rb") as fh:
-            _check_wav_header(fh, label, path.stat().st_size)
+        check_audio_path(path, label)
         return _decode(str(path), label)
     if isinstance(source, bytes):
         label = name or "<bytes>"

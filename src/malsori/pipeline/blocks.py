@@ -17,7 +17,14 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import _TRUNCATED_RATIO, SAMPLE_RATE, AudioSource, _check_wav_header, _declared_seconds
+from ..audio import (
+    _TRUNCATED_RATIO,
+    SAMPLE_RATE,
+    AudioSource,
+    _check_wav_header,
+    _declared_seconds,
+    check_audio_path,
+)
 from ..errors import AudioError
 
 #: Seconds of audio per block (1 minute: 3.8 MB of float32; Silero needs ~35 MB for it).
@@ -68,17 +75,7 @@ class AudioStream:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             self._label = str(path)
-            if not path.exists():
-                raise AudioError(f"{path}: no such file")
-            if path.is_dir():
-                raise AudioError(f"{path}: is a directory, not an audio file")
-            if not os.access(path, os.R_OK):
-                raise AudioError(f"{path}: permission denied")
-            size = path.stat().st_size
-            if size == 0:
-                raise AudioError(f"{path}: file is empty (0 bytes)")
-            with open(path, "rb") as fh:
-                _check_wav_header(fh, self._label, size)
+            check_audio_path(path, self._label)
             self._source = str(path)
         else:
             data = source if isinstance(source, bytes) else bytes(source.read())

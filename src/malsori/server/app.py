@@ -28,6 +28,8 @@ from .errors import (
     validation_error_handler,
 )
 from .middleware import RequestGuard, RequestMetrics
+from .realtime import hub as live_hub
+from .realtime import router as realtime_router
 from .routes import STATIC, router
 from .settings import ServerSettings
 from .state import AppState, JobLimiter, Metrics, ModelManager
@@ -102,5 +104,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard, settings=settings)
     app.include_router(router)
+    app.include_router(realtime_router)  # /v1/realtime: live transcription (WebSocket)
+    live_hub(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -39,6 +39,9 @@ class ServerSettings(BaseSettings):
     request_timeout_s: float = Field(900.0, gt=0)
     max_concurrent: int = Field(1, ge=1, description="transcriptions running at once")
     max_queue: int = Field(8, ge=0, description="requests waiting; beyond it: 429")
+    max_live_sessions: int = Field(
+        2, ge=0, description="live transcriptions (/v1/realtime) at once; beyond: refused"
+    )
     model_idle_unload_s: float = Field(
         900.0, description="unload a model idle this long; 0 = never"
     )

@@ -1,0 +1,467 @@
+"""One live transcription: audio in (``feed``, any thread), events out (``emit``, from the
+thread that calls ``process``).
+
+Silence costs nothing: Silero VAD (``vad.py``) opens an utterance when speech starts and
+closes it at a pause; only an open utterance is decoded. While it is open, its growing
+buffer is re-decoded (greedy, word timestamps, the confirmed text as the prompt) whenever
+``min_chunk_s`` of new audio has arrived and the previous decode is done, and words are
+confirmed by LocalAgreement-2 (``policy.py``). The buffer is cut at a confirmed segment end
+once it is longer than ``trim_s`` (never longer than ``max_buffer_s``: past that the
+pending words are confirmed and cut). At the pause every pending word is confirmed.
+
+Each decode covers all the audio received when it starts, so a slow machine decodes larger
+steps less often instead of queueing: the lag (audio received but not yet decoded) stays
+about one decode long. When it passes ``max_lag_s`` anyway (several sessions on few
+cores), the session switches to a cheaper setting (shorter buffer, fewer decodes) until it
+has caught up, and reports the lag with every update."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..audio import SAMPLE_RATE
+from ..engine import LoadedModel
+from ..transcript import Segment, Transcript, Word
+from .policy import HypothesisBuffer, TimedWord, cut_repetition
+from .vad import FRAME, SpeechDetector, TurnDetection
+
+__all__ = [
+    "LiveError",
+    "LiveEvent",
+    "LiveOptions",
+    "LiveSession",
+    "LiveStats",
+    "SpeechStarted",
+    "SpeechStopped",
+    "TextDelta",
+    "UtteranceDone",
+]
+
+Samples = npt.NDArray[np.float32]
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+_PROMPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    language: str | None = None
+    beam_size: int = 1
+    #: Text that comes before the session (names, vocabulary), as Whisper's initial prompt.
+    prompt: str | None = None
+    min_chunk_s: float = 1.0
+    trim_s: float = 15.0
+    max_buffer_s: float = 25.0
+    max_lag_s: float = 4.0
+    turn: TurnDetection = field(default_factory=TurnDetection)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    item: str
+    start: float  #: session seconds, prefix padding included
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    item: str
+    text: str  #: newly confirmed text (may be empty when only the partial changed)
+    partial: str  #: the unconfirmed rest of the latest hypothesis
+    lag: float  #: seconds of received audio the decode that produced this had not seen
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    item: str
+    end: float
+
+
+@dataclass(frozen=True)
+class UtteranceDone:
+    item: str
+    text: str
+    start: float
+    end: float
+    words: list[TimedWord]
+    language: str
+
+
+@dataclass(frozen=True)
+class LiveError:
+    code: str
+    message: str
+
+
+LiveEvent = SpeechStarted | TextDelta | SpeechStopped | UtteranceDone | LiveError
+
+
+@dataclass
+class LiveStats:
+    decodes: int = 0
+    decode_seconds: float = 0.0
+    #: (session seconds when the decode finished, lag in seconds), one per decode
+    lags: list[tuple[float, float]] = field(default_factory=list)
+    degraded_decodes: int = 0
+
+    @property
+    def max_lag(self) -> float:
+        return max((lag for _, lag in self.lags), default=0.0)
+
+
+def new_item_id() -> str:
+    return "item_" + uuid.uuid4().hex[:20]
+
+
+class LiveSession:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        options: LiveOptions | None = None,
+        emit: Callable[[LiveEvent], None] | None = None,
+        *,
+        on_decode: Callable[[], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.options = options or LiveOptions()
+        self.emit: Callable[[LiveEvent], None] = emit or (lambda event: None)
+        self.on_decode = on_decode
+        self.language = self.options.language if loaded.is_multilingual else "en"
+        self.language_probability = 1.0 if self.language else 0.0
+        self.stats = LiveStats()
+        self.segments: list[Segment] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: list[Samples] = []
+        self._commit = False
+        self._fed = 0  # samples received
+        self._seen = 0  # samples through the VAD
+        self._carry: Samples = np.zeros(0, dtype=np.float32)
+        self._vad = SpeechDetector(self.options.turn)
+        turn = self.options.turn
+        keep = (turn.prefix_padding_ms + turn.min_speech_ms) * SAMPLE_RATE // 1000 // FRAME + 2
+        self._preroll: deque[Samples] = deque(maxlen=keep)
+        self._buffer: list[Samples] = []
+        self._buffer_len = 0
+        self._decoded_len = 0  # buffer samples the last decode saw
+        self._offset = 0.0  # session seconds of the buffer's first sample
+        self._hyp = HypothesisBuffer()
+        self._item: str | None = None
+        self._item_start = 0.0
+        self._item_words: list[TimedWord] = []
+        self._confirmed: list[TimedWord] = []
+        self._degraded = False
+
+    # --- input (any thread) ---------------------------------------------------------------
+
+    def feed(self, samples: Samples) -> None:
+        """16 kHz mono float32 samples, in order."""
+        if not len(samples):
+            return
+        with self._wake:
+            self._pending.append(np.asarray(samples, dtype=np.float32))
+            self._fed += len(samples)
+            self._wake.notify_all()
+
+    def commit(self) -> None:
+        """Close the open utterance now (``input_audio_buffer.commit``)."""
+        with self._wake:
+            self._commit = True
+            self._wake.notify_all()
+
+    def commit_wakeup(self) -> None:
+        """Wake a thread blocked in ``wait`` (the input ended)."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until there is work for ``process`` (True) or ``timeout`` passes."""
+        with self._wake:
+            if not self._work_ready():
+                self._wake.wait(timeout)
+            return self._work_ready()
+
+    def _work_ready(self) -> bool:
+        if self._commit:
+            return True
+        pending = sum(len(p) for p in self._pending) + len(self._carry)
+        if self._item is None:
+            return pending >= FRAME
+        return pending + self._buffer_len - self._decoded_len >= self._min_chunk() * SAMPLE_RATE
+
+    @property
+    def received_seconds(self) -> float:
+        return self._fed / SAMPLE_RATE
+
+    @property
+    def in_utterance(self) -> bool:
+        return self._item is not None
+
+    # --- the work (one thread) ------------------------------------------------------------
+
+    def process(self) -> None:
+        """Run the VAD over the audio received so far, open and close utterances, decode."""
+        with self._lock:
+            chunks, self._pending = self._pending, []
+            commit, self._commit = self._commit, False
+        if chunks:
+            self._vad_frames(np.concatenate([self._carry, *chunks]))
+        if commit:
+            if self._item is None:
+                self.emit(LiveError("input_audio_buffer_commit_empty", "no speech to commit"))
+            else:
+                self._close(self._seen / SAMPLE_RATE)
+                if self._vad.speaking:  # the speaker goes on: a new item from here
+                    self._open(self._seen / SAMPLE_RATE)
+        elif self._item is not None and (
+            self._buffer_len - self._decoded_len >= self._min_chunk() * SAMPLE_RATE
+        ):
+            self._decode(final=False)
+
+    def finish(self) -> None:
+        """The input ended: process what is left and close the open utterance."""
+        self.process()
+        if self._item is not None:
+            self._close(self._seen / SAMPLE_RATE)
+
+    def _vad_frames(self, audio: Samples) -> None:
+        n = len(audio) // FRAME
+        self._carry = audio[n * FRAME :].copy()
+        if n == 0:
+            return
+        frames = audio[: n * FRAME].reshape(n, FRAME)
+        probabilities = self._vad.probabilities(frames)
+        silence_s = self.options.turn.silence_duration_ms / 1000
+        for frame, p in zip(frames, probabilities, strict=True):
+            change = self._vad.update(float(p))
+            self._seen += FRAME
+            now = self._seen / SAMPLE_RATE
+            if self._item is None:
+                self._preroll.append(frame)
+                if change == "start":
+                    self._open(now)
+            else:
+                self._append(frame)
+                if change == "stop":
+                    end = now - silence_s
+                    # keep 0.3 s of the pause: Whisper hears the sentence end
+                    self._truncate(end + 0.3)
+                    self._close(end)
+
+    def _open(self, now: float) -> None:
+        self._item = new_item_id()
+        self._buffer = list(self._preroll)
+        self._buffer_len = sum(len(f) for f in self._buffer)
+        self._preroll.clear()
+        self._offset = now - self._buffer_len / SAMPLE_RATE
+        self._item_start = self._offset
+        self._decoded_len = 0
+        self._item_words = []
+        self._hyp.reset(self._offset)
+        self.emit(SpeechStarted(self._item, self._offset))
+
+    def _append(self, frame: Samples) -> None:
+        self._buffer.append(frame)
+        self._buffer_len += len(frame)
+
+    def _audio(self) -> Samples:
+        if len(self._buffer) != 1:
+            joined = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
+            self._buffer = [joined]
+        return self._buffer[0]
+
+    def _truncate(self, until: float) -> None:
+        keep = max(0, int((until - self._offset) * SAMPLE_RATE))
+        if keep < self._buffer_len:
+            self._buffer = [self._audio()[:keep]]
+            self._buffer_len = keep
+
+    def _cut(self, at: float) -> None:
+        """Drop the buffer's audio before ``at`` (session seconds)."""
+        drop = int((at - self._offset) * SAMPLE_RATE)
+        if drop <= 0:
+            return
+        self._buffer = [self._audio()[drop:].copy()]
+        self._buffer_len -= drop
+        self._decoded_len = max(0, self._decoded_len - drop)
+        self._offset += drop / SAMPLE_RATE
+        self._hyp.pop_committed(self._offset)
+
+    def _close(self, end: float) -> None:
+        assert self._item is not None
+        item = self._item
+        if self._buffer_len > self._decoded_len:
+            self._decode(final=True)
+        else:
+            forced = self._hyp.force()
+            self._confirm(forced)
+            if forced:
+                self.emit(TextDelta(item, "".join(w.text for w in forced), "", 0.0))
+        self.emit(SpeechStopped(item, end))
+        words = self._item_words
+        text = "".join(w.text for w in words).strip()
+        language = self.language or "en"
+        self.emit(UtteranceDone(item, text, self._item_start, end, list(words), language))
+        self._add_segments(words, language)
+        self._item = None
+        self._buffer, self._buffer_len, self._decoded_len = [], 0, 0
+        self._hyp.reset(end)
+
+    # --- decoding -------------------------------------------------------------------------
+
+    def _min_chunk(self) -> float:
+        return self.options.min_chunk_s * (2 if self._degraded else 1)
+
+    def _prompt(self) -> str | None:
+        parts: list[str] = []
+        size = 0
+        for word in reversed(self._confirmed):
+            if word.end > self._offset + 0.01:
+                continue
+            parts.append(word.text)
+            size += len(word.text)
+            if size >= _PROMPT_CHARS:
+                break
+        text = "".join(reversed(parts)).strip()
+        if self.options.prompt and size < _PROMPT_CHARS:
+            text = f"{self.options.prompt.strip()} {text}".strip()
+        return text or None
+
+    def _transcribe(self, audio: Samples) -> tuple[list[Any], Any]:
+        segments, info = self.loaded.model.transcribe(
+            audio,
+            language=self.language,
+            task="transcribe",
+            beam_size=self.options.beam_size,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            initial_prompt=self._prompt(),
+            word_timestamps=True,
+            vad_filter=False,
+            compression_ratio_threshold=None,
+            log_prob_threshold=None,
+            no_speech_threshold=None,
+        )
+        return list(segments), info
+
+    def _decode(self, *, final: bool) -> None:
+        assert self._item is not None
+        audio = self._audio()
+        self._decoded_len = len(audio)
+        t0 = time.perf_counter()
+        segments, info = self._transcribe(audio)
+        elapsed = time.perf_counter() - t0
+        if self.on_decode is not None:
+            self.on_decode()
+        if self.language is None and (
+            info.language_probability >= 0.5 or len(audio) >= 3 * SAMPLE_RATE or final
+        ):
+            self.language = str(info.language)
+            self.language_probability = float(info.language_probability)
+        words: list[TimedWord] = []
+        ends: list[float] = []
+        for seg in segments:
+            if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
+                continue  # Whisper's own silence rule: text here is made up
+            if seg.compression_ratio > 2.4:
+                break  # a repetition loop: nothing from here on
+            words.extend(
+                TimedWord(self._offset + w.start, self._offset + w.end, w.word, w.probability)
+                for w in seg.words or []
+            )
+            ends.append(self._offset + seg.end)
+        words = cut_repetition(words)
+        lag = max(0.0, self.received_seconds - (self._offset + len(audio) / SAMPLE_RATE))
+        self.stats.decodes += 1
+        self.stats.decode_seconds += elapsed
+        self.stats.lags.append((self.received_seconds, lag))
+        if self._degraded:
+            self.stats.degraded_decodes += 1
+        if lag > self.options.max_lag_s:
+            self._degraded = True
+        elif lag < self.options.max_lag_s / 2:
+            self._degraded = False
+
+        self._hyp.insert(words)
+        confirmed = self._hyp.flush()
+        if final:
+            confirmed += self._hyp.force()
+        else:
+            confirmed += self._trim(ends)
+        self._confirm(confirmed)
+        partial = "" if final else "".join(w.text for w in self._hyp.pending)
+        self.emit(TextDelta(self._item, "".join(w.text for w in confirmed), partial, lag))
+
+    def _trim(self, ends: list[float]) -> list[TimedWord]:
+        """Cut the buffer at a confirmed segment end once it is long; past ``max_buffer_s``
+        confirm the pending words up to a segment end (or all but the last 3 s) and cut."""
+        length = self._buffer_len / SAMPLE_RATE
+        trim_s = self.options.trim_s / (2 if self._degraded else 1)
+        forced: list[TimedWord] = []
+        if length > self.options.max_buffer_s:
+            limit = ends[-2] if len(ends) > 1 else self._offset + length - 3.0
+            forced = self._hyp.force(until=limit)
+            self._cut(min(limit, self._hyp.last_committed_time) if forced else limit)
+        elif length > trim_s:
+            done = self._hyp.last_committed_time
+            candidates = [e for e in ends[:-1] if e <= done + 0.01]
+            if candidates:
+                self._cut(max(candidates))
+            elif self._item_words and self._item_words[-1].text.rstrip().endswith(_SENTENCE_END):
+                self._cut(self._item_words[-1].end)
+        return forced
+
+    def _confirm(self, words: list[TimedWord]) -> None:
+        self._item_words.extend(words)
+        self._confirmed.extend(words)
+
+    # --- the result -----------------------------------------------------------------------
+
+    def _add_segments(self, words: list[TimedWord], language: str) -> None:
+        """An utterance's words as segments: cut after sentence ends and at 15 s."""
+        group: list[TimedWord] = []
+        for i, word in enumerate(words):
+            group.append(word)
+            last = i == len(words) - 1
+            long = group[-1].end - group[0].start >= 15.0
+            if last or long or word.text.rstrip().endswith(_SENTENCE_END):
+                text = "".join(w.text for w in group)
+                if text.strip():
+                    self.segments.append(
+                        Segment(
+                            id=len(self.segments),
+                            start=round(group[0].start, 3),
+                            end=round(group[-1].end, 3),
+                            text=text,
+                            words=[
+                                Word(round(w.start, 3), round(w.end, 3), w.text, w.probability)
+                                for w in group
+                            ],
+                            language=language,
+                        )
+                    )
+                group = []
+
+    def transcript(self) -> Transcript:
+        """Everything confirmed so far, as a :class:`malsori.Transcript`."""
+        return Transcript(
+            segments=list(self.segments),
+            language=self.language or "en",
+            language_probability=self.language_probability,
+            duration=self.received_seconds,
+            model=self.loaded.name,
+            options={
+                "live": True,
+                "language": self.options.language,
+                "beam_size": self.options.beam_size,
+            },
+            processing_time=self.stats.decode_seconds,
+        )

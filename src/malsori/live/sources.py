@@ -1,0 +1,185 @@
+"""Live audio inputs, all as 16 kHz mono float32 chunks: the microphone (PortAudio through
+``sounddevice``), anything FFmpeg decodes (a file or a URL, read at real-time pace through
+PyAV), or raw PCM16 16 kHz mono on stdin.
+
+``open_source(spec)`` picks one: None -> the default microphone; ``-`` -> stdin; an existing
+path or a URL -> FFmpeg; anything else -> a microphone by number or name."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..audio import SAMPLE_RATE
+from ..errors import AudioError
+
+__all__ = ["FileSource", "LiveSource", "MicSource", "StdinSource", "open_source", "pcm16_to_float"]
+
+Samples = npt.NDArray[np.float32]
+CHUNK_S = 0.1
+_SCALE = np.float32(1 / 32768)
+
+
+def pcm16_to_float(data: bytes) -> Samples:
+    """Little-endian signed 16-bit samples -> float32 in [-1, 1)."""
+    usable = len(data) - len(data) % 2
+    return np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) * _SCALE
+
+
+class LiveSource(Protocol):
+    name: str
+
+    def chunks(self) -> Iterator[Samples]: ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """A file or stream URL decoded by FFmpeg (PyAV) and paced to real time (``-re``)."""
+
+    def __init__(self, location: str, *, realtime: bool = True) -> None:
+        import av
+
+        self.name = location
+        self.realtime = realtime
+        self._closed = threading.Event()
+        if "://" not in location:
+            path = Path(location)
+            if path.is_dir():
+                raise AudioError(f"{location}: is a directory")
+            if path.stat().st_size == 0:
+                raise AudioError(f"{location}: file is empty (0 bytes)")
+        try:
+            self._container: Any = av.open(location, mode="r", metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise AudioError(f"{location}: cannot be opened ({reason})") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            raise AudioError(f"{location}: contains no audio stream")
+
+    def chunks(self) -> Iterator[Samples]:
+        import av
+
+        stream = self._container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        t0 = time.monotonic()
+        sent = 0
+        try:
+            for frame in self._container.decode(stream):
+                for out in [*resampler.resample(frame)]:
+                    samples = out.to_ndarray().reshape(-1).astype(np.float32) * _SCALE
+                    for i in range(0, len(samples), int(CHUNK_S * SAMPLE_RATE)):
+                        if self._closed.is_set():
+                            return
+                        piece = samples[i : i + int(CHUNK_S * SAMPLE_RATE)]
+                        if self.realtime:  # send it once it has been "spoken"
+                            due = t0 + (sent + len(piece)) / SAMPLE_RATE
+                            delay = due - time.monotonic()
+                            if delay > 0:
+                                self._closed.wait(delay)
+                        sent += len(piece)
+                        yield piece
+        except av.FFmpegError as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise AudioError(f"{self.name}: decoding failed ({reason})") from None
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class StdinSource:
+    """Raw PCM16 little-endian 16 kHz mono on a binary stream (paced by its writer)."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.name = "stdin"
+        self._stream = stream or sys.stdin.buffer
+        self._closed = False
+
+    def chunks(self) -> Iterator[Samples]:
+        size = int(CHUNK_S * SAMPLE_RATE) * 2
+        fd = self._stream.fileno()
+        rest = b""
+        while not self._closed:
+            data = os.read(fd, size)
+            if not data:
+                break
+            data = rest + data
+            cut = len(data) - len(data) % 2
+            rest = data[cut:]
+            if cut:
+                yield pcm16_to_float(data[:cut])
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class MicSource:
+    """A microphone through PortAudio (``sounddevice``); ``device`` is a number or a name
+    (``python -m sounddevice`` lists them); None is the system default."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self.name = f"microphone {device}" if device else "the default microphone"
+        try:
+            import sounddevice as sd
+        except ImportError:
+            raise AudioError(
+                "microphone input needs the live extra: pip install -e '.[live]'"
+            ) from None
+        except OSError:  # sounddevice raises it when libportaudio is missing
+            raise AudioError(
+                "microphone input needs PortAudio, which is not installed "
+                "(Debian/Ubuntu: apt-get install libportaudio2); or use --input FILE|URL|-"
+            ) from None
+        self._sd: Any = sd
+        self._queue: queue.Queue[Samples | None] = queue.Queue()
+        dev: int | str | None = int(device) if device and device.isdigit() else device
+        try:
+            if not any(d["max_input_channels"] > 0 for d in sd.query_devices()):
+                raise AudioError("no audio input device found (no microphone); "
+                                 "use --input FILE|URL|- instead")  # fmt: skip
+            self._stream: Any = sd.InputStream(
+                samplerate=SAMPLE_RATE,
+                channels=1,
+                dtype="float32",
+                blocksize=int(CHUNK_S * SAMPLE_RATE),
+                device=dev,
+                callback=self._callback,
+            )
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioError(f"cannot open {self.name}: {exc}") from None
+
+    def _callback(self, data: Any, frames: int, when: Any, status: Any) -> None:
+        self._queue.put(np.array(data[:, 0], dtype=np.float32))
+
+    def chunks(self) -> Iterator[Samples]:
+        self._stream.start()
+        while (chunk := self._queue.get()) is not None:
+            yield chunk
+
+    def close(self) -> None:
+        self._queue.put(None)
+        try:
+            self._stream.stop()
+            self._stream.close()
+        except self._sd.PortAudioError:
+            pass
+
+
+def open_source(spec: str | None, *, realtime: bool = True) -> LiveSource:
+    if spec == "-":
+        return StdinSource()
+    if spec is not None and ("://" in spec or os.path.exists(spec)):
+        return FileSource(spec, realtime=realtime)
+    if spec is not None and ("/" in spec or "." in Path(spec).name):
+        raise AudioError(f"{spec}: no such file")
+    return MicSource(spec)

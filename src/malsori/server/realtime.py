@@ -1,0 +1,486 @@
+"""``/v1/realtime``: live transcription over a WebSocket, compatible with OpenAI's Realtime
+API in transcription mode (``intent=transcription``), as speaches implements it.
+
+Client events: ``session.update`` (GA shape, ``session.type = "transcription"``) or
+``transcription_session.update`` (beta shape); ``input_audio_buffer.append`` (base64 PCM16
+mono, 24 kHz as OpenAI's ``audio/pcm``, or 16 kHz with ``rate: 16000``);
+``input_audio_buffer.commit``; ``input_audio_buffer.clear``.
+Server events: ``session.created`` / ``session.updated``,
+``input_audio_buffer.speech_started`` / ``speech_stopped`` (server VAD, the default),
+``input_audio_buffer.committed``, ``conversation.item.input_audio_transcription.delta`` and
+``.completed``, ``error``. Extensions (ignored by OpenAI's clients): a delta carries
+``partial`` (the unconfirmed rest of the hypothesis) and ``lag_ms``; a completed event
+carries ``start``/``end`` (session seconds), ``words`` and ``language``.
+
+The same rules as the HTTP API: the Host and Origin checks (a cross-site page cannot open
+a socket), the API key (``Authorization: Bearer``, or the ``openai-insecure-api-key.<key>``
+subprotocol browsers use), the models clients may name, ``max_audio_seconds`` per session;
+at most ``max_live_sessions`` at once (then an ``error`` event and close code 1013)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import threading
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from prometheus_client import Counter, Gauge, Histogram
+
+from ..capabilities import unsupported
+from ..errors import ModelIntegrityError, ModelLoadError, ModelNotFoundError, OptionsError
+from ..live import (
+    LiveError,
+    LiveEvent,
+    LiveOptions,
+    LiveSession,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    TurnDetection,
+    UtteranceDone,
+    pcm16_to_float,
+)
+from ..options import normalize_language
+from .errors import APIError
+from .middleware import _host_name
+from .state import AppState
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+RATES = (24000, 16000)
+_KEY_PROTOCOL = "openai-insecure-api-key."
+
+
+class LiveHub:
+    """Per app: the open sessions and their metrics (in the app's registry)."""
+
+    def __init__(self, state: AppState) -> None:
+        r = state.metrics.registry
+        self.active = 0
+        self.open = Gauge("malsori_live_sessions", "Live sessions open", registry=r)
+        self.sessions = Counter(
+            "malsori_live_sessions_total",
+            "Live sessions by outcome (accepted, refused_busy, refused_auth)",
+            ["outcome"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "malsori_live_lag_seconds",
+            "Received audio a live decode had not seen yet, per decode",
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32),
+            registry=r,
+        )
+
+
+def hub(app: FastAPI) -> LiveHub:
+    found: LiveHub | None = getattr(app.state, "malsori_live", None)
+    if found is None:
+        found = LiveHub(app.state.malsori)
+        app.state.malsori_live = found
+    return found
+
+
+def _event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "event_id": "event_" + uuid.uuid4().hex[:20], **fields}
+
+
+def _error(
+    message: str,
+    code: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    error = {"message": message, "type": type, "code": code, "param": param, "event_id": event_id}
+    return _event("error", error=error)
+
+
+def _refusal(ws: WebSocket, state: AppState) -> str | None:
+    """The RequestGuard's Host and Origin rules (middleware.py), for a WebSocket."""
+    settings = state.settings
+    host = ws.headers.get("host", "").strip().lower()
+    hosts = settings.trusted_hosts()
+    if hosts is not None and host and _host_name(host) not in hosts:
+        return "invalid Host header"
+    origin = ws.headers.get("origin")
+    if origin is not None:
+        value = origin.strip().rstrip("/")
+        origins = {o.rstrip("/") for o in settings.cors_origins}
+        own = value.lower().partition("://")[2] == host
+        if not own and value not in origins and "*" not in origins:
+            return f"cross-origin WebSocket refused: origin {value!r} is not allowed"
+    return None
+
+
+def _authorized(ws: WebSocket, state: AppState) -> bool:
+    key = state.settings.api_key
+    if key is None:
+        return True
+    secret = key.get_secret_value().encode()
+    scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), secret):
+        return True
+    for proto in ws.scope.get("subprotocols", []):
+        given = proto[len(_KEY_PROTOCOL) :].encode()
+        if proto.startswith(_KEY_PROTOCOL) and hmac.compare_digest(given, secret):
+            return True
+    return False
+
+
+class Resampler:
+    """PCM16 at 24 kHz (or 16 kHz) -> 16 kHz float32, keeping the filter state between
+    appends (FFmpeg's resampler through PyAV)."""
+
+    def __init__(self, rate: int) -> None:
+        import av
+
+        self.rate = rate
+        self._av: Any = av
+        self._resampler: Any = av.AudioResampler(format="s16", layout="mono", rate=16000)
+
+    def __call__(self, data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+        if self.rate == 16000:
+            return pcm16_to_float(data)
+        pcm = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").reshape(1, -1)
+        if not pcm.size:
+            return np.zeros(0, dtype=np.float32)
+        frame = self._av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        if not out:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(out).astype(np.float32) * np.float32(1 / 32768)
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, state: AppState, live_hub: LiveHub) -> None:
+        self.ws, self.state, self.hub = ws, state, live_hub
+        self.loop = asyncio.get_running_loop()
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.model = state.models.canonical(ws.query_params.get("model"))
+        self.language: str | None = None
+        self.prompt: str | None = None
+        self.rate = 24000
+        self.turn: TurnDetection | None = TurnDetection()
+        self.session_id = "sess_" + uuid.uuid4().hex[:20]
+        self.live: LiveSession | None = None
+        self.resampler: Resampler | None = None
+        self.stop = threading.Event()
+        self.worker: asyncio.Future[None] | None = None
+        self.last_item: str | None = None
+
+    # --- the session object, as OpenAI shows it ---------------------------------------------
+
+    def session(self) -> dict[str, Any]:
+        turn = None
+        if self.turn is not None:
+            turn = {
+                "type": "server_vad",
+                "threshold": self.turn.threshold,
+                "prefix_padding_ms": self.turn.prefix_padding_ms,
+                "silence_duration_ms": self.turn.silence_duration_ms,
+            }
+        return {
+            "type": "transcription",
+            "id": self.session_id,
+            "object": "realtime.transcription_session",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": self.rate},
+                    "transcription": {
+                        "model": self.model,
+                        "language": self.language,
+                        "prompt": self.prompt or "",
+                    },
+                    "turn_detection": turn,
+                    "noise_reduction": None,
+                }
+            },
+            "include": [],
+        }
+
+    def update(self, event: dict[str, Any]) -> None:
+        """Apply a ``session.update`` / ``transcription_session.update``; APIError if bad."""
+        session = event.get("session")
+        if not isinstance(session, dict):
+            raise APIError(400, "session.update needs a 'session' object", param="session")
+        if session.get("type") == "realtime":
+            raise APIError(
+                400,
+                "only transcription sessions are supported (session.type 'transcription')",
+                param="session.type",
+                code="unsupported_session_type",
+            )
+        audio_in = (session.get("audio") or {}).get("input") or {}
+        fmt = audio_in.get("format", session.get("input_audio_format"))
+        transcription = audio_in.get("transcription", session.get("input_audio_transcription"))
+        has_turn = "turn_detection" in audio_in or "turn_detection" in session
+        turn = audio_in.get("turn_detection", session.get("turn_detection"))
+        rate = self.rate
+        if fmt is not None:
+            kind = fmt if isinstance(fmt, str) else fmt.get("type", "audio/pcm")
+            if kind not in ("audio/pcm", "pcm16"):
+                raise APIError(
+                    400,
+                    f"input audio format {kind!r} is not supported (audio/pcm: PCM16 mono)",
+                    param="session.audio.input.format",
+                    code="unsupported_audio_format",
+                )
+            rate = int(fmt.get("rate") or 24000) if isinstance(fmt, dict) else 24000
+            if rate not in RATES:
+                raise APIError(
+                    400,
+                    f"input audio rate {rate} is not supported (24000 or 16000)",
+                    param="session.audio.input.format.rate",
+                    code="unsupported_audio_format",
+                )
+        model, language, prompt = self.model, self.language, self.prompt
+        if isinstance(transcription, dict):
+            if transcription.get("model"):
+                model = self.state.models.check(str(transcription["model"]))
+            if "language" in transcription:
+                try:
+                    language = normalize_language(transcription.get("language"))
+                except OptionsError as exc:
+                    raise APIError(400, str(exc), param="language") from exc
+            if "prompt" in transcription:
+                prompt = transcription.get("prompt") or None
+        if self.live is not None and (model != self.model or rate != self.rate):
+            raise APIError(
+                400,
+                "the model and the audio format cannot change once audio was sent",
+                param="session",
+                code="session_started",
+            )
+        if has_turn:
+            if turn is None:
+                self.turn = None
+            elif isinstance(turn, dict):
+                base = TurnDetection()
+                self.turn = TurnDetection(
+                    threshold=float(turn.get("threshold") or base.threshold),
+                    prefix_padding_ms=int(turn.get("prefix_padding_ms") or base.prefix_padding_ms),
+                    silence_duration_ms=int(
+                        turn.get("silence_duration_ms") or base.silence_duration_ms
+                    ),
+                )
+        self.model, self.language, self.prompt, self.rate = model, language, prompt, rate
+        if self.live is not None and language is not None:
+            self.live.language = language
+
+    # --- events out ---------------------------------------------------------------------------
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.outbox.put_nowait(event)
+
+    def emit(self, event: LiveEvent) -> None:
+        """From the decoding thread: queue the event for the sender."""
+        self.loop.call_soon_threadsafe(self._emit, event)
+
+    def _emit(self, event: LiveEvent) -> None:
+        vad = self.turn is not None
+        if isinstance(event, SpeechStarted):
+            if vad:
+                start_ms = round(event.start * 1000)
+                self.send(_event("input_audio_buffer.speech_started",
+                                 audio_start_ms=start_ms, item_id=event.item))  # fmt: skip
+        elif isinstance(event, TextDelta):
+            self.hub.lag.observe(event.lag)
+            self.send(_event("conversation.item.input_audio_transcription.delta",
+                             item_id=event.item, content_index=0, delta=event.text,
+                             partial=event.partial, lag_ms=round(event.lag * 1000)))  # fmt: skip
+        elif isinstance(event, SpeechStopped):
+            if vad:
+                end_ms = round(event.end * 1000)
+                self.send(_event("input_audio_buffer.speech_stopped",
+                                 audio_end_ms=end_ms, item_id=event.item))  # fmt: skip
+            self.send(_event("input_audio_buffer.committed", item_id=event.item,
+                             previous_item_id=self.last_item))  # fmt: skip
+            self.last_item = event.item
+        elif isinstance(event, UtteranceDone):
+            words = [
+                {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                 "probability": round(w.probability, 4)}
+                for w in event.words
+            ]  # fmt: skip
+            seconds = max(0.0, event.end - event.start)
+            self.send(_event("conversation.item.input_audio_transcription.completed",
+                             item_id=event.item, content_index=0, transcript=event.text,
+                             usage={"type": "duration", "seconds": round(seconds, 3)},
+                             language=event.language, start=round(event.start, 3),
+                             end=round(event.end, 3), words=words))  # fmt: skip
+        elif isinstance(event, LiveError):
+            self.send(_error(event.message, event.code))
+
+    async def sender(self) -> None:
+        while (event := await self.outbox.get()) is not None:
+            await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+
+    # --- the decoding thread ------------------------------------------------------------------
+
+    async def start(self) -> LiveSession:
+        try:
+            loaded = await asyncio.to_thread(self.state.models.get, self.model)
+        except (ModelIntegrityError, ModelLoadError):
+            raise APIError(
+                503, f"model {self.model!r} is damaged on this server and could not be loaded",
+                type="server_error", code="model_damaged",
+            ) from None  # fmt: skip
+        except ModelNotFoundError:
+            raise APIError(
+                404, f"model {self.model!r} is not available on this server",
+                param="model", code="model_not_found",
+            ) from None  # fmt: skip
+        reason = unsupported(loaded.name, loaded.is_multilingual, self.language, "transcribe")
+        if reason is not None:
+            raise APIError(400, reason, param="language", code="unsupported_for_model")
+        options = LiveOptions(
+            language=self.language, prompt=self.prompt, turn=self.turn or TurnDetection()
+        )
+        model = self.model
+        live = LiveSession(
+            loaded, options, self.emit, on_decode=lambda: self.state.models.touch(model)
+        )
+        self.resampler = Resampler(self.rate)
+        self.worker = asyncio.ensure_future(asyncio.to_thread(self._work, live))
+        self.live = live
+        return live
+
+    def _work(self, live: LiveSession) -> None:
+        while not self.stop.is_set():
+            if live.wait(0.1) and not self.stop.is_set():
+                live.process()
+
+    # --- the connection -----------------------------------------------------------------------
+
+    async def handle(self, event: dict[str, Any]) -> bool:
+        """One client event; False ends the session."""
+        kind = event.get("type")
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        try:
+            if kind == "input_audio_buffer.append":
+                return await self.append(event)
+            if kind == "input_audio_buffer.commit":
+                if self.live is None:
+                    raise APIError(
+                        400, "no audio to commit", code="input_audio_buffer_commit_empty"
+                    )
+                self.live.commit()
+            elif kind == "input_audio_buffer.clear":
+                self.send(_event("input_audio_buffer.cleared"))
+            elif kind in ("session.update", "transcription_session.update"):
+                self.update(event)
+                name = "session.updated" if kind == "session.update" else kind.replace(
+                    "update", "updated")  # fmt: skip
+                self.send(_event(name, session=self.session()))
+            else:
+                raise APIError(
+                    400, f"event type {kind!r} is not supported by this transcription server",
+                    param="type", code="unsupported_event",
+                )  # fmt: skip
+        except APIError as exc:
+            self.send(_error(exc.message, exc.code or "invalid_request", type=exc.type,
+                             param=exc.param, event_id=event_id))  # fmt: skip
+            return exc.status < 500 or exc.code != "model_damaged"
+        return True
+
+    async def append(self, event: dict[str, Any]) -> bool:
+        try:
+            data = base64.b64decode(str(event.get("audio", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise APIError(400, "audio must be base64-encoded PCM16", param="audio",
+                           code="invalid_audio") from None  # fmt: skip
+        live = self.live or await self.start()
+        assert self.resampler is not None
+        live.feed(self.resampler(data))
+        limit = self.state.settings.max_audio_seconds
+        if live.received_seconds > limit:
+            self.send(_error(f"this server accepts at most {limit:g} s of audio per session",
+                             "audio_too_long"))  # fmt: skip
+            return False
+        return True
+
+    async def run(self) -> None:
+        sender = asyncio.ensure_future(self.sender())
+        self.send(_event("session.created", session=self.session()))
+        try:
+            while True:
+                try:
+                    text = await self.ws.receive_text()
+                except (WebSocketDisconnect, RuntimeError, KeyError):
+                    break
+                try:
+                    event = json.loads(text)
+                    if not isinstance(event, dict):
+                        raise ValueError
+                except ValueError:
+                    self.send(_error("each message must be one JSON event", "invalid_json"))
+                    continue
+                if not await self.handle(event):
+                    break
+        finally:
+            self.stop.set()
+            if self.worker is not None:  # at most one decode (~1 s) to wait for
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.worker)
+            if self.live is not None:
+                self.state.metrics.audio_seconds.inc(self.live.received_seconds)
+            self.outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sender, 5)
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    state: AppState = websocket.app.state.malsori
+    live_hub = hub(websocket.app)
+    refusal = _refusal(websocket, state)
+    if refusal is not None:
+        log.info("live session refused: %s", refusal)
+        await websocket.close(code=1008)  # before accept: an HTTP 403
+        return
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    if not _authorized(websocket, state):
+        live_hub.sessions.labels("refused_auth").inc()
+        await websocket.send_text(json.dumps(_error(
+            "invalid or missing API key (send 'Authorization: Bearer <key>')",
+            "invalid_api_key", type="authentication_error")))  # fmt: skip
+        await websocket.close(code=1008)
+        return
+    limit = state.settings.max_live_sessions
+    if live_hub.active >= limit:
+        live_hub.sessions.labels("refused_busy").inc()
+        await websocket.send_text(json.dumps(_error(
+            f"server busy: {limit} live session(s) already open; retry later",
+            "too_many_sessions", type="rate_limit_error")))  # fmt: skip
+        await websocket.close(code=1013)
+        return
+    try:
+        model_name = websocket.query_params.get("model")
+        state.models.check(model_name)
+    except APIError as exc:
+        await websocket.send_text(json.dumps(_error(exc.message, exc.code or "model_not_found",
+                                                    param="model")))  # fmt: skip
+        await websocket.close(code=1008)
+        return
+    live_hub.active += 1
+    live_hub.open.set(live_hub.active)
+    live_hub.sessions.labels("accepted").inc()
+    try:
+        await Connection(websocket, state, live_hub).run()
+    finally:
+        live_hub.active -= 1
+        live_hub.open.set(live_hub.active)

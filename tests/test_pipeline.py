@@ -11,6 +11,7 @@ import json
 import subprocess
 import wave
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,36 @@ def test_cli_and_api_give_identical_transcripts(
     assert [(s["start"], s["end"], s["text"]) for s in cli["segments"]] == [
         (s.start, s.end, s.text) for s in api.segments
     ]
+
+
+def test_stream_hands_out_the_first_window_alone_and_stop_takes_one_model_call(
+    tiny: malsori.LoadedModel,
+) -> None:
+    """``stream=True``: the first segment is handed out after one window was decoded (not a
+    batch of six). ``should_stop``: no model call runs once it says stop, and the
+    transcription ends with TranscriptionCancelled (the server's cancel, issue 13)."""
+    from malsori.pipeline import Pipeline
+    from malsori.pipeline.run import config_from_options
+
+    audio, _ = _stretch(_rows("en")[:14])  # about 100 s: several 30 s windows
+    config = config_from_options(malsori.DecodeOptions(language="en"))
+    streamed = Pipeline(tiny, replace(config, first_batch=1, batch_windows=2))
+    first = next(iter(streamed.run(audio)))
+    assert streamed.state.windows == 1 and first.text.strip()
+
+    calls = 0
+
+    def should_stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return bool(seen)
+
+    seen: list[malsori.Segment] = []
+    with pytest.raises(malsori.TranscriptionCancelled):
+        malsori.transcribe(
+            audio, tiny, language="en", on_segment=seen.append, should_stop=should_stop,
+            stream=True,
+        )  # fmt: skip
+    assert len(seen) == 1  # stopped before the second window's model calls
+    whole = malsori.transcribe(audio, tiny, language="en", stream=True)
+    assert len(whole.segments) >= 3 and calls > 0

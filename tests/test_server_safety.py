@@ -95,8 +95,10 @@ def _start_and_drop(srv: Server, path: Path, *, stream: bool) -> str:
             with client.stream(
                 "POST", srv.url + "/v1/audio/transcriptions", files={"file": fh}, data=data
             ) as resp:
-                for _ in resp.iter_lines():
-                    pass  # events until the read timeout: the client then goes away
+                hang_up = time.monotonic() + 1.5
+                for _ in resp.iter_lines():  # events until the read timeout or 1.5 s
+                    if time.monotonic() > hang_up:
+                        return "dropped"  # leaving the blocks closes the connection
         return "finished"
     except httpx.ReadTimeout:
         return "dropped"

@@ -37,6 +37,7 @@ from .errors import (
     NoSpaceError,
     OptionsError,
     OutputError,
+    TranscriptionCancelled,
 )
 from .models import MODEL_NAMES, ModelStatus, ResolvedModel, list_models, resolve_model
 from .options import DecodeOptions
@@ -69,6 +70,7 @@ __all__ = [
     "ResolvedModel",
     "Segment",
     "Transcript",
+    "TranscriptionCancelled",
     "Word",
     "__version__",
     "default_cpu_threads",

@@ -61,6 +61,11 @@ class NoSpaceError(OutputError):
     """The disk (or the file-size limit, or the quota) is full: a run stops new work."""
 
 
+class TranscriptionCancelled(MalsoriError):
+    """``should_stop()`` said stop: raised between two model calls of a transcription
+    (encoder micro-batch, ``generate`` call), so a stop takes about one such call."""
+
+
 class OptionsError(MalsoriError, ValueError):
     """An invalid decoding or engine option (unknown language, bad compute type...)."""
 

@@ -9,11 +9,12 @@ audio blocks -> VAD regions -> windows -> encoder (micro-batches of 2)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..audio import SAMPLE_RATE, AudioSource
+from ..errors import TranscriptionCancelled
 from ..transcript import Segment, Word
 from .assemble import RawSegment, split_by_timestamps
 from .blocks import AudioStream, Samples
@@ -61,6 +62,11 @@ class PipelineConfig:
     #: evaluation files, docs/pipeline.md).
     timestamps: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    #: Windows in the first pipeline batch; each later batch doubles, up to batch_windows
+    #: (segments are handed out batch by batch: smaller batches give earlier segments,
+    #: larger ones more throughput).
+    first_batch: int = FIRST_BATCH
+    batch_windows: int = BATCH_WINDOWS
 
     def beam_for(self, language: str) -> int:
         if self.beam_size > 0:
@@ -104,9 +110,15 @@ class Pipeline:
     Output: :class:`~malsori.transcript.Segment` s in time order, each batch as soon as it
     is decoded; ``state`` holds the duration and the languages seen."""
 
-    def __init__(self, loaded: Any, config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        loaded: Any,
+        config: PipelineConfig,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.fw = loaded.model  # faster_whisper.WhisperModel: its parts, not its transcribe
-        self.whisper = self.fw.model  # ctranslate2.models.Whisper
+        whisper = self.fw.model  # ctranslate2.models.Whisper
+        self.whisper = whisper if should_stop is None else _Stoppable(whisper, should_stop)
         self.multilingual = bool(self.whisper.is_multilingual)
         self.config = config
         self.setup = DecodeSetup(
@@ -141,18 +153,18 @@ class Pipeline:
         self.state.declared_duration = stream.declared_seconds
         vad, packer = StreamingVad(), WindowPacker()
         pending: list[Window] = []
-        target = FIRST_BATCH
+        target = self.config.first_batch
         for block in stream:
             pending += packer.feed(vad.feed(block))
             while len(pending) >= target:
                 yield from self._batch(pending[:target])
                 pending = pending[target:]
-                target = BATCH_WINDOWS
+                target = min(2 * target, self.config.batch_windows)
         pending += packer.feed(vad.flush()) + packer.flush()
         while pending:
             yield from self._batch(pending[:target])
             pending = pending[target:]
-            target = BATCH_WINDOWS
+            target = min(2 * target, self.config.batch_windows)
         self.state.duration = stream.samples_read / SAMPLE_RATE
 
     # -- one decoder batch ------------------------------------------------------------
@@ -373,6 +385,29 @@ class Pipeline:
                 language=r.language,
                 flags=list(seg_flags),
             )
+
+
+class _Stoppable:
+    """The CTranslate2 model with ``should_stop()`` asked before each of its calls
+    (``encode``, ``generate``, ``detect_language``, ``align``): a stop takes one call."""
+
+    _CALLS = frozenset({"encode", "generate", "detect_language", "align"})
+
+    def __init__(self, model: Any, should_stop: Callable[[], bool]) -> None:
+        self._model = model
+        self._should_stop = should_stop
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name not in self._CALLS:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._should_stop():
+                raise TranscriptionCancelled("transcription stopped on request")
+            return attr(*args, **kwargs)
+
+        return call
 
 
 def _crosses(r: _Decoded) -> bool:

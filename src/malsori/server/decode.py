@@ -17,16 +17,13 @@ import numpy.typing as npt
 
 from ..audio import _TRUNCATED_RATIO, SAMPLE_RATE, _check_wav_header, _declared_seconds
 from ..errors import AudioError
+from ..errors import TranscriptionCancelled as Cancelled
 
 
 class AudioTooLong(Exception):
     def __init__(self, seconds: float | None) -> None:
         super().__init__(seconds)
         self.seconds = seconds  # the declared duration; None when found out while decoding
-
-
-class Cancelled(Exception):
-    """The request was abandoned (client gone or timed out)."""
 
 
 _SCALE = np.float32(1 / 32768)

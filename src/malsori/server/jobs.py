@@ -30,10 +30,11 @@ from ..errors import (
     ModelNotFoundError,
     OptionsError,
 )
+from ..errors import TranscriptionCancelled as Cancelled
 from ..options import DecodeOptions, normalize_language
 from ..transcript import Segment, Transcript
 from ..writers import options_for_formats
-from .decode import AudioTooLong, Cancelled, decode_limited
+from .decode import AudioTooLong, decode_limited
 from .errors import APIError, error_body
 from .responses import render, segment_event, sse
 from .state import AppState
@@ -231,7 +232,14 @@ class Job:
             if on_segment is not None:
                 on_segment(segment)
 
-        return transcribe(audio, loaded, options=self.options, on_segment=check)
+        return transcribe(
+            audio,
+            loaded,
+            options=self.options,
+            on_segment=check,
+            should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
+            stream=self.req.stream,  # a delta per window as it is decoded
+        )
 
     def _done(self, result: Transcript) -> None:
         self.state.metrics.audio_seconds.inc(result.duration)

@@ -17,6 +17,7 @@ from ..errors import MalsoriError
 from . import batch as batch_cmd
 from . import eval as eval_cmd
 from . import finetune as finetune_cmd
+from . import live as live_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
 from . import serve as serve_cmd
@@ -26,6 +27,7 @@ from . import transcribe as transcribe_cmd
 
 COMMANDS = (
     transcribe_cmd,
+    live_cmd,
     batch_cmd,
     models_cmd,
     eval_cmd,

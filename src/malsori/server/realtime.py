@@ -66,10 +66,10 @@ class LiveHub:
     def __init__(self, state: AppState) -> None:
         r = state.metrics.registry
         self.active = 0
-        self.open = Gauge("malsori_live_sessions", "Live sessions open", registry=r)
+        self.open = Gauge("malsori_live_sessions_open", "Live sessions open", registry=r)
         self.sessions = Counter(
-            "malsori_live_sessions_total",
-            "Live sessions by outcome (accepted, refused_busy, refused_auth)",
+            "malsori_live_connections_total",
+            "Live connections by outcome (accepted, refused_busy, refused_auth)",
             ["outcome"],
             registry=r,
         )

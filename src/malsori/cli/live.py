@@ -1,0 +1,162 @@
+"""``malsori live``: transcribe as people speak, from the microphone, a file or stream URL
+(read at real-time pace), or raw PCM16 16 kHz mono on stdin (``--input -``).
+
+Confirmed text is printed as it becomes final, one line per utterance; on a terminal the
+unconfirmed rest is shown dimmed after it and replaced in place. Ctrl-C (or the end of the
+input) stops; with ``-o DIR`` the session's transcript is then written in the usual formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..engine import check_options, load_model
+from ..errors import OptionsError
+from ..live import LiveEvent, LiveOptions, LiveSession, TextDelta, UtteranceDone, open_source
+from ..live import run_live as run_session
+from ..options import normalize_language
+from ..writers import FORMATS, expand_formats, write_transcript
+from .transcribe import add_model_arguments
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "live",
+        help="live transcription from a microphone, a stream or stdin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--input",
+        "-i",
+        default=None,
+        metavar="DEVICE|FILE|URL|-",
+        help="a microphone (number or name; `python -m sounddevice` lists them), a file or "
+        "URL FFmpeg reads (at real-time pace), or - for raw PCM16 16 kHz mono on stdin "
+        "[default: the default microphone]",
+    )
+    p.add_argument("--language", default="auto", help="en, ko, ... or auto (detected once)")
+    p.add_argument(
+        "--beam-size", type=int, default=1, metavar="N", help="[default: 1 = greedy, fastest]"
+    )
+    p.add_argument("--initial-prompt", default=None, metavar="TEXT", help="names, vocabulary")
+    p.add_argument(
+        "--output-dir", "-o", default=None, metavar="DIR", help="write the transcript here"
+    )
+    p.add_argument(
+        "--format",
+        "-f",
+        default="all",
+        help=f"formats written with -o: {', '.join(FORMATS)}, all or a comma list [all]",
+    )
+    p.add_argument("--name", default=None, help="file stem for -o [input stem or live-DATE-TIME]")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+class Printer:
+    """Confirmed text as it arrives; on a terminal the partial shown dimmed and replaced."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.column = 0
+        self.shown = 0  # width of the partial on screen
+        self.lock = threading.Lock()
+
+    def __call__(self, event: LiveEvent) -> None:
+        with self.lock:
+            if isinstance(event, TextDelta):
+                self._erase()
+                text = event.text.lstrip() if self.column == 0 else event.text
+                self._write(text)
+                if self.tty and event.partial:
+                    self._partial(event.partial)
+            elif isinstance(event, UtteranceDone) and (self.column or self.shown):
+                self._erase()
+                self.out.write("\n")
+                self.column = 0
+            self.out.flush()
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.column += _width(text)
+
+    def _erase(self) -> None:
+        if self.shown:
+            self.out.write(f"\x1b[{self.shown}D\x1b[K")
+            self.shown = 0
+
+    def _partial(self, partial: str) -> None:
+        import shutil
+
+        columns = shutil.get_terminal_size().columns
+        room = columns - 1 - self.column % columns
+        text = partial.lstrip() if self.column == 0 else partial
+        clipped = ""
+        for ch in text:
+            if _width(clipped + ch) > room:
+                break
+            clipped += ch
+        if clipped:
+            self.out.write(f"\x1b[2m{clipped}\x1b[0m")
+            self.shown = _width(clipped)
+
+
+def run(args: argparse.Namespace) -> int:
+    language = normalize_language(args.language)
+    formats = expand_formats(args.format)
+    if args.beam_size < 1:
+        raise OptionsError(f"--beam-size must be >= 1, got {args.beam_size}")
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    source = open_source(args.input)  # first: a missing microphone fails before the model loads
+    try:
+        loaded = load_model(
+            args.model,
+            device=args.device,
+            compute_type=args.compute_type,
+            cpu_threads=args.threads,
+            allow_download=args.allow_download,
+        )
+        from ..options import DecodeOptions
+
+        check_options(loaded, DecodeOptions(language=language))
+    except BaseException:
+        source.close()
+        raise
+    printer = Printer(sys.stdout)
+    options = LiveOptions(language=language, beam_size=args.beam_size, prompt=args.initial_prompt)
+    session = LiveSession(loaded, options, printer)
+    print(f"malsori: listening to {source.name} (Ctrl-C to stop)", file=sys.stderr)
+    started = time.strftime("%Y%m%d-%H%M%S")
+    interrupted = False
+    try:
+        run_session(source, session)
+    except KeyboardInterrupt:
+        interrupted = True
+    if printer.column or printer.shown:
+        printer(UtteranceDone("", "", 0.0, 0.0, [], ""))
+    stats = session.stats
+    print(
+        f"malsori: {session.received_seconds:.1f} s of audio, {stats.decodes} decodes, "
+        f"max lag {stats.max_lag:.1f} s{' (stopped by Ctrl-C)' if interrupted else ''}",
+        file=sys.stderr,
+    )
+    if out_dir is not None:
+        is_file = args.input is not None and Path(args.input).is_file()
+        stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
+        paths = write_transcript(session.transcript(), out_dir, stem, formats)
+        print(f"malsori: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,353 @@
+"""Live transcription (docs/live.md): the LocalAgreement-2 policy, the ``/v1/realtime``
+WebSocket driven by the official ``openai`` client with real speech streamed at real-time
+pace, silence, a client that disconnects mid-utterance, the session cap, ``malsori live``
+on a file (Korean) and on stdin, and the page's Record button with Chromium's fake
+microphone fed from a real clip."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from openai.types.realtime import (
+    ConversationItemInputAudioTranscriptionCompletedEvent,
+    ConversationItemInputAudioTranscriptionDeltaEvent,
+    InputAudioBufferSpeechStartedEvent,
+    InputAudioBufferSpeechStoppedEvent,
+    RealtimeErrorEvent,
+    SessionCreatedEvent,
+    SessionUpdatedEvent,
+)
+
+from conftest import EVALDATA, wer
+from malsori.live import HypothesisBuffer, TimedWord, cut_repetition
+from server_util import Server, running_server
+
+KEY = "live-test-key-1b2c"
+EN = EVALDATA / "en" / "picovoice_cheetah_test_en.wav"
+EN_TEXT = "Today only platforms one and three are used."
+KO = EVALDATA / "ko" / "picovoice_leopard_test_ko.wav"
+KO_TEXT = "그는 이리저리 피하면서 길 한 옆으로 걸어갔다."
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PCM16K: Any = {
+    "type": "session.update",
+    "session": {"type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+}  # fmt: skip
+
+
+def pcm(path: Path, rate: int) -> bytes:
+    """The clip as raw PCM16 mono at ``rate`` (FFmpeg)."""
+    return subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
+         "-ar", str(rate), "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    def chars(s: str) -> str:
+        return " ".join(re.sub(r"[^\w]", "", s))
+
+    return float(jiwer.wer(chars(reference), chars(hypothesis)))
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+
+def _words(text: str, start: float = 0.0) -> list[TimedWord]:
+    return [
+        TimedWord(start + i * 0.5, start + i * 0.5 + 0.4, " " + w)
+        for i, w in enumerate(text.split())
+    ]
+
+
+def test_local_agreement_confirms_what_two_hypotheses_share() -> None:
+    hyp = HypothesisBuffer()
+    hyp.insert(_words("the quick brown"))
+    assert hyp.flush() == []  # one hypothesis confirms nothing
+    hyp.insert(_words("the quick brow fox"))
+    assert [w.text for w in hyp.flush()] == [" the", " quick"]
+    assert [w.text for w in hyp.pending] == [" brow", " fox"]
+    # The decoder repeats the confirmed words (still in the buffer): they are not confirmed twice.
+    hyp.insert(_words("the quick brown fox jumps"))
+    assert hyp.flush() == []  # "brown" disagrees with "brow"
+    hyp.insert(_words("the quick brown fox jumps over"))
+    assert [w.text for w in hyp.flush()] == [" brown", " fox", " jumps"]
+    assert [w.text for w in hyp.force()] == [" over"]
+
+
+def test_repetition_loop_is_cut_before_agreement() -> None:
+    loop = _words("so we went home and and and and and and and")
+    assert [w.text for w in cut_repetition(loop)] == [" so", " we", " went", " home", " and"]
+    phrase = _words("thank you very much thank you very much thank you very much thank you")
+    assert len(cut_repetition(phrase)) == 4
+    real = _words("very very good")  # three in a row can be real speech
+    assert cut_repetition(real) == real
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    env = {"MALSORI_MAX_LIVE_SESSIONS": "1", "MALSORI_API_KEY": KEY}
+    with running_server("--model", "tiny.en", "--idle-unload", "0", env=env) as srv:
+        yield srv
+
+
+def _client(srv: Server, key: str = KEY) -> openai.AsyncOpenAI:
+    ws = srv.url.replace("http://", "ws://") + "/v1"
+    return openai.AsyncOpenAI(
+        base_url=srv.url + "/v1", websocket_base_url=ws, api_key=key, max_retries=0
+    )
+
+
+def _connect(srv: Server, key: str = KEY) -> Any:
+    return _client(srv, key).realtime.connect(
+        model="whisper-1", extra_query={"intent": "transcription"}
+    )
+
+
+async def _stream(conn: Any, audio: bytes, rate: int, *, pace: float = 1.0) -> None:
+    """Append ``audio`` in 100 ms messages at real-time pace."""
+    step = rate // 10 * 2
+    t0 = time.monotonic()
+    for i in range(0, len(audio), step):
+        chunk = base64.b64encode(audio[i : i + step]).decode()
+        await conn.send({"type": "input_audio_buffer.append", "audio": chunk})
+        delay = t0 + (i + step) / (2 * rate) / pace - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _open_sessions(srv: Server) -> float:
+    text = httpx.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    match = re.search(r"^malsori_live_sessions_open (\S+)$", text, re.M)
+    assert match, "malsori_live_sessions_open not in /metrics"
+    return float(match.group(1))
+
+
+def _wait_sessions(srv: Server, n: float, limit_s: float = 30) -> float:
+    deadline = time.monotonic() + limit_s
+    while (value := _open_sessions(srv)) != n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def test_stream_real_clip_at_pace_with_official_client(server: Server) -> None:
+    audio = pcm(EN, 24000) + bytes(2 * 24000)  # then 1 s of silence: the pause ends it
+
+    async def run() -> list[Any]:
+        events: list[Any] = []
+        async with _connect(server) as conn:
+            events.append(await conn.recv())
+            await conn.send({"type": "session.update", "session": {
+                "type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                    "transcription": {"model": "whisper-1", "language": "en"}}},
+            }})  # fmt: skip
+            sender = asyncio.create_task(_stream(conn, audio, 24000))
+            while True:
+                event = await asyncio.wait_for(conn.recv(), 60)
+                events.append(event)
+                if event.type == "conversation.item.input_audio_transcription.completed":
+                    break
+            await sender
+        return events
+
+    events = asyncio.run(run())
+    assert isinstance(events[0], SessionCreatedEvent)
+    assert events[0].session.type == "transcription"
+    updated = next(e for e in events if isinstance(e, SessionUpdatedEvent))
+    assert updated.session.audio.input.format.rate == 24000  # type: ignore[union-attr]
+    kinds = [e.type for e in events]
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index(
+        "input_audio_buffer.speech_stopped"
+    ) < kinds.index("input_audio_buffer.committed"), kinds
+    started = next(e for e in events if isinstance(e, InputAudioBufferSpeechStartedEvent))
+    stopped = next(e for e in events if isinstance(e, InputAudioBufferSpeechStoppedEvent))
+    assert started.audio_start_ms < 1000 and 3000 < stopped.audio_end_ms < 5500
+    deltas = [e for e in events if isinstance(e, ConversationItemInputAudioTranscriptionDeltaEvent)]
+    done = events[-1]
+    assert isinstance(done, ConversationItemInputAudioTranscriptionCompletedEvent)
+    assert done.item_id == started.item_id and {d.item_id for d in deltas} == {done.item_id}
+    # The deltas are append-only: together they are the completed transcript.
+    assert "".join(d.delta or "" for d in deltas).strip() == done.transcript
+    assert wer(EN_TEXT, done.transcript) <= 0.25, done.transcript
+    assert done.usage.type == "duration" and 3 < done.usage.seconds < 6
+    # Before the pause, text showed up as a partial first (the extension field).
+    assert any(getattr(d, "partial", "") for d in deltas), deltas
+
+
+def test_silence_gives_no_text(server: Server) -> None:
+    rng = np.random.default_rng(0)
+    hiss = (rng.normal(0, 30, 16000 * 3)).astype("<i2").tobytes()  # 3 s of faint noise
+
+    async def run() -> list[Any]:
+        async with _connect(server) as conn:
+            await conn.recv()
+            await conn.send(PCM16K)
+            await _stream(conn, hiss, 16000)
+            await conn.send({"type": "input_audio_buffer.commit"})
+            events = []
+            while not events or events[-1].type != "error":
+                events.append(await asyncio.wait_for(conn.recv(), 30))
+            return events
+
+    events = asyncio.run(run())
+    assert [e.type for e in events] == ["session.updated", "error"], events
+    error = events[-1]
+    assert isinstance(error, RealtimeErrorEvent)
+    assert error.error.code == "input_audio_buffer_commit_empty"
+
+
+def test_disconnect_mid_utterance_frees_the_session(server: Server) -> None:
+    speech = pcm(EVALDATA / "en" / "jfk.wav", 16000)
+
+    async def leave_mid_sentence() -> str:
+        async with _connect(server) as conn:
+            await conn.recv()
+            await conn.send(PCM16K)
+            await _stream(conn, speech[: 2 * 16000 * 2], 16000)  # "And so my fellow..."
+            while (event := await asyncio.wait_for(conn.recv(), 30)).type != (
+                "input_audio_buffer.speech_started"
+            ):
+                pass
+            return str(event.type)  # and gone, without a commit
+
+    assert asyncio.run(leave_mid_sentence()) == "input_audio_buffer.speech_started"
+    assert _wait_sessions(server, 0) == 0
+
+    async def next_session() -> Any:  # the cap is 1: only possible once the slot is free
+        async with _connect(server) as conn:
+            return await conn.recv()
+
+    assert isinstance(asyncio.run(next_session()), SessionCreatedEvent)
+
+
+def test_session_cap_key_and_origin_are_enforced(server: Server) -> None:
+    async def second_while_first_open() -> Any:
+        async with _connect(server) as first:
+            assert isinstance(await first.recv(), SessionCreatedEvent)
+            async with _connect(server) as second:
+                refused = await second.recv()
+                with pytest.raises(Exception, match="1013"):
+                    await second.recv()  # then the server closes it: "try again later"
+                return refused
+
+    refused = asyncio.run(second_while_first_open())
+    assert isinstance(refused, RealtimeErrorEvent)
+    assert refused.error.code == "too_many_sessions" and refused.error.type == "rate_limit_error"
+
+    async def wrong_key() -> Any:
+        async with _connect(server, key="wrong") as conn:
+            return await conn.recv()
+
+    _wait_sessions(server, 0)
+    bad = asyncio.run(wrong_key())
+    assert isinstance(bad, RealtimeErrorEvent) and bad.error.code == "invalid_api_key"
+
+    async def cross_site() -> None:
+        from websockets.asyncio.client import connect
+
+        url = server.url.replace("http://", "ws://") + "/v1/realtime"
+        async with connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(Exception, match="403"):
+        asyncio.run(cross_site())
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def test_cli_live_korean_file_writes_the_transcript(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    proc = run_cli("live", "--model", "base", "--language", "ko", "--input", str(KO),
+                   "-o", str(tmp_path / "out"), "--format", "txt,srt,json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert cer(KO_TEXT, proc.stdout) <= 0.35, proc.stdout
+    txt = (tmp_path / "out" / f"{KO.stem}.txt").read_text(encoding="utf-8")
+    assert cer(KO_TEXT, txt) <= 0.35, txt
+    srt = (tmp_path / "out" / f"{KO.stem}.srt").read_text(encoding="utf-8")
+    assert re.search(r"00:00:0\d,\d{3} --> 00:00:0\d,\d{3}", srt), srt
+    assert '"language": "ko"' in (tmp_path / "out" / f"{KO.stem}.json").read_text()
+
+
+def test_cli_live_stdin_and_missing_microphone(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    proc = run_cli("live", "--model", "tiny.en", "--input", "-",
+                   stdin=pcm(EN, 16000) + bytes(16000))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert wer(EN_TEXT, proc.stdout) <= 0.25, proc.stdout
+    # No microphone here (no PortAudio, no device): one line, non-zero exit.
+    mic = run_cli("live", "--model", "tiny.en")
+    assert mic.returncode == 1
+    assert re.fullmatch(r"malsori: error: .*(PortAudio|no audio input device).*\n", mic.stderr)
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def test_page_records_from_a_fake_microphone(server: Server, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    clip = tmp_path / "mic.wav"  # Chromium plays it in a loop as the microphone
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(EN), "-af", "apad=pad_dur=1.5",
+                    "-ar", "48000", "-ac", "1", str(clip)], check=True)  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={clip}"],
+        )  # fmt: skip
+        context = browser.new_context(accept_downloads=True)
+        context.grant_permissions(["microphone"])
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        page.get_by_label("API key").fill(KEY)
+        page.get_by_label("API key").press("Tab")
+        page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+        page.get_by_role("button", name="Record").click()
+        page.wait_for_function(
+            "document.querySelector('#live-text .confirmed')?.textContent.includes('platforms')",
+            timeout=60_000,
+        )
+        page.get_by_role("button", name="Stop").click()
+        page.wait_for_function(
+            "/^(Done|Failed)/.test(document.getElementById('status').textContent)", timeout=60_000
+        )
+        status = page.inner_text("#status")
+        assert status.startswith("Done"), (status, page.inner_text("#error"))
+        assert re.match(r"Done: \d+ lines?, language en, 00:\d\d recorded\.", status), status
+        lines = page.locator("#segments .text").all_inner_texts()
+        assert lines and wer(EN_TEXT, lines[0]) <= 0.25, lines
+        page.get_by_label("Download as").select_option("txt")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download").click()
+        text = Path(download.value.path()).read_text(encoding="utf-8")
+        assert wer(EN_TEXT, text.splitlines()[0]) <= 0.25, text
+        assert page.get_by_role("button", name="Record").is_visible()
+        context.close()
+        browser.close()
+    assert not errors, errors

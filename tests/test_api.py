@@ -35,6 +35,23 @@ def test_get_whisper_reuses_loaded_model() -> None:
     assert c.__self__ is not a.__self__  # type: ignore[attr-defined]
 
 
+def test_engine_config_and_the_one_model_cache(window_wav: Path) -> None:
+    """An EngineConfig loads the same cached instance as the keyword form; a model idle
+    longer than the limit is dropped from the cache (what the server's idle unload uses)
+    and the next load gives a fresh one that transcribes as before."""
+    from malsori.engine import CACHE
+
+    config = malsori.EngineConfig("tiny.en", cpu_threads=1)
+    first = malsori.load_model(config)
+    assert first is malsori.load_model("tiny.en", cpu_threads=1) is config.load()
+    assert first.compute_type == "int8" and first.cpu_threads == 1
+    assert CACHE.holds(first)
+    assert first in CACHE.drop_idle(0.0) and not CACHE.holds(first)
+    again = transcribe(window_wav, config, language="en")
+    assert wer(SENTENCES["window"], again.text) <= 0.25
+    assert malsori.load_model(config) is not first
+
+
 def test_transcribe_returns_transcript_with_words(speech_dir: Path) -> None:
     result = transcribe(speech_dir / "report.wav", model="tiny.en", word_timestamps=True)
     assert isinstance(result, Transcript)

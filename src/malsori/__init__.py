@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .audio import SAMPLE_RATE, load_audio
 from .engine import (
+    EngineConfig,
     LoadedModel,
     default_cpu_threads,
     get_whisper,
@@ -55,6 +56,7 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "DecodeOptions",
+    "EngineConfig",
     "LoadedModel",
     "MalsoriError",
     "ManifestError",

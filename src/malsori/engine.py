@@ -118,21 +118,107 @@ class LoadedModel:
         return bool(self.model.model.is_multilingual)
 
 
-_CACHE: dict[tuple[Any, ...], LoadedModel] = {}
-_CACHE_LOCK = threading.Lock()
+#: The compute type everything uses unless told otherwise (CLI, batch, eval, server).
+DEFAULT_COMPUTE_TYPE = "int8"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which model to load and how: the one place the engine's settings live, beside
+    :class:`~malsori.options.DecodeOptions` (how to decode). Used by the CLI, batch, eval and
+    finetune; the server builds one from its settings (``ServerSettings.engine``)."""
+
+    model: str = "base"
+    device: str = "auto"
+    compute_type: str = DEFAULT_COMPUTE_TYPE
+    cpu_threads: int | None = None  # None: the physical cores (default_cpu_threads)
+    allow_download: bool = False
+
+    def load(self) -> LoadedModel:
+        return load_model(self)
+
+
+@dataclass
+class _CacheEntry:
+    loaded: LoadedModel
+    last_used: float
+
+
+class ModelCache:
+    """The process's one model cache: a model is loaded once per (directory, device, compute
+    type, threads), shared by every caller, and can be dropped when idle. The server's model
+    manager keeps no models of its own; it decides which names clients may use."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], _CacheEntry] = {}
+        self.lock = threading.Lock()  # held while loading: one load per key at a time
+
+    def lookup(self, key: tuple[Any, ...]) -> LoadedModel | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        entry.last_used = time.monotonic()
+        return entry.loaded
+
+    def add(self, key: tuple[Any, ...], loaded: LoadedModel) -> None:
+        self._entries[key] = _CacheEntry(loaded, time.monotonic())
+
+    def _key_of(self, loaded: LoadedModel) -> tuple[Any, ...] | None:
+        return next((k for k, e in self._entries.items() if e.loaded.model is loaded.model), None)
+
+    def holds(self, loaded: LoadedModel) -> bool:
+        with self.lock:
+            return self._key_of(loaded) is not None
+
+    def touch(self, loaded: LoadedModel) -> None:
+        with self.lock:
+            key = self._key_of(loaded)
+            if key is not None:
+                self._entries[key].last_used = time.monotonic()
+
+    def drop(self, loaded: LoadedModel) -> bool:
+        with self.lock:
+            key = self._key_of(loaded)
+            if key is None:
+                return False
+            del self._entries[key]
+            return True
+
+    def drop_idle(self, idle_s: float) -> list[LoadedModel]:
+        """Drop the models unused for ``idle_s`` seconds; return them."""
+        now = time.monotonic()
+        with self.lock:
+            idle = [k for k, e in self._entries.items() if now - e.last_used >= idle_s]
+            return [self._entries.pop(k).loaded for k in idle]
+
+    def clear(self) -> int:
+        with self.lock:
+            n = len(self._entries)
+            self._entries.clear()
+            return n
+
+
+CACHE = ModelCache()
 
 
 def load_model(
-    model: str = "base",
+    model: str | EngineConfig = "base",
     *,
     device: str = "auto",
-    compute_type: str = "int8",
+    compute_type: str = DEFAULT_COMPUTE_TYPE,
     cpu_threads: int | None = None,
     allow_download: bool = False,
     **model_kwargs: Any,
 ) -> LoadedModel:
     """Resolve and load a model once per process; later calls with the same resolved path,
-    device, compute type and threads return the same instance."""
+    device, compute type and threads return the same instance (:data:`CACHE`).
+
+    ``model`` is a name, a model directory or an :class:`EngineConfig` (whose fields then
+    replace the keyword arguments)."""
+    if isinstance(model, EngineConfig):
+        cfg = model
+        model, device, compute_type = cfg.model, cfg.device, cfg.compute_type
+        cpu_threads, allow_download = cfg.cpu_threads, cfg.allow_download
     resolved = resolve_model(model, allow_download=allow_download)
     dev = select_device(device)
     ctype = resolve_compute_type(compute_type, dev)
@@ -140,8 +226,8 @@ def load_model(
     if threads < 0:
         raise OptionsError(f"cpu_threads must be >= 0, got {threads}")
     key = (str(resolved.path), dev, ctype, threads, tuple(sorted(model_kwargs.items())))
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
+    with CACHE.lock:
+        cached = CACHE.lookup(key)
         if cached is not None:
             return cached
         from faster_whisper import WhisperModel
@@ -170,7 +256,7 @@ def load_model(
             time.perf_counter() - t0,
         )
         loaded = LoadedModel(wm, resolved, dev, ctype, threads)
-        _CACHE[key] = loaded
+        CACHE.add(key, loaded)
         return loaded
 
 
@@ -202,25 +288,17 @@ def _load_error(model: str, resolved: ResolvedModel, exc: Exception) -> ModelLoa
 
 def unload_models() -> int:
     """Drop every cached model (the memory is freed once no caller holds a reference)."""
-    with _CACHE_LOCK:
-        n = len(_CACHE)
-        _CACHE.clear()
-        return n
+    return CACHE.clear()
 
 
 def unload_model(loaded: LoadedModel) -> bool:
     """Drop one model from the cache; True when it was there."""
-    with _CACHE_LOCK:
-        for key, value in list(_CACHE.items()):
-            if value is loaded:
-                del _CACHE[key]
-                return True
-    return False
+    return CACHE.drop(loaded)
 
 
 def get_whisper(
     model_size: str = "base",
-    compute_type: str = "int8",
+    compute_type: str = DEFAULT_COMPUTE_TYPE,
     device: str = "auto",
     cpu_threads: int | None = None,
     **model_kwargs: Any,
@@ -265,11 +343,11 @@ ProgressCallback = Callable[[float, float], None]
 
 def transcribe(
     audio: AudioSource | npt.NDArray[np.float32],
-    model: str | LoadedModel = "base",
+    model: str | LoadedModel | EngineConfig = "base",
     *,
     options: DecodeOptions | None = None,
     device: str = "auto",
-    compute_type: str = "int8",
+    compute_type: str = DEFAULT_COMPUTE_TYPE,
     cpu_threads: int | None = None,
     allow_download: bool = False,
     progress: ProgressCallback | None = None,

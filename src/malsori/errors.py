@@ -10,6 +10,7 @@ The tree (catch ``MalsoriError`` for all of them)::
     ├── ModelLoadError          a model directory CTranslate2 cannot load
     │   └── ModelFormatError    model.bin / config / tokenizer malsori's own readers refuse
     ├── OptionsError            an invalid option (also a ValueError)
+    ├── TranscriptionCancelled  should_stop() said stop (the server's cancel, timeout)
     ├── OutputError             a result file cannot be written
     │   └── NoSpaceError        ... because the disk (or quota) is full
     ├── ManifestError           a TSV manifest (eval, finetune) cannot be used as a whole

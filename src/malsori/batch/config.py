@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine import DEFAULT_COMPUTE_TYPE, EngineConfig
+
 
 @dataclass(frozen=True)
 class BatchConfig:
@@ -17,7 +19,7 @@ class BatchConfig:
     input_dir: str
     output_dir: str
     model: str = "base"
-    compute_type: str = "int8"
+    compute_type: str = DEFAULT_COMPUTE_TYPE
     device: str = "auto"
     threads: int | None = None
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
@@ -25,6 +27,10 @@ class BatchConfig:
     subtitles: dict[str, Any] = field(default_factory=dict)  # SubtitleOptions fields
     model_key: str | None = None
     names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> EngineConfig:
+        return EngineConfig(self.model, self.device, self.compute_type, self.threads)
 
     def request(self) -> dict[str, Any]:
         """What is recorded with each done file and compared on the next run (as JSON

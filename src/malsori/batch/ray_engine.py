@@ -37,12 +37,7 @@ class RayTranscriber:
 
         self.config = BatchConfig(**{**config, "formats": tuple(config["formats"])})
         self.full: str | None = None  # a full disk: fail the rest fast, the driver stops
-        self.loaded = load_model(
-            self.config.model,
-            device=self.config.device,
-            compute_type=self.config.compute_type,
-            cpu_threads=self.config.threads,
-        )
+        self.loaded = load_model(self.config.engine)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {

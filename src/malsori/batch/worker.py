@@ -113,12 +113,7 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
         stop.set()
         return
     try:
-        loaded = load_model(
-            config.model,
-            device=config.device,
-            compute_type=config.compute_type,
-            cpu_threads=config.threads,
-        )
+        loaded = load_model(config.engine)
         while not stop.is_set():
             rel = store.claim(me)
             if rel is None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..engine import DEFAULT_COMPUTE_TYPE, EngineConfig
 from ..errors import MalsoriError
 from ..manifest import ManifestProblem, ManifestRow
 from .metrics import Score, score
@@ -16,11 +17,15 @@ from .metrics import Score, score
 @dataclass(frozen=True)
 class EvalConfig:
     model: str = "base"
-    compute_type: str = "int8"
+    compute_type: str = DEFAULT_COMPUTE_TYPE
     beam_size: int = 0  # the product default: automatic (greedy, beam 5 for Korean)
     batch_size: int = 8  # the product default: malsori's pipeline; 1 = sequential
     device: str = "auto"
     threads: int | None = None
+
+    @property
+    def engine(self) -> EngineConfig:
+        return EngineConfig(self.model, self.device, self.compute_type, self.threads)
 
     @property
     def label(self) -> str:
@@ -96,9 +101,7 @@ def evaluate(
     results = []
     for cfg in configs:
         t0 = time.perf_counter()
-        loaded = load_model(
-            cfg.model, device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.threads
-        )
+        loaded = load_model(cfg.engine)
         result = ConfigResult(cfg, load_time=time.perf_counter() - t0)
         for row in rows:
             options = DecodeOptions(

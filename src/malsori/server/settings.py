@@ -10,6 +10,7 @@ import socket
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..engine import DEFAULT_COMPUTE_TYPE, EngineConfig
 from ..options import DecodeOptions
 
 #: Host names every server answers to (besides the bound address and ``allowed_hosts``).
@@ -23,7 +24,7 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     model: str = Field("base", description="default model; also what 'whisper-1' means")
-    compute_type: str = "int8"
+    compute_type: str = DEFAULT_COMPUTE_TYPE
     device: str = "auto"
     threads: int | None = None
     batch_size: int = DecodeOptions.batch_size
@@ -58,6 +59,15 @@ class ServerSettings(BaseSettings):
     body_timeout_s: float = Field(300.0, gt=0, description="to receive a request's body")
     keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections are closed")
     max_connections: int = Field(100, ge=1, description="open connections; beyond: refused")
+
+    def engine(self, model: str | None = None) -> EngineConfig:
+        """The engine settings for ``model`` (default: the server's default model)."""
+        return EngineConfig(
+            model=model or self.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.threads,
+        )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -22,7 +22,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from ..engine import LoadedModel, load_model, unload_model
+from ..engine import CACHE, LoadedModel, load_model
 from ..models import MODEL_NAMES, ModelStatus, list_models
 from .errors import APIError
 from .settings import ServerSettings
@@ -47,9 +47,9 @@ class ModelManager:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        # name -> the model as the engine's cache holds it (the cache owns the models and
+        # their last-used times; this only remembers which client name loaded which)
         self._models: dict[str, LoadedModel] = {}
-        self._originals: dict[str, LoadedModel] = {}  # as the engine's cache holds them
-        self._last_used: dict[str, float] = {}
         self._lock = threading.Lock()
         self._listing: tuple[float, dict[str, ModelStatus]] = (-1e9, {})
 
@@ -107,41 +107,31 @@ class ModelManager:
 
     def get(self, name: str) -> LoadedModel:
         with self._lock:
-            loaded = self._models.get(name)
-            if loaded is None:
-                s = self.settings
-                original = load_model(
-                    self._location(name),
-                    device=s.device,
-                    compute_type=s.compute_type,
-                    cpu_threads=s.threads,
-                )
-                # The engine names a model loaded from a directory by the directory.
-                loaded = replace(original, resolved=replace(original.resolved, name=name))
-                self._models[name], self._originals[name] = loaded, original
-            self._last_used[name] = time.monotonic()
-            return loaded
+            original = load_model(self.settings.engine(self._location(name)))  # cached
+            self._models[name] = original
+        # The engine names a model loaded from a directory by the directory.
+        return replace(original, resolved=replace(original.resolved, name=name))
 
     def touch(self, name: str) -> None:
-        self._last_used[name] = time.monotonic()
+        loaded = self._models.get(name)
+        if loaded is not None:
+            CACHE.touch(loaded)
 
     def loaded(self) -> list[str]:
-        return sorted(self._models)
+        with self._lock:
+            return sorted(n for n, m in self._models.items() if CACHE.holds(m))
 
     def unload_idle(self, idle_s: float, busy: bool) -> list[str]:
         if idle_s <= 0 or busy:
             return []
-        now = time.monotonic()
-        dropped = []
+        dropped = CACHE.drop_idle(idle_s)
         with self._lock:
-            for name in list(self._models):
-                if now - self._last_used.get(name, now) >= idle_s:
-                    del self._models[name]
-                    unload_model(self._originals.pop(name))
-                    dropped.append(name)
-        for name in dropped:
+            names = [n for n, m in self._models.items() if any(m is d for d in dropped)]
+            for name in names:
+                del self._models[name]
+        for name in names:
             log.info("unloaded idle model %s", name)
-        return dropped
+        return names
 
     def available(self) -> list[str]:
         names = {n for n, r in self._statuses().items() if r.status in AVAILABLE}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._extras import require_extra
+from ..engine import DEFAULT_COMPUTE_TYPE
 
 
 def register(sub: Any) -> None:
@@ -88,7 +89,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not register it (use it with --model OUT only)",
     )
-    p.add_argument("--eval-compute-type", default="int8", help="compute type for WER [int8]")
+    p.add_argument(
+        "--eval-compute-type",
+        default=DEFAULT_COMPUTE_TYPE,
+        help=f"compute type for WER [{DEFAULT_COMPUTE_TYPE}]",
+    )
     p.add_argument("--eval-beam-size", type=int, default=5, help="beam size for WER [5]")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=run)

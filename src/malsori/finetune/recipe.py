@@ -31,6 +31,7 @@ from torch import nn
 
 from .._atomic import atomic_write_text
 from ..capabilities import is_multilingual_vocab
+from ..engine import DEFAULT_COMPUTE_TYPE
 from ..errors import MalsoriError, ManifestError, OptionsError, OutputError
 from ..manifest import ManifestRow
 from ..models import (
@@ -75,7 +76,7 @@ class FinetuneConfig:
     seed: int = 0
     resume: bool = False
     workers: int = 0
-    eval_compute_type: str = "int8"
+    eval_compute_type: str = DEFAULT_COMPUTE_TYPE
     eval_beam_size: int = 5
     name: str | None = None  # register under this name in the user models directory
     progress: bool = True

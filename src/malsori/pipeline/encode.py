@@ -1,9 +1,9 @@
 """Stage 4: log-mel features and the encoder, in micro-batches.
 
-On a 2-core CPU the int8 encoder costs the same per window at batch 1, 2, 4 or 8 (0.55,
-0.48, 0.57, 0.56 s) while memory grows by ~75 MB per extra window (8 heads x 1500^2
-attention scores each), so windows are encoded two at a time; only the decoder gains from
-large batches. Features exist only for the windows of the current micro-batch.
+On a CPU the int8 encoder costs about the same per window at any batch size (measured in
+docs/pipeline.md, "4. Encoder") while memory grows by ~75 MB per extra window (8 heads
+x 1500^2 attention scores each), so windows are encoded two at a time; only the decoder
+gains from large batches. Features exist only for the windows of the current micro-batch.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ BATCH_WINDOWS = 12
 FIRST_BATCH = 6
 #: At most this many windows, and hypotheses (windows x beam), in one ``generate`` call:
 #: each hypothesis holds a 36 MB cross-attention cache (base), so greedy decoding of 6
-#: windows keeps the peak RSS under 600 MB; beam 5 decodes 2 windows per call.
+#: windows keeps the peak RSS within the pipeline's memory target (docs/benchmarks.md,
+#: "Long-form pipeline"); beam 5 decodes 2 windows per call.
 MAX_WINDOWS_PER_CALL = 6
 MAX_HYPOTHESES = 10
 #: ``align`` keeps every layer's attention over the whole text (Korean: up to 448 tokens).

@@ -150,6 +150,9 @@ def test_korean_with_a_multilingual_model() -> None:
         assert result.language == "korean"
         assert jiwer.cer(KO_TEXT, result.text) <= 0.25, result.text
         assert result.segments and result.segments[0].id == 0
+        # malsori's extra per-segment field: the language each window was decoded in
+        dumped = json.loads(result.model_dump_json())["segments"]
+        assert {seg["language"] for seg in dumped} == {"korean"}
         with open(KO, "rb") as fh:
             events = list(
                 client.audio.transcriptions.create(

@@ -90,10 +90,12 @@ def test_json_carries_everything(result: malsori.Transcript) -> None:
 
 def test_tsv_and_txt(result: malsori.Transcript) -> None:
     lines = WRITERS["tsv"](result).splitlines()
-    assert lines[0] == "start\tend\ttext"
+    assert lines[0] == "start\tend\ttext\tlanguage"
     rows = [line.split("\t") for line in lines[1:]]
-    assert all(int(a) <= int(b) for a, b, _ in rows)
+    assert all(int(a) <= int(b) for a, b, _, _ in rows)
     assert [r[2] for r in rows] == [s.text.strip() for s in result.segments]
+    assert [r[3] for r in rows] == [s.language or "" for s in result.segments]
+    assert {r[3] for r in rows} == {"en"}
     assert WRITERS["txt"](result).split() == result.text.split()
 
 

@@ -411,7 +411,8 @@ def transcribe(
         for seg in seg_iter:
             if should_stop is not None and should_stop():
                 raise TranscriptionCancelled("transcription stopped on request")
-            segments.append(Segment.from_faster_whisper(seg))
+            # faster-whisper decides one language for the whole file
+            segments.append(replace(Segment.from_faster_whisper(seg), language=info.language))
             if on_segment is not None:
                 on_segment(segments[-1])
             if progress is not None:

@@ -95,11 +95,13 @@ def render_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -
 
 
 def render_tsv(transcript: Transcript) -> str:
-    """openai-whisper's TSV: start and end in integer milliseconds, then the text."""
-    lines = ["start\tend\ttext"]
+    """openai-whisper's TSV (start and end in integer milliseconds, then the text), with a
+    ``language`` column last: the language each segment was decoded in (a mixed recording
+    changes language between segments; empty when unknown)."""
+    lines = ["start\tend\ttext\tlanguage"]
     for seg in transcript.segments:
         text = seg.text.strip().replace("\t", " ")
-        lines.append(f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}")
+        lines.append(f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}\t{seg.language or ''}")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,9 @@ def segment_body(index: int, s: Segment) -> dict[str, Any]:
         "avg_logprob": s.avg_logprob,
         "compression_ratio": s.compression_ratio,
         "no_speech_prob": s.no_speech_prob,
+        # not in OpenAI's segment: the language this segment was decoded in (malsori's
+        # pipeline decides it per window; a mixed recording changes it), as a full name
+        **({"language": language_name(s.language)} if s.language else {}),
     }
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -141,6 +142,13 @@ def test_streamed_deltas_carry_their_segment(client: openai.OpenAI) -> None:
     assert all(s["start"] < s["end"] <= 142 for s in segments)
     assert [s["text"] for s in segments] == [d.delta for d in deltas]
     assert "".join(d.delta for d in deltas).strip() == done[0].text
+    # the final cues (malsori's extra field): cut over the whole transcript by the CLI's
+    # rules, so the page's srt/vtt downloads are the CLI's
+    final = getattr(done[0], "cues")  # noqa: B009
+    assert len(final) >= 20
+    assert " ".join(c["text"] for c in final).split() == done[0].text.split()
+    assert all(0 < c["end"] - c["start"] <= 7.0 + 1e-6 for c in final)
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(final))
 
 
 def test_korean_with_a_multilingual_model() -> None:

@@ -36,7 +36,7 @@ from ..transcript import Segment, Transcript
 from ..writers import options_for_formats
 from .decode import AudioTooLong, decode_limited
 from .errors import APIError, error_body
-from .responses import render, segment_event, sse
+from .responses import cue_list, render, segment_event, sse
 from .state import AppState
 from .uploads import display_name, save_upload
 
@@ -289,6 +289,9 @@ class Job:
                     "text": result.text,
                     "language": result.language,
                     "duration": result.duration,
+                    # not OpenAI's: the subtitle cues of the whole transcript, exactly the
+                    # CLI's srt/vtt (the page's downloads use them)
+                    "cues": cue_list(result),
                 }
             )
         except ClientGone:

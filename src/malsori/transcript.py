@@ -13,6 +13,8 @@ class Word:
     end: float
     word: str
     probability: float
+    #: Who said it (diarization: ``SPEAKER_1``...), else None.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Segment:
     language: str | None = None
     #: Quality flags from malsori's pipeline: "repetition", "low_confidence".
     flags: list[str] = field(default_factory=list)
+    #: Who spoke (diarization: ``SPEAKER_1``...), else None.
+    speaker: str | None = None
 
     @classmethod
     def from_faster_whisper(cls, seg: Any) -> Segment:
@@ -66,6 +70,8 @@ class Transcript:
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     processing_time: float | None = None
+    #: The speakers heard, in order of first appearance (diarized transcripts only).
+    speakers: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -78,4 +84,13 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["text"] = self.text
+        # Speaker keys only in diarized transcripts (other JSON stays as it was).
+        if not self.speakers:
+            del data["speakers"]
+        for seg in data["segments"]:
+            if seg["speaker"] is None:
+                del seg["speaker"]
+            for word in seg["words"] or []:
+                if word["speaker"] is None:
+                    del word["speaker"]
         return data

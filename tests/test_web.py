@@ -214,6 +214,42 @@ def transcript_text(page: Page) -> str:
 # --- tests --------------------------------------------------------------------------------
 
 
+def test_downloaded_subtitles_are_cut_over_the_whole_transcript(
+    server: Server, page: Page, tmp_path: Path
+) -> None:
+    """141 s of real speech, several decoder batches: the page's srt download is the CLI's
+    cue cut over the whole transcript (the done event's cues), so it keeps every subtitle
+    rule (the linter finds nothing) and says what the server's own srt says."""
+    from malsori.subtitles.lint import lint_file, lint_text
+
+    path, _ = evaldata("long/ljspeech_LJ001-0001_to_0020_concat.wav")
+    open_page(page, server)
+    page.set_input_files("#file", str(path))
+    page.get_by_role("button", name="Transcribe").click()
+    assert_done(page)
+    page.get_by_label("Download as").select_option("srt")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download").click()
+    info.value.save_as(tmp_path / "page.srt")
+    assert lint_file(tmp_path / "page.srt", language="en") == []
+    shown = page.locator("#segments .text").all_inner_texts()
+    subs = pysubs2.load(str(tmp_path / "page.srt"))
+    assert len(subs) == len(shown) >= 20  # a listed line per cue
+    with open(path, "rb") as fh:
+        served = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": (path.name, fh)},
+            data={"model": "tiny.en", "response_format": "srt"},
+            timeout=300,
+        ).text
+    assert lint_text(served, "srt", language="en") == []
+    page_text = " ".join(e.plaintext.replace("\n", " ") for e in subs)
+    served_text = " ".join(
+        e.plaintext.replace("\n", " ") for e in pysubs2.SSAFile.from_string(served)
+    )
+    assert wer(served_text, page_text) <= 0.02, (served_text, page_text)
+
+
 def test_progress_edit_copy_seek_and_download(
     server: Server, page: Page, audio: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -197,6 +197,26 @@ function addLine(line, segment) {
   list.appendChild(li);
 }
 
+// The streamed cues are cut segment by segment; the done event brings the cues cut over the
+// whole transcript (exactly the CLI's srt/vtt). Each goes to the segment holding its middle,
+// and the list is drawn again, so lines, edits and downloads all follow the final cues.
+// (Not after the user has edited a line: their edits win.)
+function adoptFinalCues(cues) {
+  if (!state.segments.length) return;
+  for (const s of state.segments) s.cues = [];
+  for (const c of cues) {
+    const mid = (c.start + c.end) / 2;
+    let owner = state.segments[0];
+    for (const s of state.segments) if (s.start <= mid) owner = s;
+    owner.cues.push({ start: c.start, end: c.end, text: c.text });
+  }
+  for (const s of state.segments) {  // a segment left without cues lent its words to others
+    s.text = s.cues.length ? " " + s.cues.map((c) => c.text.trim()).join(" ") : "";
+  }
+  $("segments").replaceChildren();
+  for (const s of state.segments) for (const c of s.cues) if (c.text.trim()) addLine(c, s);
+}
+
 function editLine(line, segment, el) {
   line.text = el.textContent.replace(/\s*\n\s*/g, " ");
   if (line !== segment) segment.text = " " + segment.cues.map((c) => c.text.trim()).filter(Boolean).join(" ");
@@ -336,6 +356,7 @@ function handleEvent(ev) {
     tick();
   } else if (ev.type === "transcript.text.done") {
     state.language = ev.language || state.language;
+    if (Array.isArray(ev.cues) && !state.edited) adoptFinalCues(ev.cues);
     if (ev.duration) { state.duration = ev.duration; restamp(); }
     return "done";
   } else if (ev.type === "error") {

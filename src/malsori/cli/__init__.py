@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ..errors import MalsoriError
 from . import batch as batch_cmd
+from . import diarize as diarize_cmd
 from . import eval as eval_cmd
 from . import finetune as finetune_cmd
 from . import live as live_cmd
@@ -29,6 +30,7 @@ COMMANDS = (
     transcribe_cmd,
     live_cmd,
     batch_cmd,
+    diarize_cmd,
     models_cmd,
     eval_cmd,
     serve_cmd,

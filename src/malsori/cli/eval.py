@@ -3,6 +3,10 @@
 Repeating --model, --compute-type, --beam-size or --batch-size compares every combination
 side by side. Rows that cannot be scored are listed with their line numbers, and the exit
 status is 1 when there were any.
+
+``malsori eval --diarization MANIFEST.tsv`` (columns path, rttm[, language]) scores speaker
+diarization instead: DER (missed, false alarm, confusion; --collar seconds each side of the
+reference boundaries, overlapped speech scored) and how often the speaker count is right.
 """
 
 from __future__ import annotations
@@ -57,10 +61,79 @@ def register(sub: Any) -> None:
         help="speed vs WER plot [next to --output, or eval-plot.png]",
     )
     p.add_argument("--quiet", "-q", action="store_true")
+    d = p.add_argument_group("speaker diarization")
+    d.add_argument(
+        "--diarization",
+        action="store_true",
+        help="score diarization (DER) on a manifest with path and rttm columns",
+    )
+    d.add_argument("--collar", type=float, default=0.25, help="seconds, each side [0.25]")
+    d.add_argument("--num-speakers", type=int, default=None, metavar="N")
     p.set_defaults(func=run)
 
 
+def run_diarization(args: argparse.Namespace) -> int:
+    """``--diarization``: DER per file and overall (the diarize extra)."""
+    import json
+    import time
+
+    from .._atomic import atomic_write_text
+    from ..audio import load_audio
+    from ..diarize import DiarizeOptions, load_diarizer
+    from ..errors import OptionsError
+    from ..evaluate.der import (
+        FileScore,
+        diarization_error,
+        read_diarization_manifest,
+        reference_turns,
+        render_der_markdown,
+        scores_to_json,
+    )
+
+    if args.collar < 0:
+        raise OptionsError(f"--collar must be >= 0, got {args.collar}")
+    options = DiarizeOptions(num_speakers=args.num_speakers)
+    options.check()
+    rows = read_diarization_manifest(args.manifest)
+    if args.language:
+        rows = [r for r in rows if args.language in r.language.split("+")]
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    if not rows:
+        raise ManifestError(f"{args.manifest}: no usable rows to evaluate")
+    diarizer = load_diarizer(threads=args.threads or 1)
+    scores: list[FileScore] = []
+    for row in rows:
+        audio = load_audio(row.path)
+        start = time.perf_counter()
+        hyp = diarizer(audio, options)
+        elapsed = time.perf_counter() - start
+        result = diarization_error(
+            reference_turns(row), hyp.turns, collar=args.collar, duration=hyp.duration
+        )
+        scores.append(FileScore(row, result, elapsed, hyp.duration))
+        if not args.quiet:
+            print(
+                f"line {row.line} {row.path.name}: DER {result.der:.1%} "
+                f"({result.hyp_speakers}/{result.ref_speakers} speakers)",
+                file=sys.stderr,
+            )
+    markdown = render_der_markdown(scores, args.collar)
+    if args.output:
+        if str(args.output).endswith(".json"):
+            text = json.dumps(scores_to_json(scores, args.collar), indent=2) + "\n"
+        else:
+            text = markdown
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(markdown)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.diarization:
+        return run_diarization(args)
     require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))
     from ..evaluate import EvalConfig, evaluate, plot_speed_vs_error, read_manifest, write_report
     from ..evaluate.report import render_markdown, summary_rows

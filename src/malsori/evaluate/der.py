@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from ..diarize.turns import Turn
+from ..diarize.turns import Turn, parse_rttm
+from ..errors import ManifestError
 
 RESOLUTION = 0.01  # seconds per scoring frame
 
@@ -100,7 +102,10 @@ def hungarian(gain: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
 
 
 def diarization_error(
-    reference: Sequence[Turn], hypothesis: Sequence[Turn], *, collar: float = 0.25,
+    reference: Sequence[Turn],
+    hypothesis: Sequence[Turn],
+    *,
+    collar: float = 0.25,
     duration: float | None = None,
 ) -> DERResult:
     """Score ``hypothesis`` against ``reference`` (see the module docstring)."""
@@ -135,4 +140,125 @@ def diarization_error(
     )
 
 
-__all__ = ["DERResult", "diarization_error", "hungarian"]
+# --- a diarization manifest ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiarizationRow:
+    """One line of a diarization manifest (TSV with a header: ``path``, ``rttm``, and
+    optionally ``language`` and ``speakers``; paths relative to the manifest)."""
+
+    line: int
+    path: Path
+    rttm: Path
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class FileScore:
+    row: DiarizationRow
+    result: DERResult
+    seconds: float  # diarization time
+    duration: float  # audio seconds
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds / self.duration if self.duration else 0.0
+
+
+def read_diarization_manifest(path: str | Path) -> list[DiarizationRow]:
+    """The rows of ``path``; raises :class:`ManifestError` naming the line of a problem."""
+    manifest = Path(path)
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest ({exc})") from None
+    lines = text.splitlines()
+    if not lines:
+        raise ManifestError(f"{manifest}: empty manifest")
+    header = lines[0].split("\t")
+    if "path" not in header or "rttm" not in header:
+        raise ManifestError(f"{manifest}:1: the header needs 'path' and 'rttm' columns")
+    rows: list[DiarizationRow] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = dict(zip(header, line.split("\t"), strict=False))
+        audio = manifest.parent / cells.get("path", "")
+        rttm = manifest.parent / cells.get("rttm", "")
+        for p in (audio, rttm):
+            if not p.is_file():
+                raise ManifestError(f"{manifest}:{number}: no such file: {p.name}")
+        rows.append(DiarizationRow(number, audio, rttm, cells.get("language", "")))
+    if not rows:
+        raise ManifestError(f"{manifest}: no rows")
+    return rows
+
+
+def reference_turns(row: DiarizationRow) -> list[Turn]:
+    """The reference turns of ``row`` (all file ids of its RTTM together)."""
+    parsed = parse_rttm(row.rttm.read_text(encoding="utf-8"), source=str(row.rttm.name))
+    return [t for turns in parsed.values() for t in turns]
+
+
+def render_der_markdown(scores: Sequence[FileScore], collar: float) -> str:
+    """A Markdown table: each file, then the mean DER and the speaker-count accuracy."""
+    out = [
+        f"Diarization error rate (collar {collar:g} s each side of reference boundaries, "
+        "overlapped speech scored)",
+        "",
+        "| file | language | DER | missed | false alarm | confusion | speakers found/true | RTF |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scores:
+        r = s.result
+        out.append(
+            f"| {s.row.path.name} | {s.row.language} | {r.der:.1%} | {r.rate(r.missed):.1%} "
+            f"| {r.rate(r.false_alarm):.1%} | {r.rate(r.confusion):.1%} "
+            f"| {r.hyp_speakers}/{r.ref_speakers} | {s.rtf:.3f} |"
+        )
+    if scores:
+        mean = sum(s.result.der for s in scores) / len(scores)
+        right = sum(s.result.hyp_speakers == s.result.ref_speakers for s in scores)
+        audio = sum(s.duration for s in scores)
+        rtf = sum(s.seconds for s in scores) / audio if audio else 0.0
+        out += [
+            "",
+            f"Mean DER {mean:.1%}; speaker count right on {right} of {len(scores)}; RTF {rtf:.3f}",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def scores_to_json(scores: Sequence[FileScore], collar: float) -> dict[str, object]:
+    return {
+        "collar": collar,
+        "files": [
+            {
+                "path": s.row.path.name,
+                "language": s.row.language,
+                "der": s.result.der,
+                "missed": s.result.rate(s.result.missed),
+                "false_alarm": s.result.rate(s.result.false_alarm),
+                "confusion": s.result.rate(s.result.confusion),
+                "speakers_found": s.result.hyp_speakers,
+                "speakers_true": s.result.ref_speakers,
+                "rtf": s.rtf,
+            }
+            for s in scores
+        ],
+        "mean_der": sum(s.result.der for s in scores) / len(scores) if scores else None,
+        "speaker_count_right": sum(s.result.hyp_speakers == s.result.ref_speakers for s in scores),
+    }
+
+
+__all__ = [
+    "DERResult",
+    "DiarizationRow",
+    "FileScore",
+    "diarization_error",
+    "hungarian",
+    "read_diarization_manifest",
+    "reference_turns",
+    "render_der_markdown",
+    "scores_to_json",
+]

@@ -1,0 +1,127 @@
+"""``malsori diarize FILE... [-o DIR]``: who spoke when, offline (RTTM and JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import MalsoriError, NoSpaceError, OptionsError
+
+FORMATS = ("rttm", "json")
+
+
+def add_speaker_arguments(p: argparse.ArgumentParser | Any, *, with_limits: bool = True) -> None:
+    """``--num-speakers`` (and ``--min-speakers`` / ``--max-speakers``)."""
+    p.add_argument(
+        "--num-speakers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exactly N speakers [default: estimated]",
+    )
+    if with_limits:
+        p.add_argument("--min-speakers", type=int, default=None, metavar="N")
+        p.add_argument("--max-speakers", type=int, default=None, metavar="N")
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from ..diarize import DiarizeOptions
+
+    opts = DiarizeOptions(
+        num_speakers=args.num_speakers,
+        min_speakers=getattr(args, "min_speakers", None),
+        max_speakers=getattr(args, "max_speakers", None),
+    )
+    opts.check()
+    return opts
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "diarize",
+        help="who spoke when (speaker diarization): RTTM and JSON",
+        description="Speaker diarization, offline: writes <stem>.rttm and <stem>.json per "
+        "input (speakers SPEAKER_1, SPEAKER_2, ... with overlapped speech). Without "
+        "--output-dir the RTTM is printed to stdout. Needs the diarize extra.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio/video files")
+    p.add_argument("--output-dir", "-o", default=None, metavar="DIR", help="write files here")
+    p.add_argument(
+        "--format",
+        "-f",
+        default=None,
+        help="rttm, json or rttm,json [default: rttm to stdout, both with --output-dir]",
+    )
+    add_speaker_arguments(p)
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads [1]")
+    p.set_defaults(func=run)
+
+
+def _formats(value: str | None, to_dir: bool) -> list[str]:
+    if value is None:
+        return list(FORMATS) if to_dir else ["rttm"]
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise OptionsError(
+            f"unknown diarization format {','.join(bad) or value!r}; "
+            "expected rttm, json or rttm,json"
+        )
+    if not to_dir and len(names) > 1:
+        raise OptionsError("several formats need --output-dir (stdout takes one format)")
+    return list(dict.fromkeys(names))
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._atomic import atomic_write_many
+    from ..audio import load_audio
+    from ..diarize import load_diarizer
+    from .transcribe import _check_output_dir, _stems, write_stdout
+
+    options = options_from_args(args)
+    if args.threads < 1:
+        raise OptionsError(f"--threads must be at least 1, got {args.threads}")
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    formats = _formats(args.format, out_dir is not None)
+    if "-" in args.files:
+        raise OptionsError("diarize reads files, not stdin ('-')")
+    if len(set(args.files)) < len(args.files):
+        raise OptionsError("the same input is given twice")
+    stems = _stems(args.files) if out_dir is not None else {}
+    if out_dir is not None:
+        _check_output_dir(out_dir)
+    diarizer = load_diarizer(threads=args.threads)
+    failures = 0
+    for n, name in enumerate(args.files):
+        try:
+            result = diarizer(load_audio(name), options)
+            stem = stems.get(name, Path(name).stem)
+            texts = {"rttm": result.to_rttm(Path(name).stem), "json": result.to_json()}
+            print(
+                f"{name}: {len(result.speakers)} speaker(s), {len(result.turns)} turn(s)",
+                file=sys.stderr,
+            )
+            if out_dir is None:
+                if len(args.files) > 1 and formats == ["json"]:
+                    write_stdout(f"{'' if n == 0 else chr(10)}==> {name} <==\n")
+                write_stdout(texts[formats[0]])
+                continue
+            files = [(out_dir / f"{stem}.{fmt}", texts[fmt]) for fmt in formats]
+            atomic_write_many(files)
+            for path, _ in files:
+                print(f"wrote {path}", file=sys.stderr)
+        except NoSpaceError as exc:
+            print(f"malsori: error: {exc}", file=sys.stderr)
+            return 1
+        except MalsoriError as exc:
+            print(f"malsori: error: {exc}", file=sys.stderr)
+            failures += 1
+    if failures:
+        print(f"malsori: {failures} of {len(args.files)} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["add_speaker_arguments", "options_from_args", "register", "run"]

@@ -7,6 +7,7 @@ formats' rules; JSON carries everything in the :class:`Transcript`. Files are wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from .errors import OptionsError
 from .options import DecodeOptions
 from .subtitles.cues import build_cues, cue_text, karaoke
 from .subtitles.rules import MAX_CUE_DURATION, SubtitleOptions
-from .transcript import Transcript
+from .transcript import Segment, Transcript
 
 
 def _ms(seconds: float) -> int:
@@ -69,19 +70,45 @@ def cues(
     return [(c.start, c.end, c.text) for c in built]
 
 
-def _subtitles(transcript: Transcript, options: SubtitleOptions | None = None) -> pysubs2.SSAFile:
+def _speaker_runs(transcript: Transcript) -> list[tuple[str | None, Transcript]]:
+    """Consecutive segments of one speaker as sub-transcripts (one run when not diarized):
+    a subtitle cue never mixes two speakers."""
+    if not transcript.speakers:
+        return [(None, transcript)]
+    runs: list[tuple[str | None, list[Segment]]] = []
+    for seg in transcript.segments:
+        if runs and runs[-1][0] == seg.speaker:
+            runs[-1][1].append(seg)
+        else:
+            runs.append((seg.speaker, [seg]))
+    return [(spk, dataclasses.replace(transcript, segments=segs)) for spk, segs in runs]
+
+
+def _subtitles(
+    transcript: Transcript, options: SubtitleOptions | None = None, *, voice_tags: bool = False
+) -> pysubs2.SSAFile:
+    """Cues as pysubs2 events; in a diarized transcript each cue starts with its speaker:
+    ``<v SPEAKER_1>`` (WebVTT voice tag) with ``voice_tags``, else ``[SPEAKER_1] ``."""
     opts = options or subtitle_options()
     subs = pysubs2.SSAFile()
-    for cue in build_cues(transcript, opts):
-        parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
-        for start_s, end_s, text in parts:
-            start, end = _ms(start_s), _ms(end_s)
-            subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
+    for speaker, part in _speaker_runs(transcript):
+        for cue in build_cues(part, opts):
+            parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
+            for start_s, end_s, text in parts:
+                if speaker:
+                    text = (f"<v {speaker}>" if voice_tags else f"[{speaker}] ") + text
+                start, end = _ms(start_s), _ms(end_s)
+                subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
     return subs
 
 
 def render_txt(transcript: Transcript) -> str:
-    return "".join(f"{seg.text.strip()}\n" for seg in transcript.segments if seg.text.strip())
+    """One line per segment; in a diarized transcript prefixed ``[SPEAKER_1] ``."""
+    return "".join(
+        f"{f'[{seg.speaker}] ' if seg.speaker else ''}{seg.text.strip()}\n"
+        for seg in transcript.segments
+        if seg.text.strip()
+    )
 
 
 def render_srt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
@@ -91,17 +118,20 @@ def render_srt(transcript: Transcript, options: SubtitleOptions | None = None) -
 
 def render_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
     """WebVTT cues (see :func:`cues`); ``options`` default to :func:`subtitle_options`."""
-    return str(_subtitles(transcript, options).to_string("vtt"))
+    return str(_subtitles(transcript, options, voice_tags=True).to_string("vtt"))
 
 
 def render_tsv(transcript: Transcript) -> str:
     """openai-whisper's TSV (start and end in integer milliseconds, then the text), with a
     ``language`` column last: the language each segment was decoded in (a mixed recording
-    changes language between segments; empty when unknown)."""
-    lines = ["start\tend\ttext\tlanguage"]
+    changes language between segments; empty when unknown), and a ``speaker`` column after
+    it in a diarized transcript."""
+    diarized = bool(transcript.speakers)
+    lines = ["start\tend\ttext\tlanguage" + ("\tspeaker" if diarized else "")]
     for seg in transcript.segments:
         text = seg.text.strip().replace("\t", " ")
-        lines.append(f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}\t{seg.language or ''}")
+        line = f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}\t{seg.language or ''}"
+        lines.append(line + (f"\t{seg.speaker or ''}" if diarized else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import malsori
 from malsori import transcribe
-from malsori.cli._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
+from malsori.cli._args import add_subtitle_arguments, subtitle_options_from_args
 from malsori.subtitles import SubtitleOptions, build_cues
 from malsori.subtitles.breaks import Unit, wrap
 from malsori.subtitles.lint import RULES, Violation, lint_file, lint_text, parse, read

@@ -29,8 +29,13 @@ from typing import Any
 
 from ..errors import MalsoriError
 from ..writers import FORMATS, expand_formats, options_for_formats
-from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
-from .transcribe import add_decode_arguments, add_model_arguments, decode_options_from_args
+from ._args import (
+    add_decode_arguments,
+    add_model_arguments,
+    add_subtitle_arguments,
+    decode_options_from_args,
+    subtitle_options_from_args,
+)
 
 SUBCOMMANDS = ("run", "status", "report")
 

@@ -22,7 +22,7 @@ from ..live import LiveEvent, LiveOptions, LiveSession, TextDelta, UtteranceDone
 from ..live import run_live as run_session
 from ..options import normalize_language
 from ..writers import FORMATS, expand_formats, write_transcript
-from .transcribe import add_model_arguments
+from ._args import add_model_arguments
 
 
 def register(sub: Any) -> None:

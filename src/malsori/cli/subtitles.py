@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import MalsoriError
 from ..subtitles.lint import RULES, guess_language, lint_events, read
-from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
+from ._args import add_subtitle_arguments, subtitle_options_from_args
 
 
 def register(sub: Any) -> None:

@@ -15,95 +15,15 @@ from typing import Any
 
 from .._progress import progress_bar
 from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
-from ..options import DecodeOptions
 from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats, set_subtitle_options
-from ._subtitle_args import add_subtitle_arguments, subtitle_options_from_args
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Engine flags shared by every command that loads a model."""
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default="base",
-        help="model name (tiny.en, base, ..., large-v3) or CTranslate2 directory [default: base]",
-    )
-    g.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="auto = CUDA when available, else CPU [default: auto]",
-    )
-    g.add_argument(
-        "--compute-type",
-        default="int8",
-        help="int8, int8_float32, int8_float16, float16, float32 or auto [default: int8]",
-    )
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="CPU threads [default: number of physical cores]",
-    )
-    g.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="allow a one-time Hugging Face download when the model is not "
-        "available offline (ignored when HF_HUB_OFFLINE is set)",
-    )
-
-
-def add_decode_arguments(p: argparse.ArgumentParser) -> None:
-    """Decoding flags; they map one to one onto :class:`malsori.DecodeOptions`."""
-    g = p.add_argument_group("decoding")
-    g.add_argument(
-        "--language",
-        default="auto",
-        help="language code (en, ko, ...) or auto-detect [default: auto]",
-    )
-    g.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
-    g.add_argument(
-        "--beam-size",
-        type=int,
-        default=DecodeOptions.beam_size,
-        metavar="N",
-        help="beam search width; 1 = greedy; 0 = automatic (greedy, beam 5 for Korean) "
-        f"[default: {DecodeOptions.beam_size}]",
-    )
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        default=DecodeOptions.batch_size,
-        metavar="N",
-        help="N > 1 decodes N windows at once with faster-whisper's batched pipeline (audio "
-        "cut at silences by VAD); 1 = sequential long-form decoding, finer subtitle timing "
-        f"[default: {DecodeOptions.batch_size}]",
-    )
-    g.add_argument("--word-timestamps", action="store_true", help="add per-word timings")
-    g.add_argument("--vad", action="store_true", help="skip silence with Silero VAD")
-    g.add_argument(
-        "--initial-prompt",
-        default=None,
-        metavar="TEXT",
-        help="text to condition the first window on (names, spelling)",
-    )
-    g.add_argument(
-        "--hotwords", default=None, metavar="TEXT", help="words to bias decoding towards"
-    )
-
-
-def decode_options_from_args(args: argparse.Namespace) -> DecodeOptions:
-    return DecodeOptions(
-        language=args.language,
-        task=args.task,
-        beam_size=args.beam_size,
-        word_timestamps=args.word_timestamps,
-        vad_filter=args.vad,
-        initial_prompt=args.initial_prompt,
-        hotwords=args.hotwords,
-        batch_size=args.batch_size,
-    )
+from ._args import (
+    add_decode_arguments,
+    add_model_arguments,
+    add_subtitle_arguments,
+    decode_options_from_args,
+    engine_config_from_args,
+    subtitle_options_from_args,
+)
 
 
 def register(sub: Any) -> None:
@@ -200,13 +120,7 @@ def run(args: argparse.Namespace) -> int:
         _check_output_dir(out_dir)
 
     options = options_for_formats(options, formats)
-    loaded = load_model(
-        args.model,
-        device=args.device,
-        compute_type=args.compute_type,
-        cpu_threads=args.threads,
-        allow_download=args.allow_download,
-    )
+    loaded = load_model(engine_config_from_args(args))
     check_options(loaded, options)
 
     show_progress = not args.quiet and sys.stderr.isatty()

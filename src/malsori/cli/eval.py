@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._extras import require_extra
+from ..engine import DEFAULT_COMPUTE_TYPE
 from ..errors import ManifestError
 
 
@@ -34,7 +35,7 @@ def register(sub: Any) -> None:
         help="TSV with columns path, language, reference (paths relative to it)",
     )
     p.add_argument("--model", action="append", help="model name or directory (repeatable) [base]")
-    p.add_argument("--compute-type", action="append", help="repeatable [int8]")
+    p.add_argument("--compute-type", action="append", help=f"repeatable [{DEFAULT_COMPUTE_TYPE}]")
     p.add_argument(
         "--beam-size", action="append", type=int, help="repeatable [0 = automatic, as transcribe]"
     )
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for m, c, b, n in itertools.product(
             args.model or ["base"],
-            args.compute_type or ["int8"],
+            args.compute_type or [DEFAULT_COMPUTE_TYPE],
             args.beam_size or [EvalConfig.beam_size],
             args.batch_size or [EvalConfig.batch_size],
         )

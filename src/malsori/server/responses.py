@@ -10,8 +10,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ..subtitles.cues import build_cues
 from ..transcript import Segment, Transcript
-from ..writers import WRITERS, cues
+from ..writers import WRITERS, cues, speaker_runs, subtitle_options
 from .languages import language_name
 
 
@@ -35,6 +36,8 @@ def segment_body(index: int, s: Segment) -> dict[str, Any]:
         # not in OpenAI's segment: the language this segment was decoded in (malsori's
         # pipeline decides it per window; a mixed recording changes it), as a full name
         **({"language": language_name(s.language)} if s.language else {}),
+        # not in OpenAI's verbose segment: who spoke it (diarize=true)
+        **({"speaker": s.speaker} if s.speaker else {}),
     }
 
 
@@ -50,14 +53,67 @@ def verbose(result: Transcript, task: str, granularities: tuple[str, ...]) -> di
         body["segments"] = [segment_body(i, s) for i, s in enumerate(result.segments)]
     if "word" in granularities:
         body["words"] = [
-            {"word": w.word.strip(), "start": w.start, "end": w.end} for w in result.words
+            {
+                "word": w.word.strip(),
+                "start": w.start,
+                "end": w.end,
+                **({"speaker": w.speaker} if w.speaker else {}),
+            }
+            for w in result.words
         ]
     if task == "transcribe":
         body["usage"] = usage(result)
     return body
 
 
+def diarized(result: Transcript) -> dict[str, Any]:
+    """OpenAI's ``diarized_json`` (``TranscriptionDiarized``): the text, and segments of one
+    speaker each with ``type``, ``id``, ``start``, ``end``, ``text``, ``speaker``."""
+    return {
+        "task": "transcribe",
+        "duration": round(result.duration, 3),
+        "text": result.text,
+        "segments": [
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{i}",
+                "start": s.start,
+                "end": s.end,
+                "text": s.text.strip(),
+                "speaker": s.speaker or "",
+            }
+            for i, s in enumerate(result.segments)
+        ],
+        "usage": usage(result),
+    }
+
+
+def speaker_cues(result: Transcript) -> list[dict[str, Any]]:
+    """The subtitle cues of a diarized ``result``, each with its ``speaker``."""
+    out: list[dict[str, Any]] = []
+    for speaker, part in speaker_runs(result):
+        for cue in build_cues(part, subtitle_options()):
+            out.append({"start": cue.start, "end": cue.end, "text": cue.text, "speaker": speaker})
+    return out
+
+
+def done_extras(result: Transcript) -> dict[str, Any]:
+    """What the stream's done event adds for a diarized transcript (the page's speaker
+    colours and names): the speakers, the segments with theirs, cues with speakers."""
+    if not result.speakers:
+        return {}
+    return {
+        "speakers": result.speakers,
+        "segments": diarized(result)["segments"],
+        "cues": speaker_cues(result),
+    }
+
+
 def render(result: Transcript, fmt: str, task: str, granularities: tuple[str, ...]) -> Response:
+    if fmt == "diarized_json":
+        return JSONResponse(diarized(result))
+    if fmt == "text" and result.speakers:
+        return PlainTextResponse(WRITERS["txt"](result))
     if fmt == "json":
         body: dict[str, Any] = {"text": result.text}
         if task == "transcribe":

@@ -17,13 +17,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..diarize import DiarizeOptions
 from .deps import Authorized, StateDep
 from .errors import APIError
 from .jobs import JobRequest, run_request
 from .state import OPENAI_ALIASES
 
 STATIC = Path(__file__).resolve().parent / "static"
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["segment", "word"]
 
 router = APIRouter()
@@ -43,10 +44,33 @@ async def transcriptions(
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
     stream: Annotated[bool, Form()] = False,
+    diarize: Annotated[
+        bool,
+        Form(
+            description="malsori extension: label speakers (SPEAKER_1, ...) in every format; "
+            "response_format=diarized_json implies it"
+        ),
+    ] = False,
+    num_speakers: Annotated[int | None, Form(description="with diarize: exactly N")] = None,
+    min_speakers: Annotated[int | None, Form(description="with diarize")] = None,
+    max_speakers: Annotated[int | None, Form(description="with diarize")] = None,
 ) -> Response:
     granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    speakers = None
+    if diarize or response_format == "diarized_json":
+        speakers = DiarizeOptions(
+            num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers
+        )
     req = JobRequest(
-        "transcribe", model, language, prompt, response_format, temperature, granularities, stream
+        "transcribe",
+        model,
+        language,
+        prompt,
+        response_format,
+        temperature,
+        granularities,
+        stream,
+        speakers,
     )
     return await run_request(state, request, file, req)
 

@@ -24,6 +24,8 @@ from ._args import (
     engine_config_from_args,
     subtitle_options_from_args,
 )
+from .diarize import add_speaker_arguments
+from .diarize import options_from_args as speaker_options_from_args
 
 
 def register(sub: Any) -> None:
@@ -49,6 +51,14 @@ def register(sub: Any) -> None:
         help="write <input stem>.<format> files here",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    d = p.add_argument_group("speakers (the diarize extra)")
+    d.add_argument(
+        "--diarize",
+        action="store_true",
+        help="label speakers: [SPEAKER_1] in txt, srt prefixes, vtt voice tags, json and tsv "
+        "'speaker' (turns word timestamps on)",
+    )
+    add_speaker_arguments(d)
     add_model_arguments(p)
     add_decode_arguments(p)
     add_subtitle_arguments(p)
@@ -120,6 +130,16 @@ def run(args: argparse.Namespace) -> int:
         _check_output_dir(out_dir)
 
     options = options_for_formats(options, formats)
+    diarizer: Any = None
+    speaker_options: Any = None
+    if args.diarize:
+        from ..diarize import load_diarizer
+
+        speaker_options = speaker_options_from_args(args)
+        options = options.replace(word_timestamps=True)  # each word gets its speaker
+        diarizer = load_diarizer()
+    elif any(getattr(args, f"{a}_speakers") is not None for a in ("num", "min", "max")):
+        raise OptionsError("--num-speakers, --min-speakers and --max-speakers need --diarize")
     loaded = load_model(engine_config_from_args(args))
     check_options(loaded, options)
 
@@ -149,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
                     progress.update(task, completed=done, speed=speed)
 
                 result = transcribe(audio, loaded, options=options, progress=report)
+            if diarizer is not None:
+                from ..diarize import assign_speakers
+
+                result = assign_speakers(result, diarizer(audio, speaker_options).turns)
             if out_dir is not None:
                 paths = write_transcript(result, out_dir, stems[name], formats)
                 for path in paths:

@@ -3,11 +3,14 @@ thread that calls ``process``).
 
 Silence costs nothing: Silero VAD (``vad.py``) opens an utterance when speech starts and
 closes it at a pause; only an open utterance is decoded. While it is open, its growing
-buffer is re-decoded (greedy, word timestamps, the confirmed text as the prompt) whenever
-``min_chunk_s`` of new audio has arrived and the previous decode is done, and words are
+buffer is re-decoded (greedy, word timestamps; the prompt is the utterance's text already
+cut from the buffer) whenever ``min_chunk_s`` of new audio has arrived and the previous
+decode is done, and words are
 confirmed by LocalAgreement-2 (``policy.py``). The buffer is cut at a confirmed segment end
 once it is longer than ``trim_s`` (never longer than ``max_buffer_s``: past that the
-pending words are confirmed and cut). At the pause every pending word is confirmed.
+pending words are confirmed and cut). A pending word more than ``stable_after_s`` before
+the end of the audio is confirmed without agreement (this bounds the latency when two
+hypotheses keep differing in one early word), and at the pause every pending word is.
 
 Each decode covers all the audio received when it starts, so a slow machine decodes larger
 steps less often instead of queueing: the lag (audio received but not yet decoded) stays
@@ -49,6 +52,7 @@ __all__ = [
 Samples = npt.NDArray[np.float32]
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _PROMPT_CHARS = 200
+_MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 448
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class LiveOptions:
     trim_s: float = 15.0
     max_buffer_s: float = 25.0
     max_lag_s: float = 4.0
+    #: A pending word this far before the end of the audio is confirmed without waiting for
+    #: agreement (two hypotheses that keep differing in one early word would otherwise hold
+    #: back everything after it).
+    stable_after_s: float = 3.0
     turn: TurnDetection = field(default_factory=TurnDetection)
 
 
@@ -156,7 +164,6 @@ class LiveSession:
         self._item: str | None = None
         self._item_start = 0.0
         self._item_words: list[TimedWord] = []
-        self._confirmed: list[TimedWord] = []
         self._degraded = False
 
     # --- input (any thread) ---------------------------------------------------------------
@@ -322,7 +329,10 @@ class LiveSession:
     def _prompt(self) -> str | None:
         parts: list[str] = []
         size = 0
-        for word in reversed(self._confirmed):
+        # Only this utterance's words cut from the buffer: earlier utterances as a prompt
+        # make Whisper continue past the speech (measured: base on Korean wrote "이 영상은
+        # 영상에서 ..." after most utterances with them, never without).
+        for word in reversed(self._item_words):
             if word.end > self._offset + 0.01:
                 continue
             parts.append(word.text)
@@ -349,6 +359,9 @@ class LiveSession:
             compression_ratio_threshold=None,
             log_prob_threshold=None,
             no_speech_threshold=None,
+            # A decoder caught in a loop writes until the context is full (seconds of work):
+            # no real speech has more than ~12 tokens a second.
+            max_new_tokens=min(_MAX_NEW_TOKENS, 16 + int(12 * len(audio) / SAMPLE_RATE)),
         )
         return list(segments), info
 
@@ -395,6 +408,8 @@ class LiveSession:
         if final:
             confirmed += self._hyp.force()
         else:
+            end = self._offset + len(audio) / SAMPLE_RATE
+            confirmed += self._hyp.force(until=end - self.options.stable_after_s)
             confirmed += self._trim(ends)
         self._confirm(confirmed)
         partial = "" if final else "".join(w.text for w in self._hyp.pending)
@@ -421,7 +436,6 @@ class LiveSession:
 
     def _confirm(self, words: list[TimedWord]) -> None:
         self._item_words.extend(words)
-        self._confirmed.extend(words)
 
     # --- the result -----------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ PYTHON=${PYTHON:-python3}
 
 extras=()
 want_apt=0
+want_portaudio=0
 for arg in "$@"; do
   case "$arg" in
     dev) extras+=(dev); want_apt=1 ;;
+    live) extras+=(live); want_portaudio=1 ;;   # the microphone for `malsori live`
     *) extras+=("$arg") ;;
   esac
 done
@@ -34,6 +36,13 @@ if [ "$want_apt" = 1 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+fi
+
+if [ "$want_portaudio" = 1 ] && ! ldconfig -p 2>/dev/null | grep -q libportaudio; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup: installing Debian package libportaudio2 (microphone input)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libportaudio2 >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

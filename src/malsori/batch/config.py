@@ -27,6 +27,9 @@ class BatchConfig:
     subtitles: dict[str, Any] = field(default_factory=dict)  # SubtitleOptions fields
     model_key: str | None = None
     names: dict[str, str] = field(default_factory=dict)
+    #: ``--diarize``: the speaker-count fields of :class:`malsori.diarize.DiarizeOptions`
+    #: that were given ({} for an estimated count; None: no speakers)
+    speakers: dict[str, Any] | None = None
 
     @property
     def engine(self) -> EngineConfig:
@@ -43,6 +46,8 @@ class BatchConfig:
         }
         if any(v not in (None, False) for v in self.subtitles.values()):
             request["subtitles"] = dict(self.subtitles)
+        if self.speakers is not None:  # a changed diarization request re-decodes the file
+            request["speakers"] = dict(self.speakers)
         loaded: dict[str, Any] = json.loads(json.dumps(request))
         return loaded
 

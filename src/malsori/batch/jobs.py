@@ -190,6 +190,12 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
         diffs.append(
             f"subtitles {_compact(recorded.get('subtitles'))} -> {_compact(asked.get('subtitles'))}"
         )
+    if recorded.get("speakers") != asked.get("speakers"):  # --diarize and its options
+        was, now = (
+            "off" if x is None else _compact(x)
+            for x in (recorded.get("speakers"), asked.get("speakers"))
+        )
+        diffs.append(f"speakers {was} -> {now}")
     old, new = dict(recorded.get("options", {})), dict(asked["options"])
     if old.get("word_timestamps") and not new.get("word_timestamps"):
         new["word_timestamps"] = True

@@ -37,7 +37,18 @@ def process_file(
 
     options = DecodeOptions(**config.options)
     t0 = time.perf_counter()
-    result = transcribe(Path(config.input_dir) / rel, loaded, options=options)
+    source = Path(config.input_dir) / rel
+    if config.speakers is None:
+        result = transcribe(source, loaded, options=options)
+    else:  # --diarize: speakers for the words (word timings on)
+        from ..audio import load_audio
+        from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer
+
+        audio = load_audio(source)
+        options = options.replace(word_timestamps=True)
+        result = transcribe(audio, loaded, options=options)
+        turns = shared_diarizer()(audio, DiarizeOptions(**config.speakers)).turns
+        result = assign_speakers(result, turns)
     base = config.output_base(rel)
     try:
         base.parent.mkdir(parents=True, exist_ok=True)

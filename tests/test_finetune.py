@@ -161,6 +161,47 @@ def test_training_batches_mask_prompt_and_padding(tiny_dir: Path, tmp_path: Path
     assert tok.decode(ids[0, 2:].tolist()) == " " + SENTENCES["window"]
 
 
+def test_frozen_encoder_step_keeps_encoder_outputs_and_the_same_loss(
+    tiny_model, tiny_dir: Path, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """With the encoder frozen, each example is encoded once (the second pass runs only the
+    decoder) and the loss equals the plain step's; past the budget nothing is kept."""
+    from malsori.finetune.recipe import FrozenEncoderStep, whisper_loss_step
+
+    espeak(SENTENCES["window"], tmp_path / "a.wav")
+    espeak("Yes.", tmp_path / "b.wav")
+    manifest = write_manifest(
+        tmp_path / "m.tsv", [("a.wav", SENTENCES["window"]), ("b.wav", "Yes.")], language=False
+    )
+    tokens = WhisperTokens(tiny_dir, multilingual=False, max_positions=448)
+    examples, _ = load_examples(manifest, tokens)
+    batch = Collator(tokens.eot)([SpeechDataset(examples, 80, tokens.eot)[i] for i in (0, 1)])
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100)
+    calls = 0
+
+    def count(*_: object) -> None:
+        nonlocal calls
+        calls += 1
+
+    hook = tiny_model.get_encoder().register_forward_hook(count)
+    try:
+        step = FrozenEncoderStep()
+        with torch.no_grad():
+            plain = whisper_loss_step(tiny_model, batch, loss_fn)
+            first = step(tiny_model, batch, loss_fn)
+            second = step(tiny_model, batch, loss_fn)
+        assert calls == 2  # the plain step's, then the cache's first pass; not the second
+        assert sorted(step.cache) == [0, 1] and step.used_bytes == 2 * 1500 * 384 * 4
+        assert torch.allclose(plain, first, atol=1e-5) and torch.equal(first, second)
+        tight = FrozenEncoderStep(budget_bytes=1500 * 384 * 4)  # room for one example
+        with torch.no_grad():
+            tight(tiny_model, batch, loss_fn)
+            tight(tiny_model, batch, loss_fn)
+        assert len(tight.cache) == 1 and calls == 4  # the other is encoded every time
+    finally:
+        hook.remove()
+
+
 def test_multilingual_prompt_has_language_and_task(tmp_path: Path) -> None:
     """base is multilingual: <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>."""
     base_dir = resolve_model("base").path

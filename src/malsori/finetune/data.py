@@ -169,6 +169,7 @@ class SpeechDataset(Dataset[dict[str, torch.Tensor]]):
             "input_features": torch.from_numpy(features),
             "decoder_input_ids": torch.tensor(ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),  # for the frozen encoder's cache
         }
 
 
@@ -190,4 +191,5 @@ class Collator:
             "input_features": torch.stack([item["input_features"] for item in items]),
             "decoder_input_ids": ids,
             "labels": labels,
+            "index": torch.stack([item["index"] for item in items]),
         }

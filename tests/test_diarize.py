@@ -1,0 +1,267 @@
+"""Speaker diarization on real speech: short cuts of the dev conversations in
+../shared/evaldata/diarization (English and Korean, two speakers each), scored against their
+reference RTTM; the CLI's RTTM/JSON, every transcript format with speakers, the server's
+``diarized_json`` through the official ``openai`` client, and awkward input (silence, one
+speaker, 8 kHz, stereo, bad options)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+from openai.types.audio import TranscriptionDiarized
+
+from conftest import EVALDATA
+from server_util import Server, running_server
+
+pytest.importorskip("torch")
+
+from malsori.audio import load_audio
+from malsori.diarize import DiarizeOptions, Turn, assign_speakers, parse_rttm
+from malsori.diarize.pipeline import Diarizer
+from malsori.errors import ModelIntegrityError
+from malsori.evaluate.der import diarization_error
+from malsori.transcript import Segment, Transcript, Word
+
+DIAR = EVALDATA / "diarization"
+#: (source conversation, seconds kept): two speakers each, turns inside the cut.
+CUTS = {"en2": ("dev01_en_2spk", 27.0), "ko2": ("dev02_ko_2spk", 20.0)}
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _ffmpeg(src: Path, dst: Path, *args: str) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), *args, str(dst)],
+        check=True,
+        timeout=60,
+    )
+    return dst
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("diarize")
+    made = {
+        name: _ffmpeg(DIAR / f"{src}.wav", out / f"{name}.wav", "-t", str(seconds))
+        for name, (src, seconds) in CUTS.items()
+    }
+    made["en2_8k"] = _ffmpeg(made["en2"], out / "en2_8k.wav", "-ar", "8000")
+    made["en2_stereo"] = _ffmpeg(
+        made["en2"], out / "en2_stereo.m4a", "-ac", "2", "-ar", "44100", "-c:a", "aac"
+    )
+    return made
+
+
+def reference(name: str) -> list[Turn]:
+    """The reference turns of a cut, clipped to its length."""
+    src, seconds = CUTS[name]
+    turns = next(iter(parse_rttm((DIAR / f"{src}.rttm").read_text()).values()))
+    return [Turn(t.start, min(t.end, seconds), t.speaker) for t in turns if t.start < seconds - 0.3]
+
+
+@pytest.fixture(scope="module")
+def diarizer() -> Diarizer:
+    return Diarizer()
+
+
+def test_cli_writes_valid_rttm_and_json_with_low_der(clips: dict[str, Path], run_cli: CLI) -> None:
+    out = clips["en2"].parent / "cli-out"
+    proc = run_cli("diarize", str(clips["en2"]), str(clips["ko2"]), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("en2", "ko2"):
+        rttm = (out / f"{name}.rttm").read_text()
+        lines = rttm.splitlines()
+        assert lines
+        for line in lines:
+            fields = line.split()
+            assert len(fields) == 10 and fields[0] == "SPEAKER" and fields[1] == name
+            assert fields[2] == "1" and fields[5:7] == ["<NA>", "<NA>"]
+            assert float(fields[3]) >= 0 and float(fields[4]) > 0
+            assert fields[7].startswith("SPEAKER_") and fields[8:] == ["<NA>", "<NA>"]
+        hyp = parse_rttm(rttm)[name]
+        score = diarization_error(reference(name), hyp)
+        assert score.hyp_speakers == 2, (name, score)
+        assert score.der < 0.15, (name, score)
+        data = json.loads((out / f"{name}.json").read_text())
+        assert data["speakers"] == ["SPEAKER_1", "SPEAKER_2"]
+        assert len(data["turns"]) == len(lines)
+
+
+def test_silence_has_no_speakers(diarizer: Diarizer, tmp_path: Path, run_cli: CLI) -> None:
+    assert diarizer(np.zeros(16000 * 5, dtype=np.float32)).turns == []
+    quiet = np.random.default_rng(0).normal(0, 1e-4, 16000 * 5).astype(np.float32)
+    result = diarizer(quiet)
+    assert result.speakers == [] and result.to_rttm("quiet") == ""
+    silent = _ffmpeg(
+        EVALDATA / "en" / "jfk.wav", tmp_path / "silent.wav", "-af", "volume=0", "-t", "3"
+    )
+    proc = run_cli("diarize", str(silent), "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["speakers"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [EVALDATA / "en" / "jfk.wav", EVALDATA / "ko" / "picovoice_leopard_test_ko.wav"],
+    ids=["en", "ko"],
+)
+def test_one_speaker_gets_one_label(diarizer: Diarizer, path: Path) -> None:
+    result = diarizer(load_audio(path))
+    assert result.speakers == ["SPEAKER_1"]
+    assert sum(t.duration for t in result.turns) > 0.5 * result.duration
+
+
+@pytest.mark.parametrize("variant", ["en2_8k", "en2_stereo"])
+def test_8khz_and_stereo_input(diarizer: Diarizer, clips: dict[str, Path], variant: str) -> None:
+    result = diarizer(load_audio(clips[variant]))
+    score = diarization_error(reference("en2"), result.turns)
+    assert score.hyp_speakers == 2 and score.der < 0.2, score
+
+
+def test_speaker_count_options(diarizer: Diarizer, clips: dict[str, Path], run_cli: CLI) -> None:
+    audio = load_audio(clips["ko2"])
+    assert len(diarizer(audio, DiarizeOptions(num_speakers=1)).speakers) == 1
+    assert len(diarizer(audio, DiarizeOptions(max_speakers=1)).speakers) == 1
+    assert len(diarizer(audio, DiarizeOptions(min_speakers=3)).speakers) == 3
+    for bad in (["--num-speakers", "0"], ["--min-speakers", "3", "--max-speakers", "2"]):
+        proc = run_cli("diarize", str(clips["ko2"]), *bad)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("malsori: error: ") and proc.stderr.count("\n") == 1
+    proc = run_cli("transcribe", str(clips["ko2"]), "--num-speakers", "2")
+    assert proc.returncode == 1 and "need --diarize" in proc.stderr
+
+
+def test_transcribe_diarize_puts_speakers_in_every_format(
+    clips: dict[str, Path], run_cli: CLI
+) -> None:
+    out = clips["en2"].parent / "transcribe-out"
+    proc = run_cli(
+        "transcribe", str(clips["en2"]), "--diarize", "--model", "tiny.en", "-o", str(out), "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    txt = (out / "en2.txt").read_text().splitlines()
+    assert all(line.startswith("[SPEAKER_") for line in txt)
+    assert {line.split("]")[0] for line in txt} == {"[SPEAKER_1", "[SPEAKER_2"}
+    srt = (out / "en2.srt").read_text()
+    assert "[SPEAKER_1] " in srt and "[SPEAKER_2] " in srt
+    vtt = (out / "en2.vtt").read_text()
+    assert "<v SPEAKER_1>" in vtt and "<v SPEAKER_2>" in vtt
+    data = json.loads((out / "en2.json").read_text())
+    assert data["speakers"] == ["SPEAKER_1", "SPEAKER_2"]
+    assert all(s["speaker"] and all(w["speaker"] for w in s["words"]) for s in data["segments"])
+    # each segment is one speaker's: its words all carry the segment's speaker
+    assert all({w["speaker"] for w in s["words"]} == {s["speaker"]} for s in data["segments"])
+    tsv = (out / "en2.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[-1] == "speaker"
+    assert {row.split("\t")[-1] for row in tsv[1:]} == {"SPEAKER_1", "SPEAKER_2"}
+    # the speech of the second speaker (9.9-15.9 s) is labelled with another speaker
+    first = data["segments"][0]["speaker"]
+    middle = [s for s in data["segments"] if s["start"] >= 9.5 and s["end"] <= 16.5]
+    assert middle and all(s["speaker"] != first for s in middle)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
+        yield srv
+
+
+def test_server_diarized_json_through_the_openai_client(
+    server: Server, clips: dict[str, Path]
+) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with open(clips["en2"], "rb") as fh:
+        result = client.audio.transcriptions.create(
+            model="whisper-1", file=fh, response_format="diarized_json"
+        )
+    assert isinstance(result, TranscriptionDiarized)
+    assert result.task == "transcribe" and result.duration == pytest.approx(27.0, abs=0.1)
+    assert {s.speaker for s in result.segments} == {"SPEAKER_1", "SPEAKER_2"}
+    assert all(s.type == "transcript.text.segment" and s.text for s in result.segments)
+    assert result.text.startswith(result.segments[0].text)
+    with open(clips["en2"], "rb") as fh:
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1",
+            file=fh,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            extra_body={"diarize": True, "num_speakers": 2},
+        )
+    segments: list[Any] = verbose.segments or []
+    assert {(s.model_extra or {}).get("speaker") for s in segments} == {"SPEAKER_1", "SPEAKER_2"}
+    assert all((w.model_extra or {}).get("speaker") for w in verbose.words or [])
+    with open(clips["en2"], "rb") as fh, pytest.raises(openai.BadRequestError) as bad:
+        client.audio.transcriptions.create(
+            model="whisper-1", file=fh, extra_body={"diarize": True, "num_speakers": 0}
+        )
+    assert "num-speakers must be at least 1" in str(bad.value)
+
+
+def test_words_take_the_speaker_they_overlap_most() -> None:
+    words = [
+        Word(0.0, 0.5, " Hello", 0.9),
+        Word(0.5, 1.0, " there.", 0.9),
+        Word(1.2, 1.6, " Hi", 0.9),
+        Word(1.6, 2.4, " back.", 0.9),
+    ]
+    seg = Segment(0, 0.0, 2.4, " Hello there. Hi back.", words=words, tokens=[1, 2, 3])
+    transcript = Transcript([seg], "en", 1.0, 2.4)
+    turns = [Turn(0.0, 1.1, "SPEAKER_1"), Turn(1.0, 2.5, "SPEAKER_2")]
+    out = assign_speakers(transcript, turns)
+    assert [(s.id, s.text, s.speaker) for s in out.segments] == [
+        (0, " Hello there.", "SPEAKER_1"),
+        (1, " Hi back.", "SPEAKER_2"),
+    ]
+    assert [w.speaker for w in out.words] == ["SPEAKER_1"] * 2 + ["SPEAKER_2"] * 2
+    assert out.speakers == ["SPEAKER_1", "SPEAKER_2"]
+    # a word in a pause takes the nearest turn's speaker
+    gap = assign_speakers(transcript, [Turn(0.0, 0.4, "A"), Turn(2.0, 2.4, "B")])
+    assert [w.speaker for w in gap.words] == ["A", "A", "B", "B"]
+    assert transcript.to_dict()["segments"][0].keys() == seg.__dict__.keys() - {"speaker"}
+
+
+def test_der_counts_missed_overlap_and_applies_the_collar() -> None:
+    ref = [Turn(0, 10, "A"), Turn(5, 15, "B")]
+    hyp = [Turn(0, 10, "x"), Turn(10, 15, "y")]
+    exact = diarization_error(ref, hyp, collar=0.0)
+    assert exact.total == pytest.approx(20.0, abs=0.02)
+    assert exact.missed == pytest.approx(5.0, abs=0.02)
+    assert exact.false_alarm == 0 and exact.confusion == pytest.approx(0.0, abs=0.02)
+    assert exact.der == pytest.approx(0.25, abs=0.002)
+    swapped = diarization_error(ref, [Turn(0, 15, "x")], collar=0.25)
+    # 0.25 s each side of the boundaries 0, 5, 10, 15 is not scored: 1 s of A's speech
+    # (0-0.25, 4.75-5.25, 9.75-10) and 1 s of B's (5-5.25, 9.75-10.25, 14.75-15)
+    assert swapped.total == pytest.approx(18.0, abs=0.05)
+    # x maps to A (or B): the other's 4.5 s alone is confusion, its 4.5 s in overlap missed
+    assert swapped.confusion == pytest.approx(4.5, abs=0.05)
+    assert swapped.missed == pytest.approx(4.5, abs=0.05)
+    assert swapped.ref_speakers == 2 and swapped.hyp_speakers == 1
+
+
+def test_weights_are_sha256_checked() -> None:
+    import dataclasses
+
+    from malsori.diarize import weights
+
+    assert weights.locate(weights.CAMPPLUS).name == "campplus_cn_en_common.pt"
+    wrong = dataclasses.replace(weights.SEGMENTATION, sha256="0" * 64)
+    with pytest.raises(ModelIntegrityError, match="does not match the pinned sha256"):
+        weights.locate(wrong)
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import malsori.diarize, malsori.evaluate.der\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -265,3 +265,59 @@ def test_importing_the_package_does_not_import_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_page_colours_and_renames_speakers(
+    server: Server, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """The web page in Chromium: 'Label speakers' on, each line shows its speaker in the
+    speaker's colour; renaming one chip renames every line of that speaker and the download."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import ROOT
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 900, "height": 900}, accept_downloads=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#model option[value='tiny.en']", state="attached")
+        page.get_by_label("Model").select_option("tiny.en")
+        page.set_input_files("#file", str(clips["en2"]))
+        page.get_by_label("Label speakers").check()
+        page.get_by_role("button", name="Transcribe").click()
+        page.wait_for_function(
+            "/^(Done|Failed)/.test(document.getElementById('status').textContent)",
+            timeout=120_000,
+        )
+        assert page.inner_text("#status").startswith("Done")
+        chips = page.locator("#segments .speaker")
+        labels = chips.all_inner_texts()
+        assert set(labels) == {"SPEAKER_1", "SPEAKER_2"}
+        assert chips.count() == page.locator("#segments .text").count()
+        colours = {
+            label: chips.nth(i).evaluate("e => getComputedStyle(e).backgroundColor")
+            for i, label in enumerate(labels)
+        }
+        assert colours["SPEAKER_1"] != colours["SPEAKER_2"]
+        first = chips.nth(labels.index("SPEAKER_2"))
+        first.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Jane Austen")
+        page.keyboard.press("Enter")
+        renamed = chips.all_inner_texts()
+        assert renamed == ["Jane Austen" if x == "SPEAKER_2" else x for x in labels]
+        (ROOT / "tests" / "artifacts").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ROOT / "tests" / "artifacts" / "web-speakers.png"), full_page=True)
+        page.get_by_label("Download as").select_option("txt")
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download").click()
+        info.value.save_as(tmp_path / "page.txt")
+        lines = (tmp_path / "page.txt").read_text().splitlines()
+        assert lines[0].startswith("[SPEAKER_1] ")
+        assert any(line.startswith("[Jane Austen] ") for line in lines)
+        browser.close()
+        assert not errors, errors

@@ -39,7 +39,14 @@ const state = {
   started: 0,     // performance.now() when the phase began
   uploadStarted: 0,
   done: 0,        // seconds of audio transcribed so far (last segment's end)
+  speakers: [],   // diarize: the server's labels (SPEAKER_1, ...) in order of first speech
+  names: {},      // label -> the name shown (renamed in place on the page)
 };
+
+// Speaker chips: a colour per speaker (white text on each passes WCAG AA contrast).
+const SPEAKER_COLOURS = ["#1f5fbf", "#b2331c", "#177245", "#7a3fb0", "#a35200", "#00727a", "#9c1f6e", "#4d5a12"];
+
+function speakerName(label) { return (label && (state.names[label] || label)) || ""; }
 
 // --- small helpers ---------------------------------------------------------------------------
 
@@ -193,8 +200,56 @@ function addLine(line, segment) {
       if (next) next.focus(); else text.blur();
     }
   });
-  li.append(time, text);
+  const speaker = line.speaker || segment.speaker;
+  if (speaker) li.append(time, speakerChip(speaker), text);
+  else li.append(time, text);
   list.appendChild(li);
+}
+
+// A speaker's name before each of its lines; editing one renames the speaker everywhere.
+function speakerChip(label) {
+  const chip = document.createElement("span");
+  chip.className = "speaker";
+  chip.dataset.speaker = label;
+  const index = Math.max(0, state.speakers.indexOf(label));
+  chip.style.background = SPEAKER_COLOURS[index % SPEAKER_COLOURS.length];
+  try { chip.contentEditable = "plaintext-only"; } catch { chip.contentEditable = "true"; }
+  chip.setAttribute("role", "textbox");
+  chip.setAttribute("aria-label", `Name of ${label}`);
+  chip.spellcheck = false;
+  chip.textContent = speakerName(label);
+  chip.addEventListener("input", () => {
+    state.names[label] = chip.textContent.replace(/\s+/g, " ").trim() || label;
+    for (const other of $("segments").querySelectorAll(".speaker")) {
+      if (other !== chip && other.dataset.speaker === label) other.textContent = state.names[label];
+    }
+  });
+  chip.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.isComposing) { e.preventDefault(); chip.blur(); }
+  });
+  chip.addEventListener("blur", () => { chip.textContent = speakerName(label); });
+  return chip;
+}
+
+// The done event of a diarized transcript: speakers, and segments with theirs. Lines that did
+// not come from the final cues (the user edited first) take the speaker of the segment
+// holding their middle; the list is drawn again with the names.
+function adoptSpeakers(speakers, segments) {
+  state.speakers = speakers;
+  for (const label of speakers) state.names[label] = state.names[label] || label;
+  const who = (t) => {
+    let found = "";
+    for (const s of segments || []) if (s.start <= t) found = s.speaker;
+    return found;
+  };
+  for (const s of state.segments) {
+    s.speaker = s.speaker || who((s.start + s.end) / 2);
+    for (const c of s.cues || []) c.speaker = c.speaker || who((c.start + c.end) / 2);
+  }
+  $("segments").replaceChildren();
+  for (const s of state.segments) {
+    for (const line of s.cues && s.cues.length ? s.cues : [s]) if (line.text.trim()) addLine(line, s);
+  }
 }
 
 // The streamed cues are cut segment by segment; the done event brings the cues cut over the
@@ -208,7 +263,7 @@ function adoptFinalCues(cues) {
     const mid = (c.start + c.end) / 2;
     let owner = state.segments[0];
     for (const s of state.segments) if (s.start <= mid) owner = s;
-    owner.cues.push({ start: c.start, end: c.end, text: c.text });
+    owner.cues.push({ start: c.start, end: c.end, text: c.text, ...(c.speaker ? { speaker: c.speaker } : {}) });
   }
   for (const s of state.segments) {  // a segment left without cues lent its words to others
     s.text = s.cues.length ? " " + s.cues.map((c) => c.text.trim()).join(" ") : "";
@@ -249,8 +304,17 @@ function highlight() {
   }
 }
 
+function lineSpeaker(line) {  // the shown name of a listed line's speaker ("" when none)
+  if (line.speaker) return speakerName(line.speaker);
+  const owner = state.segments.find((s) => s === line || (s.cues || []).includes(line));
+  return speakerName(owner && owner.speaker);
+}
+
 function plainText() {  // what the page shows: one line per listed line, with the edits
-  return lines().map((s) => s.text.trim().replace(/\s*\n\s*/g, " ")).filter(Boolean).join("\n") + "\n";
+  return lines().filter((s) => s.text.trim()).map((s) => {
+    const who = lineSpeaker(s);
+    return (who ? `[${who}] ` : "") + s.text.trim().replace(/\s*\n\s*/g, " ");
+  }).join("\n") + "\n";
 }
 
 function render(format) {
@@ -261,14 +325,21 @@ function render(format) {
       text: segs.map((s) => s.text.trim()).join(" "),
       language: state.language,
       duration: state.duration || undefined,
-      segments: segs,
+      ...(state.speakers.length ? { speakers: state.speakers.map(speakerName) } : {}),
+      segments: segs.map((s) => (s.speaker ? {
+        ...s,
+        speaker: speakerName(s.speaker),
+        cues: (s.cues || []).map((c) => (c.speaker ? { ...c, speaker: speakerName(c.speaker) } : c)),
+      } : s)),
     }, null, 2) + "\n";
   }
   const subs = lines().filter((s) => s.text.trim());
   const sep = format === "srt" ? "," : ".";
   const cues = subs.map((s, i) => {
     const range = `${stamp(s.start, sep)} --> ${stamp(s.end, sep)}`;
-    return format === "srt" ? `${i + 1}\n${range}\n${s.text.trim()}\n` : `${range}\n${s.text.trim()}\n`;
+    const who = lineSpeaker(s);
+    if (format === "srt") return `${i + 1}\n${range}\n${who ? `[${who}] ` : ""}${s.text.trim()}\n`;
+    return `${range}\n${who ? `<v ${who}>` : ""}${s.text.trim()}\n`;
   });
   return (format === "vtt" ? "WEBVTT\n\n" : "") + cues.join("\n");
 }
@@ -328,6 +399,7 @@ function readDuration() {
 
 function resetResult() {
   state.segments = []; state.language = ""; state.done = 0; state.edited = false;
+  state.speakers = []; state.names = {};
   $("segments").replaceChildren();
   $("result").hidden = true;
   const p = $("player");
@@ -357,6 +429,7 @@ function handleEvent(ev) {
   } else if (ev.type === "transcript.text.done") {
     state.language = ev.language || state.language;
     if (Array.isArray(ev.cues) && !state.edited) adoptFinalCues(ev.cues);
+    if (Array.isArray(ev.speakers) && ev.speakers.length) adoptSpeakers(ev.speakers, ev.segments);
     if (ev.duration) { state.duration = ev.duration; restamp(); }
     return "done";
   } else if (ev.type === "error") {
@@ -387,6 +460,7 @@ function startRequest(event) {
   form.append("response_format", "verbose_json");
   form.append("timestamp_granularities[]", "word");  // lets the server cut long windows into cues
   form.append("timestamp_granularities[]", "segment");
+  if (!translate && $("diarize").checked) form.append("diarize", "true");  // who spoke when
 
   const xhr = new XMLHttpRequest();
   state.xhr = xhr;

@@ -88,7 +88,7 @@ class Run:
 
 
 def stream(
-    audio: np.ndarray, language: str, model: Any, name: str, beam: int = 1
+    audio: np.ndarray, language: str, model: Any, name: str, beam: int = 0
 ) -> tuple[Run, Any]:
     from malsori.live import LiveOptions, LiveSession, SpeechStarted, TextDelta, run_live
 
@@ -153,7 +153,7 @@ def main() -> None:
     p.add_argument("--concurrent", type=int, default=1)
     p.add_argument("--minutes", type=float, default=0, help="English repeated to N minutes")
     p.add_argument("--model", default="base")
-    p.add_argument("--beam-size", type=int, default=1)
+    p.add_argument("--beam-size", type=int, default=0, help="0 = automatic (5 for Korean)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 

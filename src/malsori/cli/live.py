@@ -43,7 +43,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--language", default="auto", help="en, ko, ... or auto (detected once)")
     p.add_argument(
-        "--beam-size", type=int, default=1, metavar="N", help="[default: 1 = greedy, fastest]"
+        "--beam-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="1 = greedy (lowest latency); 0 = automatic: beam 5 for Korean, else greedy [0]",
     )
     p.add_argument("--initial-prompt", default=None, metavar="TEXT", help="names, vocabulary")
     p.add_argument(
@@ -116,8 +120,8 @@ class Printer:
 def run(args: argparse.Namespace) -> int:
     language = normalize_language(args.language)
     formats = expand_formats(args.format)
-    if args.beam_size < 1:
-        raise OptionsError(f"--beam-size must be >= 1, got {args.beam_size}")
+    if args.beam_size < 0:
+        raise OptionsError(f"--beam-size must be >= 0, got {args.beam_size}")
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

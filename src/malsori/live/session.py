@@ -3,9 +3,9 @@ thread that calls ``process``).
 
 Silence costs nothing: Silero VAD (``vad.py``) opens an utterance when speech starts and
 closes it at a pause; only an open utterance is decoded. While it is open, its growing
-buffer is re-decoded (greedy, word timestamps; the prompt is the utterance's text already
-cut from the buffer) whenever ``min_chunk_s`` of new audio has arrived and the previous
-decode is done, and words are
+buffer is re-decoded (greedy, beam 5 for Korean; word timestamps; the prompt is the
+utterance's text already cut from the buffer) whenever ``min_chunk_s`` of new audio has
+arrived and the previous decode is done, and words are
 confirmed by LocalAgreement-2 (``policy.py``). The buffer is cut at a confirmed segment end
 once it is longer than ``trim_s`` (never longer than ``max_buffer_s``: past that the
 pending words are confirmed and cut). A pending word more than ``stable_after_s`` before
@@ -58,7 +58,9 @@ _MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 44
 @dataclass(frozen=True)
 class LiveOptions:
     language: str | None = None
-    beam_size: int = 1
+    #: 0 = automatic, as malsori's default: beam 5 for Korean (CER 14.1% instead of 17.8%
+    #: on the long Korean file, docs/benchmarks.md), greedy for other languages.
+    beam_size: int = 0
     #: Text that comes before the session (names, vocabulary), as Whisper's initial prompt.
     prompt: str | None = None
     min_chunk_s: float = 1.0
@@ -349,7 +351,7 @@ class LiveSession:
             audio,
             language=self.language,
             task="transcribe",
-            beam_size=self.options.beam_size,
+            beam_size=self.options.beam_size or (5 if self.language == "ko" else 1),
             best_of=1,
             temperature=0.0,
             condition_on_previous_text=False,

@@ -81,11 +81,11 @@ class Diarizer:
         starts = list(range(0, last + 1, step))
         if starts[-1] != last:
             starts.append(last)
-        padded = np.pad(audio, (0, max(0, WINDOW - n)))
-        chunks = np.stack([padded[s : s + WINDOW] for s in starts])
+        padded = audio if n >= WINDOW else np.pad(audio, (0, WINDOW - n))  # no copy of long audio
         outputs = []
-        for i in range(0, len(chunks), batch_size):
-            batch = torch.from_numpy(chunks[i : i + batch_size]).unsqueeze(1)
+        for i in range(0, len(starts), batch_size):  # one batch of windows in memory at once
+            chunks = np.stack([padded[s : s + WINDOW] for s in starts[i : i + batch_size]])
+            batch = torch.from_numpy(chunks).unsqueeze(1)
             outputs.append(self.segmentation(batch).argmax(dim=-1))
         classes = torch.cat(outputs)
         active = self._mapping[classes].numpy() > 0.5
@@ -179,10 +179,7 @@ def _chunks(
             length = frame - begin
             pieces = max(1, int(np.ceil(length / max_len)))
             edges = np.linspace(begin, frame, pieces + 1).round().astype(int)
-            out.extend(
-                (int(a), int(b)) for a, b in itertools.pairwise(edges)
-                if b - a >= min_len
-            )
+            out.extend((int(a), int(b)) for a, b in itertools.pairwise(edges) if b - a >= min_len)
             begin = -1
         if frame < geo.total and single[frame] and begin < 0:
             begin = frame

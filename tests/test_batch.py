@@ -284,9 +284,13 @@ def test_sigterm_finishes_files_in_progress_and_stops(archive: Path, tmp_path: P
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        if (out / ".malsori-jobs.sqlite").exists() and sum(
-            r["status"] == "done" for r in rows(out).values()
-        ) >= 3:
+        if not (out / ".malsori-jobs.sqlite").exists():
+            continue
+        try:
+            done = sum(r["status"] == "done" for r in rows(out).values())
+        except sqlite3.OperationalError:  # created, its tables not yet
+            continue
+        if done >= 3:
             break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)

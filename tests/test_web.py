@@ -339,12 +339,16 @@ def test_keyboard_only(server: Server, page: Page, audio: dict[str, Path]) -> No
     open_page(page, server)
     page.locator("body").focus()
     order = []
-    for _ in range(7):
+    for _ in range(9):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id"))
-    assert order == ["file", "model", "task", "language", "format", "apikey", "go"], order
+    expected = ["file", "model", "task", "language", "format", "diarize", "apikey", "go", "record"]
+    assert order == expected, order
     # Every control has a visible label (what a screen reader says).
-    labels = ("Audio or video file", "Model", "Task", "Spoken language", "Download as", "API key")
+    labels = (
+        "Audio or video file", "Model", "Task", "Spoken language", "Download as",
+        "Label speakers", "API key",
+    )  # fmt: skip
     for name in labels:
         assert page.get_by_label(name).count() == 1, name
     # The file control is the browser's own <input type=file> (Space/Enter open its chooser;
@@ -353,7 +357,7 @@ def test_keyboard_only(server: Server, page: Page, audio: dict[str, Path]) -> No
     page.set_input_files("#file", str(audio["long"]))
     page.locator("#file").focus()
     page.keyboard.press("Tab")  # -> Model
-    for _ in range(5):
+    for _ in range(6):  # task, language, format, speakers, API key, Transcribe
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "go"
     page.keyboard.press("Enter")

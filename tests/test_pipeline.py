@@ -254,3 +254,22 @@ def test_stream_hands_out_the_first_window_alone_and_stop_takes_one_model_call(
     assert len(seen) == 1  # stopped before the second window's model calls
     whole = malsori.transcribe(audio, tiny, language="en", stream=True)
     assert len(whole.segments) >= 3 and calls > 0
+
+
+def test_a_real_loop_is_caught_by_the_fallback(base: malsori.LoadedModel) -> None:
+    """A loop built from real speech: Korean clips decoded with ``language="en"`` (what the
+    old default did to Korean stretches of a mixed file). faster-whisper's batched pipeline
+    repeats one invented sentence (compression ratio over 10); malsori's pipeline sees the
+    ratio, falls back to a higher temperature, and keeps no looping segment."""
+    audio, _ = _stretch(_rows("ko")[:5])  # 30 s of real Korean speech: one window
+    stock = malsori.transcribe(audio, base, language="en", pipeline="faster-whisper")
+    assert max(s.compression_ratio or 0 for s in stock.segments) > 10  # the loop is real
+    ours = malsori.transcribe(audio, base, language="en")
+    assert ours.segments
+    assert all((s.compression_ratio or 0) <= 2.4 for s in ours.segments), [
+        (s.compression_ratio, s.text) for s in ours.segments
+    ]
+    assert any((s.temperature or 0) > 0 for s in ours.segments)  # the fallback ran
+    for s in ours.segments:  # no sentence said over and over
+        sentences = [x.strip() for x in s.text.split(".") if x.strip()]
+        assert max(sentences.count(x) for x in sentences) <= 2, s.text

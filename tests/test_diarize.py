@@ -321,3 +321,23 @@ def test_page_colours_and_renames_speakers(
         assert any(line.startswith("[Jane Austen] ") for line in lines)
         browser.close()
         assert not errors, errors
+
+
+def test_batch_diarize_and_a_changed_speaker_option_redecodes(
+    clips: dict[str, Path], tmp_path: Path, run_cli: CLI
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "talk.wav").write_bytes(clips["en2"].read_bytes())
+    out = tmp_path / "out"
+    args = ("batch", str(src), "-o", str(out), "--model", "tiny.en", "-f", "txt", "-q")
+    first = run_cli(*args, "--diarize")
+    assert first.returncode == 0, first.stderr
+    lines = (out / "talk.txt").read_text().splitlines()
+    assert {line.split("]")[0] for line in lines} == {"[SPEAKER_1", "[SPEAKER_2"}
+    again = run_cli(*args, "--diarize", "--num-speakers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "speakers defaults -> num_speakers=1" in again.stderr
+    assert {line.split("]")[0] for line in (out / "talk.txt").read_text().splitlines()} == {
+        "[SPEAKER_1"
+    }

@@ -46,9 +46,9 @@ def process_file(
 
         audio = load_audio(source)
         options = options.replace(word_timestamps=True)
-        result = transcribe(audio, loaded, options=options)
-        turns = shared_diarizer()(audio, DiarizeOptions(**config.speakers)).turns
-        result = assign_speakers(result, turns)
+        pending = shared_diarizer().submit(audio, DiarizeOptions(**config.speakers))
+        result = transcribe(audio, loaded, options=options)  # while the speakers are found
+        result = assign_speakers(result, pending.result().turns)
     base = config.output_base(rel)
     try:
         base.parent.mkdir(parents=True, exist_ok=True)

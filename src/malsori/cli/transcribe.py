@@ -168,11 +168,13 @@ def run(args: argparse.Namespace) -> int:
                     speed = f"{done / elapsed:.1f}x realtime" if elapsed > 0 and done else ""
                     progress.update(task, completed=done, speed=speed)
 
+                # --diarize: the speakers are found while the words are decoded
+                pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
-            if diarizer is not None:
+            if pending is not None:
                 from ..diarize import assign_speakers
 
-                result = assign_speakers(result, diarizer(audio, speaker_options).turns)
+                result = assign_speakers(result, pending.result().turns)
             if out_dir is not None:
                 paths = write_transcript(result, out_dir, stems[name], formats)
                 for path in paths:

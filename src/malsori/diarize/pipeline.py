@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,19 @@ class Diarizer:
         self.embedding.eval()
         self._mapping = powerset_mapping()
         self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def submit(
+        self, audio: npt.NDArray[np.float32], options: DiarizeOptions | None = None
+    ) -> Future[Diarization]:
+        """Diarize in this instance's background thread (``.result()`` waits): started
+        before a transcription, it runs while CTranslate2 decodes, so ``--diarize`` costs
+        little more wall time than the word timestamps it needs."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="malsori-diarize")
+        return self._executor.submit(self, audio, options)
 
     def __call__(
         self, audio: npt.NDArray[np.float32], options: DiarizeOptions | None = None

@@ -262,6 +262,17 @@ class Job:
             if on_segment is not None:
                 on_segment(segment)
 
+        pending = None
+        if self.req.speakers is not None:  # found while the words are decoded
+            try:
+                pending = shared_diarizer().submit(audio, self.req.speakers)
+            except (ModelNotFoundError, ModelIntegrityError, MissingExtraError):
+                raise APIError(
+                    503,
+                    "speaker diarization could not be loaded on this server",
+                    type="server_error",
+                    code="diarization_unavailable",
+                ) from None
         result = transcribe(
             audio,
             loaded,
@@ -270,20 +281,11 @@ class Job:
             should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
             stream=self.req.stream,  # a delta per window as it is decoded
         )
-        if self.req.speakers is None:
+        if pending is None:
             return result
         if self.cancel.is_set():
             raise Cancelled
-        try:
-            turns = shared_diarizer()(audio, self.req.speakers).turns
-        except (ModelNotFoundError, ModelIntegrityError, MissingExtraError):
-            raise APIError(
-                503,
-                "speaker diarization could not be loaded on this server",
-                type="server_error",
-                code="diarization_unavailable",
-            ) from None
-        return assign_speakers(result, turns)
+        return assign_speakers(result, pending.result().turns)
 
     def _done(self, result: Transcript) -> None:
         self.state.metrics.audio_seconds.inc(result.duration)

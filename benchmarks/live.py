@@ -215,6 +215,12 @@ def main() -> None:
                 "decode_s_mean": session.stats.decode_seconds / max(1, session.stats.decodes),
                 "lag_max_thirds": lag_summary(session.stats.lags, duration),
                 "degraded_decodes": session.stats.degraded_decodes,
+                "rss_mb_per_minute": [round(r) for t, r in rss if int(t) % 60 < 5],
+                "lag_s_max_per_minute": [
+                    round(max((lag for t, lag in session.stats.lags if m * 60 <= t < m * 60 + 60),
+                              default=0.0), 1)
+                    for m in range(int(np.ceil(duration / 60)))
+                ],  # fmt: skip
                 "rss_mb_first_last_max": (
                     f"{rss[0][1]:.0f} / {rss[-1][1]:.0f} / {max(r for _, r in rss):.0f}"
                     if rss else ""

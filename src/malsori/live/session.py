@@ -64,6 +64,9 @@ class LiveOptions:
     #: Text that comes before the session (names, vocabulary), as Whisper's initial prompt.
     prompt: str | None = None
     min_chunk_s: float = 1.0
+    #: The first decode of an utterance, once its buffer (prefix padding included) is this
+    #: long: the first partial comes sooner.
+    first_chunk_s: float = 0.6
     trim_s: float = 15.0
     max_buffer_s: float = 25.0
     max_lag_s: float = 4.0
@@ -326,6 +329,8 @@ class LiveSession:
     # --- decoding -------------------------------------------------------------------------
 
     def _min_chunk(self) -> float:
+        if self._decoded_len == 0:
+            return self.options.first_chunk_s
         return self.options.min_chunk_s * (2 if self._degraded else 1)
 
     def _prompt(self) -> str | None:

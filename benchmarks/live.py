@@ -126,6 +126,13 @@ def latencies(run: Run, offline_words: list[Any]) -> list[float]:
     return out
 
 
+def per_minute(lags: list[tuple[float, float]], duration: float) -> list[float]:
+    """The largest lag of each minute of the stream."""
+    minutes = range(int(np.ceil(duration / 60)))
+    return [round(max((lag for t, lag in lags if m * 60 <= t < m * 60 + 60), default=0.0), 1)
+            for m in minutes]  # fmt: skip
+
+
 def lag_summary(lags: list[tuple[float, float]], duration: float) -> str:
     """Max lag per third of the stream: growing lag shows as rising numbers."""
     parts = []
@@ -216,11 +223,7 @@ def main() -> None:
                 "lag_max_thirds": lag_summary(session.stats.lags, duration),
                 "degraded_decodes": session.stats.degraded_decodes,
                 "rss_mb_per_minute": [round(r) for t, r in rss if int(t) % 60 < 5],
-                "lag_s_max_per_minute": [
-                    round(max((lag for t, lag in session.stats.lags if m * 60 <= t < m * 60 + 60),
-                              default=0.0), 1)
-                    for m in range(int(np.ceil(duration / 60)))
-                ],  # fmt: skip
+                "lag_s_max_per_minute": per_minute(session.stats.lags, duration),
                 "rss_mb_first_last_max": (
                     f"{rss[0][1]:.0f} / {rss[-1][1]:.0f} / {max(r for _, r in rss):.0f}"
                     if rss else ""

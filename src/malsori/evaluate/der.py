@@ -171,8 +171,10 @@ def read_diarization_manifest(path: str | Path) -> list[DiarizationRow]:
     manifest = Path(path)
     try:
         text = manifest.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{manifest}: cannot read the manifest ({exc})") from None
+    except OSError as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{manifest}: the manifest is not UTF-8 text") from None
     lines = text.splitlines()
     if not lines:
         raise ManifestError(f"{manifest}: empty manifest")

@@ -341,3 +341,24 @@ def test_batch_diarize_and_a_changed_speaker_option_redecodes(
     assert {line.split("]")[0] for line in (out / "talk.txt").read_text().splitlines()} == {
         "[SPEAKER_1"
     }
+
+
+def test_eval_diarization_scores_a_manifest(clips: dict[str, Path], tmp_path: Path) -> None:
+    from malsori.cli import main
+
+    rttm = "".join(
+        f"SPEAKER ko2 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+        for t in reference("ko2")
+    )
+    (tmp_path / "ko2.rttm").write_text(rttm)
+    (tmp_path / "ko2.wav").write_bytes(clips["ko2"].read_bytes())
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("path\trttm\tlanguage\nko2.wav\tko2.rttm\tko\n")
+    report = tmp_path / "der.json"
+    assert main(["eval", "--diarization", str(manifest), "-o", str(report), "-q"]) == 0
+    data = json.loads(report.read_text())
+    assert data["collar"] == 0.25 and data["speaker_count_right"] == 1
+    (row,) = data["files"]
+    assert row["path"] == "ko2.wav" and row["speakers_true"] == 2
+    assert 0 <= row["der"] < 0.15
+    assert row["der"] == pytest.approx(row["missed"] + row["false_alarm"] + row["confusion"])

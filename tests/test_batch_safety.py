@@ -164,6 +164,31 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
 
 
+def test_a_redone_file_leaves_no_output_of_the_old_request(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """txt and json with one request; then only txt with another (the file is decoded
+    again): the json, not asked this time but still as malsori wrote it, is written again
+    from the new transcript, so the two never disagree; an edited one is left alone."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name in ("garden", "river"):
+        shutil.copy(clips[name], root / f"{name}.wav")
+    assert batch(root, out, "-f", "txt,json", "--beam-size", "1").returncode == 0
+    (out / "river.json").write_text('{"mine": true}\n')  # edited by hand: never touched
+    proc = batch(root, out, "-f", "txt", "--beam-size", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "beam_size 1 -> 2" in proc.stderr
+    garden = json.loads((out / "garden.json").read_text())
+    assert garden["options"]["beam_size"] == 2  # the new request's transcript
+    assert garden["text"].split() == (out / "garden.txt").read_text().split()
+    assert json.loads((out / "river.json").read_text()) == {"mine": True}
+    recorded = {o["path"] for o in json.loads(rows(out)["garden.wav"]["outputs"])}
+    assert recorded == {"garden.txt", "garden.json"}
+    proc = batch(root, out, "-f", "txt", "--beam-size", "2")  # and that is all done now
+    assert proc.returncode == 0 and "rerun:" not in proc.stderr, proc.stderr
+
+
 def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()

@@ -30,6 +30,11 @@ class BatchConfig:
     #: ``--diarize``: the speaker-count fields of :class:`malsori.diarize.DiarizeOptions`
     #: that were given ({} for an estimated count; None: no speakers)
     speakers: dict[str, Any] | None = None
+    #: Formats a redone file writes besides ``formats``: those of its earlier outputs that
+    #: were not asked this time and are still as malsori wrote them, so that no output of an
+    #: older request is left contradicting the new one (filled by the runner; not part of
+    #: the request).
+    also: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def engine(self) -> EngineConfig:
@@ -55,7 +60,11 @@ class BatchConfig:
         """``OUT/<base>``: add ``.<format>`` for each output file."""
         return Path(self.output_dir) / self.names.get(rel, str(Path(rel).with_suffix("")))
 
+    def formats_for(self, rel: str) -> tuple[str, ...]:
+        """The formats ``rel`` is written in: those asked, then those kept up to date."""
+        return self.formats + tuple(f for f in self.also.get(rel, ()) if f not in self.formats)
+
     def expected_outputs(self, rel: str) -> list[str]:
         """The outputs of ``rel`` relative to OUT, one per format."""
         base = self.names.get(rel, str(Path(rel).with_suffix("")))
-        return [f"{base}.{fmt}" for fmt in self.formats]
+        return [f"{base}.{fmt}" for fmt in self.formats_for(rel)]

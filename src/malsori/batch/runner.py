@@ -88,8 +88,27 @@ def prepare(
         prep.redo_request = len(stale["redone_request"])
     prep.fresh_retries = store.new_request(config.request())
     prep.retried = store.retry_failed(retries)
+    config = replace(config, also=_kept_formats(store, out, config.formats))
+    expected = {rel: config.expected_outputs(rel) for rel in this_run}
     prep.blocked = _check_targets(store, out, expected)
     return config, prep
+
+
+def _kept_formats(store: JobStore, out: Path, asked: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """For each file to be (re)done: the formats of its earlier outputs that were not asked
+    this time but are still exactly as written. They are written again from the new
+    transcript; left alone they would contradict it (a json of the old speaker count next
+    to a txt of the new one)."""
+    kept: dict[str, tuple[str, ...]] = {}
+    for rel in store.pending():
+        formats = []
+        for record in store.previous_outputs(rel):
+            fmt = Path(record["path"]).suffix.lstrip(".")
+            if fmt and fmt not in asked and fmt not in formats and output_intact(out, record):
+                formats.append(fmt)
+        if formats:
+            kept[rel] = tuple(formats)
+    return kept
 
 
 def _check_targets(store: JobStore, out: Path, expected: dict[str, list[str]]) -> int:

@@ -55,7 +55,7 @@ def process_file(
     except OSError as exc:
         raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
-        paths = write_transcript(result, base.parent, base.name, config.formats)
+        paths = write_transcript(result, base.parent, base.name, config.formats_for(rel))
     records = record_outputs(Path(config.output_dir), paths)
     return records, result.duration, time.perf_counter() - t0
 

@@ -352,3 +352,37 @@ def test_page_records_from_a_fake_microphone(server: Server, tmp_path: Path) -> 
         context.close()
         browser.close()
     assert not errors, errors
+
+
+# --- hostile-tester findings ------------------------------------------------------------------
+
+
+def test_cli_live_sigterm_and_sighup_write_the_transcript(tmp_path: Path) -> None:
+    """SIGTERM and SIGHUP end a session as Ctrl-C does: every format is written first."""
+    import os
+    import signal
+    import sys
+
+    audio = pcm(EN, 16000) + bytes(2 * 16000)
+    procs = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        procs[sig] = subprocess.Popen(
+            [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input", "-",
+             "-o", str(tmp_path / sig.name), "--name", "talk"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )  # fmt: skip
+        assert procs[sig].stdin is not None
+        procs[sig].stdin.write(audio)  # and stdin stays open: the session goes on
+        procs[sig].stdin.flush()
+    for sig, proc in procs.items():
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()  # the first utterance, confirmed
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + sig, err
+        assert f"stopped by {sig.name}" in err.decode(), err
+        files = sorted(p.name for p in (tmp_path / sig.name).iterdir())
+        assert files == ["talk.json", "talk.srt", "talk.tsv", "talk.txt", "talk.vtt"], files
+        text = (tmp_path / sig.name / "talk.txt").read_text(encoding="utf-8")
+        assert wer(EN_TEXT, text) <= 0.25 and wer(EN_TEXT, line) <= 0.25, (line, text)

@@ -9,6 +9,8 @@ input) stops; with ``-o DIR`` the session's transcript is then written in the us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import threading
 import time
@@ -23,6 +25,11 @@ from ..live import run_live as run_session
 from ..options import normalize_language
 from ..writers import FORMATS, expand_formats, write_transcript
 from ._args import add_model_arguments
+
+#: Signals that end a session as Ctrl-C does (the transcript is written first).
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def register(sub: Any) -> None:
@@ -79,7 +86,7 @@ class Printer:
         self.lock = threading.Lock()
 
     def __call__(self, event: LiveEvent) -> None:
-        with self.lock:
+        with self.lock, contextlib.suppress(OSError):  # a closed terminal (SIGHUP)
             if isinstance(event, TextDelta):
                 self._erase()
                 text = event.text.lstrip() if self.column == 0 else event.text
@@ -146,21 +153,43 @@ def run(args: argparse.Namespace) -> int:
     print(f"malsori: listening to {source.name} (Ctrl-C to stop)", file=sys.stderr)
     started = time.strftime("%Y%m%d-%H%M%S")
     interrupted = False
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:  # SIGTERM, SIGHUP: stop as Ctrl-C does
+        caught.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
-        run_session(source, session)
+        run_session(source, session, stop)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if printer.column or printer.shown:
         printer(UtteranceDone("", "", 0.0, 0.0, [], ""))
     stats = session.stats
-    print(
+    _note(
         f"malsori: {session.received_seconds:.1f} s of audio, {stats.decodes} decodes, "
-        f"max lag {stats.max_lag:.1f} s{' (stopped by Ctrl-C)' if interrupted else ''}",
-        file=sys.stderr,
+        f"max lag {stats.max_lag:.1f} s{_stopped_by(interrupted, caught)}"
     )
     if out_dir is not None:
         is_file = args.input is not None and Path(args.input).is_file()
         stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
         paths = write_transcript(session.transcript(), out_dir, stem, formats)
-        print(f"malsori: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
-    return 0
+        _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
+    return 128 + caught[0] if caught else 0
+
+
+def _note(message: str) -> None:
+    """A line on stderr, unless the terminal is gone (SIGHUP): the files still get written."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr)
+
+
+def _stopped_by(interrupted: bool, caught: list[int]) -> str:
+    if caught:
+        return f" (stopped by {signal.Signals(caught[0]).name})"
+    return " (stopped by Ctrl-C)" if interrupted else ""

@@ -165,6 +165,56 @@ def test_transcribe_diarize_puts_speakers_in_every_format(
     first = data["segments"][0]["speaker"]
     middle = [s for s in data["segments"] if s["start"] >= 9.5 and s["end"] <= 16.5]
     assert middle and all(s["speaker"] != first for s in middle)
+    # the subtitles keep every rule the same file keeps without --diarize
+    check = run_cli("subtitles", "check", str(out / "en2.srt"), str(out / "en2.vtt"))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_diarized_subtitles_measure_the_label_and_never_overlap(
+    clips: dict[str, Path], run_cli: CLI, tmp_path: Path
+) -> None:
+    """The ``[SPEAKER_1]`` label counts in the line width (Korean: 16 wide); cues of two
+    speakers never overlap and keep the minimum gap (real_sample: the speakers take turns
+    within 0.2 s); the invisible ``<v NAME>`` tag is not measured."""
+    proc = run_cli(
+        "transcribe",
+        str(clips["ko2"]),
+        "--diarize",
+        "--model",
+        "base",
+        "-f",
+        "srt,vtt",
+        "-o",
+        str(tmp_path),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    srt = (tmp_path / "ko2.srt").read_text()
+    assert "[SPEAKER_1] " in srt and "[SPEAKER_2] " in srt
+    check = run_cli("subtitles", "check", str(tmp_path / "ko2.srt"), str(tmp_path / "ko2.vtt"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    proc = run_cli(
+        "transcribe",
+        str(DIAR / "real_sample.wav"),
+        "--diarize",
+        "--model",
+        "tiny.en",
+        "-f",
+        "srt,vtt",
+        "-o",
+        str(tmp_path),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for ext in ("srt", "vtt"):
+        check = run_cli("subtitles", "check", str(tmp_path / f"real_sample.{ext}"))
+        bad = [
+            line
+            for line in check.stdout.splitlines()
+            if any(f": {rule}:" in line for rule in ("overlap", "gap", "order", "line-width"))
+        ]
+        assert not bad, check.stdout
+        assert "violation" not in check.stdout or "reading-speed" in check.stdout
 
 
 @pytest.fixture(scope="module")

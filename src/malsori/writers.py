@@ -88,18 +88,25 @@ def _subtitles(
     transcript: Transcript, options: SubtitleOptions | None = None, *, voice_tags: bool = False
 ) -> pysubs2.SSAFile:
     """Cues as pysubs2 events; in a diarized transcript each cue starts with its speaker:
-    ``<v SPEAKER_1>`` (WebVTT voice tag) with ``voice_tags``, else ``[SPEAKER_1] ``."""
+    ``<v SPEAKER_1>`` (WebVTT voice tag, not shown, so not measured) with ``voice_tags``,
+    else ``[SPEAKER_1] `` (measured with the first line). Cues of two speakers never
+    overlap and keep the minimum gap (the cue builder times them together)."""
     opts = options or subtitle_options()
     subs = pysubs2.SSAFile()
-    for speaker, part in speaker_runs(transcript):
-        for cue in build_cues(part, opts):
-            parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
-            for start_s, end_s, text in parts:
-                if speaker:
-                    text = (f"<v {speaker}>" if voice_tags else f"[{speaker}] ") + text
-                start, end = _ms(start_s), _ms(end_s)
-                subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
+    label = None if voice_tags else speaker_label
+    for cue in build_cues(transcript, opts, label):
+        parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
+        for start_s, end_s, text in parts:
+            if cue.speaker and voice_tags:
+                text = f"<v {cue.speaker}>" + text
+            start, end = _ms(start_s), _ms(end_s)
+            subs.append(pysubs2.SSAEvent(start=start, end=max(end, start + 1), text=text))
     return subs
+
+
+def speaker_label(speaker: str) -> str:
+    """The visible speaker label of an SRT cue and a txt line: ``[SPEAKER_1]``."""
+    return f"[{speaker}]"
 
 
 def render_txt(transcript: Transcript) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..subtitles.cues import build_cues
 from ..transcript import Segment, Transcript
-from ..writers import WRITERS, cues, speaker_runs, subtitle_options
+from ..writers import WRITERS, cues, subtitle_options
 from .languages import language_name
 
 
@@ -90,11 +90,10 @@ def diarized(result: Transcript) -> dict[str, Any]:
 
 def speaker_cues(result: Transcript) -> list[dict[str, Any]]:
     """The subtitle cues of a diarized ``result``, each with its ``speaker``."""
-    out: list[dict[str, Any]] = []
-    for speaker, part in speaker_runs(result):
-        for cue in build_cues(part, subtitle_options()):
-            out.append({"start": cue.start, "end": cue.end, "text": cue.text, "speaker": speaker})
-    return out
+    return [
+        {"start": cue.start, "end": cue.end, "text": cue.text, "speaker": cue.speaker}
+        for cue in build_cues(result, subtitle_options())
+    ]
 
 
 def done_extras(result: Transcript) -> dict[str, Any]:

@@ -15,13 +15,18 @@
    time first.
 5. Orphans (one or two words, or under the minimum duration) left over are merged into a
    neighbour of the same block when the merged cue still keeps every limit.
+
+In a diarized transcript a change of speaker also ends a block (a cue never mixes two
+speakers), but is timed like chained speech: the cues of two speakers never overlap and keep
+the minimum gap. Each cue may carry a visible *label* (``[SPEAKER_1]`` in SRT) at the start
+of its first line; it is measured with the words (line width, line count, reading speed).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..transcript import Segment, Transcript
@@ -62,6 +67,10 @@ class Cue:
     units: tuple[Unit, ...]
     line_units: tuple[tuple[int, ...], ...]
     block: int = 0
+    #: Who speaks (diarized transcripts), else None.
+    speaker: str | None = None
+    #: Visible text before the first word of the first line (``[SPEAKER_1]``), or "".
+    label: str = ""
 
     @property
     def text(self) -> str:
@@ -120,12 +129,18 @@ def _proportional(segment: Segment, rules: LanguageRules) -> list[Unit]:
 def transcript_units(transcript: Transcript, rules: LanguageRules) -> list[Unit]:
     """Every unit of the transcript, in order. In spaced languages a token that does not
     start with a space belongs to the word before it (an eojeol is never split); in every
-    language punctuation belongs to the word before it."""
+    language punctuation belongs to the word before it (of the same speaker)."""
+    return [u for u, _ in _speaker_units(transcript, rules)]
+
+
+def _speaker_units(transcript: Transcript, rules: LanguageRules) -> list[tuple[Unit, str | None]]:
+    """:func:`transcript_units`, each with the speaker of its segment."""
     units: list[Unit] = []
+    speakers: list[str | None] = []
     for segment in transcript.segments:
         for i, tok in enumerate(_tokens_of(segment, rules)):
             glue = is_punctuation(tok.text) or (rules.spaced and not tok.space_before and i > 0)
-            if units and glue:
+            if units and glue and speakers[-1] == segment.speaker:
                 prev = units[-1]
                 units[-1] = Unit(
                     prev.text + tok.text, prev.start, max(prev.end, tok.end), prev.space_before
@@ -140,7 +155,8 @@ def transcript_units(transcript: Transcript, rules: LanguageRules) -> list[Unit]
                         True if rules.spaced else tok.space_before,
                     )
                 )
-    return units
+                speakers.append(segment.speaker)
+    return list(zip(units, speakers, strict=True))
 
 
 def _pile_end(units: Sequence[Unit], i: int) -> int:
@@ -194,6 +210,18 @@ def split_blocks(units: Sequence[Unit], pause: float) -> list[list[Unit]]:
 # --- 3. grouping ----------------------------------------------------------------------
 
 
+def _labelled(units: Sequence[Unit], label: str) -> list[Unit]:
+    """The units of a cue as they are measured: the label (if any) first, a space after it."""
+    if not label or not units:
+        return list(units)
+    first = units[0]
+    return [
+        Unit(label, first.start, first.start),
+        Unit(first.text, first.start, first.end, True),
+        *units[1:],
+    ]
+
+
 def _boundary_cost(block: Sequence[Unit], j: int, limits: Limits) -> float:
     """Cost of ending a cue after ``block[j]`` (inside the block)."""
     cost = break_penalty(block[j].text, block[j + 1].text, limits.rules.style)
@@ -202,9 +230,10 @@ def _boundary_cost(block: Sequence[Unit], j: int, limits: Limits) -> float:
     return cost
 
 
-def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
-    """Cost of one cue made of ``block[i..j]``."""
-    cost = CUE_COST + wrap_with_cost(block[i : j + 1], limits)[1]
+def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits, label: str = "") -> float:
+    """Cost of one cue made of ``block[i..j]`` (shown after ``label``)."""
+    shown = _labelled(block[i : j + 1], label)
+    cost = CUE_COST + wrap_with_cost(shown, limits)[1]
     if j + 1 < len(block):
         end_cost = _boundary_cost(block, j, limits)
         cost += end_cost
@@ -214,7 +243,7 @@ def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
     duration = block[j].end - block[i].start
     if (j - i + 1 <= 2 or duration < limits.min_cue_duration) and len(block) > j - i + 1:
         cost += ORPHAN_COST
-    width = limits.width(join_units(block[i : j + 1]))
+    width = limits.width(join_units(shown))
     need = max(limits.min_cue_duration, width / limits.max_cps)
     room = (block[j + 1].start if j + 1 < len(block) else block[j].end + MAX_LAG) - block[i].start
     if room < need:  # the cue could not be shown long enough to be read
@@ -222,9 +251,10 @@ def _cue_cost(block: Sequence[Unit], i: int, j: int, limits: Limits) -> float:
     return cost
 
 
-def group_units(block: Sequence[Unit], limits: Limits) -> list[list[Unit]]:
-    """Cut one block into cues: every cue fits the lines and the maximum duration (a
-    single unit that cannot is a cue of its own), at the lowest total cost."""
+def group_units(block: Sequence[Unit], limits: Limits, label: str = "") -> list[list[Unit]]:
+    """Cut one block into cues: every cue (the first with ``label`` before its first word)
+    fits the lines and the maximum duration (a single unit that cannot is a cue of its
+    own), at the lowest total cost."""
     n = len(block)
     inf = float("inf")
     best = [inf] * (n + 1)
@@ -234,12 +264,13 @@ def group_units(block: Sequence[Unit], limits: Limits) -> list[list[Unit]]:
         if best[i] == inf:
             continue
         for j in range(i, n):
+            lab = label if i == 0 else ""
             if j > i and (
                 block[j].end - block[i].start > limits.max_cue_duration
-                or not fits(block[i : j + 1], limits)
+                or not fits(_labelled(block[i : j + 1], lab), limits)
             ):
                 break
-            cost = best[i] + _cue_cost(block, i, j, limits)
+            cost = best[i] + _cue_cost(block, i, j, limits, lab)
             if cost < best[j + 1]:
                 best[j + 1], back[j + 1] = cost, i
     groups: list[list[Unit]] = []
@@ -259,11 +290,14 @@ def _ms(seconds: float) -> int:
 
 
 def _lines(
-    units: Sequence[Unit], limits: Limits
+    units: Sequence[Unit], limits: Limits, label: str = ""
 ) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
-    parts = wrap(units, limits)
-    lines = tuple(join_units([units[k] for k in part]) for part in parts)
-    return lines, tuple(tuple(part) for part in parts)
+    """The cue's lines (the label starts the first) and the indices of ``units`` on each."""
+    shown = _labelled(units, label)
+    parts = wrap(shown, limits)
+    lines = tuple(join_units([shown[k] for k in part]) for part in parts)
+    skip = 1 if len(shown) > len(units) else 0
+    return lines, tuple(tuple(k - skip for k in part if k >= skip) for part in parts)
 
 
 def _need_ms(lines: Sequence[str], limits: Limits) -> int:
@@ -277,26 +311,34 @@ def time_cues(
     blocks: Sequence[int],
     limits: Limits,
     duration: float = 0.0,
+    pauses: Sequence[int] | None = None,
+    speakers: Sequence[str | None] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> list[Cue]:
     """Display times for the cues (see the module docstring, step 4); ``duration`` is the
-    audio's length (the last cue may be shown until then)."""
+    audio's length (the last cue may be shown until then). ``pauses`` numbers the runs
+    between silences (default ``blocks``): a block boundary inside one run (a change of
+    speaker) is timed as chained speech. ``speakers`` and ``labels`` are per cue."""
+    pauses = blocks if pauses is None else pauses
+    speakers = speakers if speakers is not None else [None] * len(groups)
+    labels = labels if labels is not None else [""] * len(groups)
     end_ms = _ms(duration)
     gap = math.ceil(limits.min_gap * 1000 - 1e-6)
     sep, lag, lead = _ms(separation(limits)), _ms(MAX_LAG), _ms(MAX_LEAD)
     chain, maxd = _ms(CHAIN_GAP), int(limits.max_cue_duration * 1000)
     ss = [_ms(g[0].start) for g in groups]
     se = [max(_ms(g[-1].end), _ms(g[0].start)) for g in groups]
-    wrapped = [_lines(g, limits) for g in groups]
+    wrapped = [_lines(g, limits, lab) for g, lab in zip(groups, labels, strict=True)]
     needs = [_need_ms(lines, limits) for lines, _ in wrapped]
     starts: list[int] = []
     ends: list[int] = []
     for i in range(len(groups)):
-        crossed = i > 0 and blocks[i] != blocks[i - 1]
+        crossed = i > 0 and pauses[i] != pauses[i - 1]
         lo = (ends[-1] if ends else -gap) + (max(gap, sep) if crossed else gap)
         s = max(ss[i], lo)
         need = needs[i]
         if i + 1 < len(groups):
-            apart = blocks[i + 1] != blocks[i]
+            apart = pauses[i + 1] != pauses[i]
             if apart:  # a pause follows: its silence is free, up to the separation
                 soft = hard = ss[i + 1] - max(gap, sep)
             else:  # chained: may push the next cue, by at most MAX_LAG
@@ -325,8 +367,10 @@ def time_cues(
         starts.append(s)
         ends.append(max(min(e, s + maxd), s + 1))
     return [
-        Cue(s / 1000, e / 1000, lines, tuple(g), parts, b)
-        for s, e, (lines, parts), g, b in zip(starts, ends, wrapped, groups, blocks, strict=True)
+        Cue(s / 1000, e / 1000, lines, tuple(g), parts, b, spk, lab)
+        for s, e, (lines, parts), g, b, spk, lab in zip(
+            starts, ends, wrapped, groups, blocks, speakers, labels, strict=True
+        )
     ]
 
 
@@ -337,12 +381,12 @@ def merged_fits(first: Cue, second: Cue, limits: Limits) -> bool:
     """Whether one cue with both cues' words, shown from the first's start to the second's
     end, keeps the line, duration and reading-speed limits."""
     units = first.units + second.units
-    if not fits(units, limits):
+    if not fits(_labelled(units, first.label), limits):
         return False
     duration = second.end - first.start
     if duration > limits.max_cue_duration + 1e-6:
         return False
-    lines, _ = _lines(units, limits)
+    lines, _ = _lines(units, limits, first.label)
     return limits.cue_width(list(lines)) <= limits.max_cps * duration + 1e-6
 
 
@@ -352,8 +396,10 @@ def _is_orphan(cue: Cue, limits: Limits) -> bool:
 
 def _merge(first: Cue, second: Cue, limits: Limits) -> Cue:
     units = first.units + second.units
-    lines, parts = _lines(units, limits)
-    return Cue(first.start, second.end, lines, units, parts, first.block)
+    lines, parts = _lines(units, limits, first.label)
+    return Cue(
+        first.start, second.end, lines, units, parts, first.block, first.speaker, first.label
+    )
 
 
 def merge_orphans(cues: list[Cue], limits: Limits) -> list[Cue]:
@@ -388,17 +434,53 @@ def merge_orphans(cues: list[Cue], limits: Limits) -> list[Cue]:
 # --- the builder ----------------------------------------------------------------------
 
 
-def build_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
-    """The transcript's subtitle cues under ``options`` (defaults by its language)."""
+def speaker_blocks(
+    units: Sequence[Unit], speakers: Sequence[str | None], pause: float
+) -> list[tuple[int, str | None, list[Unit]]]:
+    """:func:`split_blocks`, also split where the speaker changes: ``(pause run, speaker,
+    units)`` per block; the pause run counts the silences longer than ``pause`` before it."""
+    out: list[tuple[int, str | None, list[Unit]]] = []
+    run = -1
+    for unit, speaker in zip(units, speakers, strict=True):
+        paused = not out or unit.start - out[-1][2][-1].end > pause
+        run += paused
+        if not paused and out[-1][1] == speaker:
+            out[-1][2].append(unit)
+        else:
+            out.append((run, speaker, [unit]))
+    return out
+
+
+def build_cues(
+    transcript: Transcript,
+    options: SubtitleOptions | None = None,
+    label: Callable[[str], str] | None = None,
+) -> list[Cue]:
+    """The transcript's subtitle cues under ``options`` (defaults by its language). In a
+    diarized transcript no cue mixes two speakers; ``label(speaker)`` is visible text put
+    before the words of the cue where a speaker starts talking (``[SPEAKER_1]``; the cues
+    after it, of the same speaker, go without), measured with them."""
     limits = (options or SubtitleOptions()).limits(transcript.language)
-    units = spread_piles(transcript_units(transcript, limits.rules), limits)
+    pairs = _speaker_units(transcript, limits.rules)
+    units = spread_piles([u for u, _ in pairs], limits)
     groups: list[list[Unit]] = []
     block_ids: list[int] = []
-    for b, block in enumerate(split_blocks(units, limits.split_on_pause)):
-        for group in group_units(block, limits):
+    pause_ids: list[int] = []
+    speakers: list[str | None] = []
+    labels: list[str] = []
+    blocks = speaker_blocks(units, [s for _, s in pairs], limits.split_on_pause)
+    for b, (run, speaker, block) in enumerate(blocks):
+        turn = speaker is not None and (b == 0 or blocks[b - 1][1] != speaker)
+        text = label(speaker) if label and speaker and turn else ""
+        for k, group in enumerate(group_units(block, limits, text)):
             groups.append(group)
             block_ids.append(b)
-    timed = time_cues(groups, block_ids, limits, transcript.duration)
+            pause_ids.append(run)
+            speakers.append(speaker)
+            labels.append(text if k == 0 else "")
+    timed = time_cues(
+        groups, block_ids, limits, transcript.duration, pause_ids, speakers, labels
+    )
     return merge_orphans(timed, limits)
 
 
@@ -419,14 +501,14 @@ def cue_text(cue: Cue, highlight: int | None = None) -> str:
     """The cue in pysubs2's ASS markup: ``\\N`` between lines, the unit at index
     ``highlight`` underlined (``<u>`` in SRT/WebVTT), as openai-whisper's --highlight_words."""
     lines = []
-    for part in cue.line_units:
-        line = ""
+    for n_line, part in enumerate(cue.line_units):
+        line = _escape(cue.label) if cue.label and n_line == 0 else ""
         for n, k in enumerate(part):
             unit = cue.units[k]
             word = _escape(unit.text)
             if k == highlight:
                 word = "{\\u1}" + word + "{\\u0}"
-            line += (" " if n and unit.space_before else "") + word
+            line += (" " if line and (n == 0 or unit.space_before) else "") + word
         lines.append(line)
     return "\\N".join(lines)
 

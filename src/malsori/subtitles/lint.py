@@ -4,7 +4,9 @@ The checks need only the file: line width and count, duration, gaps and overlaps
 speed, orphans, line breaks. (Whether a cue spans a pause needs the audio's word timings,
 which a subtitle file does not carry; malsori's tests check that rule on the transcript.)
 Karaoke files (``--highlight-words``) repeat one cue as back-to-back events with one word
-underlined; such a run counts as one cue.
+underlined; such a run counts as one cue. In a diarized file (WebVTT voice tags, or SRT cues
+that start with a ``[SPEAKER]`` label) an orphan is not expected to join another speaker's
+cue; the voice tag is not shown, so it is not measured.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Event:
     start: int
     end: int
     lines: tuple[str, ...]
+    #: Who speaks: a WebVTT voice tag (``<v SPEAKER_1>``), or the last ``[SPEAKER_1]``
+    #: label that started an SRT cue; None when the file names no speakers.
+    speaker: str | None = None
 
     @property
     def duration(self) -> int:
@@ -68,6 +73,17 @@ class Event:
 
 
 _TAG = re.compile(r"<[^>]*>")
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
+_LABEL = re.compile(r"\[([^\[\]]+)\]\s")
+
+
+def _voices(text: str) -> list[str | None]:
+    """The voice (``<v NAME>``) of each cue of a cleaned WebVTT document, in order."""
+    out: list[str | None] = []
+    for block in text.split("\n\n")[1:]:
+        found = _VOICE.search(block)
+        out.append(found.group(1).strip() if found else None)
+    return out
 
 
 def _clean_vtt(text: str) -> str:
@@ -105,14 +121,20 @@ def parse(text: str, fmt: str) -> list[Event]:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
     except Exception as exc:  # pysubs2 raises several types for malformed input
         raise MalsoriError(f"cannot read the {fmt} file: {exc}") from exc
+    voices = _voices(text) if fmt == "vtt" else []
+    if len(voices) != len(subs.events):
+        voices = [None] * len(subs.events)
     events: list[Event] = []
-    for number, ev in enumerate(subs.events, start=1):
+    speaker: str | None = None
+    for number, (ev, voice) in enumerate(zip(subs.events, voices, strict=True), start=1):
         lines = _plain_lines(ev)
+        label = _LABEL.match(lines[0]) if fmt == "srt" else None
+        speaker = label.group(1) if label else voice if fmt == "vtt" else speaker
         last = events[-1] if events else None
         if last and last.end == ev.start and last.lines == lines:
-            events[-1] = Event(last.number, last.start, ev.end, lines)
+            events[-1] = Event(last.number, last.start, ev.end, lines, last.speaker)
         else:
-            events.append(Event(number, ev.start, ev.end, lines))
+            events.append(Event(number, ev.start, ev.end, lines, speaker))
     return events
 
 
@@ -231,8 +253,8 @@ def _check_orphan(events: Sequence[Event], i: int, limits: Limits) -> list[Viola
         return []
     near = separation(limits) * 1000
     for j in (i - 1, i + 1):
-        if not 0 <= j < len(events):
-            continue
+        if not 0 <= j < len(events) or events[j].speaker != ev.speaker:
+            continue  # another speaker's cue cannot take the words
         a, b = (events[j], ev) if j < i else (ev, events[j])
         if b.start - a.end < near and _merge_fits(a, b, limits):
             return [

@@ -48,11 +48,14 @@ def _lifespan(state: AppState) -> Callable[[FastAPI], AbstractAsyncContextManage
         except Exception as exc:  # /ready reports it; requests get the error (no paths)
             log.error("could not preload model %s: %s", settings.model, exc)
 
-    async def reaper() -> None:
+    async def reaper(app: FastAPI) -> None:
         idle = settings.model_idle_unload_s
         while True:
             await asyncio.sleep(max(1.0, min(30.0, idle / 4)))
-            state.models.unload_idle(idle, state.limiter.busy)
+            # An open live session (/v1/realtime) uses its model even while nobody speaks.
+            live = getattr(app.state, "malsori_live", None)
+            live_open = live is not None and live.active > 0
+            state.models.unload_idle(idle, state.limiter.busy or live_open)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,7 +64,7 @@ def _lifespan(state: AppState) -> Callable[[FastAPI], AbstractAsyncContextManage
         else:
             state.ready = True
         if settings.model_idle_unload_s > 0:
-            state.tasks.append(asyncio.create_task(reaper()))
+            state.tasks.append(asyncio.create_task(reaper(app)))
         yield
         for t in state.tasks:
             t.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -379,10 +380,83 @@ def test_cli_live_sigterm_and_sighup_write_the_transcript(tmp_path: Path) -> Non
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()  # the first utterance, confirmed
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == 128 + sig, err
         assert f"stopped by {sig.name}" in err.decode(), err
         files = sorted(p.name for p in (tmp_path / sig.name).iterdir())
         assert files == ["talk.json", "talk.srt", "talk.tsv", "talk.txt", "talk.vtt"], files
         text = (tmp_path / sig.name / "talk.txt").read_text(encoding="utf-8")
         assert wer(EN_TEXT, text) <= 0.25 and wer(EN_TEXT, line) <= 0.25, (line, text)
+
+
+def _ws_url(srv: Server) -> str:
+    return srv.url.replace("http://", "ws://") + "/v1/realtime"
+
+
+def test_disconnect_with_a_long_backlog_frees_the_session_at_once(server: Server) -> None:
+    """One append of ~150 s of speech, then an abrupt TCP close: the backlog is not decoded
+    for a client that is gone; the slot (the cap is 1) is free within about one decode."""
+    from websockets.asyncio.client import connect
+
+    utterance = pcm(EN, 16000) + bytes(2 * 16000)
+    backlog = base64.b64encode(utterance * 30).decode()
+
+    async def flood_and_vanish() -> None:
+        auth = {"Authorization": f"Bearer {KEY}"}
+        async with connect(_ws_url(server), additional_headers=auth, max_size=None) as ws:
+            await ws.recv()  # session.created
+            await ws.send(json.dumps(PCM16K))
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": backlog}))
+            while json.loads(await ws.recv())["type"] != "input_audio_buffer.speech_started":
+                pass
+            ws.transport.abort()  # no close frame: the TCP connection just ends
+
+    asyncio.run(flood_and_vanish())
+    t0 = time.monotonic()
+    assert _wait_sessions(server, 0, limit_s=20) == 0
+    assert time.monotonic() - t0 < 4, "the session outlived its client by more than a decode"
+
+
+@pytest.fixture(scope="module")
+def short_server() -> Iterator[Server]:
+    """Short idle limits: a live session closed after 2 s without a client event, a model
+    unloaded after 1 s unused."""
+    env = {"MALSORI_LIVE_IDLE_TIMEOUT_S": "2"}
+    with running_server("--model", "tiny.en", "--idle-unload", "1", env=env) as srv:
+        yield srv
+
+
+def test_idle_session_is_closed(short_server: Server) -> None:
+    from websockets.asyncio.client import connect
+
+    async def say_nothing() -> tuple[list[dict[str, Any]], float]:
+        async with connect(_ws_url(short_server)) as ws:
+            t0 = time.monotonic()
+            events = [json.loads(m) async for m in ws]  # until the server closes
+            return events, time.monotonic() - t0
+
+    events, waited = asyncio.run(say_nothing())
+    assert [e["type"] for e in events] == ["session.created", "error"], events
+    assert events[1]["error"]["code"] == "idle_timeout", events
+    assert 1.5 < waited < 10, waited
+    assert short_server.metrics()["malsori_live_sessions_open"] == 0
+
+
+def test_open_live_session_keeps_its_model_loaded(short_server: Server) -> None:
+    """The idle unload (1 s here) counts an open but silent live session as use."""
+    from websockets.asyncio.client import connect
+
+    silence = base64.b64encode(bytes(3200)).decode()  # 100 ms at 16 kHz
+
+    async def hold() -> list[list[str]]:
+        seen = []
+        async with connect(_ws_url(short_server)) as ws:
+            await ws.send(json.dumps(PCM16K))
+            for _ in range(4):  # 4 s of silence, an event every second (no idle timeout)
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
+                await asyncio.sleep(1)
+                ready = await asyncio.to_thread(httpx.get, short_server.url + "/ready")
+                seen.append(ready.json()["models"])
+        return seen
+
+    assert asyncio.run(hold()) == [["tiny.en"]] * 4

@@ -53,6 +53,7 @@ Samples = npt.NDArray[np.float32]
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _PROMPT_CHARS = 200
 _MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 448
+_VAD_BLOCK = 160  # frames (~5 s) the VAD scores at once
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class LiveSession:
         self._item_start = 0.0
         self._item_words: list[TimedWord] = []
         self._degraded = False
+        self._aborted = threading.Event()
 
     # --- input (any thread) ---------------------------------------------------------------
 
@@ -187,6 +189,16 @@ class LiveSession:
         with self._wake:
             self._commit = True
             self._wake.notify_all()
+
+    def abort(self) -> None:
+        """Stop work at the next frame or decode (the client is gone): a ``process`` call in
+        progress returns after at most the decode it is in, whatever audio is still queued."""
+        self._aborted.set()
+        self.commit_wakeup()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
 
     def commit_wakeup(self) -> None:
         """Wake a thread blocked in ``wait`` (the input ended)."""
@@ -246,12 +258,20 @@ class LiveSession:
     def _vad_frames(self, audio: Samples) -> None:
         n = len(audio) // FRAME
         self._carry = audio[n * FRAME :].copy()
-        if n == 0:
-            return
-        frames = audio[: n * FRAME].reshape(n, FRAME)
+        # In blocks of ~5 s, so that a long backlog stops soon after ``abort``.
+        for first in range(0, n, _VAD_BLOCK):
+            if self._aborted.is_set():
+                return
+            count = min(_VAD_BLOCK, n - first)
+            block = audio[first * FRAME : (first + count) * FRAME].reshape(count, FRAME)
+            self._vad_block(block)
+
+    def _vad_block(self, frames: Samples) -> None:
         probabilities = self._vad.probabilities(frames)
         silence_s = self.options.turn.silence_duration_ms / 1000
         for frame, p in zip(frames, probabilities, strict=True):
+            if self._aborted.is_set():
+                return
             change = self._vad.update(float(p))
             self._seen += FRAME
             now = self._seen / SAMPLE_RATE
@@ -374,6 +394,8 @@ class LiveSession:
 
     def _decode(self, *, final: bool) -> None:
         assert self._item is not None
+        if self._aborted.is_set():
+            return
         audio = self._audio()
         self._decoded_len = len(audio)
         t0 = time.perf_counter()

@@ -357,7 +357,7 @@ class Connection:
         return live
 
     def _work(self, live: LiveSession) -> None:
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not live.aborted:
             if live.wait(0.1) and not self.stop.is_set():
                 live.process()
 
@@ -415,8 +415,13 @@ class Connection:
         self.send(_event("session.created", session=self.session()))
         try:
             while True:
+                idle_s = self.state.settings.live_idle_timeout_s
                 try:
-                    text = await self.ws.receive_text()
+                    text = await asyncio.wait_for(self.ws.receive_text(), idle_s)
+                except TimeoutError:
+                    self.send(_error(f"no client event for {idle_s:g} s: session closed",
+                                     "idle_timeout"))  # fmt: skip
+                    break
                 except (WebSocketDisconnect, RuntimeError, KeyError):
                     break
                 try:
@@ -430,6 +435,8 @@ class Connection:
                     break
         finally:
             self.stop.set()
+            if self.live is not None:  # queued audio is not decoded for a client that left
+                self.live.abort()
             if self.worker is not None:  # at most one decode (~1 s) to wait for
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.worker)

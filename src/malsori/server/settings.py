@@ -43,6 +43,9 @@ class ServerSettings(BaseSettings):
     max_live_sessions: int = Field(
         2, ge=0, description="live transcriptions (/v1/realtime) at once; beyond: refused"
     )
+    live_idle_timeout_s: float = Field(
+        60.0, gt=0, description="a live session with no client event this long is closed"
+    )
     model_idle_unload_s: float = Field(
         900.0, description="unload a model idle this long; 0 = never"
     )

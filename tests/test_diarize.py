@@ -412,3 +412,53 @@ def test_eval_diarization_scores_a_manifest(clips: dict[str, Path], tmp_path: Pa
     assert row["path"] == "ko2.wav" and row["speakers_true"] == 2
     assert 0 <= row["der"] < 0.15
     assert row["der"] == pytest.approx(row["missed"] + row["false_alarm"] + row["confusion"])
+
+
+def test_eval_diarization_scores_the_good_rows_and_lists_the_bad(
+    clips: dict[str, Path], tmp_path: Path, run_cli: CLI
+) -> None:
+    """A row whose audio is missing, a directory or undecodable, or whose RTTM is garbage or
+    empty while the audio has speech, is listed as MANIFEST:LINE; the other rows are still
+    scored and reported (CSV for .csv), and the exit status is 1."""
+    (tmp_path / "ko2.wav").write_bytes(clips["ko2"].read_bytes())
+    (tmp_path / "ko2.rttm").write_text(
+        "".join(
+            f"SPEAKER ko2 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+            for t in reference("ko2")
+        )
+    )
+    (tmp_path / "bad.wav").write_text("not audio\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "empty.rttm").write_text("")
+    (tmp_path / "garbage.rttm").write_text("SPEAKER ko2 1 0.0 1.0 <NA> <NA> A\nhello world\n")
+    rows = [
+        "ko2.wav\tko2.rttm",  # line 2: scored
+        "bad.wav\tko2.rttm",  # 3
+        "missing.wav\tko2.rttm",  # 4
+        "adir\tko2.rttm",  # 5
+        "ko2.wav\tgarbage.rttm",  # 6
+        "ko2.wav\tempty.rttm",  # 7
+    ]
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("path\trttm\n" + "\n".join(rows) + "\n")
+    proc = run_cli("eval", "--diarization", str(manifest), "-o", str(tmp_path / "r.csv"), "-q")
+    assert proc.returncode == 1, proc.stderr
+    report = (tmp_path / "r.csv").read_text().splitlines()
+    assert report[0].startswith("line,path,language,der,")
+    assert len(report) == 2 and report[1].startswith("2,ko2.wav,")
+    lines = {
+        int(line[len(f"malsori: {manifest}:") :].split(":")[0]): line
+        for line in proc.stderr.splitlines()
+        if line.startswith(f"malsori: {manifest}:")
+    }
+    assert sorted(lines) == [3, 4, 5, 6, 7], proc.stderr
+    assert "bad.wav" in lines[3] and "not a decodable audio file" in lines[3]
+    assert lines[4].endswith(":4: no such file: missing.wav")
+    assert lines[5].endswith(":5: adir is a directory, not a file")
+    assert ":6: garbage.rttm:2: not an RTTM line" in lines[6]
+    assert ":7: empty.rttm has no speaker turns" in lines[7]
+    assert "5 row(s) could not be scored" in proc.stderr
+    for bad in (["--model", "base"], ["--beam-size", "5"], ["--plot"], ["-o", "r.txt"]):
+        proc = run_cli("eval", "--diarization", str(manifest), *bad)
+        assert proc.returncode == 1 and proc.stderr.startswith("malsori: error: "), bad
+        assert proc.stderr.count("\n") == 1

@@ -6,7 +6,10 @@ status is 1 when there were any.
 
 ``malsori eval --diarization MANIFEST.tsv`` (columns path, rttm[, language]) scores speaker
 diarization instead: DER (missed, false alarm, confusion; --collar seconds each side of the
-reference boundaries, overlapped speech scored) and how often the speaker count is right.
+reference boundaries, overlapped speech scored) and how often the speaker count is right;
+the report is Markdown, or JSON/CSV by the --output extension (.md, .json, .csv). Rows that
+cannot be scored are listed as MANIFEST:LINE and the exit status is 1. --model,
+--compute-type, --beam-size, --batch-size and --plot do not apply to it.
 """
 
 from __future__ import annotations
@@ -73,45 +76,93 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _refuse_speech_options(args: argparse.Namespace) -> None:
+    """The speech-eval options mean nothing to --diarization: refuse them by name."""
+    from ..errors import OptionsError
+
+    given = [
+        flag
+        for flag, value in (
+            ("--model", args.model),
+            ("--compute-type", args.compute_type),
+            ("--beam-size", args.beam_size),
+            ("--batch-size", args.batch_size),
+            ("--plot", args.plot),
+        )
+        if value is not None
+    ]
+    if given:
+        raise OptionsError(
+            f"{', '.join(given)} cannot be used with --diarization (it scores the speaker "
+            "diarization alone, with no Whisper model and no plot)"
+        )
+
+
 def run_diarization(args: argparse.Namespace) -> int:
-    """``--diarization``: DER per file and overall (the diarize extra)."""
+    """``--diarization``: DER per file and overall (the diarize extra). Rows that cannot be
+    scored (missing or undecodable audio, an RTTM that is not RTTM, an empty reference for
+    audio with speech) are listed as ``MANIFEST:LINE: why``; the rest are scored and
+    reported, and the exit status is 1."""
     import json
     import time
 
     from .._atomic import atomic_write_text
     from ..audio import load_audio
     from ..diarize import DiarizeOptions, load_diarizer
-    from ..errors import OptionsError
+    from ..errors import MalsoriError, OptionsError
     from ..evaluate.der import (
         FileScore,
         diarization_error,
         read_diarization_manifest,
         reference_turns,
+        render_der_csv,
         render_der_markdown,
         scores_to_json,
     )
+    from ..manifest import ManifestProblem
 
+    _refuse_speech_options(args)
     if args.collar < 0:
         raise OptionsError(f"--collar must be >= 0, got {args.collar}")
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    if args.output and suffix not in (".md", ".json", ".csv"):
+        raise OptionsError(
+            f"cannot tell the report format of {args.output}: use .md, .json or .csv"
+        )
     options = DiarizeOptions(num_speakers=args.num_speakers)
     options.check()
-    rows = read_diarization_manifest(args.manifest)
+    rows, problems = read_diarization_manifest(args.manifest)
     if args.language:
         rows = [r for r in rows if args.language in r.language.split("+")]
     if args.limit is not None:
         rows = rows[: args.limit]
     if not rows:
+        for problem in problems:
+            print(f"malsori: {args.manifest}:{problem.line}: {problem.message}", file=sys.stderr)
         raise ManifestError(f"{args.manifest}: no usable rows to evaluate")
     diarizer = load_diarizer(threads=args.threads or 1)
     scores: list[FileScore] = []
     for row in rows:
-        audio = load_audio(row.path)
+        try:
+            reference = reference_turns(row)
+            audio = load_audio(row.path)
+        except MalsoriError as exc:
+            problems.append(ManifestProblem(row.line, str(exc)))
+            continue
         start = time.perf_counter()
         hyp = diarizer(audio, options)
         elapsed = time.perf_counter() - start
-        result = diarization_error(
-            reference_turns(row), hyp.turns, collar=args.collar, duration=hyp.duration
-        )
+        if not reference and hyp.turns:
+            speech = sum(t.duration for t in hyp.turns)
+            problems.append(
+                ManifestProblem(
+                    row.line,
+                    f"{row.rttm.name} has no speaker turns, but {speech:.1f} s of speech "
+                    f"were found in {row.path.name} (an empty reference cannot be scored)",
+                )
+            )
+            continue
+        result = diarization_error(reference, hyp.turns, collar=args.collar, duration=hyp.duration)
         scores.append(FileScore(row, result, elapsed, hyp.duration))
         if not args.quiet:
             print(
@@ -119,16 +170,25 @@ def run_diarization(args: argparse.Namespace) -> int:
                 f"({result.hyp_speakers}/{result.ref_speakers} speakers)",
                 file=sys.stderr,
             )
-    markdown = render_der_markdown(scores, args.collar)
+    problems.sort(key=lambda p: p.line)
+    markdown = render_der_markdown(scores, args.collar, problems)
     if args.output:
-        if str(args.output).endswith(".json"):
-            text = json.dumps(scores_to_json(scores, args.collar), indent=2) + "\n"
+        if suffix == ".json":
+            data = scores_to_json(scores, args.collar, problems)
+            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        elif suffix == ".csv":
+            text = render_der_csv(scores)
         else:
             text = markdown
         atomic_write_text(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(markdown)
+    if problems:
+        for problem in problems:
+            print(f"malsori: {args.manifest}:{problem.line}: {problem.message}", file=sys.stderr)
+        print(f"malsori: {len(problems)} row(s) could not be scored", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -61,13 +61,43 @@ class Diarization:
         )
 
 
+#: The record types of NIST RTTM (only SPEAKER lines are read; the others are skipped).
+RTTM_TYPES = frozenset(
+    [
+        "SEGMENT",
+        "NOSCORE",
+        "NO_RT_METADATA",
+        "LEXEME",
+        "NON-LEX",
+        "NON-SPEECH",
+        "FILLER",
+        "EDIT",
+        "IP",
+        "SU",
+        "CB",
+        "A/P",
+        "SPEAKER",
+        "SPKR-INFO",
+        "NOSCORESPKR",
+    ]
+)
+
+
 def parse_rttm(text: str, *, source: str = "RTTM") -> dict[str, list[Turn]]:
     """The SPEAKER lines of an RTTM text, grouped by file id; raises :class:`ManifestError`
-    for a malformed line (the message names the line)."""
+    for a malformed SPEAKER line or a line that is not RTTM at all (the message names the
+    line). Blank lines and ``#`` / ``;`` comments are skipped."""
     files: dict[str, list[Turn]] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
-        if not fields or fields[0].startswith("#") or fields[0] != "SPEAKER":
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] not in RTTM_TYPES:
+            raise ManifestError(
+                f"{source}:{number}: not an RTTM line (it starts with {fields[0][:20]!r}, "
+                "not a type such as SPEAKER)"
+            )
+        if fields[0] != "SPEAKER":
             continue
         try:
             if len(fields) < 8:

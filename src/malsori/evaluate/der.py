@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .._tables import csv_text
 from ..diarize.turns import Turn, parse_rttm
 from ..errors import ManifestError
+from ..manifest import ManifestProblem
 
 RESOLUTION = 0.01  # seconds per scoring frame
 
@@ -166,8 +168,11 @@ class FileScore:
         return self.seconds / self.duration if self.duration else 0.0
 
 
-def read_diarization_manifest(path: str | Path) -> list[DiarizationRow]:
-    """The rows of ``path``; raises :class:`ManifestError` naming the line of a problem."""
+def read_diarization_manifest(
+    path: str | Path,
+) -> tuple[list[DiarizationRow], list[ManifestProblem]]:
+    """The usable rows of ``path`` and one problem per row that is not (a missing file, a
+    directory); raises :class:`ManifestError` when the manifest itself cannot be used."""
     manifest = Path(path)
     try:
         text = manifest.read_text(encoding="utf-8")
@@ -182,29 +187,48 @@ def read_diarization_manifest(path: str | Path) -> list[DiarizationRow]:
     if "path" not in header or "rttm" not in header:
         raise ManifestError(f"{manifest}:1: the header needs 'path' and 'rttm' columns")
     rows: list[DiarizationRow] = []
+    problems: list[ManifestProblem] = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip() or line.startswith("#"):
             continue
         cells = dict(zip(header, line.split("\t"), strict=False))
-        audio = manifest.parent / cells.get("path", "")
-        rttm = manifest.parent / cells.get("rttm", "")
-        for p in (audio, rttm):
-            if not p.is_file():
-                raise ManifestError(f"{manifest}:{number}: no such file: {p.name}")
+        paths = {col: cells.get(col, "").strip() for col in ("path", "rttm")}
+        bad = [f"empty {col} column" for col, value in paths.items() if not value]
+        audio = manifest.parent / paths["path"]
+        rttm = manifest.parent / paths["rttm"]
+        if not bad:
+            for p in (audio, rttm):
+                if p.is_dir():
+                    bad.append(f"{p.name} is a directory, not a file")
+                elif not p.is_file():
+                    bad.append(f"no such file: {p.name}")
+        if bad:
+            problems.append(ManifestProblem(number, "; ".join(bad)))
+            continue
         rows.append(DiarizationRow(number, audio, rttm, cells.get("language", "")))
-    if not rows:
+    if not rows and not problems:
         raise ManifestError(f"{manifest}: no rows")
-    return rows
+    return rows, problems
 
 
 def reference_turns(row: DiarizationRow) -> list[Turn]:
-    """The reference turns of ``row`` (all file ids of its RTTM together)."""
-    parsed = parse_rttm(row.rttm.read_text(encoding="utf-8"), source=str(row.rttm.name))
+    """The reference turns of ``row`` (all file ids of its RTTM together); raises
+    :class:`ManifestError` (naming the RTTM file and line) for one that cannot be read."""
+    try:
+        text = row.rttm.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"{row.rttm.name}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{row.rttm.name}: not UTF-8 text") from None
+    parsed = parse_rttm(text, source=str(row.rttm.name))
     return [t for turns in parsed.values() for t in turns]
 
 
-def render_der_markdown(scores: Sequence[FileScore], collar: float) -> str:
-    """A Markdown table: each file, then the mean DER and the speaker-count accuracy."""
+def render_der_markdown(
+    scores: Sequence[FileScore], collar: float, problems: Sequence[ManifestProblem] = ()
+) -> str:
+    """A Markdown table: each file, then the mean DER and the speaker-count accuracy, then
+    the rows that could not be scored."""
     out = [
         f"Diarization error rate (collar {collar:g} s each side of reference boundaries, "
         "overlapped speech scored)",
@@ -228,12 +252,51 @@ def render_der_markdown(scores: Sequence[FileScore], collar: float) -> str:
             "",
             f"Mean DER {mean:.1%}; speaker count right on {right} of {len(scores)}; RTF {rtf:.3f}",
         ]
+    if problems:
+        out += ["", "Rows not scored:", ""] + [f"- {p}" for p in problems]
     return "\n".join(out) + "\n"
 
 
-def scores_to_json(scores: Sequence[FileScore], collar: float) -> dict[str, object]:
+DER_CSV_COLUMNS = (
+    "line",
+    "path",
+    "language",
+    "der",
+    "missed",
+    "false_alarm",
+    "confusion",
+    "speakers_found",
+    "speakers_true",
+    "rtf",
+)
+
+
+def render_der_csv(scores: Sequence[FileScore]) -> str:
+    """One CSV row per scored file (rates as fractions)."""
+    rows = (
+        (
+            s.row.line,
+            s.row.path.name,
+            s.row.language,
+            f"{s.result.der:.6f}",
+            f"{s.result.rate(s.result.missed):.6f}",
+            f"{s.result.rate(s.result.false_alarm):.6f}",
+            f"{s.result.rate(s.result.confusion):.6f}",
+            s.result.hyp_speakers,
+            s.result.ref_speakers,
+            f"{s.rtf:.4f}",
+        )
+        for s in scores
+    )
+    return csv_text(DER_CSV_COLUMNS, rows)
+
+
+def scores_to_json(
+    scores: Sequence[FileScore], collar: float, problems: Sequence[ManifestProblem] = ()
+) -> dict[str, object]:
     return {
         "collar": collar,
+        "problems": [{"line": p.line, "message": p.message} for p in problems],
         "files": [
             {
                 "path": s.row.path.name,
@@ -261,6 +324,7 @@ __all__ = [
     "hungarian",
     "read_diarization_manifest",
     "reference_turns",
+    "render_der_csv",
     "render_der_markdown",
     "scores_to_json",
 ]

@@ -105,6 +105,22 @@ def test_silence_has_no_speakers(diarizer: Diarizer, tmp_path: Path, run_cli: CL
     proc = run_cli("diarize", str(silent), "-f", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["speakers"] == []
+    # a diarized transcript keeps its shape when nobody speaks
+    proc = run_cli(
+        "transcribe",
+        str(silent),
+        "--diarize",
+        "--model",
+        "tiny.en",
+        "-f",
+        "json,tsv",
+        "-o",
+        str(tmp_path),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "silent.json").read_text())["speakers"] == []
+    assert (tmp_path / "silent.tsv").read_text() == "start\tend\ttext\tlanguage\tspeaker\n"
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,9 @@ class Transcript:
     processing_time: float | None = None
     #: The speakers heard, in order of first appearance (diarized transcripts only).
     speakers: list[str] = field(default_factory=list)
+    #: Whether speakers were asked for (a diarized transcript of silence has none, but
+    #: keeps its shape: ``speakers`` in JSON, the ``speaker`` column in TSV).
+    diarized: bool = False
 
     @property
     def text(self) -> str:
@@ -84,9 +87,12 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["text"] = self.text
-        # Speaker keys only in diarized transcripts (other JSON stays as it was).
-        if not self.speakers:
-            del data["speakers"]
+        # Speaker keys only in diarized transcripts (other JSON stays as it was); there
+        # always, even when nobody speaks (then ``speakers`` is empty).
+        diarized = bool(data.pop("diarized") or self.speakers)
+        if diarized:
+            return data
+        del data["speakers"]
         for seg in data["segments"]:
             if seg["speaker"] is None:
                 del seg["speaker"]

@@ -132,8 +132,8 @@ def render_tsv(transcript: Transcript) -> str:
     """openai-whisper's TSV (start and end in integer milliseconds, then the text), with a
     ``language`` column last: the language each segment was decoded in (a mixed recording
     changes language between segments; empty when unknown), and a ``speaker`` column after
-    it in a diarized transcript."""
-    diarized = bool(transcript.speakers)
+    it in a diarized transcript (empty cells where nobody speaks)."""
+    diarized = bool(transcript.speakers) or transcript.diarized
     lines = ["start\tend\ttext\tlanguage" + ("\tspeaker" if diarized else "")]
     for seg in transcript.segments:
         text = seg.text.strip().replace("\t", " ")

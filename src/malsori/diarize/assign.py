@@ -60,7 +60,7 @@ def assign_speakers(transcript: Transcript, turns: Sequence[Turn]) -> Transcript
     segments = [piece for seg in transcript.segments for piece in _split(seg, turns)]
     segments = [dataclasses.replace(s, id=i) for i, s in enumerate(segments)]
     speakers = list(dict.fromkeys(s.speaker for s in segments if s.speaker))
-    return dataclasses.replace(transcript, segments=segments, speakers=speakers)
+    return dataclasses.replace(transcript, segments=segments, speakers=speakers, diarized=True)
 
 
 __all__ = ["assign_speakers", "speaker_at"]

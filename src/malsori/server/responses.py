@@ -99,7 +99,7 @@ def speaker_cues(result: Transcript) -> list[dict[str, Any]]:
 def done_extras(result: Transcript) -> dict[str, Any]:
     """What the stream's done event adds for a diarized transcript (the page's speaker
     colours and names): the speakers, the segments with theirs, cues with speakers."""
-    if not result.speakers:
+    if not (result.speakers or result.diarized):
         return {}
     return {
         "speakers": result.speakers,

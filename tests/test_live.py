@@ -460,3 +460,76 @@ def test_open_live_session_keeps_its_model_loaded(short_server: Server) -> None:
         return seen
 
     assert asyncio.run(hold()) == [["tiny.en"]] * 4
+
+
+def _live_procs(
+    tmp_path: Path, runs: list[tuple[list[str], bytes | None]]
+) -> list[subprocess.CompletedProcess[str]]:
+    """``malsori live`` runs started at once (each with its stdin), waited for."""
+    import os
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en"]
+    pipe = subprocess.PIPE
+    procs = [
+        subprocess.Popen(
+            [*command, *args], stdin=pipe, stdout=pipe, stderr=pipe, env=env, cwd=tmp_path
+        )
+        for args, _ in runs
+    ]
+    done = []
+    for proc, (args, stdin) in zip(procs, runs, strict=True):
+        out, err = proc.communicate(stdin or b"", timeout=120)
+        done.append(subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode()))
+    return done
+
+
+def test_cli_live_concurrent_runs_never_overwrite_and_name_stays_inside(tmp_path: Path) -> None:
+    audio = pcm(EN, 16000) + bytes(16000)
+    same = ["--input", "-", "-o", "out", "-f", "txt,json"]
+    first, second, escape = _live_procs(
+        tmp_path, [(same, audio), (same, audio), (["--input", "-", "-o", "out", "--name",
+                                                    "../../escape"], audio)]
+    )  # fmt: skip
+    assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    stems = sorted({Path(f).stem for f in files})
+    assert len(stems) == 2 and len(files) == 4, files  # live-DATE-TIME and live-DATE-TIME-2
+    for stem in stems:
+        assert wer(EN_TEXT, (tmp_path / "out" / f"{stem}.txt").read_text()) <= 0.25
+    assert escape.returncode == 1 and "plain file name" in escape.stderr, escape.stderr
+    assert not list(tmp_path.parent.glob("escape*"))
+
+
+def test_cli_live_bad_inputs_and_outputs_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    wav = EN.read_bytes()
+    runs: list[tuple[list[str], bytes | None]] = [
+        (["--input", str(EN), "-o", "/proc/x"], None),
+        (["--input", str(EN), "-o", "a_file"], None),
+        (["--input", str(EN), "--format", "srt"], None),
+        (["--input", "-", "-o", "wav"], wav),
+        (["--input", "-", "-o", "empty"], b""),
+        (["--input", "-", "-o", "odd"], pcm(EN, 16000)[:32001]),
+    ]
+    results = _live_procs(tmp_path, runs)
+    expected = ["cannot create the directory", "exists and is not a directory",
+                "only apply with -o", "this is a WAV file", "no audio (0 bytes)",
+                "32001 bytes, an odd count"]  # fmt: skip
+    for proc, what in zip(results, expected, strict=True):
+        assert proc.returncode == 1, (proc.args, proc.stderr)
+        assert re.search(rf"^malsori: error: .*{re.escape(what)}.*\n\Z", proc.stderr, re.M), (
+            proc.args, proc.stderr)  # fmt: skip
+        assert "Traceback" not in proc.stderr
+    for name in ("wav", "empty", "odd"):  # no empty transcript files
+        assert not list((tmp_path / name).iterdir())
+
+
+def test_serve_invalid_setting_is_one_line(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    proc = run_cli("serve", "--request-timeout", "0", timeout=60)
+    assert proc.returncode == 1
+    assert re.fullmatch(r"malsori: error: invalid server settings: MALSORI_REQUEST_TIMEOUT_S: "
+                        r".*greater than 0\n", proc.stderr), proc.stderr  # fmt: skip

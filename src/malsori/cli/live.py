@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..engine import check_options, load_model
-from ..errors import OptionsError
+from ..errors import OptionsError, OutputError
 from ..live import LiveEvent, LiveOptions, LiveSession, TextDelta, UtteranceDone, open_source
 from ..live import run_live as run_session
 from ..options import normalize_language
-from ..writers import FORMATS, expand_formats, write_transcript
+from ..writers import FORMATS, expand_formats, output_paths, write_transcript
 from ._args import add_model_arguments
 
 #: Signals that end a session as Ctrl-C does (the transcript is written first).
@@ -63,10 +64,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--format",
         "-f",
-        default="all",
+        default=None,
         help=f"formats written with -o: {', '.join(FORMATS)}, all or a comma list [all]",
     )
-    p.add_argument("--name", default=None, help="file stem for -o [input stem or live-DATE-TIME]")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="file stem for -o (a plain name; an existing file is never replaced: -2, -3, ... "
+        "is added) [input stem or live-DATE-TIME]",
+    )
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -124,14 +130,65 @@ class Printer:
             self.shown = _width(clipped)
 
 
+def _check_name(name: str) -> None:
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or ".." in name
+        or any(sep in name for sep in ("/", "\\", os.sep))
+    ):
+        raise OptionsError(
+            f"--name {name!r}: give a plain file name (no path separators, no '..'); "
+            "the directory is -o"
+        )
+
+
+def _prepare_dir(out_dir: Path) -> None:
+    """Create -o now (before any audio) and check it can be written to: one line if not."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"-o {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"-o {out_dir}: cannot create the directory ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"-o {out_dir}: the directory is not writable")
+
+
+def _reserve(out_dir: Path, stem: str, formats: list[str]) -> tuple[str, list[Path]]:
+    """A stem none of whose files exist yet, claimed by creating them exclusively (empty
+    until the writers replace them atomically): two runs never overwrite each other's
+    files, and no existing file is replaced (``stem-2``, ``stem-3``, ... instead)."""
+    for n in range(1, 1000):
+        candidate = stem if n == 1 else f"{stem}-{n}"
+        created: list[Path] = []
+        try:
+            for path in output_paths(out_dir, candidate, formats):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                created.append(path)
+            return candidate, created
+        except FileExistsError:
+            for path in created:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise OutputError(f"{out_dir}: cannot write the transcript ({exc.strerror})") from None
+    raise OutputError(f"{out_dir}: {stem}, {stem}-2 ... {stem}-999 all exist")
+
+
 def run(args: argparse.Namespace) -> int:
     language = normalize_language(args.language)
-    formats = expand_formats(args.format)
+    if args.output_dir is None and (args.format is not None or args.name is not None):
+        raise OptionsError("--format and --name only apply with -o DIR (nothing is written)")
+    formats = expand_formats(args.format or "all")
     if args.beam_size < 0:
         raise OptionsError(f"--beam-size must be >= 0, got {args.beam_size}")
+    if args.name is not None:
+        _check_name(args.name)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_dir(out_dir)
     source = open_source(args.input)  # first: a missing microphone fails before the model loads
     try:
         loaded = load_model(
@@ -178,7 +235,13 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         is_file = args.input is not None and Path(args.input).is_file()
         stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
-        paths = write_transcript(session.transcript(), out_dir, stem, formats)
+        stem, claimed = _reserve(out_dir, stem, formats)
+        try:
+            paths = write_transcript(session.transcript(), out_dir, stem, formats)
+        except BaseException:
+            for path in claimed:
+                path.unlink(missing_ok=True)
+            raise
         _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
     return 128 + caught[0] if caught else 0
 

@@ -62,6 +62,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
+        from pydantic import ValidationError
 
         from ..server import ServerSettings, create_app
         from ..server.protocol import guarded_protocol
@@ -86,7 +87,14 @@ def run(args: argparse.Namespace) -> int:
         "allowed_hosts",
     )
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    settings = ServerSettings(**overrides)
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:  # one line per bad setting, not a traceback
+        problems = "; ".join(
+            f"MALSORI_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise MalsoriError(f"invalid server settings: {problems}") from None
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"malsori: warning: listening on {settings.host} without MALSORI_API_KEY")
     uvicorn.run(

@@ -109,15 +109,40 @@ class StdinSource:
         size = int(CHUNK_S * SAMPLE_RATE) * 2
         fd = self._stream.fileno()
         rest = b""
+        head = b""  # the first 12 bytes, to recognise a WAV file
+        total = 0
         while not self._closed:
             data = os.read(fd, size)
             if not data:
                 break
+            total += len(data)
+            if len(head) < 12:
+                head = (head + data)[:12]
+                if len(head) < 12:
+                    rest += data
+                    continue
+                if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+                    raise AudioError(
+                        "stdin: this is a WAV file, but --input - reads raw PCM16 16 kHz mono; "
+                        "give the file as --input FILE, or convert it: "
+                        "ffmpeg -i FILE -f s16le -ac 1 -ar 16000 -"
+                    )
             data = rest + data
             cut = len(data) - len(data) % 2
             rest = data[cut:]
             if cut:
                 yield pcm16_to_float(data[:cut])
+        if self._closed:
+            return
+        if total == 0:
+            raise AudioError("stdin: no audio (0 bytes); pipe raw PCM16 16 kHz mono into --input -")
+        if len(rest) >= 2:  # input shorter than the 12 bytes looked at
+            yield pcm16_to_float(rest)
+        if total % 2:
+            raise AudioError(
+                f"stdin: {total} bytes, an odd count: not PCM16 (2 bytes per sample); "
+                "--input - reads raw PCM16 16 kHz mono"
+            )
 
     def close(self) -> None:
         self._closed = True

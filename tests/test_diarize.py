@@ -28,6 +28,7 @@ from malsori.diarize import DiarizeOptions, Turn, assign_speakers, parse_rttm
 from malsori.diarize.pipeline import Diarizer
 from malsori.errors import ModelIntegrityError
 from malsori.evaluate.der import diarization_error
+from malsori.subtitles.lint import lint_text
 from malsori.transcript import Segment, Transcript, Word
 
 DIAR = EVALDATA / "diarization"
@@ -262,6 +263,15 @@ def test_server_diarized_json_through_the_openai_client(
         )
     segments: list[Any] = verbose.segments or []
     assert {(s.model_extra or {}).get("speaker") for s in segments} == {"SPEAKER_1", "SPEAKER_2"}
+    # segments split at a speaker change keep the token ids of their own text
+    assert len(segments) > 2 and all(s.tokens for s in segments if s.text.strip())
+    assert len({tuple(s.tokens) for s in segments}) == len(segments)
+    with open(clips["en2"], "rb") as fh:
+        srt = client.audio.transcriptions.create(
+            model="whisper-1", file=fh, response_format="srt", extra_body={"diarize": True}
+        )
+    assert "[SPEAKER_2] " in srt
+    assert lint_text(srt, "srt", language="en") == []
     assert all((w.model_extra or {}).get("speaker") for w in verbose.words or [])
     with open(clips["en2"], "rb") as fh, pytest.raises(openai.BadRequestError) as bad:
         client.audio.transcriptions.create(

@@ -172,9 +172,10 @@ def run(args: argparse.Namespace) -> int:
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
             if pending is not None:
-                from ..diarize import assign_speakers
+                from ..diarize import assign_speakers, token_encoder
 
-                result = assign_speakers(result, pending.result().turns)
+                encode = token_encoder(loaded.model)  # split segments keep their tokens
+                result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
                 paths = write_transcript(result, out_dir, stems[name], formats)
                 for path in paths:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from .assign import assign_speakers
+from .assign import assign_speakers, token_encoder
 from .options import DiarizeOptions
 from .turns import Diarization, Turn, merge_turns, parse_rttm
 
@@ -54,4 +54,5 @@ __all__ = [
     "merge_turns",
     "parse_rttm",
     "shared_diarizer",
+    "token_encoder",
 ]

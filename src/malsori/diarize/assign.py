@@ -5,7 +5,8 @@ split). No torch."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..transcript import Segment, Transcript, Word
 from .turns import Turn
@@ -28,7 +29,9 @@ def speaker_at(start: float, end: float, turns: Sequence[Turn]) -> str | None:
     return nearest.speaker
 
 
-def _split(seg: Segment, turns: Sequence[Turn]) -> list[Segment]:
+def _split(
+    seg: Segment, turns: Sequence[Turn], encode: Callable[[str], list[int]] | None
+) -> list[Segment]:
     if not seg.words:
         return [dataclasses.replace(seg, speaker=speaker_at(seg.start, seg.end, turns))]
     words = [dataclasses.replace(w, speaker=speaker_at(w.start, w.end, turns)) for w in seg.words]
@@ -48,19 +51,38 @@ def _split(seg: Segment, turns: Sequence[Turn]) -> list[Segment]:
             text="".join(w.word for w in group),
             words=group,
             speaker=group[0].speaker,
-            tokens=[],
+            tokens=encode("".join(w.word for w in group)) if encode else [],
         )
         for i, group in enumerate(groups)
     ]
 
 
-def assign_speakers(transcript: Transcript, turns: Sequence[Turn]) -> Transcript:
+def assign_speakers(
+    transcript: Transcript,
+    turns: Sequence[Turn],
+    encode: Callable[[str], list[int]] | None = None,
+) -> Transcript:
     """A copy of ``transcript`` whose words and segments carry speakers (segments split at
-    speaker changes, renumbered); ``speakers`` lists those heard, in order."""
-    segments = [piece for seg in transcript.segments for piece in _split(seg, turns)]
+    speaker changes, renumbered); ``speakers`` lists those heard, in order. A split
+    segment's ``tokens`` are ``encode(its text)`` (the model's tokenizer: see
+    :func:`token_encoder`), or empty without ``encode``."""
+    segments = [piece for seg in transcript.segments for piece in _split(seg, turns, encode)]
     segments = [dataclasses.replace(s, id=i) for i, s in enumerate(segments)]
     speakers = list(dict.fromkeys(s.speaker for s in segments if s.speaker))
     return dataclasses.replace(transcript, segments=segments, speakers=speakers, diarized=True)
 
 
-__all__ = ["assign_speakers", "speaker_at"]
+def token_encoder(model: Any) -> Callable[[str], list[int]] | None:
+    """The token ids of a text under a faster-whisper ``WhisperModel``'s tokenizer (no
+    special tokens), as Whisper's segment ``tokens``; None when it has no tokenizer."""
+    tokenizer = getattr(model, "hf_tokenizer", None)
+    if tokenizer is None:
+        return None
+
+    def encode(text: str) -> list[int]:
+        return [int(t) for t in tokenizer.encode(text, add_special_tokens=False).ids]
+
+    return encode
+
+
+__all__ = ["assign_speakers", "speaker_at", "token_encoder"]

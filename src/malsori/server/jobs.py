@@ -24,7 +24,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .._extras import missing_modules
-from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer
+from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer, token_encoder
 from ..engine import LoadedModel, check_options, transcribe
 from ..errors import (
     AudioError,
@@ -285,7 +285,8 @@ class Job:
             return result
         if self.cancel.is_set():
             raise Cancelled
-        return assign_speakers(result, pending.result().turns)
+        encode = token_encoder(loaded.model)  # split segments keep their text's tokens
+        return assign_speakers(result, pending.result().turns, encode)
 
     def _done(self, result: Transcript) -> None:
         self.state.metrics.audio_seconds.inc(result.duration)

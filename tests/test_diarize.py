@@ -147,10 +147,29 @@ def test_speaker_count_options(diarizer: Diarizer, clips: dict[str, Path], run_c
     assert len(diarizer(audio, DiarizeOptions(num_speakers=1)).speakers) == 1
     assert len(diarizer(audio, DiarizeOptions(max_speakers=1)).speakers) == 1
     assert len(diarizer(audio, DiarizeOptions(min_speakers=3)).speakers) == 3
-    for bad in (["--num-speakers", "0"], ["--min-speakers", "3", "--max-speakers", "2"]):
+    refused = {
+        "num-speakers must be at least 1": ["--num-speakers", "0"],
+        "min-speakers (3) is more than max-speakers (2)": [
+            "--min-speakers",
+            "3",
+            "--max-speakers",
+            "2",
+        ],
+        "num-speakers must be at most 32": ["--num-speakers", "1000"],
+        "num-speakers (3) is more than max-speakers (2)": [
+            "--num-speakers",
+            "3",
+            "--max-speakers",
+            "2",
+        ],
+        "notaudio.wav: it is a file": ["-o", str(clips["ko2"].parent / "notaudio.wav")],
+    }
+    (clips["ko2"].parent / "notaudio.wav").write_text("a file, not a directory\n")
+    for message, bad in refused.items():
         proc = run_cli("diarize", str(clips["ko2"]), *bad)
         assert proc.returncode == 1
         assert proc.stderr.startswith("malsori: error: ") and proc.stderr.count("\n") == 1
+        assert message in proc.stderr, proc.stderr
     proc = run_cli("transcribe", str(clips["ko2"]), "--num-speakers", "2")
     assert proc.returncode == 1 and "need --diarize" in proc.stderr
 
@@ -240,6 +259,7 @@ def server() -> Iterator[Server]:
         yield srv
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # client.audio.translations
 def test_server_diarized_json_through_the_openai_client(
     server: Server, clips: dict[str, Path]
 ) -> None:
@@ -278,6 +298,27 @@ def test_server_diarized_json_through_the_openai_client(
             model="whisper-1", file=fh, extra_body={"diarize": True, "num_speakers": 0}
         )
     assert "num-speakers must be at least 1" in str(bad.value)
+    refused = [
+        # (endpoint, form fields, the param the 400 names)
+        ("translations", {"diarize": True}, "diarize"),
+        ("transcriptions", {"diarize": True, "min_speakers": 4, "max_speakers": 2}, "min_speakers"),
+        ("transcriptions", {"num_speakers": 2}, "num_speakers"),
+        ("transcriptions", {"diarize": True, "num_speakers": 1000}, "num_speakers"),
+    ]
+    for endpoint, fields, param in refused:
+        with open(clips["en2"], "rb") as fh, pytest.raises(openai.BadRequestError) as bad:
+            getattr(client.audio, endpoint).create(
+                model="whisper-1", file=fh, response_format="json", extra_body=fields
+            )
+        assert isinstance(bad.value.body, dict) and bad.value.body["param"] == param, fields
+    with open(clips["en2"], "rb") as fh, pytest.raises(openai.BadRequestError) as bad:
+        client.audio.translations.create(
+            model="whisper-1",
+            file=fh,
+            response_format="diarized_json",  # type: ignore[arg-type]
+            extra_body={"diarize": True},
+        )
+    assert "diarize is not supported for translations" in str(bad.value)
 
 
 def test_words_take_the_speaker_they_overlap_most() -> None:

@@ -99,8 +99,14 @@ def run(args: argparse.Namespace) -> int:
             result = diarizer(load_audio(name), options)
             stem = stems.get(name, Path(name).stem)
             texts = {"rttm": result.to_rttm(Path(name).stem), "json": result.to_json()}
+            asked = options.num_speakers or options.min_speakers
+            fewer = (
+                f" (fewer than the {asked} asked for: too little speech to tell more apart)"
+                if asked and len(result.speakers) < asked
+                else ""
+            )
             print(
-                f"{name}: {len(result.speakers)} speaker(s), {len(result.turns)} turn(s)",
+                f"{name}: {len(result.speakers)} speaker(s), {len(result.turns)} turn(s){fewer}",
                 file=sys.stderr,
             )
             if out_dir is None:

@@ -66,6 +66,8 @@ def register(sub: Any) -> None:
 
 
 def _check_output_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise MalsoriError(f"cannot write to output directory {path}: it is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

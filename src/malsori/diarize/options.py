@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from ..errors import OptionsError
 
+#: The most speakers that may be asked for (num/min/max): more than the pipeline can tell
+#: apart in any recording it is meant for (docs/diarization.md).
+MAX_SPEAKERS = 32
+
 
 @dataclass(frozen=True)
 class DiarizeOptions:
@@ -29,16 +33,30 @@ class DiarizeOptions:
     min_turn: float = 0.05
     batch_size: int = 16
 
-    def check(self) -> None:
+    def problem(self) -> tuple[str, str] | None:
+        """The first speaker-count option that cannot work, as ``(field name, message)``
+        (the message names the CLI flag), or None."""
         for name in ("num_speakers", "min_speakers", "max_speakers"):
             value = getattr(self, name)
+            flag = name.replace("_", "-")
             if value is not None and value < 1:
-                raise OptionsError(f"{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
-            raise OptionsError(
-                f"min-speakers ({self.min_speakers}) is more than max-speakers "
-                f"({self.max_speakers})"
-            )
+                return name, f"{flag} must be at least 1, got {value}"
+            if value is not None and value > MAX_SPEAKERS:
+                return name, f"{flag} must be at most {MAX_SPEAKERS}, got {value}"
+        lo, hi, num = self.min_speakers, self.max_speakers, self.num_speakers
+        if lo and hi and lo > hi:
+            return "min_speakers", f"min-speakers ({lo}) is more than max-speakers ({hi})"
+        if num and hi and num > hi:
+            return "num_speakers", f"num-speakers ({num}) is more than max-speakers ({hi})"
+        if num and lo and num < lo:
+            return "num_speakers", f"num-speakers ({num}) is less than min-speakers ({lo})"
+        return None
+
+    def check(self) -> None:
+        """Raise :class:`OptionsError` for speaker-count options that cannot work."""
+        found = self.problem()
+        if found is not None:
+            raise OptionsError(found[1])
 
 
-__all__ = ["DiarizeOptions"]
+__all__ = ["MAX_SPEAKERS", "DiarizeOptions"]

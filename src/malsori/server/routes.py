@@ -56,11 +56,18 @@ async def transcriptions(
     max_speakers: Annotated[int | None, Form(description="with diarize")] = None,
 ) -> Response:
     granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    counts = {
+        "num_speakers": num_speakers,
+        "min_speakers": min_speakers,
+        "max_speakers": max_speakers,
+    }
     speakers = None
     if diarize or response_format == "diarized_json":
         speakers = DiarizeOptions(
             num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers
         )
+    else:
+        _refuse_speaker_counts(counts, "need diarize=true")
     req = JobRequest(
         "transcribe",
         model,
@@ -90,12 +97,43 @@ async def translations(
     stream: Annotated[
         bool, Form(description="malsori extension: server-sent events, as for transcriptions")
     ] = False,
+    diarize: Annotated[
+        bool, Form(description="not supported for translations (a 400): use transcriptions")
+    ] = False,
+    num_speakers: Annotated[int | None, Form(description="not supported")] = None,
+    min_speakers: Annotated[int | None, Form(description="not supported")] = None,
+    max_speakers: Annotated[int | None, Form(description="not supported")] = None,
 ) -> Response:
+    if diarize:
+        raise APIError(
+            400,
+            "diarize is not supported for translations: ask /v1/audio/transcriptions",
+            param="diarize",
+        )
+    if response_format == "diarized_json":
+        raise APIError(
+            400,
+            "diarized_json is for transcriptions (/v1/audio/transcriptions)",
+            param="response_format",
+        )
+    counts = {
+        "num_speakers": num_speakers,
+        "min_speakers": min_speakers,
+        "max_speakers": max_speakers,
+    }
+    _refuse_speaker_counts(counts, "are not supported for translations")
     granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
     req = JobRequest(
         "translate", model, None, prompt, response_format, temperature, granularities, stream
     )
     return await run_request(state, request, file, req)
+
+
+def _refuse_speaker_counts(counts: dict[str, int | None], why: str) -> None:
+    """A 400 naming the first speaker-count field that was given where it cannot apply."""
+    given = [name for name, value in counts.items() if value is not None]
+    if given:
+        raise APIError(400, f"{', '.join(given)} {why}", param=given[0])
 
 
 def _model_card(name: str) -> dict[str, Any]:

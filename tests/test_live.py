@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -533,3 +534,119 @@ def test_serve_invalid_setting_is_one_line(
     assert proc.returncode == 1
     assert re.fullmatch(r"malsori: error: invalid server settings: MALSORI_REQUEST_TIMEOUT_S: "
                         r".*greater than 0\n", proc.stderr), proc.stderr  # fmt: skip
+
+
+async def _events_until(ws: Any, done: Callable[[list[dict[str, Any]]], bool],
+                        limit_s: float = 30) -> list[dict[str, Any]]:  # fmt: skip
+    events: list[dict[str, Any]] = []
+    while not done(events):
+        events.append(json.loads(await asyncio.wait_for(ws.recv(), limit_s)))
+    return events
+
+
+def _connect_raw(srv: Server) -> Any:
+    from websockets.asyncio.client import connect
+
+    return connect(_ws_url(srv), additional_headers={"Authorization": f"Bearer {KEY}"})
+
+
+def _append(audio: bytes) -> str:
+    data = base64.b64encode(audio).decode()
+    return json.dumps({"type": "input_audio_buffer.append", "audio": data})
+
+
+def _kinds(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+
+
+def test_english_only_model_refuses_korean_at_session_update(server: Server) -> None:
+    async def run() -> list[dict[str, Any]]:
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            update = {"type": "session.update", "session": {"type": "transcription", "audio": {
+                "input": {"transcription": {"model": "whisper-1", "language": "ko"}}}}}  # fmt: skip
+            await ws.send(json.dumps(update))
+            for _ in range(5):
+                await ws.send(_append(bytes(4800)))
+            await asyncio.sleep(1)
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            return await _events_until(ws, lambda ev: len(ev) >= 2)
+
+    events = asyncio.run(run())
+    assert events[0]["type"] == "error", events
+    assert events[0]["error"]["code"] == "unsupported_for_model", events
+    assert "English-only" in events[0]["error"]["message"]
+    # The appends were fine (the session stayed English): only the commit found nothing.
+    assert events[1]["error"]["code"] == "input_audio_buffer_commit_empty", events
+
+
+def test_commit_and_clear_apply_where_they_are_in_the_stream(server: Server) -> None:
+    clip = pcm(EN, 16000)
+    head, tail = clip[: 2 * 16000 * 2], clip[2 * 16000 * 2 :] + bytes(2 * 16000)
+    commit = json.dumps({"type": "input_audio_buffer.commit"})
+
+    async def run() -> tuple[list[dict[str, Any]], ...]:
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            await ws.send(json.dumps(PCM16K))
+            # clear drops the uncommitted audio: nothing left to commit.
+            await ws.send(_append(head))
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            await ws.send(commit)
+            cleared = await _events_until(ws, lambda ev: bool(_kinds(ev, "error")))
+            # Sent at once: the commit splits the clip where it was sent, not where the server
+            # had got to.
+            for message in (_append(head), commit, _append(tail)):
+                await ws.send(message)
+            split = await _events_until(ws, lambda ev: len(_kinds(ev, COMPLETED)) == 2)
+            # A commit mid-speech with nothing after it: one item, no phantom speech_started.
+            await ws.send(_append(head))
+            await ws.send(commit)
+            alone = await _events_until(ws, lambda ev: bool(_kinds(ev, COMPLETED)))
+            with contextlib.suppress(TimeoutError):
+                alone += await _events_until(ws, lambda ev: False, limit_s=1.5)
+            return split, alone, cleared
+
+    split, alone, cleared = asyncio.run(run())
+    first, second = (e["transcript"] for e in _kinds(split, COMPLETED))
+    assert not _kinds(split, "error"), split
+    assert "today" in first.lower() and "platforms" not in first.lower(), first
+    assert "used" in second.lower(), second
+    assert wer(EN_TEXT, f"{first} {second}") <= 0.35, (first, second)
+    assert len(_kinds(alone, "input_audio_buffer.speech_started")) == 1, alone
+    ignored = ("session.updated", "input_audio_buffer.speech_started", f"{COMPLETED[:-9]}delta")
+    kinds = [e["type"] for e in cleared if e["type"] not in ignored]
+    assert kinds == ["input_audio_buffer.cleared", "error"], cleared
+    assert cleared[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+def test_invalid_session_values_are_errors(server: Server) -> None:
+    bad = [
+        {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 1.5}}}},
+        {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": -1}}}},
+        {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
+        {"audio": {"input": {"format": {"type": "audio/pcm", "rate": "fast"}}}},
+        {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+        {"audio": {"input": {"format": 16000}}},
+    ]
+
+    async def run() -> list[dict[str, Any]]:
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            for session in bad:
+                update = {"type": "session.update", "session": {"type": "transcription", **session}}
+                await ws.send(json.dumps(update))
+            ok = {"type": "server_vad", "threshold": 0, "silence_duration_ms": 0}
+            session = {"audio": {"input": {"turn_detection": ok}}}
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
+            return await _events_until(ws, lambda ev: len(ev) == len(bad) + 1)
+
+    events = asyncio.run(run())
+    assert [e["type"] for e in events] == ["error"] * len(bad) + ["session.updated"], events
+    params = [e["error"]["param"] for e in events[:-1]]
+    assert params[0].endswith("threshold") and params[1].endswith("silence_duration_ms"), params
+    turn = events[-1]["session"]["audio"]["input"]["turn_detection"]
+    assert turn["threshold"] == 0 and turn["silence_duration_ms"] == 0, turn

@@ -54,6 +54,7 @@ _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _PROMPT_CHARS = 200
 _MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 448
 _VAD_BLOCK = 160  # frames (~5 s) the VAD scores at once
+_COMMIT, _CLEAR = "commit", "clear"  # marks in the input stream
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,10 @@ class LiveSession:
         self.segments: list[Segment] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._pending: list[Samples] = []
-        self._commit = False
+        # audio and, at their places in the stream, commits (_COMMIT) and clears (_CLEAR)
+        self._pending: list[Samples | str] = []
+        self._marks = 0  # commits and clears in _pending
+        self._reopen = False  # a commit while the speaker goes on: a new item at the next frame
         self._fed = 0  # samples received
         self._seen = 0  # samples through the VAD
         self._carry: Samples = np.zeros(0, dtype=np.float32)
@@ -185,9 +188,19 @@ class LiveSession:
             self._wake.notify_all()
 
     def commit(self) -> None:
-        """Close the open utterance now (``input_audio_buffer.commit``)."""
+        """Close the open utterance (``input_audio_buffer.commit``) at this point of the
+        stream: after the audio fed before it, before the audio fed after it."""
+        self._mark(_COMMIT)
+
+    def clear(self) -> None:
+        """Discard the open utterance at this point of the stream, without a transcript
+        (``input_audio_buffer.clear``)."""
+        self._mark(_CLEAR)
+
+    def _mark(self, mark: str) -> None:
         with self._wake:
-            self._commit = True
+            self._pending.append(mark)
+            self._marks += 1
             self._wake.notify_all()
 
     def abort(self) -> None:
@@ -213,7 +226,7 @@ class LiveSession:
             return self._work_ready()
 
     def _work_ready(self) -> bool:
-        if self._commit:
+        if self._marks:
             return True
         pending = sum(len(p) for p in self._pending) + len(self._carry)
         if self._item is None:
@@ -233,21 +246,46 @@ class LiveSession:
     def process(self) -> None:
         """Run the VAD over the audio received so far, open and close utterances, decode."""
         with self._lock:
-            chunks, self._pending = self._pending, []
-            commit, self._commit = self._commit, False
+            items, self._pending = self._pending, []
+            self._marks = 0
+        chunks: list[Samples] = []
+        for item in items:
+            if self._aborted.is_set():
+                return
+            if isinstance(item, str):  # a commit or a clear, after the audio before it
+                if chunks:
+                    self._vad_frames(np.concatenate([self._carry, *chunks]))
+                    chunks = []
+                if item == _COMMIT:
+                    self._commit_now()
+                else:
+                    self._clear_now()
+            else:
+                chunks.append(item)
         if chunks:
             self._vad_frames(np.concatenate([self._carry, *chunks]))
-        if commit:
-            if self._item is None:
-                self.emit(LiveError("input_audio_buffer_commit_empty", "no speech to commit"))
-            else:
-                self._close(self._seen / SAMPLE_RATE)
-                if self._vad.speaking:  # the speaker goes on: a new item from here
-                    self._open(self._seen / SAMPLE_RATE)
-        elif self._item is not None and (
+        if self._item is not None and (
             self._buffer_len - self._decoded_len >= self._min_chunk() * SAMPLE_RATE
         ):
             self._decode(final=False)
+
+    def _commit_now(self) -> None:
+        if self._item is None:
+            self.emit(LiveError("input_audio_buffer_commit_empty", "no speech to commit"))
+            return
+        self._close(self._seen / SAMPLE_RATE)
+        # The speaker goes on: a new item opens with the next audio (not now: no audio yet).
+        self._reopen = self._vad.speaking
+
+    def _clear_now(self) -> None:
+        """Drop the open utterance and its audio; the VAD starts afresh."""
+        self._item = None
+        self._buffer, self._buffer_len, self._decoded_len = [], 0, 0
+        self._preroll.clear()
+        self._carry = np.zeros(0, dtype=np.float32)
+        self._reopen = False
+        self._vad = SpeechDetector(self.options.turn)
+        self._hyp.reset(self._seen / SAMPLE_RATE)
 
     def finish(self) -> None:
         """The input ended: process what is left and close the open utterance."""
@@ -275,9 +313,12 @@ class LiveSession:
             change = self._vad.update(float(p))
             self._seen += FRAME
             now = self._seen / SAMPLE_RATE
+            if change == "stop":
+                self._reopen = False
             if self._item is None:
                 self._preroll.append(frame)
-                if change == "start":
+                if change == "start" or (self._reopen and self._vad.speaking):
+                    self._reopen = False
                     self._open(now)
             else:
                 self._append(frame)

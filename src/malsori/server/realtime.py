@@ -35,6 +35,7 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from prometheus_client import Counter, Gauge, Histogram
 
 from ..capabilities import unsupported
+from ..engine import LoadedModel
 from ..errors import ModelIntegrityError, ModelLoadError, ModelNotFoundError, OptionsError
 from ..live import (
     LiveError,
@@ -162,6 +163,37 @@ class Resampler:
         return np.concatenate(out).astype(np.float32) * np.float32(1 / 32768)
 
 
+def _turn_detection(turn: Any) -> TurnDetection | None:
+    """``turn_detection`` as a client sends it (null, or server_vad with its settings)."""
+    param = "session.audio.input.turn_detection"
+    if turn is None:
+        return None
+    if not isinstance(turn, dict) or turn.get("type", "server_vad") != "server_vad":
+        raise APIError(400, "turn_detection must be null or {type: 'server_vad', ...}",
+                       param=param, code="invalid_value")  # fmt: skip
+    base = TurnDetection()
+    values: dict[str, float] = {}
+    for name, low, high in (("threshold", 0.0, 1.0), ("prefix_padding_ms", 0, 10_000),
+                            ("silence_duration_ms", 0, 60_000)):  # fmt: skip
+        value = turn.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (low <= value <= high)
+        ):
+            raise APIError(400, f"turn_detection.{name} must be a number from {low:g} to "
+                           f"{high:g}, got {value!r}", param=f"{param}.{name}",
+                           code="invalid_value")  # fmt: skip
+        values[name] = value
+    return TurnDetection(
+        threshold=float(values.get("threshold", base.threshold)),
+        prefix_padding_ms=int(values.get("prefix_padding_ms", base.prefix_padding_ms)),
+        silence_duration_ms=int(values.get("silence_duration_ms", base.silence_duration_ms)),
+    )
+
+
 class Connection:
     def __init__(self, ws: WebSocket, state: AppState, live_hub: LiveHub) -> None:
         self.ws, self.state, self.hub = ws, state, live_hub
@@ -209,7 +241,7 @@ class Connection:
             "include": [],
         }
 
-    def update(self, event: dict[str, Any]) -> None:
+    async def update(self, event: dict[str, Any]) -> None:
         """Apply a ``session.update`` / ``transcription_session.update``; APIError if bad."""
         session = event.get("session")
         if not isinstance(session, dict):
@@ -228,6 +260,10 @@ class Connection:
         turn = audio_in.get("turn_detection", session.get("turn_detection"))
         rate = self.rate
         if fmt is not None:
+            if not isinstance(fmt, str | dict):
+                raise APIError(400, "format must be an object {type, rate}",
+                               param="session.audio.input.format",
+                               code="unsupported_audio_format")  # fmt: skip
             kind = fmt if isinstance(fmt, str) else fmt.get("type", "audio/pcm")
             if kind not in ("audio/pcm", "pcm16"):
                 raise APIError(
@@ -236,11 +272,12 @@ class Connection:
                     param="session.audio.input.format",
                     code="unsupported_audio_format",
                 )
-            rate = int(fmt.get("rate") or 24000) if isinstance(fmt, dict) else 24000
+            given = fmt.get("rate", 24000) if isinstance(fmt, dict) else 24000
+            rate = given if isinstance(given, int) and not isinstance(given, bool) else -1
             if rate not in RATES:
                 raise APIError(
                     400,
-                    f"input audio rate {rate} is not supported (24000 or 16000)",
+                    f"input audio rate {given!r} is not supported (24000 or 16000)",
                     param="session.audio.input.format.rate",
                     code="unsupported_audio_format",
                 )
@@ -262,19 +299,21 @@ class Connection:
                 param="session",
                 code="session_started",
             )
-        if has_turn:
-            if turn is None:
-                self.turn = None
-            elif isinstance(turn, dict):
-                base = TurnDetection()
-                self.turn = TurnDetection(
-                    threshold=float(turn.get("threshold") or base.threshold),
-                    prefix_padding_ms=int(turn.get("prefix_padding_ms") or base.prefix_padding_ms),
-                    silence_duration_ms=int(
-                        turn.get("silence_duration_ms") or base.silence_duration_ms
-                    ),
-                )
+        new_turn = _turn_detection(turn) if has_turn else self.turn
+        if self.live is not None and has_turn and new_turn != self.turn:
+            raise APIError(
+                400,
+                "turn_detection cannot change once audio was sent",
+                param="session.audio.input.turn_detection",
+                code="session_started",
+            )
+        if language is not None and (language != self.language or model != self.model):
+            loaded = await self._load(model)  # the HTTP API's capability check, up front
+            reason = unsupported(loaded.name, loaded.is_multilingual, language, "transcribe")
+            if reason is not None:
+                raise APIError(400, reason, param="language", code="unsupported_for_model")
         self.model, self.language, self.prompt, self.rate = model, language, prompt, rate
+        self.turn = new_turn
         if self.live is not None and language is not None:
             self.live.language = language
 
@@ -328,19 +367,22 @@ class Connection:
 
     # --- the decoding thread ------------------------------------------------------------------
 
-    async def start(self) -> LiveSession:
+    async def _load(self, model: str) -> LoadedModel:
         try:
-            loaded = await asyncio.to_thread(self.state.models.get, self.model)
+            return await asyncio.to_thread(self.state.models.get, model)
         except (ModelIntegrityError, ModelLoadError):
             raise APIError(
-                503, f"model {self.model!r} is damaged on this server and could not be loaded",
+                503, f"model {model!r} is damaged on this server and could not be loaded",
                 type="server_error", code="model_damaged",
             ) from None  # fmt: skip
         except ModelNotFoundError:
             raise APIError(
-                404, f"model {self.model!r} is not available on this server",
+                404, f"model {model!r} is not available on this server",
                 param="model", code="model_not_found",
             ) from None  # fmt: skip
+
+    async def start(self) -> LiveSession:
+        loaded = await self._load(self.model)
         reason = unsupported(loaded.name, loaded.is_multilingual, self.language, "transcribe")
         if reason is not None:
             raise APIError(400, reason, param="language", code="unsupported_for_model")
@@ -377,9 +419,11 @@ class Connection:
                     )
                 self.live.commit()
             elif kind == "input_audio_buffer.clear":
+                if self.live is not None:  # the uncommitted audio is dropped, not transcribed
+                    self.live.clear()
                 self.send(_event("input_audio_buffer.cleared"))
             elif kind in ("session.update", "transcription_session.update"):
-                self.update(event)
+                await self.update(event)
                 name = "session.updated" if kind == "session.update" else kind.replace(
                     "update", "updated")  # fmt: skip
                 self.send(_event(name, session=self.session()))
@@ -400,8 +444,15 @@ class Connection:
         except (binascii.Error, ValueError):
             raise APIError(400, "audio must be base64-encoded PCM16", param="audio",
                            code="invalid_audio") from None  # fmt: skip
-        live = self.live or await self.start()
-        assert self.resampler is not None
+        if self.live is None:
+            try:
+                await self.start()
+            except APIError as exc:  # one error, then the session ends (not one per append)
+                self.send(_error(exc.message, exc.code or "invalid_request", type=exc.type,
+                                 param=exc.param))  # fmt: skip
+                return False
+        live = self.live
+        assert live is not None and self.resampler is not None
         live.feed(self.resampler(data))
         limit = self.state.settings.max_audio_seconds
         if live.received_seconds > limit:

@@ -448,10 +448,12 @@ def test_batch_diarize_and_a_changed_speaker_option_redecodes(
     (src / "talk.wav").write_bytes(clips["en2"].read_bytes())
     out = tmp_path / "out"
     args = ("batch", str(src), "-o", str(out), "--model", "tiny.en", "-f", "txt", "-q")
-    first = run_cli(*args, "--diarize")
+    first = run_cli(*args, "--diarize", "-f", "txt,json")
     assert first.returncode == 0, first.stderr
     lines = (out / "talk.txt").read_text().splitlines()
     assert {line.split("]")[0] for line in lines} == {"[SPEAKER_1", "[SPEAKER_2"}
+    segments = json.loads((out / "talk.json").read_text())["segments"]
+    assert all(s["tokens"] for s in segments)  # split segments keep their own token ids
     again = run_cli(*args, "--diarize", "--num-speakers", "1")
     assert again.returncode == 0, again.stderr
     assert "speakers defaults -> num_speakers=1" in again.stderr

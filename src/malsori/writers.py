@@ -7,7 +7,6 @@ formats' rules; JSON carries everything in the :class:`Transcript`. Files are wr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +21,7 @@ from .errors import OptionsError
 from .options import DecodeOptions
 from .subtitles.cues import build_cues, cue_text, karaoke
 from .subtitles.rules import MAX_CUE_DURATION, SubtitleOptions
-from .transcript import Segment, Transcript
+from .transcript import Transcript
 
 
 def _ms(seconds: float) -> int:
@@ -68,20 +67,6 @@ def cues(
     speed, orphans, gaps; defaults by the transcript's language)."""
     built = build_cues(transcript, options or subtitle_options())
     return [(c.start, c.end, c.text) for c in built]
-
-
-def speaker_runs(transcript: Transcript) -> list[tuple[str | None, Transcript]]:
-    """Consecutive segments of one speaker as sub-transcripts (one run when not diarized):
-    a subtitle cue never mixes two speakers."""
-    if not transcript.speakers:
-        return [(None, transcript)]
-    runs: list[tuple[str | None, list[Segment]]] = []
-    for seg in transcript.segments:
-        if runs and runs[-1][0] == seg.speaker:
-            runs[-1][1].append(seg)
-        else:
-            runs.append((seg.speaker, [seg]))
-    return [(spk, dataclasses.replace(transcript, segments=segs)) for spk, segs in runs]
 
 
 def _subtitles(

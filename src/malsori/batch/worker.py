@@ -42,13 +42,14 @@ def process_file(
         result = transcribe(source, loaded, options=options)
     else:  # --diarize: speakers for the words (word timings on)
         from ..audio import load_audio
-        from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer
+        from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer, token_encoder
 
         audio = load_audio(source)
         options = options.replace(word_timestamps=True)
         pending = shared_diarizer().submit(audio, DiarizeOptions(**config.speakers))
         result = transcribe(audio, loaded, options=options)  # while the speakers are found
-        result = assign_speakers(result, pending.result().turns)
+        encode = token_encoder(loaded.model)  # split segments keep their own token ids
+        result = assign_speakers(result, pending.result().turns, encode)
     base = config.output_base(rel)
     try:
         base.parent.mkdir(parents=True, exist_ok=True)

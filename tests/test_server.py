@@ -199,6 +199,12 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
             400,
             "English-only",
         ),
+        (
+            {"file": ("x.wav", good, "audio/wav")},
+            {"model": "whisper-1", "stream": "true", "response_format": "srt"},
+            400,
+            "cannot be streamed",
+        ),
     ]
     for files, data, status, fragment in cases:
         _assert_error(_post(server, files, data), status, fragment)

@@ -73,6 +73,13 @@ def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
     if not 0 <= req.temperature <= 1:
         raise APIError(400, "temperature must be between 0 and 1", param="temperature")
     words = "word" in req.granularities
+    if req.stream and req.response_format in ("text", "srt", "vtt"):
+        raise APIError(
+            400,
+            f"stream=true answers with events; response_format {req.response_format!r} "
+            "cannot be streamed (use json, or leave stream out)",
+            param="response_format",
+        )
     if words and not req.stream and req.response_format != "verbose_json":
         raise APIError(
             400,

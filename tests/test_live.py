@@ -403,6 +403,7 @@ def test_disconnect_with_a_long_backlog_frees_the_session_at_once(server: Server
     backlog = base64.b64encode(utterance * 30).decode()
 
     async def flood_and_vanish() -> None:
+        _wait_sessions(server, 0)
         auth = {"Authorization": f"Bearer {KEY}"}
         async with connect(_ws_url(server), additional_headers=auth, max_size=None) as ws:
             await ws.recv()  # session.created
@@ -453,14 +454,14 @@ def test_open_live_session_keeps_its_model_loaded(short_server: Server) -> None:
         seen = []
         async with connect(_ws_url(short_server)) as ws:
             await ws.send(json.dumps(PCM16K))
-            for _ in range(4):  # 4 s of silence, an event every second (no idle timeout)
+            for _ in range(3):  # 3 s of silence, an event every second (no idle timeout)
                 await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
                 await asyncio.sleep(1)
                 ready = await asyncio.to_thread(httpx.get, short_server.url + "/ready")
                 seen.append(ready.json()["models"])
         return seen
 
-    assert asyncio.run(hold()) == [["tiny.en"]] * 4
+    assert asyncio.run(hold()) == [["tiny.en"]] * 3
 
 
 def _live_procs(
@@ -547,6 +548,7 @@ async def _events_until(ws: Any, done: Callable[[list[dict[str, Any]]], bool],
 def _connect_raw(srv: Server) -> Any:
     from websockets.asyncio.client import connect
 
+    _wait_sessions(srv, 0)  # the cap is 1: the previous test's session must be gone
     return connect(_ws_url(srv), additional_headers={"Authorization": f"Bearer {KEY}"})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -98,35 +99,47 @@ class FileSource:
 
 
 class StdinSource:
-    """Raw PCM16 little-endian 16 kHz mono on a binary stream (paced by its writer)."""
+    """Raw PCM16 little-endian 16 kHz mono on a binary stream (paced by its writer).
+
+    The first bytes are read when it is opened (before the model loads): empty input or a
+    WAV file (raw PCM only) is refused at once. An odd byte count is refused at the end."""
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.name = "stdin"
         self._stream = stream or sys.stdin.buffer
         self._closed = False
+        self._fd = self._stream.fileno()
+        head = b""
+        while len(head) < 12 and (data := os.read(self._fd, 12 - len(head))):
+            head += data
+        if not head:
+            raise AudioError("stdin: no audio (0 bytes); pipe raw PCM16 16 kHz mono into --input -")
+        if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+            raise AudioError(
+                "stdin: this is a WAV file, but --input - reads raw PCM16 16 kHz mono; "
+                "give the file as --input FILE, or convert it: "
+                "ffmpeg -i FILE -f s16le -ac 1 -ar 16000 -"
+            )
+        self._head = head
+
+    def _read(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes; b"" at the end; None once closed (checked every 0.1 s, so
+        that a stop does not wait for a writer that sends nothing)."""
+        while not self._closed:
+            try:
+                ready, _, _ = select.select([self._fd], [], [], 0.1)
+            except (OSError, ValueError):  # not selectable (a regular file): read
+                ready = [self._fd]
+            if ready:
+                return os.read(self._fd, size)
+        return None
 
     def chunks(self) -> Iterator[Samples]:
         size = int(CHUNK_S * SAMPLE_RATE) * 2
-        fd = self._stream.fileno()
-        rest = b""
-        head = b""  # the first 12 bytes, to recognise a WAV file
-        total = 0
-        while not self._closed:
-            data = os.read(fd, size)
-            if not data:
-                break
+        rest, self._head = self._head, b""
+        total = len(rest)
+        while (data := self._read(size)) is not None and data:
             total += len(data)
-            if len(head) < 12:
-                head = (head + data)[:12]
-                if len(head) < 12:
-                    rest += data
-                    continue
-                if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
-                    raise AudioError(
-                        "stdin: this is a WAV file, but --input - reads raw PCM16 16 kHz mono; "
-                        "give the file as --input FILE, or convert it: "
-                        "ffmpeg -i FILE -f s16le -ac 1 -ar 16000 -"
-                    )
             data = rest + data
             cut = len(data) - len(data) % 2
             rest = data[cut:]
@@ -134,9 +147,7 @@ class StdinSource:
                 yield pcm16_to_float(data[:cut])
         if self._closed:
             return
-        if total == 0:
-            raise AudioError("stdin: no audio (0 bytes); pipe raw PCM16 16 kHz mono into --input -")
-        if len(rest) >= 2:  # input shorter than the 12 bytes looked at
+        if len(rest) >= 2:
             yield pcm16_to_float(rest)
         if total % 2:
             raise AudioError(

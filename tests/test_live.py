@@ -652,3 +652,23 @@ def test_invalid_session_values_are_errors(server: Server) -> None:
     assert params[0].endswith("threshold") and params[1].endswith("silence_duration_ms"), params
     turn = events[-1]["session"]["audio"]["input"]["turn_detection"]
     assert turn["threshold"] == 0 and turn["silence_duration_ms"] == 0, turn
+
+
+def test_oversized_append_gets_an_error_before_the_close(server: Server) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    big = _append(bytes(13 * 1024 * 1024))  # 17.3 MiB of base64: over the 16 MiB limit
+
+    async def run() -> tuple[list[dict[str, Any]], int | None]:
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            await ws.send(big)
+            events = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            return events, ws.close_code
+
+    events, code = asyncio.run(run())
+    assert [e["type"] for e in events] == ["error"], events
+    assert events[0]["error"]["code"] == "message_too_large" and code == 1009, (events, code)

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
         from ..server import ServerSettings, create_app
         from ..server.protocol import guarded_protocol
+        from ..server.realtime import WS_TRANSPORT_MAX_BYTES
     except ImportError as exc:
         raise MalsoriError(
             "'malsori serve' needs the server extra: pip install -e '.[server]'"
@@ -104,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_s,
+        ws_max_size=WS_TRANSPORT_MAX_BYTES,  # /v1/realtime answers big messages itself
     )
     return 0

@@ -58,6 +58,12 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 RATES = (24000, 16000)
+#: The largest client message (an append of ~4.5 min at 24 kHz, base64): a larger one gets an
+#: ``error`` (``message_too_large``) and close code 1009. The server's WebSocket transport
+#: allows twice this (``WS_TRANSPORT_MAX_BYTES``, ``malsori serve``), so that the error can be
+#: sent; beyond that the transport closes with 1009 by itself.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+WS_TRANSPORT_MAX_BYTES = 2 * MAX_MESSAGE_BYTES
 _KEY_PROTOCOL = "openai-insecure-api-key."
 
 
@@ -210,6 +216,7 @@ class Connection:
         self.stop = threading.Event()
         self.worker: asyncio.Future[None] | None = None
         self.last_item: str | None = None
+        self.close_code = 1000
 
     # --- the session object, as OpenAI shows it ---------------------------------------------
 
@@ -475,6 +482,13 @@ class Connection:
                     break
                 except (WebSocketDisconnect, RuntimeError, KeyError):
                     break
+                if len(text) > MAX_MESSAGE_BYTES:
+                    self.send(_error(
+                        f"message of {len(text)} bytes: at most {MAX_MESSAGE_BYTES} bytes per "
+                        "message (send long audio in several appends)",
+                        "message_too_large"))  # fmt: skip
+                    self.close_code = 1009
+                    break
                 try:
                     event = json.loads(text)
                     if not isinstance(event, dict):
@@ -497,7 +511,7 @@ class Connection:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, 5)
             with contextlib.suppress(Exception):
-                await self.ws.close()
+                await self.ws.close(code=self.close_code)
 
 
 @router.websocket("/v1/realtime")

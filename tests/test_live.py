@@ -429,18 +429,31 @@ def short_server() -> Iterator[Server]:
 
 
 def test_idle_session_is_closed(short_server: Server) -> None:
+    """No client event for 2 s closes a session; not while the server still works on audio
+    the client sent (it waits for that transcript)."""
     from websockets.asyncio.client import connect
 
-    async def say_nothing() -> tuple[list[dict[str, Any]], float]:
-        async with connect(_ws_url(short_server)) as ws:
+    copies = 10
+    backlog = (pcm(EN, 16000) + bytes(2 * 16000)) * copies  # ~55 s sent at once
+
+    async def session(audio: bytes) -> tuple[list[dict[str, Any]], float]:
+        async with connect(_ws_url(short_server), max_size=None) as ws:
             t0 = time.monotonic()
+            if audio:
+                await ws.send(json.dumps(PCM16K))
+                await ws.send(_append(audio))
             events = [json.loads(m) async for m in ws]  # until the server closes
             return events, time.monotonic() - t0
 
-    events, waited = asyncio.run(say_nothing())
-    assert [e["type"] for e in events] == ["session.created", "error"], events
-    assert events[1]["error"]["code"] == "idle_timeout", events
+    async def both() -> list[tuple[list[dict[str, Any]], float]]:
+        return await asyncio.gather(session(b""), session(backlog))
+
+    (silent, waited), (busy, _) = asyncio.run(both())
+    assert [e["type"] for e in silent] == ["session.created", "error"], silent
+    assert silent[1]["error"]["code"] == "idle_timeout", silent
     assert 1.5 < waited < 10, waited
+    assert len(_kinds(busy, COMPLETED)) == copies, [e["type"] for e in busy]
+    assert busy[-1]["type"] == "error" and busy[-1]["error"]["code"] == "idle_timeout"
     assert short_server.metrics()["malsori_live_sessions_open"] == 0
 
 

@@ -157,6 +157,7 @@ class LiveSession:
         # audio and, at their places in the stream, commits (_COMMIT) and clears (_CLEAR)
         self._pending: list[Samples | str] = []
         self._marks = 0  # commits and clears in _pending
+        self._processing = False
         self._reopen = False  # a commit while the speaker goes on: a new item at the next frame
         self._fed = 0  # samples received
         self._seen = 0  # samples through the VAD
@@ -243,11 +244,25 @@ class LiveSession:
 
     # --- the work (one thread) ------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """Audio received but not processed yet, or a ``process`` call running."""
+        with self._lock:
+            return self._processing or bool(self._pending)
+
     def process(self) -> None:
         """Run the VAD over the audio received so far, open and close utterances, decode."""
         with self._lock:
             items, self._pending = self._pending, []
             self._marks = 0
+            self._processing = True
+        try:
+            self._process(items)
+        finally:
+            with self._lock:
+                self._processing = False
+
+    def _process(self, items: list[Samples | str]) -> None:
         chunks: list[Samples] = []
         for item in items:
             if self._aborted.is_set():

@@ -477,6 +477,8 @@ class Connection:
                 try:
                     text = await asyncio.wait_for(self.ws.receive_text(), idle_s)
                 except TimeoutError:
+                    if self.live is not None and self.live.busy:
+                        continue  # the client waits for the transcript of audio it sent
                     self.send(_error(f"no client event for {idle_s:g} s: session closed",
                                      "idle_timeout"))  # fmt: skip
                     break

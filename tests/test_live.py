@@ -2,7 +2,9 @@
 WebSocket driven by the official ``openai`` client with real speech streamed at real-time
 pace, silence, a client that disconnects mid-utterance, the session cap, ``malsori live``
 on a file (Korean) and on stdin, and the page's Record button with Chromium's fake
-microphone fed from a real clip."""
+microphone fed from a real clip. Then the hostile tester's findings: signals, a client that
+floods and vanishes, idle sessions and the idle model unload, output names, commit/clear
+order, bad values, oversized messages, one-line CLI errors."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ API in transcription mode (``intent=transcription``), as speaches implements it.
 Client events: ``session.update`` (GA shape, ``session.type = "transcription"``) or
 ``transcription_session.update`` (beta shape); ``input_audio_buffer.append`` (base64 PCM16
 mono, 24 kHz as OpenAI's ``audio/pcm``, or 16 kHz with ``rate: 16000``);
-``input_audio_buffer.commit``; ``input_audio_buffer.clear``.
+``input_audio_buffer.commit`` and ``input_audio_buffer.clear``, each applied at its place
+in the stream (after the audio appended before it).
 Server events: ``session.created`` / ``session.updated``,
 ``input_audio_buffer.speech_started`` / ``speech_stopped`` (server VAD, the default),
 ``input_audio_buffer.committed``, ``conversation.item.input_audio_transcription.delta`` and
@@ -15,7 +16,9 @@ carries ``start``/``end`` (session seconds), ``words`` and ``language``.
 The same rules as the HTTP API: the Host and Origin checks (a cross-site page cannot open
 a socket), the API key (``Authorization: Bearer``, or the ``openai-insecure-api-key.<key>``
 subprotocol browsers use), the models clients may name, ``max_audio_seconds`` per session;
-at most ``max_live_sessions`` at once (then an ``error`` event and close code 1013)."""
+at most ``max_live_sessions`` at once (then an ``error`` event and close code 1013); a
+session without client events for ``live_idle_timeout_s`` is closed; a client that leaves
+frees its session after at most the decode in progress (its unprocessed audio is dropped)."""
 
 from __future__ import annotations
 

@@ -363,9 +363,11 @@ def transcribe(
     ``progress(done_seconds, total_seconds)`` and ``on_segment(segment)`` are called after
     each segment (either may raise to abandon the transcription).
 
-    ``should_stop()`` is asked before every model call (an encoder micro-batch, a
-    ``generate`` call); when it returns true, :class:`~malsori.errors.TranscriptionCancelled`
-    is raised, so a stop takes about one model call rather than one pipeline batch.
+    ``should_stop()`` is asked before every model call of malsori's pipeline (an encoder
+    micro-batch, a ``generate`` call) and between segments of faster-whisper's own
+    (``batch_size=1`` or ``pipeline="faster-whisper"``); when it returns true,
+    :class:`~malsori.errors.TranscriptionCancelled` is raised, so with the default pipeline a
+    stop takes about one model call rather than one pipeline batch.
     ``stream=True`` hands segments out as soon as possible: the pipeline decodes one
     window first, then 2, 4, 6 at a time (less batching than the default 6, then 12).
     """

@@ -273,3 +273,44 @@ def test_a_real_loop_is_caught_by_the_fallback(base: malsori.LoadedModel) -> Non
     for s in ours.segments:  # no sentence said over and over
         sentences = [x.strip() for x in s.text.split(".") if x.strip()]
         assert max(sentences.count(x) for x in sentences) <= 2, s.text
+
+
+def test_two_workers_give_the_transcript_of_one(tiny: malsori.LoadedModel) -> None:
+    """The default CPU model serves two calls at once (encoder, decoder and aligner calls
+    run side by side, malsori.pipeline.parallel); the transcript, words included, is the
+    one a single-worker model gives, call for call."""
+    assert tiny.model.model.num_workers == 2  # the default on a CPU
+    one = malsori.load_model("tiny.en", num_workers=1)
+    assert one.model.model.num_workers == 1
+    audio, _ = _stretch(_rows("en")[:14])  # about 100 s: four windows
+    opts = malsori.DecodeOptions(language="en", word_timestamps=True)
+    a = malsori.transcribe(audio, tiny, options=opts)
+    b = malsori.transcribe(audio, one, options=opts)
+    assert len(a.segments) >= 3
+    assert a.text == b.text
+    assert [(w.start, w.end, w.word) for s in a.segments for w in s.words or []] == [
+        (w.start, w.end, w.word) for s in b.segments for w in s.words or []
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n", "per_call", "workers", "sizes"),
+    [
+        (12, 6, 2, [3, 3, 3, 3]),  # greedy: 6 windows in flight, as one call of 6 held
+        (5, 6, 2, [2, 3]),
+        (2, 6, 2, [1, 1]),  # two windows: one each, side by side
+        (1, 6, 2, [1]),
+        (7, 2, 2, [1] * 7),  # beam 5: one window (5 hypotheses) per call
+        (12, 6, 1, [6, 6]),  # one worker: the stage's own call size
+        (0, 6, 2, []),
+    ],
+)
+def test_parallel_split_keeps_order_and_bounds_what_is_in_flight(
+    n: int, per_call: int, workers: int, sizes: list[int]
+) -> None:
+    from malsori.pipeline.parallel import map_calls, split
+
+    parts = split(list(range(n)), per_call, workers)
+    assert [len(p) for p in parts] == sizes
+    assert [i for p in parts for i in p] == list(range(n))
+    assert map_calls(sum, parts, workers) == [sum(p) for p in parts]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .decode import Attempt, DecodeSetup, Strategy, generate
 from .encode import Encoded, stack
+from .parallel import map_calls, split, workers_of
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ def decode_with_fallback(
 ) -> list[Attempt]:
     """Input: encoder outputs of windows in one language, the ladder, the thresholds and
     the most windows and hypotheses (windows x beam or samples) per ``generate`` call (each holds a
-    36 MB cross-attention cache with base). Output: the attempt kept for each window."""
+    36 MB cross-attention cache with base); a model with several workers gets as many
+    smaller calls at once, holding together no more than one such call.
+    Output: the attempt kept for each window."""
+    workers = workers_of(setup.whisper)
     tries: list[list[Attempt]] = [[] for _ in encoded]
     todo = list(range(len(encoded)))
     final: list[Attempt | None] = [None] * len(encoded)
@@ -86,11 +91,9 @@ def decode_with_fallback(
             break
         hyps = max(strategy.beam_size, strategy.best_of, 1)
         per_call = min(max_windows, max(1, max_hypotheses // hyps))
-        attempts = []
-        for lo in range(0, len(todo), per_call):
-            batch = stack([encoded[i] for i in todo[lo : lo + per_call]])
-            attempts += generate(setup, tokenizer, batch, strategy)
-            del batch
+        call = partial(_generate_part, setup, tokenizer, encoded, strategy)
+        parts = map_calls(call, split(todo, per_call, workers), workers)
+        attempts = [a for got in parts for a in got]
         still = []
         for i, a in zip(todo, attempts, strict=True):
             tries[i].append(a)
@@ -103,6 +106,17 @@ def decode_with_fallback(
         below = [a for a in tries[i] if a.compression_ratio <= th.compression_ratio]
         final[i] = max(below or tries[i], key=lambda a: a.avg_logprob)
     return [a for a in final if a is not None]
+
+
+def _generate_part(
+    setup: DecodeSetup,
+    tokenizer: Any,
+    encoded: list[Encoded],
+    strategy: Strategy,
+    part: list[int],
+) -> list[Attempt]:
+    """One ``generate`` call on the windows ``part`` (indices into ``encoded``)."""
+    return generate(setup, tokenizer, stack([encoded[i] for i in part]), strategy)
 
 
 def mean_logprob(attempts: list[Attempt]) -> float:

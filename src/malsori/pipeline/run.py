@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..audio import SAMPLE_RATE, AudioSource
@@ -22,6 +23,7 @@ from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
 from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladder
 from .language import MIXED, detect_languages, split_by_language
+from .parallel import map_calls, split, workers_of
 from .vad import StreamingVad
 from .windows import Window, WindowPacker, pack
 from .words import align_words
@@ -337,18 +339,21 @@ class Pipeline:
         for r in results:
             if r.segments:
                 groups[r.language].append(r)
+        workers = workers_of(self.whisper)
         for lang, rs in groups.items():
             step = min(ALIGN_WINDOWS_PER_CALL, self.config.batch_size)
-            for lo in range(0, len(rs), step):
-                part = rs[lo : lo + step]
-                align_words(
-                    self.whisper,
-                    self.tokenizer(lang),
-                    stack([r.encoded for r in part]),
-                    [r.window for r in part],
-                    [r.segments for r in part],
-                    [num_frames(r.window) for r in part],
-                )
+            align = partial(self._align, self.tokenizer(lang))
+            map_calls(align, split(rs, step, workers), workers)
+
+    def _align(self, tokenizer: Any, part: list[_Decoded]) -> None:
+        align_words(
+            self.whisper,
+            tokenizer,
+            stack([r.encoded for r in part]),
+            [r.window for r in part],
+            [r.segments for r in part],
+            [num_frames(r.window) for r in part],
+        )
 
     def _segments(self, r: _Decoded) -> Iterator[Segment]:
         tok = self.tokenizer(r.language)

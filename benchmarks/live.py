@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,16 @@ class Run:
 
 
 def stream(
-    audio: np.ndarray, language: str, model: Any, name: str, beam: int = 0
+    audio: np.ndarray, language: str, model: Any, name: str, beam: int = 0,
+    final_pass_s: float | None = None,
 ) -> tuple[Run, Any]:
     from malsori.live import LiveOptions, LiveSession, SpeechStarted, TextDelta, run_live
 
     run = Run(name, language)
     source = PacedArray(audio, name)
     options = LiveOptions(language=language, beam_size=beam)
+    if final_pass_s is not None:
+        options = replace(options, final_pass_s=final_pass_s)
     prefix = options.turn.prefix_padding_ms / 1000
 
     def now() -> float:
@@ -161,6 +164,10 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=0, help="English repeated to N minutes")
     p.add_argument("--model", default="base")
     p.add_argument("--beam-size", type=int, default=0, help="0 = automatic (5 for Korean)")
+    p.add_argument(
+        "--final-pass", type=float, default=None,
+        help="LiveOptions.final_pass_s (0 = off) [the default, 30 s]",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
@@ -192,7 +199,15 @@ def main() -> None:
         threads = [
             threading.Thread(
                 target=collect,
-                args=(outcomes, audio, language, model, f"{spec}#{n + 1}", args.beam_size),
+                args=(
+                    outcomes,
+                    audio,
+                    language,
+                    model,
+                    f"{spec}#{n + 1}",
+                    args.beam_size,
+                    args.final_pass,
+                ),
             )
             for n in range(args.concurrent)
         ]
@@ -222,6 +237,7 @@ def main() -> None:
                 "decode_s_mean": session.stats.decode_seconds / max(1, session.stats.decodes),
                 "lag_max_thirds": lag_summary(session.stats.lags, duration),
                 "degraded_decodes": session.stats.degraded_decodes,
+                "final_passes": session.stats.final_passes,
                 "rss_mb_per_minute": [round(r) for t, r in rss if int(t) % 60 < 5],
                 "lag_s_max_per_minute": per_minute(session.stats.lags, duration),
                 "rss_mb_first_last_max": (

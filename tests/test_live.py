@@ -103,6 +103,52 @@ def test_repetition_loop_is_cut_before_agreement() -> None:
     assert cut_repetition(real) == real
 
 
+def _session_run(model: Any, stream: np.ndarray, final_pass_s: float) -> tuple[Any, list[Any]]:
+    """``stream`` fed half a second at a time, processed as it comes (no pacing)."""
+    from malsori.live import LiveOptions, LiveSession
+
+    events: list[Any] = []
+    options = LiveOptions(language="ko", final_pass_s=final_pass_s)
+    session = LiveSession(model, options, events.append)
+    for i in range(0, len(stream), 8000):
+        session.feed(stream[i : i + 8000])
+        session.process()
+    session.finish()
+    return session, events
+
+
+def test_final_pass_decodes_each_utterance_whole_in_order() -> None:
+    """Each utterance is decoded once more, whole, when it ends: the ``completed`` text and
+    the session transcript come from that pass, utterances complete in the order they were
+    spoken; an utterance longer than ``final_pass_s`` keeps the words confirmed while it
+    streamed."""
+    import malsori
+    from malsori.live import SpeechStarted, TextDelta, UtteranceDone
+
+    model = malsori.load_model("base")
+    clip = malsori.load_audio(KO)
+    silence = np.zeros(2 * 16000, np.float32)
+    stream = np.concatenate([clip, silence, clip, silence])
+
+    on, events = _session_run(model, stream, final_pass_s=30.0)
+    started = [e.item for e in events if isinstance(e, SpeechStarted)]
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    assert len(started) == 2 and [d.item for d in done] == started
+    assert on.stats.final_passes == 2
+    for d in done:
+        assert cer(KO_TEXT, d.text) <= 0.35, d.text
+        assert d.words and d.start - 0.5 <= d.words[0].start <= d.words[-1].end <= d.end + 0.5
+    assert on.transcript().text.replace(" ", "") == "".join(d.text for d in done).replace(" ", "")
+
+    off, events = _session_run(model, stream, final_pass_s=1.0)  # shorter than the clip
+    assert off.stats.final_passes == 0
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    assert len(done) == 2
+    for d in done:
+        streamed = "".join(e.text for e in events if isinstance(e, TextDelta) and e.item == d.item)
+        assert d.text == streamed.strip() and cer(KO_TEXT, d.text) <= 0.35, (d.text, streamed)
+
+
 # --- the server ---------------------------------------------------------------------------
 
 
@@ -189,8 +235,11 @@ def test_stream_real_clip_at_pace_with_official_client(server: Server) -> None:
     done = events[-1]
     assert isinstance(done, ConversationItemInputAudioTranscriptionCompletedEvent)
     assert done.item_id == started.item_id and {d.item_id for d in deltas} == {done.item_id}
-    # The deltas are append-only: together they are the completed transcript.
-    assert "".join(d.delta or "" for d in deltas).strip() == done.transcript
+    # The deltas are append-only, what was confirmed while it was spoken; the completed
+    # transcript is the utterance decoded once more, whole (the final pass; here it writes
+    # "1 and 3" where the stream had "one and three"). Both are the clip's words.
+    streamed = "".join(d.delta or "" for d in deltas).strip()
+    assert wer(EN_TEXT, streamed) <= 0.25, streamed
     assert wer(EN_TEXT, done.transcript) <= 0.25, done.transcript
     assert done.usage.type == "duration" and 3 < done.usage.seconds < 6
     # Before the pause, text showed up as a partial first (the extension field).

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from ..engine import check_options, load_model
 from ..errors import OptionsError, OutputError
-from ..live import LiveEvent, LiveOptions, LiveSession, TextDelta, UtteranceDone, open_source
+from ..live import LiveEvent, LiveOptions, LiveSession, SpeechStopped, TextDelta, open_source
 from ..live import run_live as run_session
 from ..options import normalize_language
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
@@ -55,7 +55,8 @@ def register(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="1 = greedy (lowest latency); 0 = automatic: beam 5 for Korean, else greedy [0]",
+        help="1 = greedy everywhere (least work); 0 = automatic: streaming decodes greedy, "
+        "each utterance's final pass beam 5 for Korean, else greedy [0]",
     )
     p.add_argument("--initial-prompt", default=None, metavar="TEXT", help="names, vocabulary")
     p.add_argument(
@@ -99,7 +100,9 @@ class Printer:
                 self._write(text)
                 if self.tty and event.partial:
                     self._partial(event.partial)
-            elif isinstance(event, UtteranceDone) and (self.column or self.shown):
+            elif isinstance(event, SpeechStopped) and (self.column or self.shown):
+                # the utterance's streamed text ends here (its final pass, for -o, may
+                # come later, after the next utterance's first words)
                 self._erase()
                 self.out.write("\n")
                 self.column = 0
@@ -226,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if printer.column or printer.shown:
-        printer(UtteranceDone("", "", 0.0, 0.0, [], ""))
+        printer(SpeechStopped("", 0.0))
     stats = session.stats
     _note(
         f"malsori: {session.received_seconds:.1f} s of audio, {stats.decodes} decodes, "

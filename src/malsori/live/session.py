@@ -3,7 +3,7 @@ thread that calls ``process``).
 
 Silence costs nothing: Silero VAD (``vad.py``) opens an utterance when speech starts and
 closes it at a pause; only an open utterance is decoded. While it is open, its growing
-buffer is re-decoded (greedy, beam 5 for Korean; word timestamps; the prompt is the
+buffer is re-decoded (greedy; word timestamps; the prompt is the
 utterance's text already cut from the buffer) whenever ``min_chunk_s`` of new audio has
 arrived and the previous decode is done, and words are
 confirmed by LocalAgreement-2 (``policy.py``). The buffer is cut at a confirmed segment end
@@ -11,6 +11,11 @@ once it is longer than ``trim_s`` (never longer than ``max_buffer_s``: past that
 pending words are confirmed and cut). A pending word more than ``stable_after_s`` before
 the end of the audio is confirmed without agreement (this bounds the latency when two
 hypotheses keep differing in one early word), and at the pause every pending word is.
+
+When an utterance has ended, its whole audio (up to ``final_pass_s``) is decoded once more
+as ``malsori transcribe`` would (beam 5 for Korean): that is its ``UtteranceDone`` text
+and the session transcript. The final pass waits until the next utterance has had its
+first decode, so it never delays the next first words.
 
 Each decode covers all the audio received when it starts, so a slow machine decodes larger
 steps less often instead of queueing: the lag (audio received but not yet decoded) stays
@@ -55,13 +60,16 @@ _PROMPT_CHARS = 200
 _MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 448
 _VAD_BLOCK = 160  # frames (~5 s) the VAD scores at once
 _COMMIT, _CLEAR = "commit", "clear"  # marks in the input stream
+_MAX_WAITING = 2  # closed utterances waiting for their final pass
 
 
 @dataclass(frozen=True)
 class LiveOptions:
     language: str | None = None
     #: 0 = automatic, as malsori's default: beam 5 for Korean (CER 14.1% instead of 17.8%
-    #: on the long Korean file, docs/benchmarks.md), greedy for other languages.
+    #: on the long Korean file, docs/benchmarks.md), greedy for other languages — in the
+    #: final pass; the streaming decodes are then greedy (beam 5 for Korean without a
+    #: final pass). A positive value applies to every decode.
     beam_size: int = 0
     #: Text that comes before the session (names, vocabulary), as Whisper's initial prompt.
     prompt: str | None = None
@@ -76,6 +84,10 @@ class LiveOptions:
     #: agreement (two hypotheses that keep differing in one early word would otherwise hold
     #: back everything after it).
     stable_after_s: float = 3.0
+    #: An utterance up to this long is decoded once more, whole, when it closes (the
+    #: streaming decodes saw it in growing, trimmed pieces); that text is the utterance's
+    #: ``completed`` transcript and the session's. Skipped while the session lags. 0 = off.
+    final_pass_s: float = 30.0
     turn: TurnDetection = field(default_factory=TurnDetection)
 
 
@@ -118,6 +130,18 @@ class LiveError:
 LiveEvent = SpeechStarted | TextDelta | SpeechStopped | UtteranceDone | LiveError
 
 
+@dataclass(frozen=True)
+class _Closed:
+    """An utterance that has ended and waits for its final pass."""
+
+    item: str
+    start: float
+    end: float
+    words: list[TimedWord]  # confirmed while streaming
+    language: str | None
+    audio: Samples | None  # the whole utterance (None: too long for a final pass)
+
+
 @dataclass
 class LiveStats:
     decodes: int = 0
@@ -125,6 +149,8 @@ class LiveStats:
     #: (session seconds when the decode finished, lag in seconds), one per decode
     lags: list[tuple[float, float]] = field(default_factory=list)
     degraded_decodes: int = 0
+    #: utterances decoded again whole when they closed (``LiveOptions.final_pass_s``)
+    final_passes: int = 0
 
     @property
     def max_lag(self) -> float:
@@ -174,6 +200,10 @@ class LiveSession:
         self._item: str | None = None
         self._item_start = 0.0
         self._item_words: list[TimedWord] = []
+        # the open utterance's audio from its start, for the final pass (None: too long)
+        self._whole: list[Samples] | None = None
+        self._whole_len = 0
+        self._closed: deque[_Closed] = deque()  # ended utterances, oldest first
         self._degraded = False
         self._aborted = threading.Event()
 
@@ -227,7 +257,7 @@ class LiveSession:
             return self._work_ready()
 
     def _work_ready(self) -> bool:
-        if self._marks:
+        if self._marks or self._final_pass_due():
             return True
         pending = sum(len(p) for p in self._pending) + len(self._carry)
         if self._item is None:
@@ -248,7 +278,7 @@ class LiveSession:
     def busy(self) -> bool:
         """Audio received but not processed yet, or a ``process`` call running."""
         with self._lock:
-            return self._processing or bool(self._pending)
+            return self._processing or bool(self._pending) or bool(self._closed)
 
     def process(self) -> None:
         """Run the VAD over the audio received so far, open and close utterances, decode."""
@@ -283,6 +313,14 @@ class LiveSession:
             self._buffer_len - self._decoded_len >= self._min_chunk() * SAMPLE_RATE
         ):
             self._decode(final=False)
+        elif self._final_pass_due():
+            # The final pass waits while the open utterance has audio to decode, and until
+            # the next utterance has had its first decode: its first words come first. More
+            # than _MAX_WAITING waiting (no pause for them) or a lagging session: the
+            # oldest keeps its streamed words.
+            self._complete()
+        while len(self._closed) > _MAX_WAITING:
+            self._complete(run_pass=False)
 
     def _commit_now(self) -> None:
         if self._item is None:
@@ -295,6 +333,7 @@ class LiveSession:
     def _clear_now(self) -> None:
         """Drop the open utterance and its audio; the VAD starts afresh."""
         self._item = None
+        self._whole, self._whole_len = None, 0
         self._buffer, self._buffer_len, self._decoded_len = [], 0, 0
         self._preroll.clear()
         self._carry = np.zeros(0, dtype=np.float32)
@@ -303,10 +342,13 @@ class LiveSession:
         self._hyp.reset(self._seen / SAMPLE_RATE)
 
     def finish(self) -> None:
-        """The input ended: process what is left and close the open utterance."""
+        """The input ended: process what is left, close the open utterance and hand out
+        every closed one."""
         self.process()
         if self._item is not None:
             self._close(self._seen / SAMPLE_RATE)
+        while self._closed:
+            self._complete()
 
     def _vad_frames(self, audio: Samples) -> None:
         n = len(audio) // FRAME
@@ -352,12 +394,19 @@ class LiveSession:
         self._item_start = self._offset
         self._decoded_len = 0
         self._item_words = []
+        self._whole = list(self._buffer) if self.options.final_pass_s > 0 else None
+        self._whole_len = self._buffer_len
         self._hyp.reset(self._offset)
         self.emit(SpeechStarted(self._item, self._offset))
 
     def _append(self, frame: Samples) -> None:
         self._buffer.append(frame)
         self._buffer_len += len(frame)
+        if self._whole is not None:
+            self._whole.append(frame)
+            self._whole_len += len(frame)
+            if self._whole_len > self.options.final_pass_s * SAMPLE_RATE:
+                self._whole = None  # too long to decode again at the end
 
     def _audio(self) -> Samples:
         if len(self._buffer) != 1:
@@ -393,12 +442,15 @@ class LiveSession:
             if forced:
                 self.emit(TextDelta(item, "".join(w.text for w in forced), "", 0.0))
         self.emit(SpeechStopped(item, end))
-        words = self._item_words
-        text = "".join(w.text for w in words).strip()
-        language = self.language or "en"
-        self.emit(UtteranceDone(item, text, self._item_start, end, list(words), language))
-        self._add_segments(words, language)
+        audio: Samples | None = None
+        if self._whole is not None and self._whole:
+            audio = np.concatenate(self._whole)
+            audio = audio[: max(0, int((end + 0.3 - self._item_start) * SAMPLE_RATE))]
+        self._closed.append(
+            _Closed(item, self._item_start, end, list(self._item_words), self.language, audio)
+        )
         self._item = None
+        self._whole, self._whole_len = None, 0
         self._buffer, self._buffer_len, self._decoded_len = [], 0, 0
         self._hyp.reset(end)
 
@@ -427,16 +479,28 @@ class LiveSession:
             text = f"{self.options.prompt.strip()} {text}".strip()
         return text or None
 
-    def _transcribe(self, audio: Samples) -> tuple[list[Any], Any]:
+    def _beam(self, *, final: bool) -> int:
+        """``beam_size``, or automatic (0): beam 5 for Korean, greedy otherwise — for the
+        streaming decodes only when there is no final pass (with one, they are greedy:
+        their words are replaced by the final pass's, and greedy gets them out sooner)."""
+        if self.options.beam_size:
+            return self.options.beam_size
+        if not final and self.options.final_pass_s > 0:
+            return 1
+        return 5 if self.language == "ko" else 1
+
+    def _transcribe(
+        self, audio: Samples, prompt: str | None, *, final: bool = False
+    ) -> tuple[list[Any], Any]:
         segments, info = self.loaded.model.transcribe(
             audio,
             language=self.language,
             task="transcribe",
-            beam_size=self.options.beam_size or (5 if self.language == "ko" else 1),
+            beam_size=self._beam(final=final),
             best_of=1,
             temperature=0.0,
             condition_on_previous_text=False,
-            initial_prompt=self._prompt(),
+            initial_prompt=prompt,
             word_timestamps=True,
             vad_filter=False,
             compression_ratio_threshold=None,
@@ -455,7 +519,7 @@ class LiveSession:
         audio = self._audio()
         self._decoded_len = len(audio)
         t0 = time.perf_counter()
-        segments, info = self._transcribe(audio)
+        segments, info = self._transcribe(audio, self._prompt())
         elapsed = time.perf_counter() - t0
         if self.on_decode is not None:
             self.on_decode()
@@ -464,19 +528,7 @@ class LiveSession:
         ):
             self.language = str(info.language)
             self.language_probability = float(info.language_probability)
-        words: list[TimedWord] = []
-        ends: list[float] = []
-        for seg in segments:
-            if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
-                continue  # Whisper's own silence rule: text here is made up
-            if seg.compression_ratio > 2.4:
-                break  # a repetition loop: nothing from here on
-            words.extend(
-                TimedWord(self._offset + w.start, self._offset + w.end, w.word, w.probability)
-                for w in seg.words or []
-            )
-            ends.append(self._offset + seg.end)
-        words = cut_repetition(words)
+        words, ends = _timed_words(segments, self._offset)
         lag = max(0.0, self.received_seconds - (self._offset + len(audio) / SAMPLE_RATE))
         self.stats.decodes += 1
         self.stats.decode_seconds += elapsed
@@ -499,6 +551,38 @@ class LiveSession:
         self._confirm(confirmed)
         partial = "" if final else "".join(w.text for w in self._hyp.pending)
         self.emit(TextDelta(self._item, "".join(w.text for w in confirmed), partial, lag))
+
+    def _final_pass_due(self) -> bool:
+        """A closed utterance waits, and the open one (if any) has had its first decode."""
+        return bool(self._closed) and (self._item is None or self._decoded_len > 0)
+
+    def _complete(self, *, run_pass: bool = True) -> None:
+        """Hand out the oldest closed utterance: decoded once more, whole (the final pass,
+        when ``run_pass``, its audio was kept and the session does not lag), its transcript
+        (``UtteranceDone``) and its segments."""
+        done = self._closed.popleft()
+        words = done.words
+        if (
+            run_pass
+            and done.audio is not None
+            and len(done.audio) >= SAMPLE_RATE // 4
+            and not self._degraded
+            and not self._aborted.is_set()
+        ):
+            language = self.language
+            self.language = done.language or language  # the language the utterance had
+            t0 = time.perf_counter()
+            segments, _ = self._transcribe(done.audio, self.options.prompt, final=True)
+            self.language = language
+            self.stats.final_passes += 1
+            self.stats.decode_seconds += time.perf_counter() - t0
+            if self.on_decode is not None:
+                self.on_decode()
+            words = _timed_words(segments, done.start)[0] or words
+        text = "".join(w.text for w in words).strip()
+        language = done.language or self.language or "en"
+        self.emit(UtteranceDone(done.item, text, done.start, done.end, list(words), language))
+        self._add_segments(words, language)
 
     def _trim(self, ends: list[float]) -> list[TimedWord]:
         """Cut the buffer at a confirmed segment end once it is long; past ``max_buffer_s``
@@ -564,3 +648,22 @@ class LiveSession:
             },
             processing_time=self.stats.decode_seconds,
         )
+
+
+def _timed_words(segments: list[Any], offset: float) -> tuple[list[TimedWord], list[float]]:
+    """faster-whisper segments of a decode -> its words and segment ends in session time
+    (``offset`` = where the decoded audio starts), without text Whisper's silence rule
+    calls made up, stopping at a repetition loop."""
+    words: list[TimedWord] = []
+    ends: list[float] = []
+    for seg in segments:
+        if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
+            continue  # Whisper's own silence rule: text here is made up
+        if seg.compression_ratio > 2.4:
+            break  # a repetition loop: nothing from here on
+        words.extend(
+            TimedWord(offset + w.start, offset + w.end, w.word, w.probability)
+            for w in seg.words or []
+        )
+        ends.append(offset + seg.end)
+    return cut_repetition(words), ends

@@ -149,6 +149,46 @@ def test_final_pass_decodes_each_utterance_whole_in_order() -> None:
         assert d.text == streamed.strip() and cer(KO_TEXT, d.text) <= 0.35, (d.text, streamed)
 
 
+def test_commit_as_speech_ends_makes_no_extra_item_and_mid_speech_splits_in_two() -> None:
+    """Manual commit (hostile tester): a commit as the speaker stops, inside the pause that
+    would end the turn, closes the item and makes no second one out of that pause (it had
+    end before start and invented text); a commit while the speaker goes on gives a
+    second item with the rest of the words."""
+    import malsori
+    from malsori.live import LiveOptions, LiveSession, UtteranceDone
+
+    model = malsori.load_model("tiny.en")
+    clip = malsori.load_audio(EN)
+    silence = np.zeros(2 * 16000, np.float32)
+
+    def run(before: np.ndarray, after: np.ndarray) -> list[Any]:
+        events: list[Any] = []
+        session = LiveSession(model, LiveOptions(language="en"), events.append)
+        session.feed(before)
+        session.commit()
+        session.feed(after)
+        session.process()
+        session.finish()
+        return [e for e in events if isinstance(e, UtteranceDone)]
+
+    from malsori.live.vad import FRAME, SpeechDetector
+
+    frames = len(clip) // FRAME
+    speech = SpeechDetector().probabilities(clip[: frames * FRAME].reshape(frames, FRAME))
+    last = int(np.flatnonzero(speech >= 0.5)[-1])
+    cut = (last + 4) * FRAME  # 0.1 s after the last speech frame: the pause has just begun
+    done = run(clip[:cut], silence)
+    assert len(done) == 1, [(d.start, d.end, d.text) for d in done]
+    assert done[0].start < done[0].end and wer(EN_TEXT, done[0].text) <= 0.4, done[0].text
+
+    half = len(clip) // 2
+    done = run(clip[:half], np.concatenate([clip[half:], silence]))
+    assert len(done) == 2, [(d.start, d.end, d.text) for d in done]
+    assert all(d.start < d.end and d.text for d in done)
+    assert done[0].end <= done[1].start + 0.05
+    assert wer(EN_TEXT, " ".join(d.text for d in done)) <= 0.4
+
+
 # --- the server ---------------------------------------------------------------------------
 
 

@@ -184,7 +184,6 @@ class LiveSession:
         self._pending: list[Samples | str] = []
         self._marks = 0  # commits and clears in _pending
         self._processing = False
-        self._reopen = False  # a commit while the speaker goes on: a new item at the next frame
         self._fed = 0  # samples received
         self._seen = 0  # samples through the VAD
         self._carry: Samples = np.zeros(0, dtype=np.float32)
@@ -327,8 +326,9 @@ class LiveSession:
             self.emit(LiveError("input_audio_buffer_commit_empty", "no speech to commit"))
             return
         self._close(self._seen / SAMPLE_RATE)
-        # The speaker goes on: a new item opens with the next audio (not now: no audio yet).
-        self._reopen = self._vad.speaking
+        # The turn ends here: a new item opens only on new speech (``min_speech_ms`` of it,
+        # with the prefix padding before it), not on the pause that follows the commit.
+        self._vad.end_turn()
 
     def _clear_now(self) -> None:
         """Drop the open utterance and its audio; the VAD starts afresh."""
@@ -336,8 +336,8 @@ class LiveSession:
         self._whole, self._whole_len = None, 0
         self._buffer, self._buffer_len, self._decoded_len = [], 0, 0
         self._preroll.clear()
+        self._seen += len(self._carry)  # dropped, but it was received: times stay right
         self._carry = np.zeros(0, dtype=np.float32)
-        self._reopen = False
         self._vad = SpeechDetector(self.options.turn)
         self._hyp.reset(self._seen / SAMPLE_RATE)
 
@@ -370,12 +370,9 @@ class LiveSession:
             change = self._vad.update(float(p))
             self._seen += FRAME
             now = self._seen / SAMPLE_RATE
-            if change == "stop":
-                self._reopen = False
             if self._item is None:
                 self._preroll.append(frame)
-                if change == "start" or (self._reopen and self._vad.speaking):
-                    self._reopen = False
+                if change == "start":
                     self._open(now)
             else:
                 self._append(frame)

@@ -70,6 +70,11 @@ class SpeechDetector:
                 return "stop"
         return None
 
+    def end_turn(self) -> None:
+        """The turn was ended from outside (a commit): speech must start again (for
+        ``min_speech_ms``) before the next "start"; Silero's state carries on."""
+        self.speaking, self._run = False, 0
+
     @property
     def run_frames(self) -> int:
         """Frames of the current run (speech before a start, silence before a stop)."""

@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from ..audio import SAMPLE_RATE
 from ..engine import LoadedModel
+from ..pipeline import LANGUAGE_BEAMS
 from ..transcript import Segment, Transcript, Word
 from .policy import HypothesisBuffer, TimedWord, cut_repetition
 from .vad import FRAME, SpeechDetector, TurnDetection
@@ -476,24 +477,25 @@ class LiveSession:
             text = f"{self.options.prompt.strip()} {text}".strip()
         return text or None
 
-    def _beam(self, *, final: bool) -> int:
-        """``beam_size``, or automatic (0): beam 5 for Korean, greedy otherwise — for the
-        streaming decodes only when there is no final pass (with one, they are greedy:
-        their words are replaced by the final pass's, and greedy gets them out sooner)."""
+    def _beam(self, language: str | None, *, final: bool) -> int:
+        """``beam_size``, or automatic (0): the pipeline's beam for the language (5 for
+        Korean, greedy otherwise) — for the streaming decodes only when there is no final
+        pass (with one, they are greedy: their words are replaced by the final pass's, and
+        greedy gets them out sooner)."""
         if self.options.beam_size:
             return self.options.beam_size
         if not final and self.options.final_pass_s > 0:
             return 1
-        return 5 if self.language == "ko" else 1
+        return LANGUAGE_BEAMS.get(language or "", 1)
 
     def _transcribe(
-        self, audio: Samples, prompt: str | None, *, final: bool = False
+        self, audio: Samples, prompt: str | None, language: str | None, *, final: bool = False
     ) -> tuple[list[Any], Any]:
         segments, info = self.loaded.model.transcribe(
             audio,
-            language=self.language,
+            language=language,
             task="transcribe",
-            beam_size=self._beam(final=final),
+            beam_size=self._beam(language, final=final),
             best_of=1,
             temperature=0.0,
             condition_on_previous_text=False,
@@ -516,7 +518,7 @@ class LiveSession:
         audio = self._audio()
         self._decoded_len = len(audio)
         t0 = time.perf_counter()
-        segments, info = self._transcribe(audio, self._prompt())
+        segments, info = self._transcribe(audio, self._prompt(), self.language)
         elapsed = time.perf_counter() - t0
         if self.on_decode is not None:
             self.on_decode()
@@ -566,11 +568,9 @@ class LiveSession:
             and not self._degraded
             and not self._aborted.is_set()
         ):
-            language = self.language
-            self.language = done.language or language  # the language the utterance had
             t0 = time.perf_counter()
-            segments, _ = self._transcribe(done.audio, self.options.prompt, final=True)
-            self.language = language
+            language = done.language or self.language  # the language the utterance had
+            segments, _ = self._transcribe(done.audio, self.options.prompt, language, final=True)
             self.stats.final_passes += 1
             self.stats.decode_seconds += time.perf_counter() - t0
             if self.on_decode is not None:

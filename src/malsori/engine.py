@@ -121,9 +121,10 @@ class LoadedModel:
 #: The compute type everything uses unless told otherwise (CLI, batch, eval, server).
 DEFAULT_COMPUTE_TYPE = "int8"
 #: Model calls a CPU model serves at once (CTranslate2 ``inter_threads``; the workers share
-#: one copy of the weights). malsori's pipeline runs its encoder, decoder and aligner calls
-#: two at a time: on a 2-core CPU that is ~25% faster than one call at a time with both
-#: threads (docs/pipeline.md, "Workers"). A lone call still gets every thread.
+#: one copy of the weights). malsori's pipeline runs its decoder and aligner calls two at a
+#: time (the encoder one at a time): on a 2-core CPU the whole transcription is ~20%
+#: faster than with one call at a time on both threads (docs/pipeline.md, "Workers"). A
+#: lone call still gets every thread.
 CPU_WORKERS = 2
 
 

@@ -48,16 +48,16 @@ def encode_windows(
     memory, which the pipeline's 600 MB budget does not have)."""
     import ctranslate2
 
+    out: list[Encoded] = []
     to_cpu = whisper.device != "cpu"
-
-    def encode(part: list[Window]) -> list[Encoded]:
-        feats = np.stack([window_features(feature_extractor, w) for w in part])
+    for i in range(0, len(windows), micro_batch):
+        feats = np.stack(
+            [window_features(feature_extractor, w) for w in windows[i : i + micro_batch]]
+        )
         encoded = whisper.encode(ctranslate2.StorageView.from_array(feats), to_cpu=to_cpu)
         arr = np.array(encoded, dtype=np.float32)  # a copy: the StorageView is freed
-        return [arr[j] for j in range(arr.shape[0])]
-
-    parts = [windows[i : i + micro_batch] for i in range(0, len(windows), micro_batch)]
-    return [e for part in parts for e in encode(part)]
+        out.extend(arr[j] for j in range(arr.shape[0]))
+    return out
 
 
 def stack(encoded: list[Encoded]) -> Any:

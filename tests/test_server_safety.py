@@ -110,11 +110,16 @@ def test_abandoned_request_is_cancelled_and_frees_its_slot(
 ) -> None:
     with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
         assert _start_and_drop(srv, long_mp3, stream=stream) == "dropped"
-        # The slot is held while the decoding runs (one batch at most), then freed.
-        assert srv.metrics()["malsori_jobs_running"] == 1
+        # The slot is held while the decoding runs (one batch at most), then freed. Whether it
+        # is still held when we first look depends on how soon the server noticed: the check
+        # is that the job is counted as cancelled and nothing runs any more (bounded waits).
+        cancelled = 'malsori_jobs_cancelled_total{reason="client_gone"}'
+        deadline = time.monotonic() + 120
+        while srv.metrics().get(cancelled, 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
         assert srv.wait_idle(), "the abandoned job kept running"
         m = srv.metrics()
-        assert m['malsori_jobs_cancelled_total{reason="client_gone"}'] == 1
+        assert m[cancelled] == 1
         assert m["malsori_audio_seconds_total"] == 0  # stopped long before the end
         resp = _transcribe(srv, window_wav)
         assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25

@@ -199,6 +199,30 @@ def main() -> int:
                 ],
             )
         )
+        link_curve = []
+        for link in (0.0, 0.1, 0.2, 0.5):
+            for threshold in (0.55, 0.6, 0.65, 0.7, 0.75):
+                opts = dataclasses.replace(default, threshold=threshold, cannot_link=link)
+                _, s = score_all(analyses, refs, opts)
+                link_curve.append({"threshold": threshold, "cannot_link": link, **s})
+        result["sweep_cannot_link"] = link_curve
+        print("\n## Sensitivity: cannot-link penalty x clustering threshold\n")
+        print(
+            markdown_table(
+                ["cannot-link", "threshold", "built DER", "real DER", "Korean max", "count right"],
+                [
+                    [
+                        f"{c['cannot_link']:.1f}",
+                        f"{c['threshold']:.2f}",
+                        f"{c['built']:.1%}",
+                        f"{c['real']:.1%}",
+                        f"{c['korean_max']:.1%}",
+                        f"{c['count_right']}/8",
+                    ]
+                    for c in link_curve
+                ],
+            )
+        )
 
     if args.sweep_models:
         model_curve = []

@@ -88,7 +88,11 @@ class Run:
 
 
 def stream(
-    audio: np.ndarray, language: str, model: Any, name: str, beam: int = 0,
+    audio: np.ndarray,
+    language: str,
+    model: Any,
+    name: str,
+    beam: int = 0,
     final_pass_s: float | None = None,
 ) -> tuple[Run, Any]:
     from malsori.live import LiveOptions, LiveSession, SpeechStarted, TextDelta, run_live
@@ -242,7 +246,8 @@ def main() -> None:
                 "lag_s_max_per_minute": per_minute(session.stats.lags, duration),
                 "rss_mb_first_last_max": (
                     f"{rss[0][1]:.0f} / {rss[-1][1]:.0f} / {max(r for _, r in rss):.0f}"
-                    if rss else ""
+                    if rss
+                    else ""
                 ),
             }
             results.append(row)

@@ -362,6 +362,29 @@ def test_der_counts_missed_overlap_and_applies_the_collar() -> None:
     assert swapped.ref_speakers == 2 and swapped.hyp_speakers == 1
 
 
+def test_a_cannot_link_keeps_two_close_voices_apart() -> None:
+    from malsori.diarize import cluster
+
+    rng = np.random.default_rng(0)
+    e = np.eye(192)
+    u, v = e[0], 0.55 * e[0] + np.sqrt(1 - 0.55**2) * e[1]  # 0.45 apart: two similar voices
+
+    def voice(centre: np.ndarray) -> np.ndarray:
+        return centre + rng.normal(scale=0.01, size=(4, 192))
+
+    # at a cut of 0.6 the two close voices merge, the third (far away) stays apart ...
+    a, b, c = voice(u), voice(v), voice(e[2])
+    x = np.vstack([a, b, c])
+    plain = cluster.cut(cluster.linkage(x), 12, threshold=0.6)
+    assert len(set(plain[:8])) == 1 and len(set(plain)) == 2, plain
+    # ... unless something heard a and b as two people at once (a penalty on their pairs)
+    penalty = np.zeros((12, 12))
+    penalty[:4, 4:8] = penalty[4:8, :4] = 0.2
+    kept = cluster.cut(cluster.linkage(x, penalty), 12, threshold=0.6)
+    assert len(set(kept[:4])) == len(set(kept[4:8])) == 1 and len(set(kept)) == 3, kept
+    assert np.array_equal(cluster.linkage(x, np.zeros((12, 12))), cluster.linkage(x))
+
+
 def test_weights_are_sha256_checked() -> None:
     import dataclasses
 

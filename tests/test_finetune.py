@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,7 +163,7 @@ def test_training_batches_mask_prompt_and_padding(tiny_dir: Path, tmp_path: Path
 
 
 def test_frozen_encoder_step_keeps_encoder_outputs_and_the_same_loss(
-    tiny_model, tiny_dir: Path, tmp_path: Path  # type: ignore[no-untyped-def]
+    tiny_model: Any, tiny_dir: Path, tmp_path: Path
 ) -> None:
     """With the encoder frozen, each example is encoded once (the second pass runs only the
     decoder) and the loss equals the plain step's; past the budget nothing is kept."""

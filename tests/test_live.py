@@ -266,9 +266,11 @@ def test_stream_real_clip_at_pace_with_official_client(server: Server) -> None:
     updated = next(e for e in events if isinstance(e, SessionUpdatedEvent))
     assert updated.session.audio.input.format.rate == 24000  # type: ignore[union-attr]
     kinds = [e.type for e in events]
-    assert kinds.index("input_audio_buffer.speech_started") < kinds.index(
-        "input_audio_buffer.speech_stopped"
-    ) < kinds.index("input_audio_buffer.committed"), kinds
+    assert (
+        kinds.index("input_audio_buffer.speech_started")
+        < kinds.index("input_audio_buffer.speech_stopped")
+        < kinds.index("input_audio_buffer.committed")
+    ), kinds
     started = next(e for e in events if isinstance(e, InputAudioBufferSpeechStartedEvent))
     stopped = next(e for e in events if isinstance(e, InputAudioBufferSpeechStoppedEvent))
     assert started.audio_start_ms < 1000 and 3000 < stopped.audio_end_ms < 5500

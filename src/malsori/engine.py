@@ -398,9 +398,7 @@ def transcribe(
     )
     check_options(loaded, opts)
     if opts.uses_malsori_pipeline:
-        return _transcribe_pipeline(
-            audio, loaded, opts, progress, on_segment, should_stop, stream
-        )
+        return _transcribe_pipeline(audio, loaded, opts, progress, on_segment, should_stop, stream)
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     duration = samples.shape[0] / SAMPLE_RATE
 

@@ -21,14 +21,21 @@ def _normalize(x: npt.ArrayLike) -> FloatArray:
     return out
 
 
-def linkage(embeddings: npt.ArrayLike) -> FloatArray:
+def linkage(embeddings: npt.ArrayLike, penalty: npt.ArrayLike | None = None) -> FloatArray:
     """The merge list, (n - 1, 3) rows of (cluster a, cluster b, distance) in the order they
-    were made; row r makes cluster n + r (the numbering of scipy's ``linkage``)."""
+    were made; row r makes cluster n + r (the numbering of scipy's ``linkage``).
+
+    ``penalty``: an optional symmetric (n, n) matrix added to the cosine distances (e.g. a
+    cannot-link constraint between two embeddings). Average linkage stays monotone for any
+    dissimilarity, so :func:`cut` works the same; a cluster pair's penalty is the share of
+    its member pairs that carry one, times its size."""
     x = _normalize(embeddings)
     n = len(x)
     if n < 2:
         return np.zeros((0, 3))
     dist = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+    if penalty is not None:
+        dist = dist + np.asarray(penalty, dtype=np.float64)
     np.fill_diagonal(dist, np.inf)
     size = np.ones(n)
     label = np.arange(n)  # the merge-list id of the cluster living in each row

@@ -29,6 +29,9 @@ class DiarizeOptions:
     min_embed_speech: float = 1.0
     #: clusters with less speech than this fraction of the largest join their nearest one
     min_cluster_share: float = 0.2
+    #: added to the distance of two chunks that one segmentation window hears as two
+    #: different local speakers (a soft cannot-link; 0 turns it off)
+    cannot_link: float = 0.2
     min_gap: float = 0.1
     min_turn: float = 0.05
     batch_size: int = 16

@@ -8,8 +8,9 @@
    another speaker take over, and every ``max_chunk`` seconds. A CAM++ embedding per chunk
    of at least ``min_chunk`` seconds (each second of speech is embedded once).
 4. Agglomerative clustering of the chunk embeddings (cosine, average linkage) cut at
-   ``threshold`` (or at ``num_speakers``; clipped to ``min``/``max_speakers``); clusters
-   with little speech join their nearest neighbour.
+   ``threshold`` (or at ``num_speakers``; clipped to ``min``/``max_speakers``); two chunks
+   that one segmentation window hears as different local speakers are kept apart (their
+   distance + ``cannot_link``); clusters with little speech join their nearest neighbour.
 5. Frames of embedded chunks take their chunk's speaker. Each window's local speakers map
    to distinct speakers by those labelled frames, which gives the rest (overlapped speech,
    short bits): per frame, the ``count`` speakers most active across the windows.
@@ -220,7 +221,8 @@ def decide(analysis: Analysis | None, duration: float, opts: DiarizeOptions) -> 
     geo = _Geometry(analysis.num_samples, analysis.starts, active.shape[1])
     count = analysis.count
     lengths = np.array([b - a for a, b in analysis.chunks], dtype=np.float64) * FRAME_STEP
-    centres = _cluster(analysis.embeddings, lengths, opts)
+    apart = _cannot_link(active, geo, analysis.chunks)
+    centres = _cluster(analysis.embeddings, lengths, apart * opts.cannot_link, opts)
     chunk_label = (analysis.embeddings @ centres.T).argmax(axis=1)
     n_clusters = len(centres)
     frame_label = np.full(geo.total, -1)
@@ -256,15 +258,44 @@ def decide(analysis: Analysis | None, duration: float, opts: DiarizeOptions) -> 
     return _to_diarization(labels[: geo.n_frames], duration, opts)
 
 
-def _cluster(
-    matrix: npt.NDArray[np.float64], speech: npt.NDArray[np.float64], opts: DiarizeOptions
+def _cannot_link(
+    active: npt.NDArray[np.bool_], geo: _Geometry, chunks: list[tuple[int, int]]
 ) -> npt.NDArray[np.float64]:
-    """Cluster centroids, (k, dim), from the embeddings with enough speech."""
+    """(chunks, chunks): 1.0 where some segmentation window holds both chunks whole and hears
+    them as two different local speakers (each chunk >= 80% one local speaker), else 0."""
+    n = len(chunks)
+    apart = np.zeros((n, n))
+    if n < 2:
+        return apart
+    begins = np.array([a for a, _ in chunks])
+    ends = np.array([b for _, b in chunks])
+    for w, off in enumerate(geo.offsets):
+        lo, hi = np.searchsorted(begins, off), np.searchsorted(begins, off + geo.width)
+        inside = [i for i in range(lo, hi) if ends[i] <= off + geo.width]
+        who = {}
+        for i in inside:
+            share = active[w, begins[i] - off : ends[i] - off].mean(axis=0)
+            if share.max() >= 0.8:
+                who[i] = int(share.argmax())
+        for i, j in itertools.combinations(who, 2):
+            if who[i] != who[j]:
+                apart[i, j] = apart[j, i] = 1.0
+    return apart
+
+
+def _cluster(
+    matrix: npt.NDArray[np.float64],
+    speech: npt.NDArray[np.float64],
+    penalty: npt.NDArray[np.float64],
+    opts: DiarizeOptions,
+) -> npt.NDArray[np.float64]:
+    """Cluster centroids, (k, dim), from the embeddings with enough speech (``penalty``:
+    added to the pairwise distances)."""
     train = speech >= opts.min_embed_speech
     if train.sum() < 2:
         train = speech >= speech.max() * 0.5
     x = matrix[train]
-    merges = cluster.linkage(x)
+    merges = cluster.linkage(x, penalty[np.ix_(train, train)])
     n = len(x)
     if opts.num_speakers is not None:
         labels = cluster.cut(merges, n, num_clusters=opts.num_speakers)

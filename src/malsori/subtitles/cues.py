@@ -478,9 +478,7 @@ def build_cues(
             pause_ids.append(run)
             speakers.append(speaker)
             labels.append(text if k == 0 else "")
-    timed = time_cues(
-        groups, block_ids, limits, transcript.duration, pause_ids, speakers, labels
-    )
+    timed = time_cues(groups, block_ids, limits, transcript.duration, pause_ids, speakers, labels)
     return merge_orphans(timed, limits)
 
 

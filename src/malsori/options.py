@@ -61,6 +61,8 @@ class DecodeOptions:
     vad_filter: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
+    #: faster-whisper's pipelines only: malsori's decodes each window on its own (a
+    #: previous-window prompt measured worse there, docs/pipeline.md)
     condition_on_previous_text: bool = True
     batch_size: int = 8
     pipeline: str = "malsori"

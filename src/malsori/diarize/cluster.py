@@ -7,6 +7,8 @@ embeddings (a one-hour meeting at a 5 s window step) cluster in well under a sec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -21,21 +23,27 @@ def _normalize(x: npt.ArrayLike) -> FloatArray:
     return out
 
 
-def linkage(embeddings: npt.ArrayLike, penalty: npt.ArrayLike | None = None) -> FloatArray:
+def linkage(
+    embeddings: npt.ArrayLike,
+    apart: Iterable[tuple[int, int]] = (),
+    penalty: float = 0.0,
+) -> FloatArray:
     """The merge list, (n - 1, 3) rows of (cluster a, cluster b, distance) in the order they
     were made; row r makes cluster n + r (the numbering of scipy's ``linkage``).
 
-    ``penalty``: an optional symmetric (n, n) matrix added to the cosine distances (e.g. a
-    cannot-link constraint between two embeddings). Average linkage stays monotone for any
-    dissimilarity, so :func:`cut` works the same; a cluster pair's penalty is the share of
-    its member pairs that carry one, times its size."""
+    ``apart``: pairs of embeddings (i, j) whose cosine distance gets ``penalty`` added (a
+    soft cannot-link). Average linkage stays monotone for any dissimilarity, so :func:`cut`
+    works the same; two clusters then carry the penalty times the share of their member
+    pairs that are marked apart."""
     x = _normalize(embeddings)
     n = len(x)
     if n < 2:
         return np.zeros((0, 3))
     dist = np.clip(1.0 - x @ x.T, 0.0, 2.0)
-    if penalty is not None:
-        dist = dist + np.asarray(penalty, dtype=np.float64)
+    pairs = np.array(list(apart), dtype=np.int64).reshape(-1, 2)
+    if penalty and len(pairs):
+        dist[pairs[:, 0], pairs[:, 1]] += penalty
+        dist[pairs[:, 1], pairs[:, 0]] += penalty
     np.fill_diagonal(dist, np.inf)
     size = np.ones(n)
     label = np.arange(n)  # the merge-list id of the cluster living in each row

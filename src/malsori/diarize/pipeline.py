@@ -222,7 +222,7 @@ def decide(analysis: Analysis | None, duration: float, opts: DiarizeOptions) -> 
     count = analysis.count
     lengths = np.array([b - a for a, b in analysis.chunks], dtype=np.float64) * FRAME_STEP
     apart = _cannot_link(active, geo, analysis.chunks)
-    centres = _cluster(analysis.embeddings, lengths, apart * opts.cannot_link, opts)
+    centres = _cluster(analysis.embeddings, lengths, apart, opts)
     chunk_label = (analysis.embeddings @ centres.T).argmax(axis=1)
     n_clusters = len(centres)
     frame_label = np.full(geo.total, -1)
@@ -260,42 +260,39 @@ def decide(analysis: Analysis | None, duration: float, opts: DiarizeOptions) -> 
 
 def _cannot_link(
     active: npt.NDArray[np.bool_], geo: _Geometry, chunks: list[tuple[int, int]]
-) -> npt.NDArray[np.float64]:
-    """(chunks, chunks): 1.0 where some segmentation window holds both chunks whole and hears
-    them as two different local speakers (each chunk >= 80% one local speaker), else 0."""
-    n = len(chunks)
-    apart = np.zeros((n, n))
-    if n < 2:
-        return apart
-    begins = np.array([a for a, _ in chunks])
-    ends = np.array([b for _, b in chunks])
+) -> set[tuple[int, int]]:
+    """Pairs of chunks (i < j) that some segmentation window holds whole and hears as two
+    different local speakers (each chunk >= 80% one local speaker)."""
+    apart: set[tuple[int, int]] = set()
+    begins = np.array([a for a, _ in chunks], dtype=np.int64)
+    ends = np.array([b for _, b in chunks], dtype=np.int64)
     for w, off in enumerate(geo.offsets):
         lo, hi = np.searchsorted(begins, off), np.searchsorted(begins, off + geo.width)
-        inside = [i for i in range(lo, hi) if ends[i] <= off + geo.width]
-        who = {}
-        for i in inside:
-            share = active[w, begins[i] - off : ends[i] - off].mean(axis=0)
-            if share.max() >= 0.8:
-                who[i] = int(share.argmax())
-        for i, j in itertools.combinations(who, 2):
-            if who[i] != who[j]:
-                apart[i, j] = apart[j, i] = 1.0
+        who: dict[int, int] = {}
+        for i in range(lo, hi):
+            if ends[i] <= off + geo.width:
+                share = active[w, begins[i] - off : ends[i] - off].mean(axis=0)
+                if share.max() >= 0.8:
+                    who[i] = int(share.argmax())
+        apart.update((i, j) for i, j in itertools.combinations(who, 2) if who[i] != who[j])
     return apart
 
 
 def _cluster(
     matrix: npt.NDArray[np.float64],
     speech: npt.NDArray[np.float64],
-    penalty: npt.NDArray[np.float64],
+    apart: set[tuple[int, int]],
     opts: DiarizeOptions,
 ) -> npt.NDArray[np.float64]:
-    """Cluster centroids, (k, dim), from the embeddings with enough speech (``penalty``:
-    added to the pairwise distances)."""
+    """Cluster centroids, (k, dim), from the embeddings with enough speech (``apart``: pairs
+    of chunks kept apart by ``opts.cannot_link``)."""
     train = speech >= opts.min_embed_speech
     if train.sum() < 2:
         train = speech >= speech.max() * 0.5
     x = matrix[train]
-    merges = cluster.linkage(x, penalty[np.ix_(train, train)])
+    row = np.cumsum(train) - 1  # chunk index -> row of x
+    kept = [(int(row[i]), int(row[j])) for i, j in apart if train[i] and train[j]]
+    merges = cluster.linkage(x, kept, opts.cannot_link)
     n = len(x)
     if opts.num_speakers is not None:
         labels = cluster.cut(merges, n, num_clusters=opts.num_speakers)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SENTENCES, convert, wer
+from malsori._ledger import LEDGER
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 TINY = ("--model", "tiny.en", "-q")
@@ -29,11 +30,54 @@ def test_output_dir_gets_every_format(run_cli: Run, window_wav: Path, tmp_path: 
         "transcribe", str(window_wav), *TINY, "--output-dir", str(out), "--word-timestamps"
     )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != LEDGER) == [
         f"window.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt")
     ]
     data = json.loads((out / "window.json").read_text())
     assert data["segments"][0]["words"]
+
+
+def test_output_dir_rewrites_only_its_own_results(
+    run_cli: Run, speech_dir: Path, tmp_path: Path
+) -> None:
+    """A rerun rewrites an input's own unchanged files; a file malsori did not write, one
+    edited since, or another input's transcript under the same name stops that input with
+    the reason (hostile tester: a hand-made movie.srt and d1/x.wav's transcript were
+    silently replaced); --overwrite replaces them."""
+    out = tmp_path / "out"
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    (d1 / "x.wav").write_bytes((speech_dir / "window.wav").read_bytes())
+    (d2 / "x.wav").write_bytes((speech_dir / "report.wav").read_bytes())
+    first = run_cli("transcribe", str(d1 / "x.wav"), *TINY, "-o", str(out), "-f", "txt,srt")
+    assert first.returncode == 0, first.stderr
+    again = run_cli("transcribe", str(d1 / "x.wav"), *TINY, "-o", str(out), "-f", "txt,srt")
+    assert again.returncode == 0, again.stderr  # its own results: rewritten
+    kept = (out / "x.txt").read_text()
+
+    other = run_cli("transcribe", str(d2 / "x.wav"), *TINY, "-o", str(out), "-f", "txt")
+    assert other.returncode == 1
+    assert "holds the transcript of another input" in other.stderr, other.stderr
+    assert (out / "x.txt").read_text() == kept
+
+    (out / "x.srt").write_text((out / "x.srt").read_text() + "my correction\n")
+    edited = run_cli("transcribe", str(d1 / "x.wav"), *TINY, "-o", str(out), "-f", "srt")
+    assert edited.returncode == 1 and "was changed since malsori wrote it" in edited.stderr
+    assert (out / "x.srt").read_text().endswith("my correction\n")
+
+    (out / "movie.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nmine\n")
+    (tmp_path / "movie.wav").write_bytes((speech_dir / "window.wav").read_bytes())
+    mine = run_cli("transcribe", str(tmp_path / "movie.wav"), *TINY, "-o", str(out), "-f", "srt")
+    assert mine.returncode == 1 and "was not written by malsori" in mine.stderr
+    assert (out / "movie.srt").read_text().endswith("mine\n")
+    assert str(tmp_path) not in mine.stderr.replace(str(out), "")  # no other path shown
+
+    forced = run_cli(
+        "transcribe", str(d2 / "x.wav"), *TINY, "-o", str(out), "-f", "txt", "--overwrite"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert wer(SENTENCES["report"], (out / "x.txt").read_text()) <= 0.2
 
 
 @pytest.mark.parametrize("ext", ["flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4"])
@@ -131,7 +175,7 @@ def test_good_files_still_transcribed_when_others_fail(
     assert proc.returncode == 1
     assert f"{len(bad_inputs)} of {len(files)} input(s) failed" in proc.stderr
     assert "would write the same output files" not in proc.stderr  # truncated.wav/.mp3
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != LEDGER) == [
         "report.srt",
         "report.txt",
         "window.srt",

@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="write <input stem>.<format> files here",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with -o: replace existing files even if malsori did not write them for this "
+        "input (by default a rerun rewrites only its own unchanged results)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     d = p.add_argument_group("speakers (the diarize extra)")
     d.add_argument(
@@ -76,6 +82,30 @@ def _check_output_dir(path: Path) -> None:
         raise MalsoriError(
             f"cannot write to output directory {path}: {exc.strerror or exc}"
         ) from exc
+
+
+def _write(
+    result: Any, out_dir: Path, stem: str, formats: list[str], name: str, overwrite: bool
+) -> list[Path]:
+    """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
+    is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`)."""
+    from .._ledger import Ledger, input_id
+    from ..writers import output_paths, write_transcript
+
+    ledger = Ledger(out_dir)
+    source = input_id(name)
+    try:
+        with ledger.locked() as entries:
+            if not overwrite:
+                label = "<stdin>" if name == "-" else name
+                ledger.check(entries, output_paths(out_dir, stem, formats), source, label)
+            paths = write_transcript(result, out_dir, stem, formats)
+            ledger.record(paths, source)
+    except OSError as exc:
+        from .._atomic import output_error
+
+        raise output_error(exc, ledger.path) from exc
+    return paths
 
 
 def write_stdout(text: str) -> None:
@@ -115,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..audio import load_audio
     from ..engine import check_options, load_model, transcribe
-    from ..writers import write_transcript
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
     set_subtitle_options(subtitle_options_from_args(args))
@@ -179,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                 encode = token_encoder(loaded.model)  # split segments keep their tokens
                 result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
-                paths = write_transcript(result, out_dir, stems[name], formats)
+                paths = _write(result, out_dir, stems[name], formats, name, args.overwrite)
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:

@@ -129,16 +129,25 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     first = rows(out)
     good = (out / "train.txt").read_text()
 
-    # Deleted and edited outputs are redone; the untouched file is not.
+    # A deleted output is redone; an edited one is kept (a hand-corrected transcript is not
+    # replaced by a fresh decode: hostile tester), its file failed with the reason; the
+    # untouched file is left alone.
     (out / "garden.txt").unlink()
     (out / "river.txt").write_text("edited by hand\n")
     proc = batch(root, out, "-f", "txt")
-    assert proc.returncode == 0, proc.stderr
-    assert "2 done file(s) redone: outputs missing, changed or renamed" in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "1 done file(s) redone: outputs missing, changed or renamed" in proc.stderr
+    assert "1 file(s) not transcribed: their output path is taken" in proc.stderr
     assert "garden" in (out / "garden.txt").read_text().lower()
-    assert "river" in (out / "river.txt").read_text().lower()
+    assert (out / "river.txt").read_text() == "edited by hand\n"
+    assert "was changed since this job wrote it and is kept" in rows(out)["river.wav"]["error"]
     assert rows(out)["train.wav"]["updated_at"] == first["train.wav"]["updated_at"]
     assert (out / "train.txt").read_text() == good
+    # Moved away, it is redone.
+    (out / "river.txt").rename(tmp_path / "river-mine.txt")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "river" in (out / "river.txt").read_text().lower()
 
     # Another model and more formats: every file is redone, and the run says why.
     proc = batch(root, out, "-f", "txt,srt", "--model", "base")
@@ -162,6 +171,43 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     proc = batch(root, out, "-f", "txt", "--model", "base", "--force")
     assert "--force: 3 file(s) redone" in proc.stderr
     assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
+
+
+def test_nested_output_directories_are_refused(clips: dict[str, Path], tmp_path: Path) -> None:
+    """Each job locks only its own folder: ``-o out`` and ``-o out/sub`` at once overwrote
+    each other's results and both said done (hostile tester). The second job is refused,
+    whichever is nested and whether they run one after the other or start together."""
+    one, two = tmp_path / "in1", tmp_path / "in2"
+    (one / "sub").mkdir(parents=True)
+    two.mkdir()
+    for name in ("garden", "river"):
+        shutil.copy(clips[name], one / "sub" / f"{name}.wav")  # -> out/sub/<name>.txt
+    for name in ("train", "piano"):
+        shutil.copy(clips[name], two / f"{name}.wav")
+    out = tmp_path / "out"
+    assert batch(one, out, "-f", "txt").returncode == 0
+    inner = batch(two, out / "sub", "-f", "txt")
+    assert inner.returncode == 1
+    assert "is inside the output directory of another batch job" in inner.stderr, inner.stderr
+    assert not (out / "sub" / ".malsori-jobs.sqlite").exists()
+
+    out2 = tmp_path / "out2"
+    assert batch(two, out2 / "sub", "-f", "txt").returncode == 0
+    outer = batch(one, out2, "-f", "txt")
+    assert outer.returncode == 1 and "holds the output directory" in outer.stderr
+
+    # Started together: at most one runs, and it says so.
+    out3 = tmp_path / "out3"
+    cmd = [*CLI, "batch", "--model", "tiny.en", "-q", "-f", "txt"]
+    procs = [
+        subprocess.Popen([*cmd, str(one), "-o", str(out3)], stderr=subprocess.PIPE, text=True),
+        subprocess.Popen(
+            [*cmd, str(two), "-o", str(out3 / "sub")], stderr=subprocess.PIPE, text=True
+        ),
+    ]
+    results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
+    assert sum(rc == 0 for rc, _ in results) <= 1, results
+    assert any("output directory of another batch job" in err for _, err in results), results
 
 
 def test_a_redone_file_leaves_no_output_of_the_old_request(

@@ -4,7 +4,9 @@ per input file. Shared by the local engine and the Ray engine, so a job resumes 
 Status moves pending -> running -> done | failed. A row left ``running`` by a process that
 died is reclaimed (back to pending); a file whose content changed is redone; a done file
 whose outputs are missing or were changed on disk, or that was made with another model,
-options or formats than this run asks for, is redone (see :meth:`JobStore.refresh_done`).
+options or formats than this run asks for, is redone (see :meth:`JobStore.refresh_done`),
+except that an output edited since it was written is never replaced without ``--force``
+(the runner fails that file with the reason).
 
 Each output is recorded with its size and sha256 at write time. One run at a time holds
 :class:`RunLock` on the output directory; a second run refuses at once.

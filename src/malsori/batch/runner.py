@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
-from .jobs import JobStore, RunLock, output_intact
+from .jobs import DB_NAME, JobStore, RunLock, output_intact
 from .naming import output_bases
 from .progress import BatchResult
 from .scan import scan
@@ -90,7 +90,9 @@ def prepare(
     prep.retried = store.retry_failed(retries)
     config = replace(config, also=_kept_formats(store, out, config.formats))
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    prep.blocked = _check_targets(store, out, expected)
+    blocked = _check_targets(store, out, expected, force)
+    prep.blocked = len(blocked)
+    prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
     return config, prep
 
 
@@ -111,14 +113,17 @@ def _kept_formats(store: JobStore, out: Path, asked: tuple[str, ...]) -> dict[st
     return kept
 
 
-def _check_targets(store: JobStore, out: Path, expected: dict[str, list[str]]) -> int:
+def _check_targets(
+    store: JobStore, out: Path, expected: dict[str, list[str]], force: bool
+) -> set[str]:
     """A pending file whose output path holds something malsori may not overwrite fails now,
     with the reason, instead of replacing it: a folder, a file the job did not write (your
-    notes.txt in OUT), or a file written for another input and edited since. A file's own
-    outputs may be rewritten (it is redone because they were edited or deleted)."""
+    notes.txt in OUT, another job's result), a file written for another input and edited
+    since, or the file's own output edited since (a hand-corrected transcript; ``--force``
+    redoes it anyway). Returns the files failed."""
     owners = store.owners()
     pending = set(store.pending())
-    blocked = 0
+    blocked: set[str] = set()
     for rel in sorted(pending & set(expected)):
         for p in expected[rel]:
             target = out / p
@@ -138,11 +143,36 @@ def _check_targets(store: JobStore, out: Path, expected: dict[str, list[str]]) -
                     reason = (
                         f"{target} (from {owner}) was edited since it was written; move it away"
                     )
+                elif owner == rel and not force and not output_intact(out, record):
+                    reason = (
+                        f"{target} was changed since this job wrote it and is kept; move it "
+                        "away to redo this file, or use --force"
+                    )
             if reason is not None:
                 store.block(rel, reason)
-                blocked += 1
+                blocked.add(rel)
                 break
     return blocked
+
+
+def _refuse_nested(out: Path) -> None:
+    """Refuse an output directory inside another batch job's, or holding one: each job
+    locks only its own folder, so two jobs writing into one tree (``-o out`` and
+    ``-o out/sub``) overwrite each other's results and both report them done."""
+    here = out.resolve()
+    other = next((p for p in here.parents if (p / DB_NAME).is_file()), None)
+    if other is None:
+        for folder, _, files in os.walk(here):
+            if folder != str(here) and DB_NAME in files:
+                other = Path(folder)
+                break
+    if other is None:
+        return
+    where = "is inside" if other in here.parents else "holds"
+    raise MalsoriError(
+        f"{out} {where} the output directory of another batch job ({other}); two jobs "
+        "writing into one tree overwrite each other's results: use a separate folder"
+    )
 
 
 def run_batch(
@@ -176,11 +206,21 @@ def run_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MalsoriError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
+    _refuse_nested(out)
     if config.threads is None:  # workers x threads <= cores
         config = replace(config, threads=max(1, default_cpu_threads() // workers))
     config = replace(config, model_key=_model_key(config.model))
     with RunLock(out):
+        fresh = not (out / DB_NAME).exists()
         store = JobStore(out)
+        try:  # again, now that this job's database exists (two jobs started at once)
+            _refuse_nested(out)
+        except MalsoriError:
+            store.close()
+            if fresh:  # leave no empty job behind to block the other folder later
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+            raise
         db_inode = store.path.stat().st_ino
         try:
             config, prep = prepare(config, store, pattern, retries, force)

@@ -10,9 +10,10 @@
 
 Re-running the same command resumes: done files are skipped, changed files redone, failed
 files retried up to --retries times, files left running by a killed run reclaimed. A done
-file whose outputs were deleted or edited, or that was made with another model, compute
-type, options or formats, is redone (re-decoded); --force redoes everything. One run per
-output directory at a time.
+file whose outputs were deleted, or that was made with another model, compute type, options
+or formats, is redone (re-decoded); an output edited since it was written is kept (its file
+fails with the reason); --force redoes everything. One run per output directory at a time,
+and no output directory inside another job's.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -171,6 +172,21 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     proc = batch(root, out, "-f", "txt", "--model", "base", "--force")
     assert "--force: 3 file(s) redone" in proc.stderr
     assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
+
+
+def test_glob_matches_korean_names_in_either_normal_form(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """A Korean name copied from macOS is decomposed (NFD); a pattern typed on Linux is
+    composed (NFC). The two must match: the file was skipped as 'not audio by name'."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    nfd = unicodedata.normalize("NFD", "회의록.wav")
+    shutil.copy(clips["garden"], root / nfd)
+    proc = batch(root, out, "-f", "txt", "--glob", unicodedata.normalize("NFC", "회의*"))
+    assert proc.returncode == 0, proc.stderr
+    assert list(rows(out)) == [nfd]
+    assert "garden" in (out / unicodedata.normalize("NFD", "회의록.txt")).read_text().lower()
 
 
 def test_nested_output_directories_are_refused(clips: dict[str, Path], tmp_path: Path) -> None:

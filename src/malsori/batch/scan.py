@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,9 @@ class ScanResult:
 
 def _matches(pattern: str, rel: str, name: str) -> bool:
     """fnmatch on the relative path or the name; ``**/x`` also matches ``x`` at the top."""
+    # one Unicode normal form on both sides: a Korean name from macOS is decomposed (NFD)
+    pattern = unicodedata.normalize("NFC", pattern)
+    rel, name = unicodedata.normalize("NFC", rel), unicodedata.normalize("NFC", name)
     candidates = [pattern]
     while candidates[-1].startswith("**/"):
         candidates.append(candidates[-1][3:])

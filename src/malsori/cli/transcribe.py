@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def _stems(files: list[str]) -> dict[str, str]:
     names = {f: "stdin" if f == "-" else Path(f).name for f in files}
     by_name: dict[str, list[str]] = {}
     for f, name in names.items():
-        by_name.setdefault(name.casefold(), []).append(f)
+        by_name.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(f)
     clashes = [fs for fs in by_name.values() if len(fs) > 1]
     if clashes:
         listed = "; ".join(" and ".join(fs) for fs in clashes)

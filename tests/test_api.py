@@ -126,6 +126,12 @@ def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_w
         malsori.load_model("tiny.en", compute_type="int4")
     with pytest.raises(OptionsError, match="unknown language code 'xx'"):
         DecodeOptions(language="xx")
+    # a country code or an English name gets the code it likely meant; a BCP 47 tag works
+    for wrong in ("kr", "Korean", "한국어"):
+        with pytest.raises(OptionsError, match="did you mean 'ko'"):
+            DecodeOptions(language=wrong)
+    assert DecodeOptions(language="ko-KR").language == "ko"
+    assert DecodeOptions(language="en_US").language == "en"
     with pytest.raises(OptionsError, match="beam_size"):
         DecodeOptions(beam_size=-1)  # 0 = automatic (malsori's pipeline, issue 14)
     with pytest.raises(OptionsError, match="English-only"):

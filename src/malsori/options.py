@@ -24,15 +24,30 @@ def language_codes() -> tuple[str, ...]:
     return tuple(_LANGUAGE_CODES)
 
 
+#: Common ways to name a language that are not Whisper's code: the error says which code.
+_LIKELY: dict[str, str] = {
+    "kr": "ko", "kor": "ko", "korean": "ko", "한국어": "ko",
+    "eng": "en", "english": "en", "jp": "ja", "jpn": "ja", "japanese": "ja",
+    "cn": "zh", "chi": "zh", "zho": "zh", "chinese": "zh",
+}  # fmt: skip
+
+
 def normalize_language(language: str | None) -> str | None:
-    """``None``/"auto" -> None (detect); a known code -> itself; otherwise OptionsError."""
+    """``None``/"auto" -> None (detect); a known code -> itself; a BCP 47 tag whose primary
+    subtag is a known code (``ko-KR``, ``en_US``) -> that code; otherwise OptionsError
+    (naming the code when the input is a common other name for it: ``kr``, ``korean``)."""
     if language is None or language.strip().lower() in ("", "auto"):
         return None
     code = language.strip().lower()
+    primary = code.replace("_", "-").split("-")[0]
+    if code not in language_codes() and primary in language_codes():
+        code = primary
     if code not in language_codes():
+        likely = _LIKELY.get(code) or _LIKELY.get(primary)
+        hint = f"did you mean {likely!r}? " if likely else ""
         raise OptionsError(
-            f"unknown language code {language!r}; use 'auto' or one of the Whisper codes "
-            "(en, ko, ja, zh, de, fr, es, ...)"
+            f"unknown language code {language!r}; {hint}use 'auto' or one of the Whisper "
+            "codes (en, ko, ja, zh, de, fr, es, ...)"
         )
     return code
 

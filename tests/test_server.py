@@ -208,6 +208,12 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
     ]
     for files, data, status, fragment in cases:
         _assert_error(_post(server, files, data), status, fragment)
+    # file sent as a plain form field (url-encoded): said in words, no Python type names
+    form = httpx.post(
+        server.url + "/v1/audio/transcriptions", data={"file": "abc", "model": "whisper-1"}
+    )
+    _assert_error(form, 400, "expected an uploaded file (multipart/form-data)")
+    assert "class" not in form.text
     # Path-like and non-UTF-8 file names are only labels: they transcribe fine.
     for name in (
         "../../etc/passwd",

@@ -97,6 +97,22 @@ def test_timestamp_granularities_as_openai(client: openai.OpenAI) -> None:
     assert err.value.body["param"] == "timestamp_granularities"  # type: ignore[index]
 
 
+def test_granularities_sent_without_brackets_are_honoured(server: Server) -> None:
+    """curl users write ``timestamp_granularities=word`` (no ``[]``): it was ignored silently."""
+    resp = httpx.post(
+        server.url + "/v1/audio/transcriptions",
+        files={"file": ("jfk.wav", JFK.read_bytes())},
+        data={
+            "model": "whisper-1",
+            "response_format": "verbose_json",
+            "timestamp_granularities": "word",
+        },
+        timeout=120,
+    )
+    body = resp.json()
+    assert resp.status_code == 200 and body["words"] and "segments" not in body, body
+
+
 def test_json_carries_usage(server: Server) -> None:
     resp = httpx.post(
         server.url + "/v1/audio/transcriptions",

@@ -60,6 +60,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     param = ".".join(loc) or None
     if first.get("type") == "missing":
         message = f"missing required parameter: {param}"
+    elif param == "file":  # a text field named file (url-encoded form, or no file part)
+        message = "invalid value for file: expected an uploaded file (multipart/form-data)"
     else:
         message = f"invalid value for {param}: {first.get('msg', 'invalid request')}"
     return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)

@@ -43,6 +43,10 @@ async def transcriptions(
     timestamp_granularities: Annotated[
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
+    granularities_unbracketed: Annotated[
+        list[Granularity] | None,
+        Form(alias="timestamp_granularities", description="the same, sent without []"),
+    ] = None,
     stream: Annotated[bool, Form()] = False,
     diarize: Annotated[
         bool,
@@ -55,7 +59,9 @@ async def transcriptions(
     min_speakers: Annotated[int | None, Form(description="with diarize")] = None,
     max_speakers: Annotated[int | None, Form(description="with diarize")] = None,
 ) -> Response:
-    granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    granularities = tuple(
+        dict.fromkeys([*(timestamp_granularities or ()), *(granularities_unbracketed or ())])
+    )
     counts = {
         "num_speakers": num_speakers,
         "min_speakers": min_speakers,
@@ -94,6 +100,10 @@ async def translations(
     timestamp_granularities: Annotated[
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
+    granularities_unbracketed: Annotated[
+        list[Granularity] | None,
+        Form(alias="timestamp_granularities", description="the same, sent without []"),
+    ] = None,
     stream: Annotated[
         bool, Form(description="malsori extension: server-sent events, as for transcriptions")
     ] = False,
@@ -122,7 +132,9 @@ async def translations(
         "max_speakers": max_speakers,
     }
     _refuse_speaker_counts(counts, "are not supported for translations")
-    granularities = tuple(dict.fromkeys(timestamp_granularities or ()))
+    granularities = tuple(
+        dict.fromkeys([*(timestamp_granularities or ()), *(granularities_unbracketed or ())])
+    )
     req = JobRequest(
         "translate", model, None, prompt, response_format, temperature, granularities, stream
     )

@@ -80,6 +80,31 @@ def test_output_dir_rewrites_only_its_own_results(
     assert wer(SENTENCES["report"], (out / "x.txt").read_text()) <= 0.2
 
 
+def test_a_named_pipe_is_read_and_a_device_refused(
+    run_cli: Run, window_wav: Path, tmp_path: Path
+) -> None:
+    """``malsori transcribe <(cat x.wav)`` and ``/dev/stdin`` are pipes, not empty files (they
+    were refused as 'file is empty (0 bytes)'); /dev/zero is refused, not read forever."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(window_wav.read_bytes())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    proc = run_cli("transcribe", str(fifo), *TINY)
+    writer.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert wer(SENTENCES["window"], proc.stdout) <= 0.2, proc.stdout
+    zero = run_cli("transcribe", "/dev/zero", *TINY)
+    assert zero.returncode == 1 and "is a device or socket, not an audio file" in zero.stderr
+
+
 @pytest.mark.parametrize("ext", ["flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4"])
 def test_any_ffmpeg_format(run_cli: Run, window_wav: Path, tmp_path: Path, ext: str) -> None:
     args = ("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5") if ext == "mp4" else ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +33,11 @@ def check_audio_path(path: Path, label: str) -> None:
         raise AudioError(f"{label}: is a directory, not an audio file")
     if not os.access(path, os.R_OK):
         raise AudioError(f"{label}: permission denied")
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):  # a pipe (<(...), /dev/stdin): read whole by load_audio
+        return
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{label}: is a device or socket, not an audio file")
     size = path.stat().st_size
     if size == 0:
         raise AudioError(f"{label}: file is empty (0 bytes)")
@@ -50,6 +56,9 @@ def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[n
         path = Path(source)
         label = name or str(path)
         check_audio_path(path, label)
+        if stat.S_ISFIFO(path.stat().st_mode):  # readable once: take it all, then decode
+            with open(path, "rb") as fh:
+                return load_audio(fh.read(), name=label)
         return _decode(str(path), label)
     if isinstance(source, bytes):
         label = name or "<bytes>"

@@ -515,3 +515,39 @@ def test_words_stacked_at_one_instant_get_reading_time() -> None:
     events = parse(srt, "srt")
     assert " ".join(line for ev in events for line in ev.lines).split() == text.split()
     assert min(ev.duration for ev in events) >= 833
+
+
+def test_a_file_that_changes_language_gets_each_stretchs_limits(
+    base_model: malsori.LoadedModel,
+) -> None:
+    """The English/Korean conversation, no language given: its English cues were cut to
+    Korean widths (16) because the file's language was Korean (hostile tester). Each
+    stretch now gets its own language's limits, no cue spans a change of language, and
+    ``subtitles check`` judges each cue by its script."""
+    from conftest import EVALDATA
+    from malsori.subtitles.lint import guess_language, lint_events
+
+    options = options_for_formats(malsori.DecodeOptions(), ["srt"])
+    result = transcribe(
+        EVALDATA / "diarization" / "dev04_mix_4spk.wav", base_model, options=options
+    )
+    assert {s.language for s in result.segments} >= {"en", "ko"}
+    built = build_cues(result)
+    hangul = re.compile(r"[\uac00-\ud7a3]")
+    english = [c for c in built if not hangul.search("".join(c.lines))]
+    korean = [c for c in built if hangul.search("".join(c.lines))]
+    assert english and korean
+    assert max(len(line) for c in english for line in c.lines) > 16  # not Korean widths
+    # no cue spans a change of the segments' language
+    language_at = [(s.start, s.end, s.language) for s in result.segments]
+    for cue in built:
+        langs = {
+            lang
+            for a, b, lang in language_at
+            for u in cue.units
+            if a <= u.start < b or a < u.end <= b
+        }
+        assert len(langs) == 1, (cue.lines, langs)
+    events = parse(render_srt(result), "srt")
+    per_cue = lint_events(events, lambda ev: SubtitleOptions().limits(guess_language(ev.lines)))
+    assert not [v for v in per_cue if v.rule == "line-width"], _report(per_cue)

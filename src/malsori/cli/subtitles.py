@@ -7,11 +7,13 @@ One line per broken rule, with the cue number; exit status 1 when any file break
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
 from ..errors import MalsoriError
 from ..subtitles.lint import RULES, guess_language, lint_events, read
+from ..subtitles.rules import Limits
 from ._args import add_subtitle_arguments, subtitle_options_from_args
 
 
@@ -42,6 +44,12 @@ def register(sub: Any) -> None:
     check.set_defaults(func=run)
 
 
+def _by_script(options: Any, used: dict[str, Limits], ev: Any) -> Limits:
+    """A cue's limits by the script of its text (each kind recorded in ``used``)."""
+    lim = options.limits(guess_language(ev.lines))
+    return used.setdefault(lim.rules.name, lim)
+
+
 def run(args: argparse.Namespace) -> int:
     """Lint each file; print the violations; 1 if any, 2 if a file could not be read."""
     options = subtitle_options_from_args(args)
@@ -53,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"malsori: error: {exc}", file=sys.stderr)
             status = 2
             continue
-        language = args.language
-        if language == "auto":
-            language = guess_language([line for ev in events for line in ev.lines])
-        limits = options.limits(language)
-        violations = lint_events(events, limits)
+        if args.language == "auto":  # each cue by its script: a file may change language
+            used: dict[str, Limits] = {}
+            violations = lint_events(events, functools.partial(_by_script, options, used))
+        else:
+            lim = options.limits(args.language)
+            used = {lim.rules.name: lim}
+            violations = lint_events(events, lim)
         for v in violations:
             print(f"{path}: {v}")
         summary = (
@@ -65,10 +75,12 @@ def run(args: argparse.Namespace) -> int:
             if violations
             else f"{path}: OK, {len(events)} cue(s)"
         )
-        print(
-            f"{summary} ({limits.rules.name} limits: {limits.max_line_width:g} per line, "
-            f"{limits.max_line_count} lines, {limits.max_cps:g} cps)"
+        described = "; ".join(
+            f"{name} limits: {lim.max_line_width:g} per line, {lim.max_line_count} lines, "
+            f"{lim.max_cps:g} cps"
+            for name, lim in used.items()
         )
+        print(f"{summary} ({described or 'no cues'})")
         if violations and status == 0:
             status = 1
     return status

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..transcript import Segment, Transcript
 from .breaks import (
@@ -456,10 +456,41 @@ def build_cues(
     options: SubtitleOptions | None = None,
     label: Callable[[str], str] | None = None,
 ) -> list[Cue]:
-    """The transcript's subtitle cues under ``options`` (defaults by its language). In a
-    diarized transcript no cue mixes two speakers; ``label(speaker)`` is visible text put
-    before the words of the cue where a speaker starts talking (``[SPEAKER_1]``; the cues
-    after it, of the same speaker, go without), measured with them."""
+    """The transcript's subtitle cues under ``options`` (defaults by each segment's
+    language: a file that changes language gets each stretch's own limits, never one cue
+    across the change). In a diarized transcript no cue mixes two speakers; ``label(speaker)``
+    is visible text put before the words of the cue where a speaker starts talking
+    (``[SPEAKER_1]``; the cues after it, of the same speaker, go without), measured with
+    them."""
+    runs = _language_runs(transcript)
+    if len(runs) <= 1:
+        return _build_cues(transcript, options, label)
+    cues: list[Cue] = []
+    for k, segments in enumerate(runs):
+        until = runs[k + 1][0].start if k + 1 < len(runs) else transcript.duration
+        language = segments[0].language or transcript.language
+        part = replace(transcript, segments=segments, language=language, duration=until)
+        cues += _build_cues(part, options, label)
+    return cues
+
+
+def _language_runs(transcript: Transcript) -> list[list[Segment]]:
+    """Consecutive segments of one language (segments without one join the run before)."""
+    runs: list[list[Segment]] = []
+    for seg in transcript.segments:
+        lang = seg.language or (runs[-1][0].language if runs else None)
+        if runs and (runs[-1][0].language or transcript.language) == (lang or transcript.language):
+            runs[-1].append(seg)
+        else:
+            runs.append([seg])
+    return runs
+
+
+def _build_cues(
+    transcript: Transcript,
+    options: SubtitleOptions | None,
+    label: Callable[[str], str] | None,
+) -> list[Cue]:
     limits = (options or SubtitleOptions()).limits(transcript.language)
     pairs = _speaker_units(transcript, limits.rules)
     units = spread_piles([u for u, _ in pairs], limits)

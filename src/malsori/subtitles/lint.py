@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,25 +267,30 @@ def _check_orphan(events: Sequence[Event], i: int, limits: Limits) -> list[Viola
     return []
 
 
-def lint_events(events: Sequence[Event], limits: Limits) -> list[Violation]:
-    """Every rule each event breaks, in cue order."""
+def lint_events(
+    events: Sequence[Event], limits: Limits | Callable[[Event], Limits]
+) -> list[Violation]:
+    """Every rule each event breaks, in cue order. ``limits``: one set for every event, or
+    a function giving each event its own (a file that changes language)."""
     out: list[Violation] = []
+    fixed = limits if isinstance(limits, Limits) else None
     for i, ev in enumerate(events):
+        lim = fixed if fixed is not None else limits(ev)  # type: ignore[operator]
         if not "".join(ev.lines).strip():
             out.append(Violation(ev.number, "empty", "no text"))
             continue
-        out += _check_timing(events[i - 1] if i else None, ev, limits)
-        out += _check_lines(ev, limits)
-        cps = _cps(ev.lines, ev.duration, limits)
-        if cps > limits.max_cps + 1e-6:
+        out += _check_timing(events[i - 1] if i else None, ev, lim)
+        out += _check_lines(ev, lim)
+        cps = _cps(ev.lines, ev.duration, lim)
+        if cps > lim.max_cps + 1e-6:
             out.append(
                 Violation(
                     ev.number,
                     "reading-speed",
-                    f"{cps:.1f} characters per second (maximum {limits.max_cps:g})",
+                    f"{cps:.1f} characters per second (maximum {lim.max_cps:g})",
                 )
             )
-        out += _check_orphan(events, i, limits)
+        out += _check_orphan(events, i, lim)
     return out
 
 

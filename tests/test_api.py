@@ -85,6 +85,23 @@ def test_transcribe_accepts_bytes_and_arrays(
     assert from_bytes.duration == pytest.approx(from_array.duration)
 
 
+def test_transcribe_reads_a_named_pipe_once(
+    window_wav: Path, tiny_en: malsori.LoadedModel, tmp_path: Path
+) -> None:
+    """A pipe can be read once: the pipeline's probe used it up and the decode then waited
+    forever (reviewer). It is now held in memory and decoded."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(window_wav.read_bytes()))
+    writer.start()
+    result = transcribe(fifo, tiny_en)
+    writer.join(timeout=60)
+    assert wer(SENTENCES["window"], result.text) <= 0.2, result.text
+
+
 def test_progress_callback_reaches_total(window_wav: Path, tiny_en: malsori.LoadedModel) -> None:
     seen: list[tuple[float, float]] = []
     transcribe(window_wav, tiny_en, progress=lambda done, total: seen.append((done, total)))

@@ -257,3 +257,25 @@ def test_wav_header_check_ignores_streamed_wav(
     streamed.write_bytes(bytes(data))
     proc = run_cli("transcribe", str(streamed), *TINY)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_output_list_survives_a_torn_line(tmp_path: Path) -> None:
+    """A ledger line cut mid-write (a full disk; a Korean name cut inside a character) was
+    fatal to every later run, and the next entry was appended onto it (reviewer)."""
+    from malsori._ledger import Ledger
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "회의.txt").write_text("x\n")
+    ledger = Ledger(out)
+    with ledger.locked():
+        ledger.record([out / "회의.txt"], "/in/회의.wav")
+    with open(out / LEDGER, "ab") as fh:
+        fh.write('{"file": "회'.encode()[:-1])  # torn inside a Hangul syllable
+    (out / "b.txt").write_text("y\n")
+    with ledger.locked() as entries:
+        assert set(entries) == {"회의.txt"}
+        ledger.record([out / "b.txt"], "/in/b.wav")
+    with ledger.locked() as entries:
+        assert set(entries) == {"회의.txt", "b.txt"}
+        ledger.check(entries, [out / "b.txt"], "/in/b.wav", "b.wav")  # its own: no error

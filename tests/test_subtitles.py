@@ -551,3 +551,19 @@ def test_a_file_that_changes_language_gets_each_stretchs_limits(
     events = parse(render_srt(result), "srt")
     per_cue = lint_events(events, lambda ev: SubtitleOptions().limits(guess_language(ev.lines)))
     assert not [v for v in per_cue if v.rule == "line-width"], _report(per_cue)
+
+
+def test_no_overlap_where_the_language_changes() -> None:
+    """A short English "Hi." 0.45 s before Korean speech: the English cue, stretched to its
+    minimum duration, overlapped the Korean one (reviewer). The runs meet with the gap."""
+    segs = [
+        Segment(id=0, start=0.0, end=0.3, text=" Hi.", language="en"),
+        Segment(id=1, start=0.45, end=3.0, text=" 안녕하세요 여러분 반갑습니다", language="ko"),
+    ]
+    t = Transcript(segs, "en", 1.0, 12.0)
+    built = build_cues(t)
+    assert [c.lines for c in built] == [("Hi.",), ("안녕하세요 여러분 반갑습니다",)]
+    gap = SubtitleOptions().limits("ko").min_gap
+    assert built[0].end + gap <= built[1].start + 1e-6, built
+    violations = lint_text(render_srt(t), "srt", language="ko")
+    assert not [v for v in violations if v.rule == "overlap"], _report(violations)

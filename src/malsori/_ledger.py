@@ -15,21 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ._atomic import output_error
 from ._hashing import sha256_file
 from .errors import OutputError
 
 LEDGER = ".malsori-transcribe.jsonl"
 
 
-def input_id(name: str) -> str:
-    """How an input is recorded: its absolute path, or ``<stdin>``."""
-    return "<stdin>" if name == "-" else str(Path(name).resolve())
+def input_id(name: str, piped: bytes | None = None) -> str:
+    """How an input is recorded: its absolute path; for audio read from a pipe (``-``,
+    ``<(...)``), whose path says nothing, the sha256 of what was read."""
+    if piped is not None:
+        return f"<piped audio sha256:{hashlib.sha256(piped).hexdigest()[:16]}>"
+    return str(Path(name).resolve())
 
 
 class Ledger:
@@ -37,20 +42,25 @@ class Ledger:
 
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / LEDGER
+        self._torn = False
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, dict[str, str]]]:
         """Hold the folder's lock; yields the latest entry per file name."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        except OSError as exc:
+            raise output_error(exc, self.path) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            with open(fd, encoding="utf-8", closefd=False) as fh:
-                fh.seek(0)
-                entries: dict[str, dict[str, str]] = {}
-                for line in fh:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        entry = json.loads(line)
-                        entries[str(entry["file"])] = entry
+            with open(fd, "rb", closefd=False) as fh:
+                data = fh.read()
+            entries: dict[str, dict[str, str]] = {}
+            for line in data.splitlines():  # a torn or foreign line is skipped, never fatal
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    entry = json.loads(line.decode("utf-8"))
+                    entries[str(entry["file"])] = entry
+            self._torn = bool(data) and not data.endswith(b"\n")
             yield entries
         finally:
             os.close(fd)  # releases the lock
@@ -72,7 +82,11 @@ class Ledger:
                     f"{path} holds the transcript of another input "
                     f"({_shown(entry.get('input', '?'))}), not of {label}; {hint}"
                 )
-            if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            try:
+                same = path.is_file() and sha256_file(path) == entry.get("sha256")
+            except OSError as exc:
+                raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            if not same:
                 raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
 
     def record(self, paths: list[Path], source: str) -> None:
@@ -82,10 +96,16 @@ class Ledger:
             digest = sha256_file(path)
             entry = {"file": path.name, "sha256": digest, "input": source, "time": time.time()}
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write("".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(("\n" if self._torn else "") + "".join(lines))  # after a torn line
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OutputError(
+                f"the results were written, but listing them in {self.path} failed "
+                f"({exc.strerror or exc}): a rerun will need --overwrite"
+            ) from exc
 
 
 def _shown(source: str) -> str:

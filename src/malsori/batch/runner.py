@@ -146,7 +146,7 @@ def _check_targets(
                 elif owner == rel and not force and not output_intact(out, record):
                     reason = (
                         f"{target} was changed since this job wrote it and is kept; move it "
-                        "away to redo this file, or use --force"
+                        "away to redo this file (--force redoes every file)"
                     )
             if reason is not None:
                 store.block(rel, reason)

@@ -86,27 +86,43 @@ def _check_output_dir(path: Path) -> None:
 
 
 def _write(
-    result: Any, out_dir: Path, stem: str, formats: list[str], name: str, overwrite: bool
-) -> list[Path]:
+    result: Any, out_dir: Path, stem: str, formats: list[str], label: str, source: str,
+    overwrite: bool,
+) -> list[Path]:  # fmt: skip
     """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
     is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`)."""
-    from .._ledger import Ledger, input_id
+    from .._ledger import Ledger
     from ..writers import output_paths, write_transcript
 
     ledger = Ledger(out_dir)
-    source = input_id(name)
-    try:
-        with ledger.locked() as entries:
-            if not overwrite:
-                label = "<stdin>" if name == "-" else name
-                ledger.check(entries, output_paths(out_dir, stem, formats), source, label)
-            paths = write_transcript(result, out_dir, stem, formats)
-            ledger.record(paths, source)
-    except OSError as exc:
-        from .._atomic import output_error
-
-        raise output_error(exc, ledger.path) from exc
+    with ledger.locked() as entries:
+        if not overwrite:
+            ledger.check(entries, output_paths(out_dir, stem, formats), source, label)
+        paths = write_transcript(result, out_dir, stem, formats)
+        ledger.record(paths, source)
     return paths
+
+
+def _read_input(name: str, label: str) -> tuple[Any, str]:
+    """The decoded audio of one input and how the ledger records it (a pipe's content
+    hash: its path changes on every run)."""
+    import stat
+
+    from .._ledger import input_id
+    from ..audio import load_audio
+
+    if name == "-":
+        data = sys.stdin.buffer.read()
+        return load_audio(data, name=label), input_id(name, data)
+    try:
+        piped = stat.S_ISFIFO(os.stat(name).st_mode)
+    except OSError:
+        piped = False  # load_audio says what is wrong with the path
+    if piped:
+        with open(name, "rb") as fh:
+            data = fh.read()
+        return load_audio(data, name=label), input_id(name, data)
+    return load_audio(name), input_id(name)
 
 
 def write_stdout(text: str) -> None:
@@ -144,7 +160,6 @@ def _stems(files: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..audio import load_audio
     from ..engine import check_options, load_model, transcribe
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
@@ -181,10 +196,7 @@ def run(args: argparse.Namespace) -> int:
     for n, name in enumerate(args.files):
         label = "<stdin>" if name == "-" else name
         try:
-            if name == "-":
-                audio = load_audio(sys.stdin.buffer.read(), name=label)
-            else:
-                audio = load_audio(name)
+            audio, source = _read_input(name, label)
             with progress_bar(
                 "{task.description}",
                 "{task.completed:.0f}/{task.total:.0f} s audio",
@@ -209,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 encode = token_encoder(loaded.model)  # split segments keep their tokens
                 result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
-                paths = _write(result, out_dir, stems[name], formats, name, args.overwrite)
+                paths = _write(result, out_dir, stems[name], formats, label, source, args.overwrite)
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:

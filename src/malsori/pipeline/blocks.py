@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,23 +73,29 @@ class AudioStream:
             self._open(source)
 
     def _open(self, source: AudioSource) -> None:
+        label = None
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
-            self._label = str(path)
-            check_audio_path(path, self._label)
-            self._source = str(path)
-        else:
-            data = source if isinstance(source, bytes) else bytes(source.read())
-            self._label = (
-                "<bytes>"
-                if isinstance(source, bytes)
-                else str(getattr(source, "name", None) or "<stream>")
-            )
-            if not data:
-                raise AudioError(f"{self._label}: input is empty (0 bytes)")
-            buf = io.BytesIO(data)
-            _check_wav_header(buf, self._label, len(data))
-            self._source = buf
+            self._label = label = str(path)
+            check_audio_path(path, label)
+            if not stat.S_ISFIFO(path.stat().st_mode):
+                self._source = str(path)
+                self._probe()
+                return
+            # a pipe can be read once (the probe would use it up): held in memory
+            with open(path, "rb") as fh:
+                source = fh.read()
+        data = source if isinstance(source, bytes) else bytes(source.read())
+        self._label = label or (
+            "<bytes>"
+            if isinstance(source, bytes)
+            else str(getattr(source, "name", None) or "<stream>")
+        )
+        if not data:
+            raise AudioError(f"{self._label}: input is empty (0 bytes)")
+        buf = io.BytesIO(data)
+        _check_wav_header(buf, self._label, len(data))
+        self._source = buf
         self._probe()
 
     def _probe(self) -> None:

@@ -28,7 +28,7 @@ from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladde
 from .language import MIXED, SURE, detect_languages, split_by_language
 from .parallel import map_calls, split, workers_of
 from .vad import StreamingVad
-from .windows import Window, WindowPacker, pack, sub_window
+from .windows import Piece, Window, WindowPacker, pack, sub_window
 from .words import align_words
 
 #: Beam width per language when ``beam_size`` is automatic (0); others decode greedily.
@@ -57,8 +57,10 @@ MIN_TOKEN_RATE: dict[str, float] = {"ko": 3.5}
 DEFAULT_MIN_TOKEN_RATE = 2.0
 #: Windows with less speech than this are not checked (a short "Yes." is not a loss).
 MIN_CHECKED_SECONDS = 5.0
-#: A window checked again is cut into at most this many runs of its speech regions.
+#: A window checked again is cut into at most this many runs of its speech regions, each
+#: of at least this many seconds.
 MAX_RECOVERY_PARTS = 8
+MIN_PART_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -239,32 +241,50 @@ class Pipeline:
         by its speech regions decoded on their own, with timestamps (their unfinished
         remainders are decoded again by the batch loop) and, when no language is given,
         each with its own language, if that gives more text. Costs nothing on windows
-        that pass; one encoder pass per region on a window that does not."""
-        short = [i for i, r in enumerate(results) if self._too_short(r)]
-        if not short:
-            return results
-        parts = [_runs(results[i].window) for i in short]
-        windows = [w for ws in parts for w in ws]
-        encoded = encode_windows(self.whisper, self.fw.feature_extractor, windows)
-        languages: list[tuple[str, float]] = []
-        for i, ws in zip(short, parts, strict=True):
-            r = results[i]
-            if self._auto_language:
-                languages += self._region_languages(r, encoded[len(languages) :][: len(ws)])
-            else:
-                languages += [(r.language, r.probability)] * len(ws)
-        again = self._decode(windows, languages, encoded, timestamps=True)
+        that pass; one encoder pass per run of regions on a window that does not (one such
+        window at a time: its parts' encoder outputs are all that is held)."""
         out: list[_Decoded] = []
-        replaced: dict[int, list[_Decoded]] = {}
-        at = 0
-        for i, ws in zip(short, parts, strict=True):
-            decoded = again[at : at + len(ws)]
-            at += len(ws)
-            if _text_tokens(decoded) > _text_tokens([results[i]]):
-                replaced[i] = decoded
-        for i, r in enumerate(results):
-            out += replaced.get(i, [r])
+        for r in results:
+            if not self._too_short(r):
+                out.append(r)
+                continue
+            parts = _runs(r.window)
+            encoded = encode_windows(self.whisper, self.fw.feature_extractor, parts)
+            if self._auto_language:
+                languages = self._region_languages(r, encoded)
+            else:
+                languages = [(r.language, r.probability)] * len(parts)
+            again = self._decode(parts, languages, encoded, timestamps=True, counted=False)
+            if self._text_tokens(again) > self._text_tokens([r]):
+                self._count(r, -1)
+                for d in again:
+                    self._count(d, +1)
+                out += again
+            else:
+                out.append(r)
         return out
+
+    def _count(self, r: _Decoded, sign: int) -> None:
+        """Add (or take back) a decoded window's speech to the languages heard."""
+        if is_silence(r.attempt, self.config.thresholds) or not r.attempt.text:
+            return
+        self.state.language_seconds[r.language] += sign * r.window.seconds
+        probs = self.state.language_probs[r.language]
+        if sign > 0:
+            probs.append(r.probability)
+        elif r.probability in probs:
+            probs.remove(r.probability)
+        if self.state.language_seconds[r.language] <= 1e-9 and not probs:
+            del self.state.language_seconds[r.language]
+
+    def _text_tokens(self, decoded: list[_Decoded]) -> int:
+        """How many text tokens (no timestamps or specials) the windows' segments hold."""
+        total = 0
+        for r in decoded:
+            eot = self.tokenizer(r.language).eot
+            for s in [*r.segments, *([r.tail] if r.tail else [])]:
+                total += sum(1 for t in s.tokens if t < eot)
+        return total
 
     def _region_languages(self, r: _Decoded, encoded: list[Encoded]) -> list[tuple[str, float]]:
         """The language of each region of the window ``r``: the window's own unless the
@@ -286,8 +306,10 @@ class Pipeline:
             return False
         if r.window.seconds < MIN_CHECKED_SECONDS:
             return False
-        floor = MIN_TOKEN_RATE.get(r.language, DEFAULT_MIN_TOKEN_RATE)
-        return _text_tokens([r]) < floor * r.window.seconds
+        floor = DEFAULT_MIN_TOKEN_RATE
+        if self.config.task == "transcribe":  # a translation is English, whatever was spoken
+            floor = MIN_TOKEN_RATE.get(r.language, DEFAULT_MIN_TOKEN_RATE)
+        return self._text_tokens([r]) < floor * r.window.seconds
 
     def _decode(
         self,
@@ -296,9 +318,11 @@ class Pipeline:
         encoded: list[Encoded] | None = None,
         *,
         timestamps: bool | None = None,
+        counted: bool = True,
     ) -> list[_Decoded]:
         """Decode windows (encoding them unless ``encoded`` is given), with or without
-        timestamp tokens (default: the configuration's)."""
+        timestamp tokens (default: the configuration's); ``counted``: add them to the
+        state's windows and languages heard (a trial decode is counted only if kept)."""
         timestamps = self.config.timestamps if timestamps is None else timestamps
         setup = self.setup if timestamps == self.setup.timestamps else self._setup_ts
         if encoded is None:
@@ -329,9 +353,9 @@ class Pipeline:
             a = attempts[i]
             assert a is not None
             lang, p = languages[i]
-            self.state.windows += 1
+            self.state.windows += counted
             if a.strategy.beam_size != self.config.beam_for(lang) or a.strategy.temperature > 0:
-                self.state.fallbacks += 1
+                self.state.fallbacks += counted
             segs: list[RawSegment] = []
             resume, tail = None, None
             if not is_silence(a, self.config.thresholds) and a.text:
@@ -341,9 +365,9 @@ class Pipeline:
                     )
                 else:
                     segs = [RawSegment(0.0, w.seconds, list(a.tokens))]
-                self.state.language_seconds[lang] += w.seconds
-                self.state.language_probs[lang].append(p)
             out.append(_Decoded(w, lang, p, encoded[i], a, segs, resume, tail))
+            if counted:
+                self._count(out[-1], +1)
         return out
 
     @property
@@ -496,25 +520,33 @@ class _Stoppable:
         return call
 
 
-def _text_tokens(decoded: list[_Decoded]) -> int:
-    """How many text tokens (no timestamps or specials) the windows' segments hold."""
-    eot = 50257  # the first special token of every Whisper vocabulary (<|endoftext|>)
-    return sum(
-        sum(1 for t in s.tokens if t < eot)
-        for r in decoded
-        for s in [*r.segments, *([r.tail] if r.tail else [])]
-    )
-
-
 def _runs(window: Window) -> list[Window]:
-    """The window's speech regions as windows of their own: one per region, or at most
-    :data:`MAX_RECOVERY_PARTS` runs of neighbouring regions (one window: itself)."""
+    """The window's speech regions as windows of their own, a region shorter than
+    :data:`MIN_PART_SECONDS` joined to the one after it (a second alone is easily taken
+    for another language, or filled with an invented "Thank you."); at most
+    :data:`MAX_RECOVERY_PARTS` runs (one region: the window itself)."""
     pieces = window.pieces
     if len(pieces) == 1:
         return [window]
-    k = min(len(pieces), MAX_RECOVERY_PARTS)
-    bounds = [round(j * len(pieces) / k) for j in range(k + 1)]
-    return [sub_window(window, pieces[a:b]) for a, b in itertools.pairwise(bounds)]
+    groups: list[list[Piece]] = [[]]
+    length = 0
+    for p in pieces:
+        groups[-1].append(p)
+        length += p.length
+        if length >= MIN_PART_SECONDS * SAMPLE_RATE:
+            groups.append([])
+            length = 0
+    if not groups[-1]:
+        groups.pop()
+    elif len(groups) > 1:  # a short last run joins the one before
+        groups[-2] += groups.pop()
+    while len(groups) > MAX_RECOVERY_PARTS:  # join the shortest neighbours
+        sizes = [sum(p.length for p in a + b) for a, b in itertools.pairwise(groups)]
+        k = sizes.index(min(sizes))
+        groups[k : k + 2] = [groups[k] + groups[k + 1]]
+    if len(groups) == 1:
+        return [window]
+    return [sub_window(window, tuple(g)) for g in groups]
 
 
 def _crosses(r: _Decoded) -> bool:

@@ -466,11 +466,21 @@ def build_cues(
     if len(runs) <= 1:
         return _build_cues(transcript, options, label)
     cues: list[Cue] = []
+    gap = 0.0
     for k, segments in enumerate(runs):
         until = runs[k + 1][0].start if k + 1 < len(runs) else transcript.duration
         language = segments[0].language or transcript.language
         part = replace(transcript, segments=segments, language=language, duration=until)
-        cues += _build_cues(part, options, label)
+        built = _build_cues(part, options, label)
+        gap = max(gap, (options or SubtitleOptions()).limits(language).min_gap)
+        if cues and built:  # where the language changes: no overlap, the minimum gap kept
+            last, first = cues[-1], built[0]
+            end = max(last.start + 0.001, min(last.end, first.start - gap))
+            cues[-1] = replace(last, end=round(end, 3))
+            if first.start < cues[-1].end + gap:
+                start = round(cues[-1].end + gap, 3)
+                built[0] = replace(first, start=min(start, first.end - 0.001))
+        cues += built
     return cues
 
 

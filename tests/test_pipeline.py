@@ -104,7 +104,7 @@ def test_mixed_languages_each_stretch_in_its_own_language(
         got, ref = getattr(mixed_score, metric), getattr(alone_score, metric)
         # Issue 14 asks for 2 points. Korean misses it here since the stretch alone no
         # longer loses sentences (its window is decoded again region by region): 13.1% vs
-        # 5.1%; the gap is tracked in the issue, and this bound keeps it from growing.
+        # 6.6%; the gap is tracked in the issue, and this bound keeps it from growing.
         margin = 0.10 if lang == "ko" else 0.02
         assert got <= ref + margin, (lang, got, ref, [s.text for s in segs], alone.text)
 

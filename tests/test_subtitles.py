@@ -528,9 +528,8 @@ def test_a_file_that_changes_language_gets_each_stretchs_limits(
     from malsori.subtitles.lint import guess_language, lint_events
 
     options = options_for_formats(malsori.DecodeOptions(), ["srt"])
-    result = transcribe(
-        EVALDATA / "diarization" / "dev04_mix_4spk.wav", base_model, options=options
-    )
+    audio = malsori.load_audio(EVALDATA / "diarization" / "dev04_mix_4spk.wav")
+    result = transcribe(audio[: 40 * 16000], base_model, options=options)  # en, ko, en
     assert {s.language for s in result.segments} >= {"en", "ko"}
     built = build_cues(result)
     hangul = re.compile(r"[\uac00-\ud7a3]")

@@ -24,7 +24,7 @@ from .assemble import RawSegment, split_by_timestamps
 from .blocks import AudioStream, Samples
 from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
-from .fallback import Thresholds, decode_with_fallback, flags, is_silence, ladder
+from .fallback import Thresholds, decode_with_fallback, failed, flags, is_silence, ladder
 from .language import MIXED, SURE, detect_languages, split_by_language
 from .parallel import map_calls, split, workers_of
 from .vad import StreamingVad
@@ -301,8 +301,12 @@ class Pipeline:
         return out
 
     def _too_short(self, r: _Decoded) -> bool:
-        """Does the window's text look cut short for its speech?"""
+        """Does the window's text look cut short for its speech? (Only text that passed the
+        quality checks at the first try: a window the fallback had to sample has another
+        problem, which decoding its regions again does not solve.)"""
         if not r.segments or r.window.depth or r.window.sources:
+            return False
+        if r.attempt.strategy.temperature > 0 or failed(r.attempt, self.config.thresholds):
             return False
         if r.window.seconds < MIN_CHECKED_SECONDS:
             return False

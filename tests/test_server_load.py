@@ -5,6 +5,7 @@ schema: no 5xx, overload answered with 429 + Retry-After, no growth."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,7 +113,13 @@ def test_soak_of_short_requests_memory_stays_flat(tmp_path: Path) -> None:
     assert statuses == {200: SOAK_REQUESTS}, statuses
     assert all(wer("Good morning.", t) <= 0.5 for t in texts)
     assert len(rss) >= 15
-    assert max(rss) <= min(rss) * 1.10, [r // 2**20 for r in rss]
+    # Flat = no growth: the last third of the samples against the first third (medians, so
+    # one sample taken while a request held its buffers, +33 MB once in CI, is no leak),
+    # and no sample far above the rest.
+    third = len(rss) // 3
+    early, late = statistics.median(rss[:third]), statistics.median(rss[-third:])
+    assert late <= early * 1.05, [r // 2**20 for r in rss]
+    assert max(rss) <= min(rss) * 1.25, [r // 2**20 for r in rss]
 
 
 def test_schemathesis_finds_no_server_errors() -> None:

@@ -85,6 +85,16 @@ def score_all(
     return per_file, summary
 
 
+def _summary_cells(c: dict[str, Any]) -> list[str]:
+    """The four summary columns of a sensitivity row: built, real, Korean max, count."""
+    return [
+        f"{c['built']:.1%}",
+        f"{c['real']:.1%}",
+        f"{c['korean_max']:.1%}",
+        f"{c['count_right']}/8",
+    ]
+
+
 def analyse_all(diarizer: Any, audio: dict[str, Any], opts: Any) -> tuple[dict[str, Any], float]:
     analyses = {}
     seconds = 0.0
@@ -190,10 +200,7 @@ def main() -> int:
                     [
                         f"{c['threshold']:.2f}",
                         f"{c['min_cluster_share']:.1f}",
-                        f"{c['built']:.1%}",
-                        f"{c['real']:.1%}",
-                        f"{c['korean_max']:.1%}",
-                        f"{c['count_right']}/8",
+                        *_summary_cells(c),
                     ]
                     for c in curve
                 ],
@@ -214,10 +221,7 @@ def main() -> int:
                     [
                         f"{c['cannot_link']:.1f}",
                         f"{c['threshold']:.2f}",
-                        f"{c['built']:.1%}",
-                        f"{c['real']:.1%}",
-                        f"{c['korean_max']:.1%}",
-                        f"{c['count_right']}/8",
+                        *_summary_cells(c),
                     ]
                     for c in link_curve
                 ],
@@ -243,10 +247,7 @@ def main() -> int:
                     [
                         c["setting"],
                         f"{c['value']:g}",
-                        f"{c['built']:.1%}",
-                        f"{c['real']:.1%}",
-                        f"{c['korean_max']:.1%}",
-                        f"{c['count_right']}/8",
+                        *_summary_cells(c),
                         f"{c['rtf']:.3f}",
                     ]
                     for c in model_curve

@@ -523,11 +523,6 @@ def _build_cues(
     return merge_orphans(timed, limits)
 
 
-def limits_for(transcript: Transcript, options: SubtitleOptions | None = None) -> Limits:
-    """The limits ``build_cues`` applies to ``transcript``."""
-    return (options or SubtitleOptions()).limits(transcript.language)
-
-
 # --- karaoke --------------------------------------------------------------------------
 
 

@@ -46,6 +46,32 @@ def detect_languages(
     return out
 
 
+#: The speech heard to place a change of language: the piece (VAD region, usually one
+#: utterance) next to a candidate boundary, grown by its neighbours away from the
+#: boundary while shorter than this (a syllable or two is too little to tell).
+SPAN_SECONDS = 1.0
+
+
+def _span(pieces: Any, lo: int, hi: int, *, leftwards: bool) -> Any:
+    """``pieces[lo:hi]`` grown away from the boundary until it holds SPAN_SECONDS of
+    speech: ``leftwards`` keeps ``hi`` (the pieces just before a boundary), otherwise it
+    keeps ``lo`` (the pieces just after)."""
+    from ..audio import SAMPLE_RATE
+
+    def seconds(i: int, j: int) -> float:
+        return float(sum(p.length for p in pieces[i:j])) / SAMPLE_RATE
+
+    if leftwards:
+        i = hi - 1
+        while i > lo and seconds(i, hi) < SPAN_SECONDS:
+            i -= 1
+        return pieces[i:hi]
+    j = lo + 1
+    while j < hi and seconds(lo, j) < SPAN_SECONDS:
+        j += 1
+    return pieces[lo:j]
+
+
 def split_by_language(
     window: Any,
     language: str,
@@ -57,25 +83,28 @@ def split_by_language(
     of the windows before and after it, and ``detect(window) -> language`` (one encoder
     pass). Output: the window cut at piece boundaries into runs of one language, in order.
 
-    A window holds at most one change on each side (30 s): a binary search finds the
-    longest run of pieces at its start that is still in ``left`` and at its end in
-    ``right``, about log2(pieces) encoder passes per side, only where the language
-    changes."""
+    A window holds at most one change on each side (30 s). A binary search over the
+    pieces finds where ``left`` ends and where ``right`` begins, about log2(pieces)
+    encoder passes per side, only where the language changes. Each probe hears the piece
+    next to the candidate boundary (:data:`SPAN_SECONDS`), not everything on one side of
+    it: 15 s of English and 7 s of Korean are detected as English, so a probe of the
+    whole side moved the boundary into the other language and its speech was decoded in
+    the wrong one (or dropped). Probes of 2.5-3 s spans, grown into the neighbouring
+    pieces, did the same to a short last sentence (docs/pipeline.md)."""
     from .windows import sub_window
 
     pieces = window.pieces
     n = len(pieces)
+
+    def heard(lo: int, hi: int, *, leftwards: bool) -> str:
+        return str(detect(sub_window(window, _span(pieces, lo, hi, leftwards=leftwards))))
+
     start, stop = 0, n
-    if (
-        left is not None
-        and left != language
-        and n > 1
-        and detect(sub_window(window, pieces[:1])) == left
-    ):
-        lo, hi = 1, n - 1  # the longest prefix pieces[:k] detected as `left`
+    if left is not None and left != language and n > 1 and heard(0, n, leftwards=False) == left:
+        lo, hi = 1, n - 1  # the last k such that the speech just before piece k is `left`
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if detect(sub_window(window, pieces[:mid])) == left:
+            if heard(0, mid, leftwards=True) == left:
                 lo = mid
             else:
                 hi = mid - 1
@@ -84,12 +113,12 @@ def split_by_language(
         right is not None
         and right != language
         and n - start > 1
-        and detect(sub_window(window, pieces[-1:])) == right
+        and heard(start, n, leftwards=True) == right
     ):
-        lo, hi = start + 1, n - 1  # the longest suffix pieces[j:] detected as `right`
+        lo, hi = start + 1, n - 1  # the first j such that the speech from piece j is `right`
         while lo < hi:
             mid = (lo + hi) // 2
-            if detect(sub_window(window, pieces[mid:])) == right:
+            if heard(mid, n, leftwards=False) == right:
                 hi = mid
             else:
                 lo = mid + 1

@@ -543,7 +543,10 @@ def _runs(window: Window) -> list[Window]:
     if not groups[-1]:
         groups.pop()
     elif len(groups) > 1:  # a short last run joins the one before
-        groups[-2] += groups.pop()
+        # (not `groups[-2] += groups.pop()`: its -2 is resolved again after the pop, so
+        # the joined run overwrote the run before it, which was lost, and came out twice)
+        last = groups.pop()
+        groups[-1] += last
     while len(groups) > MAX_RECOVERY_PARTS:  # join the shortest neighbours
         sizes = [sum(p.length for p in a + b) for a, b in itertools.pairwise(groups)]
         k = sizes.index(min(sizes))

@@ -281,6 +281,40 @@ def test_runs_of_a_window_hold_each_region_once() -> None:
     assert all(sum(p.length for p in r.pieces) >= 2 * SR for r in runs)
 
 
+def test_joined_windows_keep_their_parts_and_boundaries() -> None:
+    """Remainders of two windows are joined (1 s of silence between them); what is left of
+    the joined window after a cut still knows which part each piece came from, so a
+    segment running from one part into the other is found and decoded apart (it was
+    mapped from one recording region to another: 16 s to 54 s over 36 s of other speech).
+    A segment that ends exactly where its piece ends stays in it (it ended at the start
+    of the next region, after the pause). Windows compare by identity (``in`` on a list
+    of them compared their samples arrays and raised)."""
+    from malsori.pipeline.assemble import RawSegment
+    from malsori.pipeline.run import _crosses, _Decoded
+    from malsori.pipeline.windows import Piece, Window, pack
+
+    a = Window(np.zeros(8 * SR, np.float32), (Piece(0, 10 * SR, 8 * SR),), 1)
+    b = Window(np.zeros(8 * SR, np.float32), (Piece(0, 50 * SR, 8 * SR),), 1)
+    joined = pack([a, b])[0]
+    assert joined.sources == (0, 1) and joined.seconds == 17.0
+    rest = joined.remainder(4.0)
+    assert rest is not None and rest.sources == (0, 1) and len(rest.parts) == 2
+    assert [p.start for p in rest.pieces] == [14 * SR, 50 * SR]
+    assert [p.start for w in rest.parts for p in w.pieces] == [14 * SR, 50 * SR]
+    across = _Decoded(rest, "en", 0.9, None, None, [RawSegment(2.0, 9.0, [1])], None, None)
+    assert _crosses(across)
+    only_b = joined.remainder(9.5)
+    assert only_b is not None and not only_b.sources and only_b.start == 50.5
+
+    two = Window(
+        np.zeros(10 * SR, np.float32), (Piece(0, 0, 5 * SR), Piece(5 * SR, 60 * SR, 5 * SR))
+    )
+    assert two.to_recording(5.0, two.piece_at(5.0, end=True)) == 5.0
+    assert two.to_recording(5.02, two.piece_at(5.02, end=True)) == pytest.approx(60.02)
+    assert two.piece_at(5.0) == 1  # a start there is the next piece's
+    assert a not in [b] and a in [a]
+
+
 def test_a_window_decoded_again_keeps_every_sentence_once(base: malsori.LoadedModel) -> None:
     """Four Korean clips (26 s, one window) whose first decode ends early: decoded again
     run by run, 16-19 s came out missing and 19-25 s twice (CER 34% against 8%)."""

@@ -34,7 +34,7 @@ BLOCK_SECONDS = 60.0
 Samples = npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: == would compare the samples arrays
 class AudioBlock:
     """``samples`` (16 kHz mono float32) starting at sample ``start`` of the recording."""
 

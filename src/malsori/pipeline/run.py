@@ -93,7 +93,7 @@ class PipelineConfig:
         return LANGUAGE_BEAMS.get(language, 1)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: its fields hold numpy arrays (== would compare them)
 class _Decoded:
     window: Window
     language: str
@@ -218,13 +218,17 @@ class Pipeline:
             for w, r in again:
                 by_language[(r.language, r.probability)].append(w)
             joined = [(w, lp) for lp, ws in by_language.items() for w in pack(ws)]
-            todo = self._decode([w for w, _ in joined], [lp for _, lp in joined])
+            # remainders exist only after a decode with timestamps (the configuration's,
+            # or a window decoded again piece by piece): decode them the same way
+            todo = self._decode([w for w, _ in joined], [lp for _, lp in joined], timestamps=True)
             # a segment that runs across two joined windows: decode those apart
             crossed = [r for r in todo if _crosses(r)]
             if crossed:
-                todo = [r for r in todo if r not in crossed]
+                todo = [r for r in todo if not _crosses(r)]
                 apart = [(w, (r.language, r.probability)) for r in crossed for w in r.window.parts]
-                todo += self._decode([w for w, _ in apart], [lp for _, lp in apart])
+                todo += self._decode(
+                    [w for w, _ in apart], [lp for _, lp in apart], timestamps=True
+                )
             results += todo
         if self.config.word_timestamps:
             self._words(results)

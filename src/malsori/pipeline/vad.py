@@ -18,7 +18,7 @@ from .blocks import AudioBlock, Samples
 HOLD_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: == would compare the samples arrays
 class Region:
     """One stretch of speech: samples ``start``..``end`` of the recording (VAD padding
     included) and their audio."""

@@ -30,7 +30,7 @@ class Piece:
     length: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: == would compare the samples arrays
 class Window:
     """Input of the encoder: up to 30 s of ``samples`` made of ``pieces`` of the recording.
     ``depth`` counts re-decodes of an unfinished window's remainder."""
@@ -62,8 +62,8 @@ class Window:
         for i, p in enumerate(self.pieces):
             if pos < p.offset:
                 return i - 1 if end and i > 0 else i
-            if pos < p.offset + p.length:
-                return i
+            if pos < p.offset + p.length or (end and pos < p.offset + p.length + 1):
+                return i  # (an end on the piece's last sample is its end, not the next's)
         return len(self.pieces) - 1
 
     def to_recording(self, t: float, piece: int | None = None) -> float:
@@ -76,15 +76,36 @@ class Window:
     def remainder(self, t: float) -> Window | None:
         """The part of this window after window time ``t`` (an unfinished decode is
         decoded again from there, as sequential Whisper seeks); None if under 1 s."""
-        cut = int(t * SAMPLE_RATE)
+        cut = round(t * SAMPLE_RATE)
         if len(self.samples) - cut < SAMPLE_RATE:
             return None
-        pieces = []
-        for p in self.pieces:
+        return self._after(cut)
+
+    def _after(self, cut: int) -> Window:
+        """The window from sample ``cut`` on; a joined window keeps which part each piece
+        came from, and its parts (the first one cut too), so a segment that runs across
+        two of them is still found (``run._crosses``) and decoded apart."""
+        pieces: list[Piece] = []
+        sources: list[int] = []
+        for i, p in enumerate(self.pieces):
             lo, hi = max(p.offset, cut), p.offset + p.length
             if hi > lo:
                 pieces.append(Piece(lo - cut, p.start + lo - p.offset, hi - lo))
-        return Window(self.samples[cut:], tuple(pieces), self.depth + 1)
+                if self.sources:
+                    sources.append(self.sources[i])
+        parts: list[Window] = []
+        if self.sources:
+            kept = sorted(set(sources))
+            for k in kept:  # the part's first sample in this window's time
+                first = next(p for p, s in zip(self.pieces, self.sources, strict=True) if s == k)
+                inner = cut - first.offset + self.parts[k].pieces[0].offset
+                parts.append(self.parts[k]._after(inner) if inner > 0 else self.parts[k])
+            sources = [kept.index(s) for s in sources]
+        if len(parts) == 1:  # what is left is one part: a window of its own
+            return Window(parts[0].samples, parts[0].pieces, self.depth + 1)
+        return Window(
+            self.samples[cut:], tuple(pieces), self.depth + 1, tuple(sources), tuple(parts)
+        )
 
 
 def _split(region: Region) -> Iterator[Region]:

@@ -222,9 +222,12 @@ class Pipeline:
             # or a window decoded again piece by piece): decode them the same way
             todo = self._decode([w for w, _ in joined], [lp for _, lp in joined], timestamps=True)
             # a segment that runs across two joined windows: decode those apart
-            crossed = [r for r in todo if _crosses(r)]
+            whole: list[_Decoded] = []
+            crossed: list[_Decoded] = []
+            for r in todo:
+                (crossed if _crosses(r) else whole).append(r)
             if crossed:
-                todo = [r for r in todo if not _crosses(r)]
+                todo = whole
                 apart = [(w, (r.language, r.probability)) for r in crossed for w in r.window.parts]
                 todo += self._decode(
                     [w for w, _ in apart], [lp for _, lp in apart], timestamps=True

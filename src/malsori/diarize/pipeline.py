@@ -201,7 +201,7 @@ def _chunks(
     return out
 
 
-@dataclass
+@dataclass(eq=False)  # identity: == would compare its numpy arrays
 class Analysis:
     """What the models found in one recording (stages 1-3)."""
 

@@ -37,7 +37,7 @@ _DTYPES: dict[int, str] = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # identity: == would compare its numpy arrays
 class CT2Model:
     spec: str
     revision: int

@@ -189,6 +189,37 @@ def test_glob_matches_korean_names_in_either_normal_form(
     assert "garden" in (out / unicodedata.normalize("NFD", "회의록.txt")).read_text().lower()
 
 
+def test_korean_names_in_two_normal_forms_never_share_an_output(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two Korean names that differ only in Unicode normal form look the same and are the
+    same name on macOS or a normalizing share: ``회의.wav`` (NFD) and ``회의.mp3`` (NFC)
+    keep their extensions like any stem twins; ``회의.wav`` in both forms (two files on
+    Linux) are both refused with the reason, and the other files are done."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    nfc, nfd = (unicodedata.normalize(form, "회의") for form in ("NFC", "NFD"))
+    shutil.copy(clips["garden"], root / "a" / f"{nfd}.wav")
+    convert(clips["river"], root / "a" / f"{nfc}.mp3")
+    shutil.copy(clips["train"], root / "b" / f"{nfd}.wav")
+    shutil.copy(clips["piano"], root / "b" / f"{nfc}.wav")
+    shutil.copy(clips["piano"], root / "b" / "other.wav")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode != 0  # two files failed
+    assert "garden" in (out / "a" / f"{nfd}.wav.txt").read_text().lower()
+    assert "river" in (out / "a" / f"{nfc}.mp3.txt").read_text().lower()
+    assert "dinner" in (out / "b" / "other.txt").read_text().lower()
+    assert sorted(p.name for p in (out / "b").iterdir()) == ["other.txt"]
+    status = rows(out)
+    for name in (f"b/{nfd}.wav", f"b/{nfc}.wav"):
+        assert status[name]["status"] == "failed"
+        assert "Unicode normal form" in status[name]["error"], status[name]["error"]
+    # nothing changed: the rerun refuses them again instead of writing one over the other
+    assert batch(root, out, "-f", "txt").returncode != 0
+    assert sorted(p.name for p in (out / "b").iterdir()) == ["other.txt"]
+
+
 def test_nested_output_directories_are_refused(clips: dict[str, Path], tmp_path: Path) -> None:
     """Each job locks only its own folder: ``-o out`` and ``-o out/sub`` at once overwrote
     each other's results and both said done (hostile tester). The second job is refused,

@@ -4,16 +4,24 @@ The rule (documented in README "What malsori guarantees"):
 
 - ``dir/name.ext`` writes ``OUT/dir/name.<format>`` — the input tree mirrored under OUT;
 - when two inputs in one folder share a stem (``m.wav`` and ``m.mp3``; compared without
-  case, as on case-insensitive disks), each keeps its extension: ``m.wav.txt``, ``m.mp3.txt``;
+  case and in one Unicode normal form, as case-insensitive disks and macOS compare names: a
+  Korean name typed on Linux is composed (NFC), the same name from macOS decomposed (NFD)),
+  each keeps its extension: ``m.wav.txt``, ``m.mp3.txt``;
 - names are computed over every file the job has ever seen (its database), not only this
   run's ``--glob``, so a rerun with another pattern never renames outputs back and forth.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import PurePosixPath
+
+
+def _key(name: str) -> str:
+    """How a disk that ignores case and Unicode normal form compares two names."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def output_bases(rels: Iterable[str]) -> dict[str, str]:
@@ -27,7 +35,7 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
         for rel in paths:
             p = PurePosixPath(rel)
             name = p.name if rel in full else p.stem
-            groups[(str(p.parent), name.casefold())].append(rel)
+            groups[(_key(str(p.parent)), _key(name))].append(rel)
         clashing = [
             rel
             for members in groups.values()
@@ -45,6 +53,17 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def colliding_inputs(targets: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-    """``{output path: [inputs]}`` -> the outputs that more than one input would write."""
-    return [(path, names) for path, names in targets.items() if len(names) > 1]
+def lookalikes(bases: dict[str, str]) -> dict[str, str]:
+    """Inputs whose output bases differ only in case or Unicode normal form after the rule
+    above (``한.wav`` composed and ``한.wav`` decomposed, two files on Linux): on a disk that
+    compares names that way they would write the same files. Maps each such input to one
+    of the others."""
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for rel, base in bases.items():
+        by_key[_key(base)].append(rel)
+    return {
+        rel: next(o for o in members if o != rel)
+        for members in by_key.values()
+        if len(members) > 1
+        for rel in members
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
 from .jobs import DB_NAME, JobStore, RunLock, output_intact
-from .naming import output_bases
+from .naming import lookalikes, output_bases
 from .progress import BatchResult
 from .scan import scan
 
@@ -90,7 +90,7 @@ def prepare(
     prep.retried = store.retry_failed(retries)
     config = replace(config, also=_kept_formats(store, out, config.formats))
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    blocked = _check_targets(store, out, expected, force)
+    blocked = _check_targets(store, out, expected, force, lookalikes(config.names))
     prep.blocked = len(blocked)
     prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
     return config, prep
@@ -114,7 +114,11 @@ def _kept_formats(store: JobStore, out: Path, asked: tuple[str, ...]) -> dict[st
 
 
 def _check_targets(
-    store: JobStore, out: Path, expected: dict[str, list[str]], force: bool
+    store: JobStore,
+    out: Path,
+    expected: dict[str, list[str]],
+    force: bool,
+    twins: dict[str, str],
 ) -> set[str]:
     """A pending file whose output path holds something malsori may not overwrite fails now,
     with the reason, instead of replacing it: a folder, a file the job did not write (your
@@ -125,6 +129,14 @@ def _check_targets(
     pending = set(store.pending())
     blocked: set[str] = set()
     for rel in sorted(pending & set(expected)):
+        if rel in twins:  # two names one disk may take for the same: neither is written
+            store.block(
+                rel,
+                f"its output name looks the same as that of {twins[rel]} (they differ only in "
+                "case or Unicode normal form); rename one of them",
+            )
+            blocked.add(rel)
+            continue
         for p in expected[rel]:
             target = out / p
             if not os.path.lexists(target):

@@ -102,3 +102,45 @@ def test_tsv_and_txt(result: malsori.Transcript) -> None:
 def test_unknown_format_is_an_error(result: malsori.Transcript, tmp_path: Path) -> None:
     with pytest.raises(malsori.OptionsError, match="unknown output format 'docx'"):
         write_transcript(result, tmp_path, "x", "docx")
+
+
+def test_a_set_whose_rename_fails_midway_is_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One input's formats come from one run: when the second of three renames fails (the
+    disk went read-only, a share dropped), the first file gets its old content back and a
+    file that did not exist before is removed; nothing temporary is left."""
+    import os
+
+    from malsori._atomic import atomic_write_many
+    from malsori.errors import OutputError
+
+    a, b, c = tmp_path / "회의.txt", tmp_path / "회의.srt", tmp_path / "회의.json"
+    a.write_text("old 가\n", encoding="utf-8")
+    b.write_text("old 나\n", encoding="utf-8")
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def flaky_replace(src: str, dst: str | Path) -> None:
+        calls.append(str(dst))
+        if Path(dst) == b and src.endswith(".tmp"):
+            raise OSError(30, "Read-only file system")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(OutputError, match="회의.srt"):
+        atomic_write_many([(c, "new json\n"), (a, "new 가\n"), (b, "new 나\n")])
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert calls[:3] == [str(c), str(a), str(b)]  # two renames done before the failure
+    assert a.read_text(encoding="utf-8") == "old 가\n"
+    assert b.read_text(encoding="utf-8") == "old 나\n"
+    assert not c.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["회의.srt", "회의.txt"]
+    # and a set that goes through replaces all three, with no leftovers
+    atomic_write_many([(c, "new json\n"), (a, "new 가\n"), (b, "new 나\n")])
+    assert [p.read_text(encoding="utf-8") for p in (a, b, c)] == [
+        "new 가\n",
+        "new 나\n",
+        "new json\n",
+    ]
+    assert len(list(tmp_path.iterdir())) == 3

@@ -76,12 +76,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         fh.write(text)
 
 
+def _keep_old(dest: Path) -> str | None:
+    """A hard link to ``dest``'s current content under a temporary name (None when there is
+    no old file, or the disk has no hard links): what a failed set is rolled back to."""
+    if not os.path.lexists(dest):
+        return None
+    for _ in range(100):
+        backup = str(dest.parent / f"{_tmp_prefix(dest)}{os.urandom(4).hex()}.old")
+        try:
+            os.link(dest, backup, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+        return backup
+    return None
+
+
 def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
     """Write every ``(path, text)`` or none: all temporary files are written and synced
-    before the first rename. Raises :class:`OutputError` (one line, naming the file) when a
-    write fails, e.g. on a full disk; no temporary file is left behind."""
+    before the first rename, and if a rename fails midway the files already renamed get
+    their old content back (or are removed when they are new), so one input's formats never
+    come from two different runs. Raises :class:`OutputError` (one line, naming the file)
+    when a write fails, e.g. on a full disk; no temporary file is left behind."""
     mode = 0o666 & ~_umask()
     staged: list[tuple[str, Path]] = []
+    backups: dict[Path, str | None] = {}
+    renamed: list[Path] = []
     current: Path | None = None
     try:
         for dest, _ in files:  # checked before anything is written: all or none
@@ -97,12 +118,21 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+        backups = {dest: _keep_old(dest) for _, dest in staged}
         for tmp, dest in staged:
             current = dest
             os.replace(tmp, dest)
+            renamed.append(dest)
     except OSError as exc:
+        for dest in reversed(renamed):  # roll back: the set as it was before
+            with contextlib.suppress(OSError):
+                backup = backups.get(dest)
+                if backup is not None:
+                    os.replace(backup, dest)
+                else:
+                    os.unlink(dest)
         raise output_error(exc, current or "output") from exc
     finally:
-        for tmp, _ in staged:
+        for tmp in [t for t, _ in staged] + [b for b in backups.values() if b is not None]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -131,6 +131,32 @@ def test_korean_just_before_a_longer_english_stretch_stays_korean(
     assert score(en_ref, "".join(s.text for s in en_segs), "en").wer <= 0.1
 
 
+def test_a_dialect_sentence_at_a_change_of_language_stays_in_the_files_languages(
+    base: malsori.LoadedModel,
+) -> None:
+    """English, 12 s of Korean ending in a Gyeongsang dialect sentence, English again. Heard
+    alone, the dialect sentence is Japanese to Whisper (p 0.91); it was written in kana. Where
+    the language changes, a piece that sounds like none of the file's languages stays with
+    the speech before it, and a run cut there keeps its language when decoded again."""
+    en, ko = _rows("en"), {Path(r["path"]).stem: r for r in _rows("ko")}
+    korean = [ko[f"emotiontts_{n}"] for n in ("pfc00028", "pfc00026", "pfo00011")]
+    parts = [_stretch(en[4:8]), _stretch(korean), _stretch(en[8:12])]
+    bounds = np.cumsum([0.0] + [len(a) / SR for a, _ in parts])
+    result = malsori.transcribe(np.concatenate([a for a, _ in parts]), base)
+    assert {s.language for s in result.segments} == {"en", "ko"}, [
+        (s.language, s.text) for s in result.segments
+    ]
+    last = malsori.load_audio(EVALDATA / korean[-1]["path"])
+    dialect_start = bounds[2] - (len(last) + len(GAP)) / SR  # the last Korean clip
+    dialect = [s for s in result.segments if dialect_start <= (s.start + s.end) / 2 < bounds[2]]
+    assert dialect and all(s.language == "ko" for s in dialect), [
+        (s.language, s.text) for s in dialect
+    ]
+    assert all(re.search("[가-힣]", s.text) for s in dialect), [s.text for s in dialect]
+    ko_segs = _texts_by_stretch(result, bounds)[1]
+    assert score(parts[1][1], "".join(s.text for s in ko_segs), "ko").cer <= 0.35
+
+
 def test_segments_carry_language_and_quality_fields_in_json(mixed: dict[str, Any]) -> None:
     data = json.loads(render_json(mixed["result"]))
     assert {s["language"] for s in data["segments"]} == {"en", "ko"}

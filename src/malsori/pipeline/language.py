@@ -80,8 +80,10 @@ def split_by_language(
     detect: Any,
 ) -> list[tuple[Any, str]]:
     """Input: a window next to a change of language, its detected language, the languages
-    of the windows before and after it, and ``detect(window) -> language`` (one encoder
-    pass). Output: the window cut at piece boundaries into runs of one language, in order.
+    of the windows before and after it, and ``detect(window) -> language or None`` (one
+    encoder pass; None when the speech sounds like none of the file's languages, e.g. a
+    dialect heard alone). Output: the window cut at piece boundaries into runs of one
+    language, in order. A piece heard as no language stays with the speech before it.
 
     A window holds at most one change on each side (30 s). A binary search over the
     pieces finds where ``left`` ends and where ``right`` begins, about log2(pieces)
@@ -96,15 +98,19 @@ def split_by_language(
     pieces = window.pieces
     n = len(pieces)
 
-    def heard(lo: int, hi: int, *, leftwards: bool) -> str:
-        return str(detect(sub_window(window, _span(pieces, lo, hi, leftwards=leftwards))))
+    def heard(lo: int, hi: int, *, leftwards: bool) -> str | None:
+        found = detect(sub_window(window, _span(pieces, lo, hi, leftwards=leftwards)))
+        return None if found is None else str(found)
+
+    def still_left(lang: str | None) -> bool:  # an unclear piece stays with what precedes it
+        return lang is None or lang == left
 
     start, stop = 0, n
-    if left is not None and left != language and n > 1 and heard(0, n, leftwards=False) == left:
+    if left is not None and left != language and n > 1 and still_left(heard(0, n, leftwards=False)):
         lo, hi = 1, n - 1  # the last k such that the speech just before piece k is `left`
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if heard(0, mid, leftwards=True) == left:
+            if still_left(heard(0, mid, leftwards=True)):
                 lo = mid
             else:
                 hi = mid - 1

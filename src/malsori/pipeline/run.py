@@ -25,7 +25,7 @@ from .blocks import AudioStream, Samples
 from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
 from .fallback import Thresholds, decode_with_fallback, failed, flags, is_silence, ladder
-from .language import MIXED, SURE, detect_languages, split_by_language
+from .language import MIXED, PLAUSIBLE, SURE, detect_languages, split_by_language
 from .parallel import map_calls, split, workers_of
 from .vad import StreamingVad
 from .windows import Piece, Window, WindowPacker, pack, sub_window
@@ -247,7 +247,8 @@ class Pipeline:
         window whose text is too short for its speech (:data:`MIN_TOKEN_RATE`) is replaced
         by its speech regions decoded on their own, with timestamps (their unfinished
         remainders are decoded again by the batch loop) and, when no language is given,
-        each with its own language, if that gives more text. Costs nothing on windows
+        each with its own language (unless the window is a run cut at a change of language,
+        whose language was decided there), if that gives more text. Costs nothing on windows
         that pass; one encoder pass per run of regions on a window that does not (one such
         window at a time: its parts' encoder outputs are all that is held)."""
         out: list[_Decoded] = []
@@ -257,7 +258,7 @@ class Pipeline:
                 continue
             parts = _runs(r.window)
             encoded = encode_windows(self.whisper, self.fw.feature_extractor, parts)
-            if self._auto_language:
+            if self._auto_language and r.window.language is None:
                 languages = self._region_languages(r, encoded)
             else:
                 languages = [(r.language, r.probability)] * len(parts)
@@ -295,11 +296,15 @@ class Pipeline:
 
     def _region_languages(self, r: _Decoded, encoded: list[Encoded]) -> list[tuple[str, float]]:
         """The language of each region of the window ``r``: the window's own unless the
-        region is sure (p >= SURE) of another among the window's top two and the languages
-        heard so far (a few seconds alone, or a dialect, are easily taken for a third)."""
+        region is sure (p >= SURE) of another among the languages heard so far and the
+        window's runner-up when that may be spoken in part of it (p >= MIXED): a few seconds
+        alone, or a dialect, are easily taken for a third language (a Gyeongsang sentence
+        for Japanese at 0.94, when Japanese was the runner-up of an English window at 0.01)."""
         alternatives: list[tuple[str, float]] = []
         detect_languages(self.whisper, stack([r.encoded]), None, alternatives=alternatives)
-        allowed = frozenset({r.language, alternatives[0][0], *self.state.language_seconds})
+        runner_up, p_runner_up = alternatives[0]
+        heard = {r.language, *self.state.language_seconds}
+        allowed = frozenset(heard | ({runner_up} if p_runner_up >= MIXED else set()))
         out: list[tuple[str, float]] = []
         for lo in range(0, len(encoded), MAX_WINDOWS_PER_CALL):
             part = stack(encoded[lo : lo + MAX_WINDOWS_PER_CALL])
@@ -404,9 +409,11 @@ class Pipeline:
         if len(allowed) < 2:
             return windows, encoded, languages
 
-        def detect(w: Window) -> str:
+        def detect(w: Window) -> str | None:
             enc = encode_windows(self.whisper, self.fw.feature_extractor, [w])
-            return detect_languages(self.whisper, stack(enc), None, allowed)[0][0]
+            lang, p = detect_languages(self.whisper, stack(enc), None, allowed)[0]
+            # none of the file's languages is likely: a dialect or a noise, not a change
+            return lang if p >= PLAUSIBLE else None
 
         out_w: list[Window] = []
         out_e: list[Encoded] = []
@@ -428,6 +435,7 @@ class Pipeline:
                 out_e.append(encoded[i])
                 out_l.append((parts[0][1], p))
                 continue
+            parts = [(dataclasses.replace(sw, language=sl), sl) for sw, sl in parts]
             out_w += [sw for sw, _ in parts]
             out_e += encode_windows(
                 self.whisper, self.fw.feature_extractor, [sw for sw, _ in parts]

@@ -41,6 +41,9 @@ class Window:
     #: For a window joined from several (see :func:`pack`): which one each piece came from.
     sources: tuple[int, ...] = ()
     parts: tuple[Window, ...] = ()
+    #: Set on a run cut out of a window where the language changes: the search decided its
+    #: language, so its regions keep it when decoded again (they are not detected alone).
+    language: str | None = None
 
     @property
     def seconds(self) -> float:

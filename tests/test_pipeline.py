@@ -157,6 +157,28 @@ def test_a_dialect_sentence_at_a_change_of_language_stays_in_the_files_languages
     assert score(parts[1][1], "".join(s.text for s in ko_segs), "ko").cer <= 0.35
 
 
+def test_korean_in_the_middle_of_an_english_window_is_not_dropped(
+    base: malsori.LoadedModel,
+) -> None:
+    """17 s of English, 8 s of Korean, English again: the Korean lies inside the first
+    window, whose ends are English. It was decoded as English, i.e. left out of the text.
+    The window's runner-up language is now looked for in its middle as well."""
+    en, ko = _rows("en"), {Path(r["path"]).stem: r for r in _rows("ko")}
+    korean = [ko[f"emotiontts_{n}"] for n in ("pfo00011", "pma00020")]
+    parts = [_stretch(en[:3]), _stretch(korean), _stretch(en[3:6])]
+    bounds = np.cumsum([0.0] + [len(a) / SR for a, _ in parts])
+    result = malsori.transcribe(np.concatenate([a for a, _ in parts]), base)
+    before, inside, after = _texts_by_stretch(result, bounds)
+    assert inside and {s.language for s in inside} == {"ko"}, [
+        (s.start, s.language, s.text) for s in result.segments
+    ]
+    assert {s.language for s in before + after} == {"en"}
+    text = "".join(s.text for s in inside)
+    assert score(parts[1][1], text, "ko").cer <= 0.5, text
+    assert "쓰레기" in text, text  # the second sentence, which was lost
+    assert score(parts[0][1], "".join(s.text for s in before), "en").wer <= 0.1
+
+
 def test_segments_carry_language_and_quality_fields_in_json(mixed: dict[str, Any]) -> None:
     data = json.loads(render_json(mixed["result"]))
     assert {s["language"] for s in data["segments"]} == {"en", "ko"}

@@ -128,7 +128,7 @@ def test_a_set_whose_rename_fails_midway_is_rolled_back(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", flaky_replace)
-    with pytest.raises(OutputError, match="회의.srt"):
+    with pytest.raises(OutputError, match=r"회의\.srt"):
         atomic_write_many([(c, "new json\n"), (a, "new 가\n"), (b, "new 나\n")])
     monkeypatch.setattr(os, "replace", real_replace)
     assert calls[:3] == [str(c), str(a), str(b)]  # two renames done before the failure

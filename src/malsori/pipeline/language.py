@@ -72,18 +72,109 @@ def _span(pieces: Any, lo: int, hi: int, *, leftwards: bool) -> Any:
     return pieces[lo:j]
 
 
+#: Speech per probe when a window's runner-up language is looked for away from its ends
+#: (at most about 8 probes for a 30 s window): a sentence or two.
+GROUP_SECONDS = 3.75
+
+
+def _groups(pieces: Any, lo: int, hi: int) -> list[tuple[int, int]]:
+    """``pieces[lo:hi]`` as consecutive ranges of at least GROUP_SECONDS of speech each (the
+    last one takes what is left over)."""
+    from ..audio import SAMPLE_RATE
+
+    out: list[tuple[int, int]] = []
+    begin, amount = lo, 0
+    for i in range(lo, hi):
+        amount += pieces[i].length
+        if amount >= GROUP_SECONDS * SAMPLE_RATE:
+            out.append((begin, i + 1))
+            begin, amount = i + 1, 0
+    if begin < hi:
+        if out and amount < GROUP_SECONDS * SAMPLE_RATE / 2:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((begin, hi))
+    return out
+
+
+def _islands(
+    pieces: Any, lo: int, hi: int, language: str, inside: str, heard: Any, heard_all: Any
+) -> list[tuple[int, int]]:
+    """Piece ranges of ``pieces[lo:hi]`` (a run in ``language`` at both ends) spoken in
+    ``inside``. Each group of :data:`GROUP_SECONDS` is heard whole; a run of groups heard as
+    ``inside`` (with the unclear groups next to it) is an island, whose edges are then
+    placed piece by piece: grown into the neighbouring groups by the same binary searches
+    as at a window's ends, and trimmed of end pieces heard as ``language``."""
+    groups = _groups(pieces, lo, hi)
+    if len(groups) < 2:
+        return []
+    label = [heard_all(a, b) for a, b in groups]
+    out: list[tuple[int, int]] = []
+    g = 0
+    while g < len(groups):
+        if label[g] != inside:
+            g += 1
+            continue
+        first = g
+        while (
+            first > 0
+            and label[first - 1] is None
+            and (not out or groups[first - 1][0] >= out[-1][1])
+        ):
+            first -= 1
+        while g + 1 < len(groups) and label[g + 1] != language:
+            g += 1
+        a, b = groups[first][0], groups[g][1]
+        if (
+            first > 0
+        ):  # the first k in the group before such that the speech from k is not `language`
+            k_lo, k_hi = groups[first - 1][0] + 1, a
+            while k_lo < k_hi:
+                mid = (k_lo + k_hi) // 2
+                if heard(mid, b, leftwards=False) != language:
+                    k_hi = mid
+                else:
+                    k_lo = mid + 1
+            a = k_lo
+        if g + 1 < len(
+            groups
+        ):  # the last e in the group after such that the speech before e is not
+            e_lo, e_hi = b, groups[g + 1][1] - 1
+            while e_lo < e_hi:
+                mid = (e_lo + e_hi + 1) // 2
+                if heard(a, mid, leftwards=True) != language:
+                    e_lo = mid
+                else:
+                    e_hi = mid - 1
+            b = e_lo
+        while b - a > 1 and heard(a, b, leftwards=False) == language:
+            a += 1
+        while b - a > 1 and heard(a, b, leftwards=True) == language:
+            b -= 1
+        out.append((a, b))
+        g += 1
+    return out
+
+
 def split_by_language(
     window: Any,
     language: str,
     left: str | None,
     right: str | None,
     detect: Any,
+    inside: str | None = None,
 ) -> list[tuple[Any, str]]:
     """Input: a window next to a change of language, its detected language, the languages
     of the windows before and after it, and ``detect(window) -> language or None`` (one
     encoder pass; None when the speech sounds like none of the file's languages, e.g. a
     dialect heard alone). Output: the window cut at piece boundaries into runs of one
-    language, in order. A piece heard as no language stays with the speech before it.
+    language, in order. A piece heard as none of the languages (None) stays with the speech
+    before it at the window's ends, and joins an island of ``inside`` next to it (it does
+    not sound like the window's language either).
+
+    ``inside``: a language that may be spoken in part of the window (its runner-up). When
+    neither end is in it, it is looked for in the middle (:func:`_islands`): a Korean
+    sentence within 30 s of English was otherwise decoded as English, i.e. dropped.
 
     A window holds at most one change on each side (30 s). A binary search over the
     pieces finds where ``left`` ends and where ``right`` begins, about log2(pieces)
@@ -129,7 +220,21 @@ def split_by_language(
             else:
                 lo = mid + 1
         stop = lo
-    runs = [(pieces[:start], left), (pieces[start:stop], language), (pieces[stop:], right)]
+    middle: list[tuple[Any, str | None]] = [(pieces[start:stop], language)]
+    found_at_ends = (start > 0 and left == inside) or (stop < n and right == inside)
+    if inside is not None and inside != language and not found_at_ends:
+        middle = []
+        cursor = start
+
+        def heard_all(a: int, b: int) -> str | None:
+            found = detect(sub_window(window, pieces[a:b]))
+            return None if found is None else str(found)
+
+        for a, b in _islands(pieces, start, stop, language, inside, heard, heard_all):
+            middle += [(pieces[cursor:a], language), (pieces[a:b], inside)]
+            cursor = b
+        middle.append((pieces[cursor:stop], language))
+    runs = [(pieces[:start], left), *middle, (pieces[stop:], right)]
     kept = [(p, lang) for p, lang in runs if p and lang is not None]
     if len(kept) == 1:
         return [(window, kept[0][1])]

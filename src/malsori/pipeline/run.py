@@ -296,15 +296,11 @@ class Pipeline:
 
     def _region_languages(self, r: _Decoded, encoded: list[Encoded]) -> list[tuple[str, float]]:
         """The language of each region of the window ``r``: the window's own unless the
-        region is sure (p >= SURE) of another among the languages heard so far and the
-        window's runner-up when that may be spoken in part of it (p >= MIXED): a few seconds
-        alone, or a dialect, are easily taken for a third language (a Gyeongsang sentence
-        for Japanese at 0.94, when Japanese was the runner-up of an English window at 0.01)."""
+        region is sure (p >= SURE) of another among the window's top two and the languages
+        heard so far (a few seconds alone, or a dialect, are easily taken for a third)."""
         alternatives: list[tuple[str, float]] = []
         detect_languages(self.whisper, stack([r.encoded]), None, alternatives=alternatives)
-        runner_up, p_runner_up = alternatives[0]
-        heard = {r.language, *self.state.language_seconds}
-        allowed = frozenset(heard | ({runner_up} if p_runner_up >= MIXED else set()))
+        allowed = frozenset({r.language, alternatives[0][0], *self.state.language_seconds})
         out: list[tuple[str, float]] = []
         for lo in range(0, len(encoded), MAX_WINDOWS_PER_CALL):
             part = stack(encoded[lo : lo + MAX_WINDOWS_PER_CALL])
@@ -410,8 +406,8 @@ class Pipeline:
             return windows, encoded, languages
 
         def detect(w: Window) -> str | None:
-            enc = encode_windows(self.whisper, self.fw.feature_extractor, [w])
-            lang, p = detect_languages(self.whisper, stack(enc), None, allowed)[0]
+            enc = stack(encode_windows(self.whisper, self.fw.feature_extractor, [w]))
+            lang, p = detect_languages(self.whisper, enc, None, allowed)[0]
             # none of the file's languages is likely: a dialect or a noise, not a change
             return lang if p >= PLAUSIBLE else None
 
@@ -429,7 +425,7 @@ class Pipeline:
                 out_e.append(encoded[i])
                 out_l.append((lang, p))
                 continue
-            parts = split_by_language(w, lang, left, right, detect)
+            parts = split_by_language(w, lang, left, right, detect, inside=alt)
             if len(parts) == 1:
                 out_w.append(w)
                 out_e.append(encoded[i])

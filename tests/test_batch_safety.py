@@ -5,6 +5,7 @@ user, output permissions, pipes closed early. Real files, real subprocesses, rea
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import resource
@@ -753,6 +754,22 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
         timeout=60,
     )
     assert through.stdout.startswith("path,") and Path("/dev/stdout").is_symlink()
+    # a .csv file opens in Excel with its Korean names intact: UTF-8 with a byte-order mark
+    _job_with(clips, root, {"회의록.wav": "river"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    proc = subprocess.run(
+        [*CLI, "batch", "report", str(out), "-o", str(tmp_path / "r.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    raw = (tmp_path / "r.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfpath,")
+    with open(tmp_path / "r.csv", encoding="utf-8-sig", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert {r["path"] for r in table} == {"a.wav", "회의록.wav"}
+    assert any("회의록.txt" in r["outputs"] for r in table)  # not \\uD68C escapes
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")

@@ -195,9 +195,16 @@ def report(args: argparse.Namespace) -> int:
         writer.writeheader()
         for r in rows:
             writer.writerow(
-                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()}
+                {
+                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                    for k, v in r.items()
+                }
             )
         text = buf.getvalue()
+        if dest and (Path(dest).is_file() or not Path(dest).exists()):
+            # a byte-order mark: Excel reads a .csv without one in the system's code page,
+            # and Korean file names come out as mojibake (a pipe or stdout gets none)
+            text = "\ufeff" + text
     if dest and not Path(dest).is_file() and Path(dest).exists():
         with open(dest, "w", encoding="utf-8") as fh:  # /dev/stdout, a pipe: write through
             fh.write(text)

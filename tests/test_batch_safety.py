@@ -411,6 +411,41 @@ def test_killed_worker_is_noticed_and_its_file_requeued(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_temporaries_of_a_killed_run_are_swept_and_nothing_else(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """A run killed while writing leaves ``.name.XXXXXXXX.tmp`` (and, mid-rollback,
+    ``.name.XXXXXXXX.old``) beside its outputs. The next run removes exactly those: files
+    of that shape for its own output names, never a user's look-alike."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"회의.wav": "garden", "b.wav": "river"})
+    assert batch(root, out, "-f", "txt,srt").returncode == 0
+    leftovers = []
+    for name, suffix in (("회의.txt", ".tmp"), ("b.srt", ".tmp")):
+        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=out)
+        os.write(fd, b"half a transcr")
+        os.close(fd)
+        leftovers.append(Path(path))
+    leftovers.append(out / ".b.txt.0badc0de.old")
+    leftovers[-1].write_text("old")
+    decoys = [
+        out / ".notes.txt.abcdefgh.tmp",  # not an output of this job
+        out / ".b.txt.tmp",  # not the temporary-file shape
+        out / ".b.txt.abcdefghi.tmp",  # 9 characters
+        out / "b.txt.abcdefgh.tmp",  # no leading dot
+    ]
+    for d in decoys:
+        d.write_text("mine")
+    again = batch(root, out, "-f", "txt,srt")
+    assert again.returncode == 0, again.stderr
+    assert "removed 3 temporary file(s)" in again.stderr, again.stderr
+    assert not any(p.exists() for p in leftovers)
+    assert all(d.read_text() == "mine" for d in decoys)
+    assert "garden" in (out / "회의.txt").read_text().lower()
+    quiet = batch(root, out, "-f", "txt,srt")
+    assert "temporary" not in quiet.stderr
+
+
 @pytest.fixture
 def world_dir() -> Iterator[Path]:
     """A directory another user can reach (pytest's tmp dirs are 0700)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -136,3 +137,30 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
         for tmp in [t for t, _ in staged] + [b for b in backups.values() if b is not None]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def sweep_leftovers(dests: Iterable[Path]) -> int:
+    """Remove the temporary files (``.name.XXXXXXXX.tmp``) and rollback links
+    (``.name.XXXXXXXX.old``) that a process killed while writing ``dests`` left beside them.
+    Only names of exactly that form, for exactly these destinations, are touched; the
+    caller must be the only writer of these files (a batch run holds its job's lock).
+    Returns how many were removed."""
+    by_dir: dict[Path, set[str]] = {}
+    for dest in dests:
+        by_dir.setdefault(dest.parent, set()).add(_tmp_prefix(dest))
+    pattern = re.compile(r"(.*\.)(?:[a-z0-9_]{8}\.tmp|[0-9a-f]{8}\.old)", re.DOTALL)
+    removed = 0
+    for folder, prefixes in by_dir.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match is None or match.group(1) not in prefixes:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .._atomic import sweep_leftovers
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
 from .jobs import DB_NAME, JobStore, RunLock, output_intact
@@ -35,6 +36,7 @@ class Preparation:
     gone: list[str] = field(default_factory=list)
     fresh_retries: int = 0
     blocked: int = 0
+    swept: int = 0  # temporary files of a killed run, removed
 
     def __getitem__(self, key: str) -> int:  # counts["new"], as before
         return int(getattr(self, key))
@@ -78,6 +80,8 @@ def prepare(
     config = replace(config, names=output_bases(known))
     this_run = {rel for rel, _ in found.files}
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
+    known_outputs = set(store.owners()) | {p for ps in expected.values() for p in ps}
+    prep.swept = sweep_leftovers(out / p for p in known_outputs)
     prep.reclaimed = store.reclaim()
     if force:
         prep.forced = store.force_all()

@@ -293,6 +293,12 @@ def run(args: argparse.Namespace) -> int:
             f"rerun: a new request: {prep.fresh_retries} failed file(s) get their retries again",
             file=err,
         )
+    if prep.swept:
+        print(
+            f"rerun: removed {prep.swept} temporary file(s) that a killed run left beside its "
+            "outputs",
+            file=err,
+        )
     if prep.blocked:
         print(
             f"malsori: {prep.blocked} file(s) not transcribed: their output path is taken "

@@ -144,3 +144,38 @@ def test_a_set_whose_rename_fails_midway_is_rolled_back(
         "new json\n",
     ]
     assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_failed_set_on_a_disk_without_hard_links_loses_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the old content cannot be kept aside (no hard links: vfat, exFAT, some shares),
+    a rollback must not delete an old file: it keeps the new content instead of none."""
+    import errno
+    import os
+
+    from malsori._atomic import atomic_write_many
+    from malsori.errors import OutputError
+
+    a, b, c = tmp_path / "x.txt", tmp_path / "x.srt", tmp_path / "x.json"
+    a.write_text("OLD txt\n")
+    b.write_text("OLD srt\n")
+    real_replace = os.replace
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def flaky_replace(src: str, dst: str | Path) -> None:
+        if Path(dst) == b:
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(OutputError, match=r"x\.srt"):
+        atomic_write_many([(c, "NEW json\n"), (a, "NEW txt\n"), (b, "NEW srt\n")])
+    monkeypatch.undo()
+    assert a.read_text() == "NEW txt\n"  # kept, not deleted
+    assert b.read_text() == "OLD srt\n"
+    assert not c.exists()  # new in the set: removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.srt", "x.txt"]

@@ -98,11 +98,13 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
     """Write every ``(path, text)`` or none: all temporary files are written and synced
     before the first rename, and if a rename fails midway the files already renamed get
     their old content back (or are removed when they are new), so one input's formats never
-    come from two different runs. Raises :class:`OutputError` (one line, naming the file)
+    come from two different runs (on a disk without hard links, an old file cannot be kept
+    aside: it keeps the new content). Raises :class:`OutputError` (one line, naming the file)
     when a write fails, e.g. on a full disk; no temporary file is left behind."""
     mode = 0o666 & ~_umask()
     staged: list[tuple[str, Path]] = []
     backups: dict[Path, str | None] = {}
+    existed: dict[Path, bool] = {}
     renamed: list[Path] = []
     current: Path | None = None
     try:
@@ -119,6 +121,7 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+        existed = {dest: os.path.lexists(dest) for _, dest in staged}
         backups = {dest: _keep_old(dest) for _, dest in staged}
         for tmp, dest in staged:
             current = dest
@@ -130,12 +133,14 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
                 backup = backups.get(dest)
                 if backup is not None:
                     os.replace(backup, dest)
-                else:
-                    os.unlink(dest)
+                elif not existed.get(dest, True):
+                    os.unlink(dest)  # new in this set
+                # else: an old file that could not be linked (a disk without hard links)
+                # keeps the new content rather than none
         raise output_error(exc, current or "output") from exc
     finally:
         for tmp in [t for t, _ in staged] + [b for b in backups.values() if b is not None]:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
 

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 
 def _key(name: str) -> str:
-    """How a disk that ignores case and Unicode normal form compares two names."""
+    """Stems are compared without case (as before) and in one Unicode normal form."""
     return unicodedata.normalize("NFC", name).casefold()
 
 
@@ -35,7 +35,7 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
         for rel in paths:
             p = PurePosixPath(rel)
             name = p.name if rel in full else p.stem
-            groups[(_key(str(p.parent)), _key(name))].append(rel)
+            groups[(str(p.parent), _key(name))].append(rel)
         clashing = [
             rel
             for members in groups.values()
@@ -54,13 +54,14 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
 
 
 def lookalikes(bases: dict[str, str]) -> dict[str, str]:
-    """Inputs whose output bases differ only in case or Unicode normal form after the rule
-    above (``한.wav`` composed and ``한.wav`` decomposed, two files on Linux): on a disk that
-    compares names that way they would write the same files. Maps each such input to one
-    of the others."""
+    """Inputs whose output bases differ only in Unicode normal form after the rule above
+    (``한.wav`` composed and ``한.wav`` decomposed: two files on Linux that look the same,
+    and one name on macOS or a normalizing share). Maps each such input to one of the
+    others. (Names that differ in case are left alone: they are distinct names on Linux,
+    and jobs with ``Rec/`` and ``rec/`` folders worked before.)"""
     by_key: dict[str, list[str]] = defaultdict(list)
     for rel, base in bases.items():
-        by_key[_key(base)].append(rel)
+        by_key[unicodedata.normalize("NFC", base)].append(rel)
     return {
         rel: next(o for o in members if o != rel)
         for members in by_key.values()

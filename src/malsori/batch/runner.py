@@ -137,7 +137,7 @@ def _check_targets(
             store.block(
                 rel,
                 f"its output name looks the same as that of {twins[rel]} (they differ only in "
-                "case or Unicode normal form); rename one of them",
+                "Unicode normal form); rename one of them",
             )
             blocked.add(rel)
             continue

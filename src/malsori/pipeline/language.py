@@ -8,6 +8,7 @@ is still a likely candidate (p >= 0.2): short or noisy stretches do not flip the
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 #: Below this the top language of a window is not trusted on its own.
@@ -100,11 +101,12 @@ def _groups(pieces: Any, lo: int, hi: int) -> list[tuple[int, int]]:
 def _islands(
     pieces: Any, lo: int, hi: int, language: str, inside: str, heard: Any, heard_all: Any
 ) -> list[tuple[int, int]]:
-    """Piece ranges of ``pieces[lo:hi]`` (a run in ``language`` at both ends) spoken in
-    ``inside``. Each group of :data:`GROUP_SECONDS` is heard whole; a run of groups heard as
-    ``inside`` (with the unclear groups next to it) is an island, whose edges are then
-    placed piece by piece: grown into the neighbouring groups by the same binary searches
-    as at a window's ends, and trimmed of end pieces heard as ``language``."""
+    """Piece ranges of ``pieces[lo:hi]`` spoken in ``inside``, in order and disjoint. Each
+    group of :data:`GROUP_SECONDS` is heard whole; a run of groups heard as ``inside``,
+    with the unclear groups (None) next to it, is an island. Its edges are then placed
+    piece by piece: grown into a neighbouring group heard as ``language`` by the same
+    binary searches as at a window's ends (never into the island before it), trimmed of
+    end pieces heard as ``language``, and dropped if what is left is heard as ``language``."""
     groups = _groups(pieces, lo, hi)
     if len(groups) < 2:
         return []
@@ -116,33 +118,28 @@ def _islands(
             g += 1
             continue
         first = g
-        while (
-            first > 0
-            and label[first - 1] is None
-            and (not out or groups[first - 1][0] >= out[-1][1])
-        ):
+        floor = out[-1][1] if out else lo  # the end of the island before
+        while first > 0 and label[first - 1] is None and groups[first - 1][0] >= floor:
             first -= 1
-        while g + 1 < len(groups) and label[g + 1] != language:
+        while g + 1 < len(groups) and label[g + 1] in (inside, None):
             g += 1
         a, b = groups[first][0], groups[g][1]
-        if (
-            first > 0
-        ):  # the first k in the group before such that the speech from k is not `language`
-            k_lo, k_hi = groups[first - 1][0] + 1, a
+        if first > 0 and label[first - 1] == language:
+            # the first k in the group before such that the speech from k is `inside`
+            k_lo, k_hi = max(groups[first - 1][0] + 1, floor), a
             while k_lo < k_hi:
                 mid = (k_lo + k_hi) // 2
-                if heard(mid, b, leftwards=False) != language:
+                if heard(mid, b, leftwards=False) == inside:
                     k_hi = mid
                 else:
                     k_lo = mid + 1
             a = k_lo
-        if g + 1 < len(
-            groups
-        ):  # the last e in the group after such that the speech before e is not
+        if g + 1 < len(groups) and label[g + 1] == language:
+            # the last e in the group after such that the speech before e is `inside`
             e_lo, e_hi = b, groups[g + 1][1] - 1
             while e_lo < e_hi:
                 mid = (e_lo + e_hi + 1) // 2
-                if heard(a, mid, leftwards=True) != language:
+                if heard(a, mid, leftwards=True) == inside:
                     e_lo = mid
                 else:
                     e_hi = mid - 1
@@ -151,6 +148,14 @@ def _islands(
             a += 1
         while b - a > 1 and heard(a, b, leftwards=True) == language:
             b -= 1
+        if b - a == 1 and heard(a, b, leftwards=False) == language:
+            g += 1
+            continue  # nothing of it is heard as `inside` on its own
+        # unclear pieces right next to the island join it (a dialect sentence heard alone)
+        while a > max(floor, lo) and heard(a - 1, a, leftwards=True) is None:
+            a -= 1
+        while b < hi and heard(b, b + 1, leftwards=False) is None:
+            b += 1
         out.append((a, b))
         g += 1
     return out
@@ -164,26 +169,28 @@ def split_by_language(
     detect: Any,
     inside: str | None = None,
 ) -> list[tuple[Any, str]]:
-    """Input: a window next to a change of language, its detected language, the languages
-    of the windows before and after it, and ``detect(window) -> language or None`` (one
-    encoder pass; None when the speech sounds like none of the file's languages, e.g. a
-    dialect heard alone). Output: the window cut at piece boundaries into runs of one
-    language, in order. A piece heard as none of the languages (None) stays with the speech
-    before it at the window's ends, and joins an island of ``inside`` next to it (it does
-    not sound like the window's language either).
+    """Input: a window, its detected language, the languages of the windows before and
+    after it (``left``/``right``: None, or the window's own language, when there is no
+    change there), the language that may be spoken in part of it (``inside``: its
+    runner-up, or None) and ``detect(window) -> language or None`` (one encoder pass;
+    None when the speech sounds like none of the file's languages, e.g. a dialect heard
+    alone, or a noise). Output: the window cut at piece boundaries into runs of one
+    language, in order; every piece in exactly one run.
 
-    ``inside``: a language that may be spoken in part of the window (its runner-up). When
-    neither end is in it, it is looked for in the middle (:func:`_islands`): a Korean
-    sentence within 30 s of English was otherwise decoded as English, i.e. dropped.
-
-    A window holds at most one change on each side (30 s). A binary search over the
+    Ends: a window holds at most one change on each side (30 s). A binary search over the
     pieces finds where ``left`` ends and where ``right`` begins, about log2(pieces)
     encoder passes per side, only where the language changes. Each probe hears the piece
     next to the candidate boundary (:data:`SPAN_SECONDS`), not everything on one side of
     it: 15 s of English and 7 s of Korean are detected as English, so a probe of the
     whole side moved the boundary into the other language and its speech was decoded in
     the wrong one (or dropped). Probes of 2.5-3 s spans, grown into the neighbouring
-    pieces, did the same to a short last sentence (docs/pipeline.md)."""
+    pieces, did the same to a short last sentence (docs/pipeline.md). Unclear pieces stay
+    with the speech before them: those that open the window, or directly follow the
+    ``left`` run, join it; those before the ``right`` run stay in the window's language.
+
+    Middle: when ``inside`` was not found at an end, it is looked for in groups
+    (:func:`_islands`): a Korean sentence within 30 s of English was otherwise decoded as
+    English, i.e. dropped. Unclear pieces next to an island join it."""
     from .windows import sub_window
 
     pieces = window.pieces
@@ -193,25 +200,34 @@ def split_by_language(
         found = detect(sub_window(window, _span(pieces, lo, hi, leftwards=leftwards)))
         return None if found is None else str(found)
 
-    def still_left(lang: str | None) -> bool:  # an unclear piece stays with what precedes it
-        return lang is None or lang == left
-
     start, stop = 0, n
-    if left is not None and left != language and n > 1 and still_left(heard(0, n, leftwards=False)):
-        lo, hi = 1, n - 1  # the last k such that the speech just before piece k is `left`
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if still_left(heard(0, mid, leftwards=True)):
-                lo = mid
-            else:
-                hi = mid - 1
-        start = lo
+    found_left = found_right = False
+    if left is not None and left != language and n > 1:
+        first = heard(0, n, leftwards=False)
+        while first is None and start < n - 1:  # unclear pieces that open the window
+            start += 1
+            first = heard(start, n, leftwards=False)
+        if first is None:  # nothing in it is clear alone: the window's detection decides
+            start = 0
+        elif first == left:
+            found_left = True
+            lo, hi = start + 1, n - 1  # the last k such that the speech just before k is `left`
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if heard(0, mid, leftwards=True) == left:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            start = lo
+            while start < n - 1 and heard(start, n, leftwards=False) is None:
+                start += 1  # unclear pieces right after the `left` run join it
     if (
         right is not None
         and right != language
         and n - start > 1
         and heard(start, n, leftwards=True) == right
     ):
+        found_right = True
         lo, hi = start + 1, n - 1  # the first j such that the speech from piece j is `right`
         while lo < hi:
             mid = (lo + hi) // 2
@@ -221,21 +237,30 @@ def split_by_language(
                 lo = mid + 1
         stop = lo
     middle: list[tuple[Any, str | None]] = [(pieces[start:stop], language)]
-    found_at_ends = (start > 0 and left == inside) or (stop < n and right == inside)
+    found_at_ends = (found_left and left == inside) or (found_right and right == inside)
     if inside is not None and inside != language and not found_at_ends:
-        middle = []
-        cursor = start
 
         def heard_all(a: int, b: int) -> str | None:
             found = detect(sub_window(window, pieces[a:b]))
             return None if found is None else str(found)
 
+        middle, cursor = [], start
         for a, b in _islands(pieces, start, stop, language, inside, heard, heard_all):
             middle += [(pieces[cursor:a], language), (pieces[a:b], inside)]
             cursor = b
         middle.append((pieces[cursor:stop], language))
-    runs = [(pieces[:start], left), *middle, (pieces[stop:], right)]
-    kept = [(p, lang) for p, lang in runs if p and lang is not None]
-    if len(kept) == 1:
-        return [(window, kept[0][1])]
-    return [(sub_window(window, p), lang) for p, lang in kept]
+    runs: list[tuple[Any, str]] = []
+    for part, lang in [(pieces[:start], left), *middle, (pieces[stop:], right)]:
+        if not part or lang is None:
+            continue
+        if runs and runs[-1][1] == lang:  # neighbours in one language make one run
+            runs[-1] = (runs[-1][0] + part, lang)
+        else:
+            runs.append((part, lang))
+    if sum(len(p) for p, _ in runs) != n:  # never expected (tests/test_pipeline.py checks
+        # it on random windows); if it happens, the window is decoded as it is
+        warnings.warn("language split lost or repeated a piece", RuntimeWarning, stacklevel=2)
+        return [(window, language)]
+    if len(runs) == 1:
+        return [(window, runs[0][1])]
+    return [(sub_window(window, p), lang) for p, lang in runs]

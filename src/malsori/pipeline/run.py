@@ -417,19 +417,18 @@ class Pipeline:
         for i, (w, (lang, p)) in enumerate(zip(windows, languages, strict=True)):
             left = languages[i - 1][0] if i else before
             right = languages[i + 1][0] if i + 1 < len(languages) else None
-            alt = mixed[i] if i < len(mixed) else None
-            left = left if left not in (None, lang) else alt
-            right = right if right not in (None, lang) else alt
-            if (left is None or left == lang) and (right is None or right == lang):
+            alt = mixed[i] if i < len(mixed) else None  # may be spoken in part of it
+            if left in (None, lang) and right in (None, lang) and alt in (None, lang):
                 out_w.append(w)
                 out_e.append(encoded[i])
                 out_l.append((lang, p))
                 continue
             parts = split_by_language(w, lang, left, right, detect, inside=alt)
             if len(parts) == 1:
-                out_w.append(w)
+                sl = parts[0][1]
+                out_w.append(w if sl == lang else dataclasses.replace(w, language=sl))
                 out_e.append(encoded[i])
-                out_l.append((parts[0][1], p))
+                out_l.append((sl, p))
                 continue
             parts = [(dataclasses.replace(sw, language=sl), sl) for sw, sl in parts]
             out_w += [sw for sw, _ in parts]

@@ -374,6 +374,93 @@ def test_disk_full_in_transcribe_one_line_no_partial_set(
     assert not _tmp_files(out)
 
 
+def test_a_file_written_into_out_while_decoding_is_kept(tmp_path: Path) -> None:
+    """The output path is checked when the run starts *and* just before the rename: notes
+    saved as talk.txt while talk.wav was being transcribed were replaced silently."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    (root / "talk.wav").symlink_to(LONG_EN)
+    proc = subprocess.Popen(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (out / ".malsori-jobs.sqlite").exists() and any(
+            r["status"] == "running" for r in rows(out).values()
+        ):
+            break
+    (out / "talk.txt").write_text("MY HAND-WRITTEN NOTES\n")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    assert (out / "talk.txt").read_text() == "MY HAND-WRITTEN NOTES\n"
+    row = rows(out)["talk.wav"]
+    assert row["status"] == "failed" and "while this file was being transcribed" in row["error"]
+    assert not list(out.glob(".talk.txt.*"))  # no temporary left either
+
+
+def test_an_input_folder_emptied_for_a_while_loses_nothing(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """An unmounted share looks like an empty folder: nothing is dropped then. A file moved
+    away and back is dropped and comes back: its old outputs, still as written, are
+    replaced (they were failed as 'not written by this job' for ever)."""
+    root, out, away = tmp_path / "in", tmp_path / "out", tmp_path / "away"
+    _job_with(clips, root, {"a.wav": "garden", "b.wav": "river"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    away.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (root / name).rename(away / name)
+    empty = batch(root, out, "-f", "txt")
+    assert empty.returncode == 0, empty.stderr
+    assert "nothing is dropped" in empty.stderr and set(rows(out)) == {"a.wav", "b.wav"}
+    (away / "a.wav").rename(root / "a.wav")  # one back: b.wav is now really gone
+    partly = batch(root, out, "-f", "txt")
+    assert partly.returncode == 0 and "1 file(s) no longer in the input" in partly.stderr
+    assert set(rows(out)) == {"a.wav"}
+    (away / "b.wav").rename(root / "b.wav")
+    back = batch(root, out, "-f", "txt")
+    assert back.returncode == 0, back.stderr
+    assert {r["status"] for r in rows(out).values()} == {"done"}
+    assert "river" in (out / "b.txt").read_text().lower()
+    # a loose output that was edited meanwhile is still never replaced
+    (root / "b.wav").rename(away / "b.wav")
+    assert batch(root, out, "-f", "txt").returncode == 0
+    (out / "b.txt").write_text("MY CORRECTION\n")
+    (away / "b.wav").rename(root / "b.wav")
+    edited = batch(root, out, "-f", "txt")
+    assert edited.returncode == 1 and (out / "b.txt").read_text() == "MY CORRECTION\n"
+
+
+def test_a_run_killed_between_writing_and_recording_is_redone(tmp_path: Path) -> None:
+    """SIGKILL just after the outputs appear (before the job database records them): the
+    next run must redo the file, not fail it as 'not written by this job' for ever. The
+    kill lands in that gap often but not always; every outcome must end the same."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name, text in (("p", "one two three"), ("q", "four five six")):
+        espeak(f"{text}.", root / f"{name}.wav")
+    for _ in range(3):
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.Popen(
+            [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while proc.poll() is None:
+            if out.is_dir() and any(n.endswith(".tmp") for n in os.listdir(out)):
+                time.sleep(0.002)
+                proc.kill()
+                break
+            time.sleep(0.0003)
+        proc.wait()
+        again = batch(root, out, "-f", "txt")
+        assert again.returncode == 0, again.stderr
+        assert {r["status"] for r in rows(out).values()} == {"done"}
+
+
 def test_killed_worker_is_noticed_and_its_file_requeued(tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()

@@ -188,7 +188,19 @@ def write_transcript(
     All formats are rendered first, then written atomically as a set: on a full disk none of
     them appears (an existing older set stays as it was) and :class:`malsori.OutputError`
     names the file that failed."""
+    files = render_transcript(transcript, output_dir, stem, formats)
+    atomic_write_many(files)
+    return [p for p, _ in files]
+
+
+def render_transcript(
+    transcript: Transcript,
+    output_dir: str | os.PathLike[str],
+    stem: str,
+    formats: str | Iterable[str] = "all",
+) -> list[tuple[Path, str]]:
+    """What :func:`write_transcript` writes, without writing it: ``(path, text)`` per format
+    (text written as UTF-8, newlines as they are)."""
     fmts = expand_formats(formats)
     paths = output_paths(output_dir, stem, fmts)
-    atomic_write_many([(p, WRITERS[f](transcript)) for p, f in zip(paths, fmts, strict=True)])
-    return paths
+    return [(p, WRITERS[f](transcript)) for p, f in zip(paths, fmts, strict=True)]

@@ -35,6 +35,10 @@ class BatchConfig:
     #: older request is left contradicting the new one (filled by the runner; not part of
     #: the request).
     also: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Output paths (relative to OUT) of this run's files that exist and may be replaced,
+    #: with their size and sha256 when the run checked them: a worker writes over one only
+    #: if it is still exactly so, and over no other existing file (filled by the runner).
+    replaceable: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def engine(self) -> EngineConfig:

@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Outputs this job wrote that no row owns: those of inputs dropped from the job (gone from
+-- the input folder), and those a run wrote but was killed before recording. Such a file,
+-- still as written, may be replaced by this job; anything else in OUT may not.
+CREATE TABLE IF NOT EXISTS loose_outputs (
+    path TEXT PRIMARY KEY,          -- relative to OUT
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
 """
 
 #: Columns added after the first release; added to older databases on open.
@@ -420,20 +428,49 @@ class JobStore:
         flush()
         return counts
 
-    def forget_missing(self, root: Path, unreadable: set[str]) -> list[str]:
+    def forget_missing(self, root: Path, unreadable: set[str]) -> tuple[list[str], int]:
         """Drop the rows of inputs that are gone from ``root`` (deleted or moved away) and of
-        folders that were unreadable and are readable now; their outputs stay on disk.
-        Returns the dropped paths."""
+        folders that were unreadable and are readable now; their outputs stay on disk, as
+        loose outputs of this job (a file that comes back may replace them). When *every*
+        file of the job is gone, nothing is dropped: an unmounted share or a folder emptied
+        for a moment looks the same. Returns (the dropped paths, how many were kept so)."""
         gone = []
-        for r in self._db.execute("SELECT path FROM files"):
+        total = 0
+        outputs: list[dict[str, Any]] = []
+        for r in self._db.execute("SELECT path, outputs FROM files"):
             rel = str(r["path"])
+            total += 1
             if rel in unreadable:
                 continue
             if rel.endswith("/") or not os.path.lexists(root / rel):
                 gone.append(rel)
+                outputs += [o for o in json.loads(r["outputs"] or "[]") if isinstance(o, dict)]
+        if gone and len(gone) == total and not all(rel.endswith("/") for rel in gone):
+            return [], total
         with self._tx() as db:
             db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in gone])
-        return gone
+            self._add_loose(db, outputs)
+        return gone, 0
+
+    @staticmethod
+    def _add_loose(db: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO loose_outputs (path, size, sha256) VALUES (?,?,?)",
+            [(o["path"], o["size"], o["sha256"]) for o in records if "sha256" in o],
+        )
+
+    def add_loose(self, records: Iterable[dict[str, Any]]) -> None:
+        """Outputs about to be written (before the rename): a run killed between writing
+        them and recording them leaves files this job may still replace."""
+        with self._tx() as db:
+            self._add_loose(db, records)
+
+    def loose(self) -> dict[str, dict[str, Any]]:
+        """Path (relative to OUT) -> record of every loose output (see the schema)."""
+        return {
+            r["path"]: {"path": r["path"], "size": r["size"], "sha256": r["sha256"]}
+            for r in self._db.execute("SELECT path, size, sha256 FROM loose_outputs")
+        }
 
     def new_request(self, asked: dict[str, Any]) -> int:
         """A run that asks for something else than the last run (another model, options...)
@@ -597,6 +634,9 @@ class JobStore:
         request: dict[str, Any],
     ) -> None:
         with self._tx() as db:
+            db.executemany(
+                "DELETE FROM loose_outputs WHERE path=?", [(o["path"],) for o in outputs]
+            )
             db.execute(
                 "UPDATE files SET status='done', attempts=attempts+1, error=NULL, outputs=?, "
                 "duration=?, processing_time=?, model=?, options=?, request=?, worker=NULL, "

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .._atomic import sweep_leftovers
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
-from .jobs import DB_NAME, JobStore, RunLock, output_intact
+from .jobs import DB_NAME, JobStore, RunLock, output_intact, record_outputs
 from .naming import lookalikes, output_bases
 from .progress import BatchResult
 from .scan import scan
@@ -73,14 +74,21 @@ def prepare(
     prep.unreadable = len(found.unreadable)
     prep.skipped = found.skipped
     prep.warnings = [f"malsori: warning: {rel!r}: {reason}" for rel, reason in found.unreadable]
-    prep.gone = store.forget_missing(root, {rel for rel, _ in found.unreadable})
+    prep.gone, spared = store.forget_missing(root, {rel for rel, _ in found.unreadable})
+    if spared:
+        prep.warnings.append(
+            f"malsori: warning: none of the job's {spared} file(s) is in {root} (an unmounted "
+            "share? an emptied folder?): nothing is dropped from the job"
+        )
     # Output names over every file the job knows and every audio file beside them, so that
     # they stay stable across reruns with other --glob patterns.
     known = [r.path for r in store.rows() if r.sha256] + found.siblings
     config = replace(config, names=output_bases(known))
     this_run = {rel for rel, _ in found.files}
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    known_outputs = set(store.owners()) | {p for ps in expected.values() for p in ps}
+    known_outputs = (
+        set(store.owners()) | set(store.loose()) | {p for ps in expected.values() for p in ps}
+    )
     prep.swept = sweep_leftovers(out / p for p in known_outputs)
     prep.reclaimed = store.reclaim()
     if force:
@@ -94,7 +102,8 @@ def prepare(
     prep.retried = store.retry_failed(retries)
     config = replace(config, also=_kept_formats(store, out, config.formats))
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    blocked = _check_targets(store, out, expected, force, lookalikes(config.names))
+    blocked, replaceable = _check_targets(store, out, expected, force, lookalikes(config.names))
+    config = replace(config, replaceable=replaceable)
     prep.blocked = len(blocked)
     prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
     return config, prep
@@ -123,15 +132,20 @@ def _check_targets(
     expected: dict[str, list[str]],
     force: bool,
     twins: dict[str, str],
-) -> set[str]:
+) -> tuple[set[str], dict[str, dict[str, Any]]]:
     """A pending file whose output path holds something malsori may not overwrite fails now,
     with the reason, instead of replacing it: a folder, a file the job did not write (your
     notes.txt in OUT, another job's result), a file written for another input and edited
     since, or the file's own output edited since (a hand-corrected transcript; ``--force``
-    redoes it anyway). Returns the files failed."""
+    redoes it anyway). A file this job wrote that no input owns any more (a loose output)
+    may be replaced while still as written. Returns the files failed, and each existing
+    output path that may be replaced with its size and sha256 now: a worker replaces it
+    only if it is still so (a file written into OUT meanwhile is kept)."""
     owners = store.owners()
+    loose = store.loose()
     pending = set(store.pending())
     blocked: set[str] = set()
+    replaceable: dict[str, dict[str, Any]] = {}
     for rel in sorted(pending & set(expected)):
         if rel in twins:  # two names one disk may take for the same: neither is written
             store.block(
@@ -141,13 +155,16 @@ def _check_targets(
             )
             blocked.add(rel)
             continue
+        allowed: dict[str, dict[str, Any]] = {}
+        reason = None
         for p in expected[rel]:
             target = out / p
             if not os.path.lexists(target):
                 continue
-            reason = None
             if target.is_dir():
                 reason = f"{target} is a folder; rename it or the input"
+            elif p in loose and output_intact(out, loose[p]):
+                allowed[p] = loose[p]  # written by this job, not (or no longer) recorded
             elif p not in owners:
                 reason = (
                     f"{target} exists and was not written by this job; move it away or use "
@@ -155,20 +172,26 @@ def _check_targets(
                 )
             else:
                 owner, record = owners[p]
-                if owner != rel and not output_intact(out, record):
+                if output_intact(out, record):
+                    allowed[p] = record
+                elif owner != rel:
                     reason = (
                         f"{target} (from {owner}) was edited since it was written; move it away"
                     )
-                elif owner == rel and not force and not output_intact(out, record):
+                elif not force:
                     reason = (
                         f"{target} was changed since this job wrote it and is kept; move it "
                         "away to redo this file (--force redoes every file)"
                     )
+                else:
+                    allowed[p] = record_outputs(out, [target])[0]  # as it is now
             if reason is not None:
                 store.block(rel, reason)
                 blocked.add(rel)
                 break
-    return blocked
+        else:
+            replaceable.update(allowed)
+    return blocked, replaceable
 
 
 def _refuse_nested(out: Path) -> None:

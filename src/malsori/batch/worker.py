@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import MalsoriError, NoSpaceError
 from .config import BatchConfig
-from .jobs import JobStore, output_intact, record_outputs, worker_id
+from .jobs import JobStore, output_intact, worker_id
 
 
 class StopFlag(Protocol):
@@ -27,13 +29,24 @@ class Notes(Protocol):
 
 
 def process_file(
-    config: BatchConfig, loaded: Any, rel: str
+    config: BatchConfig,
+    loaded: Any,
+    rel: str,
+    intend: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> tuple[list[dict[str, Any]], float, float]:
-    """Transcribe one file and write its outputs; returns (output records, duration, s)."""
+    """Transcribe one file and write its outputs; returns (output records, duration, s).
+
+    Just before writing, every output path that exists must still be exactly as the run
+    found it (``config.replaceable``): a file written into OUT while this one was decoding
+    (your notes, a ``transcribe -o`` result, a hand correction) is kept and the file fails.
+    ``intend`` gets the records of the outputs before they are written (the job database
+    keeps them as loose outputs: a run killed before recording them may still replace
+    them)."""
+    from .._atomic import atomic_write_many
     from ..engine import transcribe
     from ..options import DecodeOptions
     from ..subtitles import SubtitleOptions
-    from ..writers import using_subtitle_options, write_transcript
+    from ..writers import render_transcript, using_subtitle_options
 
     options = DecodeOptions(**config.options)
     t0 = time.perf_counter()
@@ -56,8 +69,28 @@ def process_file(
     except OSError as exc:
         raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
-        paths = write_transcript(result, base.parent, base.name, config.formats_for(rel))
-    records = record_outputs(Path(config.output_dir), paths)
+        files = render_transcript(result, base.parent, base.name, config.formats_for(rel))
+    out = Path(config.output_dir)
+    records: list[dict[str, Any]] = []
+    for path, text in files:
+        data = text.encode("utf-8")
+        name = Path(os.path.relpath(path, out)).as_posix()
+        record: dict[str, Any] = {
+            "path": name,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        records.append(record)
+        if os.path.lexists(path):
+            known = config.replaceable.get(name)
+            if known is None or not output_intact(out, known):
+                raise MalsoriError(
+                    f"{path} was written or changed while this file was being transcribed; "
+                    "it is kept (move it away and run again)"
+                )
+    if intend is not None:
+        intend(records)
+    atomic_write_many(files)
     return records, result.duration, time.perf_counter() - t0
 
 
@@ -131,7 +164,7 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
             if rel is None:
                 break
             try:
-                outputs, duration, seconds = process_file(config, loaded, rel)
+                outputs, duration, seconds = process_file(config, loaded, rel, store.add_loose)
             except NoSpaceError as exc:
                 store.mark_failed(rel, str(exc))
                 notes.put(str(exc))

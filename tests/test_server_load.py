@@ -176,3 +176,36 @@ def test_schemathesis_finds_no_server_errors() -> None:
         runs += 1
     assert runs == 7  # every endpoint in the schema was exercised
     assert not failures, failures[:3]
+
+
+def test_a_long_upload_leaves_no_samples_behind(tmp_path: Path) -> None:
+    """Each request's decoded audio is freed with the request. A 0.7 MB Opus file of 30 min
+    decodes to 115 MB of samples; the finished decode task (its result: those samples) was
+    kept by the job, which only Python's cycle collector freed, now and then: 11 requests of
+    a 2-hour file took a server to 3.9 GB (a hostile client's find)."""
+    import subprocess
+
+    upload = tmp_path / "silence.ogg"
+    subprocess.run(
+        [
+            *("ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono"),
+            *("-t", "1800", "-c:a", "libopus", "-b:a", "6k", str(upload)),
+        ],
+        check=True,
+    )
+    samples_mb = 1800 * 16000 * 4 / 2**20
+    with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
+        proc = psutil.Process(srv.process.pid)
+        after: list[float] = []
+        for _ in range(4):
+            with open(upload, "rb") as fh:
+                resp = httpx.post(
+                    srv.url + "/v1/audio/transcriptions",
+                    files={"file": ("silence.ogg", fh)},
+                    timeout=300,
+                )
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["text"].strip() == ""
+            after.append(proc.memory_info().rss / 2**20)
+    # one request's samples may stay mapped by the allocator; four must not pile up
+    assert max(after[1:]) - after[0] < samples_mb, after

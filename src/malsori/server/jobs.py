@@ -169,6 +169,8 @@ class Job:
             gone.cancel()
         stopped = task in done and not task.cancelled() and isinstance(task.exception(), Cancelled)
         if task in done and not stopped:
+            if thread:  # finished: the job must not keep its result (the whole decoded audio)
+                self._threads.remove(task)
             return task.result()
         self.cancel.set()
         if not thread:
@@ -207,6 +209,7 @@ class Job:
         for t in self._threads:
             if not t.cancelled():
                 t.exception()  # retrieved: never "Task exception was never retrieved"
+        self._threads.clear()  # nor keep a result (audio, transcript) alive after the job
 
     # --- the work ------------------------------------------------------------------------
 

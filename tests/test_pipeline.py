@@ -239,6 +239,22 @@ def test_fallback_ladder_runs_and_flags(tiny: malsori.LoadedModel) -> None:
     assert score(reference, result.text, "en").wer <= 0.2
 
 
+def test_a_prompt_that_repeats_itself_does_not_replace_the_speech(
+    tiny: malsori.LoadedModel, tmp_path: Path
+) -> None:
+    """A prompt of 300 x "word " made tiny.en write "word word word ..." for the speech at
+    every rung of the fallback (13-17 s for a 3 s clip). The rungs after the first decode
+    without the prompt: the text is the speech's again."""
+    from conftest import espeak
+
+    text = "The river was too cold for swimming in April."
+    clip = espeak(text, tmp_path / "river.wav")
+    options = malsori.DecodeOptions(initial_prompt="word " * 300)
+    result = malsori.transcribe(clip, tiny, options=options)
+    assert "word word" not in result.text, result.text
+    assert score(text, result.text, "en").wer <= 0.2, result.text
+
+
 @pytest.mark.parametrize("timestamps", [False, True])
 def test_segments_stream_in_time_order(tiny: malsori.LoadedModel, timestamps: bool) -> None:
     audio, reference = _stretch(_rows("en")[:8])

@@ -12,6 +12,7 @@ batched together. When every rung fails, the best attempt below the compression 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -81,17 +82,23 @@ def decode_with_fallback(
     the most windows and hypotheses (windows x beam or samples) per ``generate`` call (each holds a
     36 MB cross-attention cache with base); a model with several workers gets as many
     smaller calls at once, holding together no more than one such call.
-    Output: the attempt kept for each window."""
+    Output: the attempt kept for each window.
+
+    The rungs after the first decode without the initial prompt and hotwords: a prompt is a
+    hint, and a prompt that repeats itself ("word word word ...", 300 times) made every
+    window repeat it at every temperature (compression ratio far over the limit), 30x slower
+    than without it."""
     workers = workers_of(setup.whisper)
+    bare = dataclasses.replace(setup, initial_prompt=None, hotwords=None)
     tries: list[list[Attempt]] = [[] for _ in encoded]
     todo = list(range(len(encoded)))
     final: list[Attempt | None] = [None] * len(encoded)
-    for strategy in rungs:
+    for rung, strategy in enumerate(rungs):
         if not todo:
             break
         hyps = max(strategy.beam_size, strategy.best_of, 1)
         per_call = min(max_windows, max(1, max_hypotheses // hyps))
-        call = partial(_generate_part, setup, tokenizer, encoded, strategy)
+        call = partial(_generate_part, bare if rung else setup, tokenizer, encoded, strategy)
         parts = map_calls(call, split(todo, per_call, workers), workers)
         attempts = [a for got in parts for a in got]
         still = []

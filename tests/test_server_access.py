@@ -43,6 +43,12 @@ def test_foreign_host_and_origin_are_refused(server: Server, window_wav: Path) -
     resp = _post(server, audio, {"Host": f"attacker.example:{_port(server)}"})
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_host"
     assert httpx.get(server.url + "/v1/models", headers={"Host": "evil.example"}).status_code == 400
+    # A trusted name followed by anything but a port (read as "localhost" before).
+    for host in ("localhost:8791.evil.com", "localhost:evil", "127.0.0.1:x@evil.com",
+                 "127.0.0.1:99999", "[::1]evil", "[::1"):  # fmt: skip
+        resp = httpx.get(server.url + "/v1/models", headers={"Host": host})
+        assert resp.status_code == 400, host
+        assert resp.json()["error"]["code"] == "invalid_host"
     # A page on another origin posting a form ("simple" request, no preflight).
     resp = _post(server, audio, {"Origin": "http://evil.example"})
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "origin_not_allowed"

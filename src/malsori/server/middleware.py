@@ -12,11 +12,25 @@ from .settings import ServerSettings
 from .state import Metrics
 
 
-def _host_name(host: str) -> str:
-    """``example.org:8000`` -> ``example.org``; ``[::1]:8000`` -> ``[::1]``."""
+def _host_name(host: str) -> str | None:
+    """``example.org:8000`` -> ``example.org``; ``[::1]:8000`` -> ``[::1]``; None when what
+    follows the name is not ``:`` and a port number (``localhost:8791.evil.com`` was read as
+    ``localhost``)."""
     if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name, bracket, rest = host.partition("]")
+        if not bracket:
+            return None
+        name += "]"
+    elif host.count(":") > 1:  # a bare IPv6 address is not a valid Host header
+        return None
+    else:
+        name, colon, port = host.partition(":")
+        rest = colon + port
+    if rest and not (rest[0] == ":" and rest[1:].isascii() and rest[1:].isdigit()):
+        return None
+    if rest and not 0 < int(rest[1:]) < 65536:
+        return None
+    return name
 
 
 class RequestGuard:

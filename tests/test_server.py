@@ -234,6 +234,23 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert resp.status_code == 200, resp.text
+    # A field sent twice (two files, two models): a 400, not "the last one wins"
+    for twice in (
+        [("file", ("a.wav", good, "audio/wav")), ("file", ("b.wav", good, "audio/wav"))],
+        [("file", ("a.wav", good, "audio/wav")), ("model", "whisper-1"), ("model", "base")],
+    ):
+        resp = httpx.post(server.url + "/v1/audio/transcriptions", files=twice, timeout=60)
+        _assert_error(resp, 400, "more than once")
+    granular = httpx.post(
+        server.url + "/v1/audio/transcriptions",
+        files=[("file", ("a.wav", good, "audio/wav"))],
+        data={
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": ["word", "segment"],  # a list: may repeat
+        },
+        timeout=60,
+    )
+    assert granular.status_code == 200 and granular.json()["words"], granular.text
     assert server.process.poll() is None
     assert httpx.get(server.url + "/health").status_code == 200
     assert not list(server.tmpdir.glob("malsori-upload-*")), "uploads must be deleted"

@@ -39,3 +39,25 @@ def require_api_key(request: Request, state: StateDep) -> None:
 
 
 Authorized = [Depends(require_api_key)]
+
+
+#: Form fields that may be sent more than once (OpenAI's list parameters).
+REPEATABLE = frozenset({"timestamp_granularities[]", "timestamp_granularities", "include[]"})
+
+
+async def single_fields(request: Request) -> None:
+    """400 for a field sent twice (two files, two models): which one counts is not the
+    client's to guess (the last one silently won)."""
+    form = await request.form()  # the form FastAPI parsed for the endpoint (cached)
+    for key in dict.fromkeys(form.keys()):
+        if key not in REPEATABLE and len(form.getlist(key)) > 1:
+            shown = key if len(key) <= 64 else key[:61] + "..."
+            raise APIError(
+                400,
+                f"the field {shown!r} is given more than once; send it once",
+                param=shown,
+                code="duplicate_parameter",
+            )
+
+
+AudioRequest = [*Authorized, Depends(single_fields)]

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..diarize import DiarizeOptions
-from .deps import Authorized, StateDep
+from .deps import AudioRequest, Authorized, StateDep
 from .errors import APIError
 from .jobs import JobRequest, run_request
 from .state import OPENAI_ALIASES
@@ -30,7 +30,7 @@ Granularity = Literal["segment", "word"]
 router = APIRouter()
 
 
-@router.post("/v1/audio/transcriptions", dependencies=Authorized, tags=["audio"])
+@router.post("/v1/audio/transcriptions", dependencies=AudioRequest, tags=["audio"])
 async def transcriptions(
     state: StateDep,
     request: Request,
@@ -88,7 +88,7 @@ async def transcriptions(
     return await run_request(state, request, file, req)
 
 
-@router.post("/v1/audio/translations", dependencies=Authorized, tags=["audio"])
+@router.post("/v1/audio/translations", dependencies=AudioRequest, tags=["audio"])
 async def translations(
     state: StateDep,
     request: Request,

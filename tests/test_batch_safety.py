@@ -122,6 +122,41 @@ def test_transcribe_names_like_batch_and_refuses_same_names(
     assert not out.exists() or not list(out.iterdir())
 
 
+def test_transcribe_output_never_overwrites_an_input_and_bad_names_fail_alone(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """``transcribe -o``: an input named like an output (rec.txt, an audio file) is not
+    written over even with --overwrite; a name that is not UTF-8, or one too long for the
+    disk, fails that input with one line and the next input is still transcribed."""
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "transcribe", "--model", "tiny.en", "-q", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    audio = tmp_path / "rec.txt"
+    shutil.copy(clips["garden"], audio)
+    before = audio.read_bytes()
+    proc = run(str(audio), "-o", str(tmp_path), "-f", "txt", "--overwrite")
+    assert proc.returncode == 1 and "is an input of this run" in proc.stderr, proc.stderr
+    assert audio.read_bytes() == before
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfe.wav"))
+    long = tmp_path / ("L" * 251 + ".wav")
+    for name in (bad, long):
+        shutil.copy(clips["garden"], name)
+        out = tmp_path / f"out-{len(name.name)}"
+        proc = run(str(name), str(clips["river"]), "-o", str(out), "-f", "txt,json")
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("malsori: error:")]
+        assert len(errors) == 1, proc.stderr
+        assert "river" in (out / "river.txt").read_text().lower()  # the next input is done
+        assert not list(out.glob(".*.tmp"))
+
+
 def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
@@ -730,8 +765,14 @@ def test_another_archive_cannot_take_over_when_the_first_is_gone(
     assert batch(usb, out, "-f", "txt").returncode == 0
     usb.parent.rename(tmp_path / "usb-unplugged")
     proc = batch(home, out, "-f", "txt")
-    assert proc.returncode == 1 and "none of the files in" in proc.stderr
+    assert proc.returncode == 1 and "another archive" in proc.stderr
     assert "garden" in (out / "REC001.txt").read_text().lower()  # not overwritten
+    # One file in common is not enough when another known name has other content (REC002
+    # here is another recording: its transcript, the only one left, was overwritten).
+    _job_with(clips, home, {"REC001.wav": "garden", "REC002.wav": "piano"})
+    proc = batch(home, out, "-f", "txt")
+    assert proc.returncode == 1 and "have other content there" in proc.stderr, proc.stderr
+    assert "river" in (out / "REC002.txt").read_text().lower()
     # The same archive, really moved, resumes.
     moved = batch(tmp_path / "usb-unplugged" / "REC", out, "-f", "txt")
     assert moved.returncode == 0 and "the input moved from" in moved.stderr
@@ -855,11 +896,13 @@ def test_stdout_past_the_file_size_limit_is_an_error(
 def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     _job_with(clips, root, {"a.wav": "garden"})
-    assert batch(root, out, "-f", "txt").returncode == 0
+    assert batch(root, out, "-f", "txt,json").returncode == 0
+    transcript = (out / "a.json").read_bytes()
     for dest, message in (
         (str(tmp_path / "nope" / "r.csv"), "no folder"),
         (str(out / ".malsori-jobs.sqlite"), "one of the batch job's own files"),
         (str(tmp_path / "r.xlsx"), "written as .csv or .json"),
+        (str(out / "a.json"), "is a transcript of this job"),
     ):
         proc = subprocess.run(
             [*CLI, "batch", "report", str(out), "-o", dest],
@@ -868,7 +911,8 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
             timeout=60,
         )
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
-    assert batch(root, out, "-f", "txt").returncode == 0  # the job database is intact
+    assert (out / "a.json").read_bytes() == transcript
+    assert batch(root, out, "-f", "txt,json").returncode == 0  # the job database is intact
     through = subprocess.run(
         [*CLI, "batch", "report", str(out), "-o", "/dev/stdout"],
         capture_output=True,
@@ -878,7 +922,7 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
     assert through.stdout.startswith("path,") and Path("/dev/stdout").is_symlink()
     # a .csv file opens in Excel with its Korean names intact: UTF-8 with a byte-order mark
     _job_with(clips, root, {"회의록.wav": "river"})
-    assert batch(root, out, "-f", "txt").returncode == 0
+    assert batch(root, out, "-f", "txt,json").returncode == 0
     proc = subprocess.run(
         [*CLI, "batch", "report", str(out), "-o", str(tmp_path / "r.csv")],
         capture_output=True,

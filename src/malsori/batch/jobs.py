@@ -337,9 +337,10 @@ class JobStore:
     def bind_input(self, input_dir: Path, files: Iterable[tuple[str, Path]]) -> str | None:
         """Tie this output directory to one input directory; returns the old path when the
         input was moved. Another input directory is refused (its files would overwrite this
-        job's outputs of the same name) unless the old one is gone *and* this one holds at
-        least one of the job's files (same relative path, same content): a moved archive,
-        not another one that happens to use the same names."""
+        job's outputs of the same name) unless the old one is gone *and* this one holds the
+        job's files: at least one at the same relative path with the same content, and none
+        at a known path with other content (a moved archive, not another one that happens
+        to use some of the same names and contents)."""
         new = str(input_dir.resolve())
         old = self.get_meta("input_dir")
         if old is None or old == new:
@@ -354,14 +355,22 @@ class JobStore:
             r["path"]: r["sha256"]
             for r in self._db.execute("SELECT path, sha256 FROM files WHERE sha256 != ''")
         }
-        same = any(
-            rel in known and path.stat().st_size > 0 and sha256_file(path) == known[rel]
-            for rel, path in files
-        )
-        if not same and known:
+        same, other = 0, []
+        for rel, path in files:
+            if rel in known:
+                if sha256_file(path) == known[rel]:
+                    same += 1
+                else:
+                    other.append(rel)
+        if known and (not same or other):
+            found = (
+                f"{len(other)} of its files have other content there (e.g. {other[0]!r})"
+                if other
+                else f"none of the files in {new} is one of its files"
+            )
             raise MalsoriError(
-                f"{self.output_dir} holds the batch job of {old}, which is gone, and none of "
-                f"the files in {new} is one of its files; give this input another --output-dir"
+                f"{self.output_dir} holds the batch job of {old}, which is gone, and {found}: "
+                "another archive, not the same one moved; give this input another --output-dir"
             )
         self.set_meta("input_dir", new)
         return old

@@ -182,11 +182,14 @@ def report(args: argparse.Namespace) -> int:
     store = _open_store(args.out)
     try:
         rows = [asdict(r) for r in store.rows()]
+        outputs = {Path(args.out).resolve() / p for p in store.owners()}
     finally:
         store.close()
     dest = args.output
     if dest:
         _check_report_dest(dest, args.out)
+        if Path(dest).resolve() in outputs:
+            raise MalsoriError(f"{dest} is a transcript of this job; choose another name")
     if dest and dest.endswith(".json"):
         text = json.dumps(rows, indent=2, ensure_ascii=False)
     else:

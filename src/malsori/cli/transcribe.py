@@ -7,6 +7,7 @@ others still run; the exit status is 1 when any input failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -87,19 +88,39 @@ def _check_output_dir(path: Path) -> None:
 
 def _write(
     result: Any, out_dir: Path, stem: str, formats: list[str], label: str, source: str,
-    overwrite: bool,
+    overwrite: bool, inputs: set[tuple[int, int]],
 ) -> list[Path]:  # fmt: skip
     """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
-    is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`)."""
+    is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`),
+    and always where it is one of this run's inputs (``inputs``: device and inode)."""
+    from .._atomic import output_error
     from .._ledger import Ledger
     from ..writers import output_paths, write_transcript
 
+    try:
+        (stem + source).encode("utf-8")
+    except UnicodeEncodeError:
+        raise OutputError(
+            f"{label}: the file name is not valid UTF-8 (the list of what malsori wrote is "
+            "text); rename it"
+        ) from None
+    targets = output_paths(out_dir, stem, formats)
+    for target in targets:
+        try:
+            st = target.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in inputs:
+            raise OutputError(f"{target} is an input of this run; it is never written over")
     ledger = Ledger(out_dir)
-    with ledger.locked() as entries:
-        if not overwrite:
-            ledger.check(entries, output_paths(out_dir, stem, formats), source, label)
-        paths = write_transcript(result, out_dir, stem, formats)
-        ledger.record(paths, source)
+    try:
+        with ledger.locked() as entries:
+            if not overwrite:
+                ledger.check(entries, targets, source, label)
+            paths = write_transcript(result, out_dir, stem, formats)
+            ledger.record(paths, source)
+    except OSError as exc:  # a name too long for the disk, ...: one line, the next input
+        raise output_error(exc, exc.filename or targets[0]) from None
     return paths
 
 
@@ -191,6 +212,12 @@ def run(args: argparse.Namespace) -> int:
     check_options(loaded, options)
 
     show_progress = not args.quiet and sys.stderr.isatty()
+    inputs: set[tuple[int, int]] = set()  # never written over, --overwrite or not
+    for name in args.files:
+        with contextlib.suppress(OSError):
+            if name != "-":
+                st = os.stat(name)
+                inputs.add((st.st_dev, st.st_ino))
     failures = 0
     several = len(args.files) > 1
     for n, name in enumerate(args.files):
@@ -221,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
                 encode = token_encoder(loaded.model)  # split segments keep their tokens
                 result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
-                paths = _write(result, out_dir, stems[name], formats, label, source, args.overwrite)
+                paths = _write(
+                    result, out_dir, stems[name], formats, label, source, args.overwrite, inputs
+                )
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:

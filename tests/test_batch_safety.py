@@ -893,6 +893,28 @@ def test_stdout_past_the_file_size_limit_is_an_error(
     assert proc.stderr.strip() == "malsori: error: cannot write the output: File too large"
 
 
+def test_a_rerun_for_another_format_keeps_what_the_others_had(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """-f srt,json then -f txt: txt is new, so the file is decoded again and its srt/json
+    are rewritten from the new transcript; they lost their word timings (srt cues timed by
+    segment, json without words). And a format written before, asked again alone, redoes
+    nothing ("Asking for fewer formats redoes nothing")."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden"})
+    assert batch(root, out, "-f", "srt,json").returncode == 0
+    srt = (out / "a.srt").read_text()
+    assert json.loads((out / "a.json").read_text())["segments"][0]["words"]
+    again = batch(root, out, "-f", "txt")
+    assert again.returncode == 0 and "1 done file(s) redone" in again.stderr, again.stderr
+    assert json.loads((out / "a.json").read_text())["segments"][0]["words"]
+    assert (out / "a.srt").read_text() == srt
+    assert "garden" in (out / "a.txt").read_text().lower()
+    for formats in ("srt", "txt", "json,txt"):  # all written last time: nothing to redo
+        quiet = batch(root, out, "-f", formats)
+        assert quiet.returncode == 0 and "redone" not in quiet.stderr, (formats, quiet.stderr)
+
+
 def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     _job_with(clips, root, {"a.wav": "garden"})

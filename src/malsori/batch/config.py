@@ -60,6 +60,24 @@ class BatchConfig:
         loaded: dict[str, Any] = json.loads(json.dumps(request))
         return loaded
 
+    def options_for(self, rel: str) -> Any:
+        """The :class:`malsori.DecodeOptions` ``rel`` is decoded with: this run's, with word
+        timings when any format it is written in (kept ones too) is a subtitle format."""
+        from ..options import DecodeOptions
+        from ..writers import options_for_formats
+
+        return options_for_formats(DecodeOptions(**self.options), self.formats_for(rel))
+
+    def request_for(self, rel: str) -> dict[str, Any]:
+        """What is recorded with ``rel`` once done: the request, with the formats it was
+        written in (kept ones too) and the options it was decoded with. A later run asking
+        for one of those formats, or for fewer, redoes nothing."""
+        request = self.request()
+        request["formats"] = list(self.formats_for(rel))
+        if self.options_for(rel).word_timestamps:
+            request["options"]["word_timestamps"] = True
+        return request
+
     def output_base(self, rel: str) -> Path:
         """``OUT/<base>``: add ``.<format>`` for each output file."""
         return Path(self.output_dir) / self.names.get(rel, str(Path(rel).with_suffix("")))

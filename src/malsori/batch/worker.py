@@ -44,11 +44,10 @@ def process_file(
     them)."""
     from .._atomic import atomic_write_many
     from ..engine import transcribe
-    from ..options import DecodeOptions
     from ..subtitles import SubtitleOptions
     from ..writers import render_transcript, using_subtitle_options
 
-    options = DecodeOptions(**config.options)
+    options = config.options_for(rel)  # word timings for a kept srt/vtt too
     t0 = time.perf_counter()
     source = Path(config.input_dir) / rel
     if config.speakers is None:
@@ -113,7 +112,7 @@ def finish_file(
     one of a format just rewritten under a new name is deleted (superseded); one of a format
     not asked this time, left under an old name, moves to the new name."""
     previous = store.previous_outputs(rel)
-    store.mark_done(rel, outputs, duration, seconds, config.request())
+    store.mark_done(rel, outputs, duration, seconds, config.request_for(rel))
     out = Path(config.output_dir)
     new = {o["path"] for o in outputs}
     formats = {Path(o["path"]).suffix for o in outputs}

@@ -745,6 +745,7 @@ def test_output_inside_input_is_not_scanned(clips: dict[str, Path], tmp_path: Pa
         assert proc.returncode == 0, proc.stderr
     assert list(rows(out)) == ["a.wav"]
     assert "0 new, 0 changed, 1 unchanged" in proc.stderr
+    assert "out/ is the output folder: not scanned" in proc.stderr  # said, not silent
 
 
 # -- found by a hostile-user session (issue #12 follow-ups) ------------------------------

@@ -38,6 +38,7 @@ class Preparation:
     fresh_retries: int = 0
     blocked: int = 0
     swept: int = 0  # temporary files of a killed run, removed
+    out_inside: str | None = None  # the output folder, inside the input (not scanned)
 
     def __getitem__(self, key: str) -> int:  # counts["new"], as before
         return int(getattr(self, key))
@@ -63,6 +64,8 @@ def prepare(
     # wrote itself is ever taken for an input (-o INPUT_DIR --glob '*').
     inside = out.resolve() != root.resolve()
     found = scan(root, pattern, exclude=out if inside else None)
+    if inside and out.resolve().is_relative_to(root.resolve()):
+        prep.out_inside = out.resolve().relative_to(root.resolve()).as_posix()
     owned = store.owners()
     if not inside:
         found.files = [(rel, p) for rel, p in found.files if rel not in owned]

@@ -285,6 +285,12 @@ def run(args: argparse.Namespace) -> int:
         ),
         file=err,
     )
+    if prep.out_inside:
+        print(
+            f"scan: {prep.out_inside}/ is the output folder: not scanned (nothing in it is "
+            "taken for an input)",
+            file=err,
+        )
     if prep.gone:
         print(
             f"scan: {len(prep.gone)} file(s) no longer in the input, dropped from the job "

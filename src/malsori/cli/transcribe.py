@@ -170,8 +170,12 @@ def _stems(files: list[str]) -> dict[str, str]:
     clashes = [fs for fs in by_name.values() if len(fs) > 1]
     if clashes:
         listed = "; ".join(" and ".join(fs) for fs in clashes)
+        same_look = any(
+            len({unicodedata.normalize("NFC", f) for f in fs}) < len(set(fs)) for fs in clashes
+        )
+        hint = " (names that differ only in Unicode normal form look the same)" if same_look else ""
         raise OutputError(
-            f"inputs would write the same output files: {listed}; transcribe them into "
+            f"inputs would write the same output files: {listed}{hint}; transcribe them into "
             "different --output-dir folders"
         )
     bases = output_bases(names.values())

@@ -566,6 +566,20 @@ def test_temporaries_of_a_killed_run_are_swept_and_nothing_else(
     assert "garden" in (out / "회의.txt").read_text().lower()
     quiet = batch(root, out, "-f", "txt,srt")
     assert "temporary" not in quiet.stderr
+    # transcribe -o does the same for the files it is about to write (under its lock)
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    (solo / ".b.txt.abcd1234.tmp").write_text("half")
+    (solo / ".notes.txt.abcd1234.tmp").write_text("mine")
+    proc = subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", str(root / "b.wav"), "-o", str(solo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (solo / ".b.txt.abcd1234.tmp").exists()
+    assert (solo / ".notes.txt.abcd1234.tmp").read_text() == "mine"
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def _write(
     """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
     is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`),
     and always where it is one of this run's inputs (``inputs``: device and inode)."""
-    from .._atomic import output_error
+    from .._atomic import output_error, sweep_leftovers
     from .._ledger import Ledger
     from ..writers import output_paths, write_transcript
 
@@ -115,6 +115,7 @@ def _write(
     ledger = Ledger(out_dir)
     try:
         with ledger.locked() as entries:
+            sweep_leftovers(targets)  # of a run killed while writing these (under the lock)
             if not overwrite:
                 ledger.check(entries, targets, source, label)
             paths = write_transcript(result, out_dir, stem, formats)

@@ -165,6 +165,16 @@ def test_streamed_deltas_carry_their_segment(client: openai.OpenAI) -> None:
     assert " ".join(c["text"] for c in final).split() == done[0].text.split()
     assert all(0 < c["end"] - c["start"] <= 7.0 + 1e-6 for c in final)
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(final))
+    # ... timed as the srt response is (word timings: streamed cues ended at the window's
+    # end, 0.3 s late on a short clip, a hostile client's find)
+    with open(LONG_EN, "rb") as fh:
+        srt = str(
+            client.audio.transcriptions.create(model="whisper-1", file=fh, response_format="srt")
+        )
+    subs = pysubs2.SSAFile.from_string(srt, format_="srt")
+    assert [(e.start, e.end) for e in subs] == [
+        (round(c["start"] * 1000), round(c["end"] * 1000)) for c in final
+    ]
 
 
 def test_korean_with_a_multilingual_model() -> None:

@@ -105,8 +105,9 @@ def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
     if req.speakers is not None:
         check_diarize(req)
         options = options.replace(word_timestamps=True)  # each word gets its speaker
-    # srt/vtt: word timings let the writers cut long windows into readable cues.
-    return options_for_formats(options, [req.response_format])
+    # srt/vtt: word timings let the writers cut long windows into readable cues. A stream's
+    # done event carries the transcript's cues (the page's srt/vtt downloads): the same.
+    return options_for_formats(options, [req.response_format, *(["srt"] if req.stream else [])])
 
 
 def check_diarize(req: JobRequest) -> None:

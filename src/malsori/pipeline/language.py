@@ -98,6 +98,30 @@ def _groups(pieces: Any, lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
+def _first(lo: int, hi: int, test: Any) -> int:
+    """The first ``i`` in ``[lo, hi]`` for which ``test(i)`` holds, by binary search: it is
+    assumed to hold at ``hi`` and, once it holds, from there on."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if test(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _last(lo: int, hi: int, test: Any) -> int:
+    """The last ``i`` in ``[lo, hi]`` for which ``test(i)`` holds, by binary search: it is
+    assumed to hold at ``lo`` and, once it fails, from there on."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if test(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _islands(
     pieces: Any, lo: int, hi: int, language: str, inside: str, heard: Any, heard_all: Any
 ) -> list[tuple[int, int]]:
@@ -123,27 +147,21 @@ def _islands(
             first -= 1
         while g + 1 < len(groups) and label[g + 1] in (inside, None):
             g += 1
-        a, b = groups[first][0], groups[g][1]
+        # (the island before may have grown into this group over unclear pieces)
+        a, b = max(groups[first][0], floor), groups[g][1]
+        if a >= b:
+            g += 1
+            continue
         if first > 0 and label[first - 1] == language:
             # the first k in the group before such that the speech from k is `inside`
-            k_lo, k_hi = max(groups[first - 1][0] + 1, floor), a
-            while k_lo < k_hi:
-                mid = (k_lo + k_hi) // 2
-                if heard(mid, b, leftwards=False) == inside:
-                    k_hi = mid
-                else:
-                    k_lo = mid + 1
-            a = k_lo
+            a = _first(
+                max(groups[first - 1][0] + 1, floor),
+                a,
+                lambda k, b=b: heard(k, b, leftwards=False) == inside,
+            )
         if g + 1 < len(groups) and label[g + 1] == language:
             # the last e in the group after such that the speech before e is `inside`
-            e_lo, e_hi = b, groups[g + 1][1] - 1
-            while e_lo < e_hi:
-                mid = (e_lo + e_hi + 1) // 2
-                if heard(a, mid, leftwards=True) == inside:
-                    e_lo = mid
-                else:
-                    e_hi = mid - 1
-            b = e_lo
+            b = _last(b, groups[g + 1][1] - 1, lambda e, a=a: heard(a, e, leftwards=True) == inside)
         while b - a > 1 and heard(a, b, leftwards=False) == language:
             a += 1
         while b - a > 1 and heard(a, b, leftwards=True) == language:
@@ -211,14 +229,8 @@ def split_by_language(
             start = 0
         elif first == left:
             found_left = True
-            lo, hi = start + 1, n - 1  # the last k such that the speech just before k is `left`
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if heard(0, mid, leftwards=True) == left:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            start = lo
+            # the last k such that the speech just before piece k is `left`
+            start = _last(start + 1, n - 1, lambda k: heard(0, k, leftwards=True) == left)
             while start < n - 1 and heard(start, n, leftwards=False) is None:
                 start += 1  # unclear pieces right after the `left` run join it
     if (
@@ -228,14 +240,8 @@ def split_by_language(
         and heard(start, n, leftwards=True) == right
     ):
         found_right = True
-        lo, hi = start + 1, n - 1  # the first j such that the speech from piece j is `right`
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if heard(mid, n, leftwards=False) == right:
-                hi = mid
-            else:
-                lo = mid + 1
-        stop = lo
+        # the first j such that the speech from piece j is `right`
+        stop = _first(start + 1, n - 1, lambda j: heard(j, n, leftwards=False) == right)
     middle: list[tuple[Any, str | None]] = [(pieces[start:stop], language)]
     found_at_ends = (found_left and left == inside) or (found_right and right == inside)
     if inside is not None and inside != language and not found_at_ends:

@@ -89,9 +89,8 @@ def prepare(
     config = replace(config, names=output_bases(known))
     this_run = {rel for rel, _ in found.files}
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    known_outputs = (
-        set(store.owners()) | set(store.loose()) | {p for ps in expected.values() for p in ps}
-    )
+    owners, loose = store.owners(), store.loose()  # outputs move no more in this run's set-up
+    known_outputs = set(owners) | set(loose) | {p for ps in expected.values() for p in ps}
     prep.swept = sweep_leftovers(out / p for p in known_outputs)
     prep.reclaimed = store.reclaim()
     if force:
@@ -105,7 +104,8 @@ def prepare(
     prep.retried = store.retry_failed(retries)
     config = replace(config, also=_kept_formats(store, out, config.formats))
     expected = {rel: config.expected_outputs(rel) for rel in this_run}
-    blocked, replaceable = _check_targets(store, out, expected, force, lookalikes(config.names))
+    twins = lookalikes(config.names)
+    blocked, replaceable = _check_targets(store, out, expected, force, twins, owners, loose)
     config = replace(config, replaceable=replaceable)
     prep.blocked = len(blocked)
     prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
@@ -135,17 +135,18 @@ def _check_targets(
     expected: dict[str, list[str]],
     force: bool,
     twins: dict[str, str],
+    owners: dict[str, tuple[str, dict[str, Any]]],
+    loose: dict[str, dict[str, Any]],
 ) -> tuple[set[str], dict[str, dict[str, Any]]]:
     """A pending file whose output path holds something malsori may not overwrite fails now,
     with the reason, instead of replacing it: a folder, a file the job did not write (your
     notes.txt in OUT, another job's result), a file written for another input and edited
     since, or the file's own output edited since (a hand-corrected transcript; ``--force``
-    redoes it anyway). A file this job wrote that no input owns any more (a loose output)
+    redoes it anyway). ``owners``/``loose``: the job's recorded and loose outputs (read
+    once by the caller). A file this job wrote that no input owns any more (a loose output)
     may be replaced while still as written. Returns the files failed, and each existing
     output path that may be replaced with its size and sha256 now: a worker replaces it
     only if it is still so (a file written into OUT meanwhile is kept)."""
-    owners = store.owners()
-    loose = store.loose()
     pending = set(store.pending())
     blocked: set[str] = set()
     replaceable: dict[str, dict[str, Any]] = {}

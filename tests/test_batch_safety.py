@@ -1007,3 +1007,25 @@ def test_read_only_output(clips: dict[str, Path], tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "a.wav" in proc.stdout or "1 done" in proc.stdout
     done.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--language", "ko"), "cannot transcribe language 'ko'"),
+        (("--task", "translate"), "cannot translate"),
+    ],
+)
+def test_an_english_only_model_is_refused_before_anything_is_recorded(
+    clips: dict[str, Path], tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    """Before: every file of the archive was recorded as failed, one by one."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(clips["garden"], root / "garden.wav")
+    proc = batch(root, out, *extra)
+    assert proc.returncode != 0 and message in proc.stderr and "tiny.en" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    done = batch(root, out, "--language", "en")  # the same job, asked right, just works
+    assert done.returncode == 0, done.stderr
+    assert "tomato" in (out / "garden.txt").read_text()

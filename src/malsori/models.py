@@ -433,6 +433,25 @@ class ResolvedModel:
     verified: bool = False  # checksums checked (pinned for bundled, recorded for the others)
 
 
+def vocabulary_size(directory: Path) -> int | None:
+    """The number of tokens in a CTranslate2 Whisper directory's vocabulary file (what
+    tells a multilingual model from an English-only one without loading it), or None when
+    the directory has none malsori can read."""
+    try:
+        txt = directory / "vocabulary.txt"
+        if txt.is_file():
+            with open(txt, encoding="utf-8") as f:
+                return sum(1 for _ in f)
+        js = directory / "vocabulary.json"
+        if js.is_file():
+            with open(js, encoding="utf-8") as f:
+                tokens = json.load(f)
+            return len(tokens) if isinstance(tokens, list) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
+
+
 def _is_model_dir(path: Path) -> bool:
     return all((path / f).is_file() for f in ("model.bin", "config.json"))
 

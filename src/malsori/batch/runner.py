@@ -44,12 +44,25 @@ class Preparation:
         return int(getattr(self, key))
 
 
-def _model_key(model: str) -> str:
+def _model_key(config: BatchConfig) -> str:
     """The model as recorded per file: a bundled/registered name, or a directory's path.
-    Resolving it here also fails fast, before any worker starts."""
-    from ..models import resolve_model
+    Resolving it here also fails fast, before any worker starts or any file is recorded:
+    a missing model, or an English-only model asked for another language or to translate
+    (each file would fail alone otherwise)."""
+    from ..capabilities import is_multilingual_vocab, unsupported
+    from ..models import resolve_model, vocabulary_size
 
-    resolved = resolve_model(model)
+    resolved = resolve_model(config.model)
+    size = vocabulary_size(resolved.path)
+    if size is not None:  # unknown: the workers' own check (engine.check_options) decides
+        reason = unsupported(
+            config.model,
+            is_multilingual_vocab(size),
+            config.options.get("language"),
+            config.options.get("task") or "transcribe",
+        )
+        if reason is not None:
+            raise OptionsError(reason)
     return str(resolved.path) if resolved.source == "local" else resolved.name
 
 
@@ -245,6 +258,7 @@ def run_batch(
     root, out = Path(config.input_dir), Path(config.output_dir)
     if not root.is_dir():
         raise MalsoriError(f"{root}: not a directory")
+    config = replace(config, model_key=_model_key(config))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -252,7 +266,6 @@ def run_batch(
     _refuse_nested(out)
     if config.threads is None:  # workers x threads <= cores
         config = replace(config, threads=max(1, default_cpu_threads() // workers))
-    config = replace(config, model_key=_model_key(config.model))
     with RunLock(out):
         fresh = not (out / DB_NAME).exists()
         store = JobStore(out)

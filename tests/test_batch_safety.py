@@ -331,12 +331,19 @@ def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = batch(root, out, "-f", "txt")
+    first.send_signal(signal.SIGSTOP)  # the first run holds its locks while the others try
+    try:
+        second = batch(root, out, "-f", "txt")
+        (out / ".malsori-batch.lock").unlink()  # someone tidies OUT during the run
+        third = batch(root, out, "-f", "txt")
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, first_err = first.communicate(timeout=600)
     assert first.returncode == 0, first_err
     assert second.returncode == 1
     assert f"another batch is running on {out} (pid {first.pid})" in second.stderr
-    assert "Traceback" not in second.stderr
+    assert third.returncode == 1 and f"another batch is running on {out}" in third.stderr
+    assert "Traceback" not in second.stderr + third.stderr
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows(out).values())
 
 

@@ -216,39 +216,61 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
 
 
 class RunLock:
-    """One batch run per output directory: an exclusive ``flock`` on OUT/.malsori-batch.lock,
-    released by the kernel when the process ends (also on kill -9)."""
+    """One batch run per output directory: an exclusive ``flock`` on OUT itself and on
+    OUT/.malsori-batch.lock (which shows the holder's pid), released by the kernel when the
+    process ends (also on kill -9). The lock on the directory holds when the lock file is
+    deleted during a run (a second run would otherwise lock a new file of the same name)."""
 
     def __init__(self, output_dir: Path) -> None:
         self.path = output_dir / LOCK_NAME
-        self._fd: int | None = None
+        self._fds: list[int] = []
 
-    def acquire(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise MalsoriError(
-                f"cannot write to output directory {self.path.parent}: {exc.strerror or exc}"
-            ) from None
+    def _busy(self, fd: int) -> MalsoriError:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = os.pread(fd, 100, 0).decode("ascii", "replace").strip()
+        pid = f" (pid {holder})" if holder else ""  # none when its lock file was deleted
+        return MalsoriError(f"another batch is running on {self.path.parent}{pid}")
+
+    def _lock(self, fd: int, what: Path) -> bool:
+        """Lock ``fd``; False when another process holds it."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = os.pread(fd, 100, 0).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise MalsoriError(
-                    f"another batch is running on {self.path.parent} (pid {holder})"
-                ) from None
-            raise MalsoriError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
+                return False
+            if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF) and what.is_dir():
+                return True  # a file system without locks on directories: the file lock
+            raise MalsoriError(f"cannot lock {what}: {exc.strerror or exc}") from exc
+        return True
+
+    def acquire(self) -> None:
+        out = self.path.parent
+        try:
+            dir_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+            self._fds.append(dir_fd)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fds.append(fd)
+        except OSError as exc:
+            self.release()
+            raise MalsoriError(
+                f"cannot write to output directory {out}: {exc.strerror or exc}"
+            ) from None
+        try:
+            if not (self._lock(dir_fd, out) and self._lock(fd, self.path)):
+                raise self._busy(fd)
+        except MalsoriError:
+            self.release()
+            raise
         with contextlib.suppress(OSError):  # the pid is information only; the lock holds
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in reversed(self._fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
 
     def __enter__(self) -> RunLock:
         self.acquire()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pysubs2
@@ -658,3 +659,25 @@ def test_busy_server_says_so(keyed_server: Server, page: Page, audio: dict[str, 
     deadline = time.monotonic() + 120  # leave the server idle for the next test
     while metric(keyed_server, "malsori_jobs_running") > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def test_api_docs_render_offline(server: Server, page: Page) -> None:
+    """/docs draws the API from the server's own files: a request that leaves localhost is
+    blocked here, as on an offline machine (FastAPI's default page stayed blank)."""
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(server.url + "/docs")
+    page.locator(".opblock-summary-path", has_text="/v1/audio/transcriptions").first.wait_for(
+        timeout=30_000
+    )
+    assert page.locator(".opblock").count() >= 4
+    assert outside == [], outside

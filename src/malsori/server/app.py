@@ -30,7 +30,7 @@ from .errors import (
 from .middleware import RequestGuard, RequestMetrics
 from .realtime import hub as live_hub
 from .realtime import router as realtime_router
-from .routes import STATIC, router
+from .routes import STATIC, SWAGGER_UI, router
 from .settings import ServerSettings
 from .state import AppState, JobLimiter, Metrics, ModelManager
 from .uploads import BodyLimits
@@ -110,4 +110,5 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(realtime_router)  # /v1/realtime: live transcription (WebSocket)
     live_hub(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=SWAGGER_UI), name="docs-assets")
     return app

@@ -4,11 +4,13 @@ readiness, metrics and the web page.
 Which need the API key (when ``MALSORI_API_KEY`` is set): ``/v1/*``, ``/metrics`` and
 ``/openapi.json``. Open: ``/health`` and ``/ready`` (probes), the page at ``/`` and its
 ``/static`` files (the page asks for the key), and ``/docs`` (its schema request needs the
-key)."""
+key; Swagger UI's files are served from the fastapi-offline package at ``/docs-assets``,
+never from a CDN: the server works offline)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +26,10 @@ from .jobs import JobRequest, run_request
 from .state import OPENAI_ALIASES
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: Swagger UI 5's JavaScript and CSS (OpenAPI 3.1, which FastAPI writes), shipped by the
+#: fastapi-offline package: FastAPI's default /docs page loads them from a CDN, which
+#: leaves it blank on an offline machine. Only its files are used, not its FastAPI subclass.
+SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["segment", "word"]
 
@@ -193,7 +199,13 @@ async def openapi(request: Request) -> JSONResponse:
 
 @router.get("/docs", include_in_schema=False)
 async def docs(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - API")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{request.app.title} - API",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/docs-assets/favicon.png",
+    )
 
 
 @router.get("/", include_in_schema=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import time
@@ -214,9 +215,15 @@ def _read_all(sock: socket.socket) -> bytes:
 def test_slow_senders_are_cut_off() -> None:
     env = {"MALSORI_HEADER_TIMEOUT_S": "2", "MALSORI_BODY_TIMEOUT_S": "3"}
     with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
-        # A request head that never ends: the connection is closed, nothing answered.
+        # A request head that never ends: 408 with a JSON error, then the connection closes.
         sock = _raw(srv.url)
         sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n")
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "request_timeout" and "2 s" in error["message"], error
+        # A connection that says nothing is closed without a word (as between requests).
+        sock = _raw(srv.url)
         assert _read_all(sock) == b""
         # A body at 10 bytes/s: 408 once the body time is up.
         sock = _raw(srv.url)

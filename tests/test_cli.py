@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,28 @@ def test_wav_header_check_ignores_streamed_wav(
     streamed.write_bytes(bytes(data))
     proc = run_cli("transcribe", str(streamed), *TINY)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_wavs_that_espeak_and_sox_write_to_a_pipe_are_read(tmp_path: Path) -> None:
+    """espeak-ng --stdout and sox write 0x7FFFF000 as the data size; both were refused as
+    truncated, piped and saved alike (a hostile tester)."""
+    text = "Good morning, this came from a pipe."
+    spoken = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True).stdout
+    assert struct.unpack("<I", spoken[40:44])[0] == 0x7FFFF000  # what espeak-ng writes
+    saved = tmp_path / "espeak.wav"
+    saved.write_bytes(spoken)
+    slower = subprocess.run(
+        ["sox", str(saved), "-t", "wav", "-", "tempo", "0.9"], capture_output=True, check=True
+    ).stdout
+    for audio, argv in ((spoken, ["-"]), (b"", [str(saved)]), (slower, ["-"])):
+        proc = subprocess.run(
+            [sys.executable, "-m", "malsori.cli", "transcribe", *argv, *TINY],
+            input=audio,
+            capture_output=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "morning" in proc.stdout.decode().lower(), proc.stdout
 
 
 def test_the_output_list_survives_a_torn_line(tmp_path: Path) -> None:

@@ -23,6 +23,12 @@ _TRUNCATED_RATIO = 0.9
 AudioSource = str | os.PathLike[str] | bytes | BinaryIO
 
 
+#: Data sizes that WAV writers put in the header when they stream to a pipe and cannot
+#: go back to fix it: 0 and 0xFFFFFFFF (ffmpeg, most), 0x7FFFF000 (sox, libsndfile,
+#: espeak-ng --stdout), 0x7FFFFFFF. Such a file is read to its end, not called truncated.
+STREAMED_WAV_SIZES = frozenset({0, 0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF})
+
+
 def check_audio_path(path: Path, label: str) -> None:
     """The checks a path passes before decoding (shared by :func:`load_audio` and the
     pipeline's block reader): it exists, is a readable non-empty file, and a WAV header
@@ -90,8 +96,7 @@ def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:
             break
         cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if cid == b"data":
-            # 0 and 0xFFFFFFFF are the "unknown length" markers of streamed WAV writers.
-            if size not in (0, 0xFFFFFFFF) and offset + 8 + size > file_size:
+            if size not in STREAMED_WAV_SIZES and offset + 8 + size > file_size:
                 have = file_size - offset - 8
                 fh.seek(0)
                 raise AudioError(

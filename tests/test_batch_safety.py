@@ -1036,3 +1036,28 @@ def test_an_english_only_model_is_refused_before_anything_is_recorded(
     done = batch(root, out, "--language", "en")  # the same job, asked right, just works
     assert done.returncode == 0, done.stderr
     assert "tomato" in (out / "garden.txt").read_text()
+
+
+def test_another_input_never_takes_the_transcript_a_dropped_input_left(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """talk.wav is transcribed, then deleted, and talk.mp3 (another recording) appears: the
+    run that says the dropped input's outputs stay wrote talk.mp3's text over them."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(clips["garden"], root / "talk.wav")
+    assert batch(root, out, "-f", "txt").returncode == 0
+    first = (out / "talk.txt").read_bytes()
+    (root / "talk.wav").unlink()
+    convert(clips["river"], root / "talk.mp3")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 1
+    assert (out / "talk.txt").read_bytes() == first  # the only transcript of talk.wav
+    assert "holds the transcript of talk.wav" in rows(out)["talk.mp3"]["error"]
+    # The recording it was written for comes back: it may replace it (and talk.mp3, whose
+    # name now takes the extension, is written beside it).
+    shutil.copy(clips["garden"], root / "talk.wav")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "tomato" in (out / "talk.wav.txt").read_text()
+    assert "river" in (out / "talk.mp3.txt").read_text()

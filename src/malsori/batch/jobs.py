@@ -61,14 +61,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS loose_outputs (
     path TEXT PRIMARY KEY,          -- relative to OUT
     size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
+    sha256 TEXT NOT NULL,
+    input TEXT                      -- the input it was written for: only that one replaces it
 );
 """
 
 #: Columns added after the first release; added to older databases on open.
 _MIGRATIONS = {
-    "request": "ALTER TABLE files ADD COLUMN request TEXT",
-    "ctime_ns": "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+    "files": {
+        "request": "ALTER TABLE files ADD COLUMN request TEXT",
+        "ctime_ns": "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+    },
+    "loose_outputs": {"input": "ALTER TABLE loose_outputs ADD COLUMN input TEXT"},
 }
 
 
@@ -301,10 +305,11 @@ class JobStore:
             self._db.execute("PRAGMA wal_autocheckpoint=8")
             self._db.execute("PRAGMA journal_size_limit=65536")
             self._db.executescript(SCHEMA)
-            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
-            for column, sql in _MIGRATIONS.items():
-                if column not in columns:
-                    self._db.execute(sql)
+            for table, added in _MIGRATIONS.items():
+                columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for column, sql in added.items():
+                    if column not in columns:
+                        self._db.execute(sql)
         except sqlite3.Error as exc:
             raise _db_error(exc, self.path) from exc
         except OSError as exc:
@@ -475,7 +480,11 @@ class JobStore:
                 continue
             if rel.endswith("/") or not os.path.lexists(root / rel):
                 gone.append(rel)
-                outputs += [o for o in json.loads(r["outputs"] or "[]") if isinstance(o, dict)]
+                outputs += [
+                    {**o, "input": rel}
+                    for o in json.loads(r["outputs"] or "[]")
+                    if isinstance(o, dict)
+                ]
         if gone and len(gone) == total and not all(rel.endswith("/") for rel in gone):
             return [], total
         with self._tx() as db:
@@ -485,22 +494,29 @@ class JobStore:
 
     @staticmethod
     def _add_loose(db: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+        """``records``: output records, each with the ``input`` it was written for."""
         db.executemany(
-            "INSERT OR REPLACE INTO loose_outputs (path, size, sha256) VALUES (?,?,?)",
-            [(o["path"], o["size"], o["sha256"]) for o in records if "sha256" in o],
+            "INSERT OR REPLACE INTO loose_outputs (path, size, sha256, input) VALUES (?,?,?,?)",
+            [(o["path"], o["size"], o["sha256"], o.get("input")) for o in records if "sha256" in o],
         )
 
-    def add_loose(self, records: Iterable[dict[str, Any]]) -> None:
-        """Outputs about to be written (before the rename): a run killed between writing
-        them and recording them leaves files this job may still replace."""
+    def add_loose(self, records: Iterable[dict[str, Any]], rel: str) -> None:
+        """Outputs of input ``rel`` about to be written (before the rename): a run killed
+        between writing them and recording them leaves files this job may still replace."""
         with self._tx() as db:
-            self._add_loose(db, records)
+            self._add_loose(db, [{**o, "input": rel} for o in records])
 
     def loose(self) -> dict[str, dict[str, Any]]:
-        """Path (relative to OUT) -> record of every loose output (see the schema)."""
+        """Path (relative to OUT) -> record of every loose output (see the schema); its
+        ``input`` is None in a database from before inputs were recorded with them."""
         return {
-            r["path"]: {"path": r["path"], "size": r["size"], "sha256": r["sha256"]}
-            for r in self._db.execute("SELECT path, size, sha256 FROM loose_outputs")
+            r["path"]: {
+                "path": r["path"],
+                "size": r["size"],
+                "sha256": r["sha256"],
+                "input": r["input"],
+            }
+            for r in self._db.execute("SELECT path, size, sha256, input FROM loose_outputs")
         }
 
     def new_request(self, asked: dict[str, Any]) -> int:

@@ -157,7 +157,8 @@ def _check_targets(
     since, or the file's own output edited since (a hand-corrected transcript; ``--force``
     redoes it anyway). ``owners``/``loose``: the job's recorded and loose outputs (read
     once by the caller). A file this job wrote that no input owns any more (a loose output)
-    may be replaced while still as written. Returns the files failed, and each existing
+    may be replaced while still as written, by the input it was written for (one that
+    comes back, or whose run was killed before recording it), never by another. Returns the files failed, and each existing
     output path that may be replaced with its size and sha256 now: a worker replaces it
     only if it is still so (a file written into OUT meanwhile is kept)."""
     pending = set(store.pending())
@@ -180,6 +181,13 @@ def _check_targets(
                 continue
             if target.is_dir():
                 reason = f"{target} is a folder; rename it or the input"
+            elif p in loose and loose[p]["input"] not in (None, rel):
+                # the transcript of an input that left the job: only that input replaces it
+                reason = (
+                    f"{target} holds the transcript of {loose[p]['input']}, which is no "
+                    "longer in the input folder (its outputs stay); move it away to write "
+                    "this file's there"
+                )
             elif p in loose and output_intact(out, loose[p]):
                 allowed[p] = loose[p]  # written by this job, not (or no longer) recorded
             elif p not in owners:

@@ -163,7 +163,9 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
             if rel is None:
                 break
             try:
-                outputs, duration, seconds = process_file(config, loaded, rel, store.add_loose)
+                outputs, duration, seconds = process_file(
+                    config, loaded, rel, lambda records: store.add_loose(records, rel)
+                )
             except NoSpaceError as exc:
                 store.mark_failed(rel, str(exc))
                 notes.put(str(exc))

@@ -939,14 +939,18 @@ def test_a_rerun_for_another_format_keeps_what_the_others_had(
 
 def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
-    _job_with(clips, root, {"a.wav": "garden"})
+    _job_with(clips, root, {"a.wav": "garden", "b.wav": "river"})
     assert batch(root, out, "-f", "txt,json").returncode == 0
-    transcript = (out / "a.json").read_bytes()
+    (root / "b.wav").unlink()  # b.wav leaves the job; its transcripts stay
+    assert batch(root, out, "-f", "txt,json").returncode == 0
+    transcript, kept = (out / "a.json").read_bytes(), (out / "b.json").read_bytes()
     for dest, message in (
         (str(tmp_path / "nope" / "r.csv"), "no folder"),
         (str(out / ".malsori-jobs.sqlite"), "one of the batch job's own files"),
         (str(tmp_path / "r.xlsx"), "written as .csv or .json"),
         (str(out / "a.json"), "is a transcript of this job"),
+        (str(out / "b.json"), "is a transcript of this job"),
+        (str(out), "is a folder"),
     ):
         proc = subprocess.run(
             [*CLI, "batch", "report", str(out), "-o", dest],
@@ -955,7 +959,8 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
             timeout=60,
         )
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
-    assert (out / "a.json").read_bytes() == transcript
+        assert "Traceback" not in proc.stderr
+    assert (out / "a.json").read_bytes() == transcript and (out / "b.json").read_bytes() == kept
     assert batch(root, out, "-f", "txt,json").returncode == 0  # the job database is intact
     through = subprocess.run(
         [*CLI, "batch", "report", str(out), "-o", "/dev/stdout"],

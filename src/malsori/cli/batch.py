@@ -182,12 +182,15 @@ def report(args: argparse.Namespace) -> int:
     store = _open_store(args.out)
     try:
         rows = [asdict(r) for r in store.rows()]
-        outputs = {Path(args.out).resolve() / p for p in store.owners()}
+        # the inputs' transcripts, and those kept of inputs that left the job
+        outputs = {Path(args.out).resolve() / p for p in [*store.owners(), *store.loose()]}
     finally:
         store.close()
     dest = args.output
     if dest:
         _check_report_dest(dest, args.out)
+        if Path(dest).is_dir():
+            raise MalsoriError(f"{dest} is a folder; give the report a file name (.csv or .json)")
         if Path(dest).resolve() in outputs:
             raise MalsoriError(f"{dest} is a transcript of this job; choose another name")
     if dest and dest.endswith(".json"):

@@ -158,9 +158,10 @@ def _check_targets(
     redoes it anyway). ``owners``/``loose``: the job's recorded and loose outputs (read
     once by the caller). A file this job wrote that no input owns any more (a loose output)
     may be replaced while still as written, by the input it was written for (one that
-    comes back, or whose run was killed before recording it), never by another. Returns the files failed, and each existing
-    output path that may be replaced with its size and sha256 now: a worker replaces it
-    only if it is still so (a file written into OUT meanwhile is kept)."""
+    comes back, or whose run was killed before recording it), never by another. Returns
+    the files failed, and each existing output path that may be replaced with its size and
+    sha256 now: a worker replaces it only if it is still so (a file written into OUT
+    meanwhile is kept)."""
     pending = set(store.pending())
     blocked: set[str] = set()
     replaceable: dict[str, dict[str, Any]] = {}

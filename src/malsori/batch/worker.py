@@ -32,16 +32,16 @@ def process_file(
     config: BatchConfig,
     loaded: Any,
     rel: str,
-    intend: Callable[[list[dict[str, Any]]], None] | None = None,
+    intend: Callable[[list[dict[str, Any]], str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], float, float]:
     """Transcribe one file and write its outputs; returns (output records, duration, s).
 
     Just before writing, every output path that exists must still be exactly as the run
     found it (``config.replaceable``): a file written into OUT while this one was decoding
     (your notes, a ``transcribe -o`` result, a hand correction) is kept and the file fails.
-    ``intend`` gets the records of the outputs before they are written (the job database
-    keeps them as loose outputs: a run killed before recording them may still replace
-    them)."""
+    ``intend`` gets the records of the outputs and ``rel`` before they are written (the job
+    database keeps them as loose outputs of ``rel``: a run killed before recording them
+    may still replace them)."""
     from .._atomic import atomic_write_many
     from ..engine import transcribe
     from ..subtitles import SubtitleOptions
@@ -88,7 +88,7 @@ def process_file(
                     "it is kept (move it away and run again)"
                 )
     if intend is not None:
-        intend(records)
+        intend(records, rel)
     atomic_write_many(files)
     return records, result.duration, time.perf_counter() - t0
 
@@ -163,9 +163,7 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
             if rel is None:
                 break
             try:
-                outputs, duration, seconds = process_file(
-                    config, loaded, rel, lambda records: store.add_loose(records, rel)
-                )
+                outputs, duration, seconds = process_file(config, loaded, rel, store.add_loose)
             except NoSpaceError as exc:
                 store.mark_failed(rel, str(exc))
                 notes.put(str(exc))

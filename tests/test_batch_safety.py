@@ -20,6 +20,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -342,7 +343,7 @@ def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
     assert first.returncode == 0, first_err
     assert second.returncode == 1
     assert f"another batch is running on {out} (pid {first.pid})" in second.stderr
-    assert third.returncode == 1 and f"another batch is running on {out}" in third.stderr
+    assert third.returncode == 1 and f"another malsori run is writing into {out}" in third.stderr
     assert "Traceback" not in second.stderr + third.stderr
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows(out).values())
 
@@ -839,10 +840,11 @@ def test_a_new_request_gives_failed_files_their_retries_back(
 ) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     _job_with(clips, root, {"a.wav": "garden"})
-    for _ in range(3):  # a mistake, repeated: English-only model asked for Korean
-        batch(root, out, "-f", "txt", "--language", "ko")
+    (out / "a.txt").mkdir(parents=True)  # in the way of the one format asked
+    for _ in range(3):
+        batch(root, out, "-f", "txt")
     assert rows(out)["a.wav"]["status"] == "failed"
-    proc = batch(root, out, "-f", "txt", "--language", "en")
+    proc = batch(root, out, "-f", "json")  # another request
     assert proc.returncode == 0, proc.stderr
     assert "failed file(s) get their retries again" in proc.stderr
 
@@ -1066,3 +1068,110 @@ def test_another_input_never_takes_the_transcript_a_dropped_input_left(
     assert proc.returncode == 0, proc.stderr
     assert "tomato" in (out / "talk.wav.txt").read_text()
     assert "river" in (out / "talk.mp3.txt").read_text()
+
+
+def _transcribe_o(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_transcribe_o_waits_for_no_batch_and_a_batch_for_no_transcribe(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """A batch job and `transcribe -o` writing x.txt into one folder at once: the later
+    writer replaced the other's result and both said they were done (a hostile tester)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for i in range(4):
+        shutil.copy(clips["garden"], root / f"f{i}.wav")
+    other = shutil.copy(clips["river"], tmp_path / "f0.wav")
+    first = subprocess.Popen(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        proc = _transcribe_o("-o", str(out), "-f", "txt", str(other))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert proc.returncode == 1
+    assert f"a batch job is running on {out} (pid {first.pid})" in proc.stderr, proc.stderr
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert all("tomato" in (out / f"f{i}.txt").read_text() for i in range(4))
+    # Once the batch has ended, transcribe -o refuses the batch's own transcript by name.
+    proc = _transcribe_o("-o", str(out), "-f", "txt", str(other))
+    assert proc.returncode == 1 and "was not written by malsori" in proc.stderr
+
+
+def test_transcribe_o_killed_while_renaming_is_rerun_cleanly(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """A run stopped between two renames of one input's set left txt from one model and
+    json from another, and the same command then refused with "changed since malsori
+    wrote it". The ledger now lists a set before renaming it, and an interrupt rolls the
+    set back."""
+    from malsori._atomic import atomic_write_many
+    from malsori._ledger import Ledger, input_id
+
+    audio = shutil.copy(clips["garden"], tmp_path / "a.wav")
+    out = tmp_path / "out"
+    assert _transcribe_o("-o", str(out), "-f", "txt,json", str(audio)).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.glob("a.*")}
+    # Ctrl-C between the two renames of a new set: the set is rolled back.
+    files = [(out / "a.txt", "new text\n"), (out / "a.json", "{}\n")]
+    real_replace, calls = os.replace, []
+
+    def interrupted(src: str, dst: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    os.replace = interrupted  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_many(files)
+    finally:
+        os.replace = real_replace
+    assert {p.name: p.read_bytes() for p in out.glob("a.*")} == before
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".old"))]
+    # kill -9 after the ledger listed a new set and one file of it was renamed: the same
+    # command just runs again.
+    ledger = Ledger(out)
+    with ledger.locked():
+        ledger.record(files, input_id(str(audio)))
+    (out / "a.txt").write_text("new text\n")
+    proc = _transcribe_o("-o", str(out), "-f", "txt,json", str(audio))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "a.txt").read_bytes() == before["a.txt"]  # a whole set of this run
+    assert json.loads((out / "a.json").read_text())["text"] == "".join(
+        before["a.txt"].decode().split("\n")
+    )
+
+
+def test_transcribe_o_refuses_a_name_that_looks_the_same_as_one_there(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """회의.wav in NFC, then another 회의.wav in NFD, into one folder: two 회의.txt that a Mac
+    or an SMB share takes for one (a hostile tester)."""
+    nfc, nfd = unicodedata.normalize("NFC", "회의"), unicodedata.normalize("NFD", "회의")
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n2").mkdir()
+    a = shutil.copy(clips["garden"], tmp_path / "n1" / f"{nfc}.wav")
+    b = shutil.copy(clips["river"], tmp_path / "n2" / f"{nfd}.wav")
+    out = tmp_path / "out"
+    assert _transcribe_o("-o", str(out), "-f", "txt", str(a)).returncode == 0
+    for extra in ((), ("--overwrite",)):
+        proc = _transcribe_o("-o", str(out), "-f", "txt", *extra, str(b))
+        assert proc.returncode == 1 and "Unicode normal form" in proc.stderr, proc.stderr
+    assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]
+    assert "tomato" in (out / f"{nfc}.txt").read_text()

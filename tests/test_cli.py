@@ -292,13 +292,13 @@ def test_the_output_list_survives_a_torn_line(tmp_path: Path) -> None:
     (out / "회의.txt").write_text("x\n")
     ledger = Ledger(out)
     with ledger.locked():
-        ledger.record([out / "회의.txt"], "/in/회의.wav")
+        ledger.record([(out / "회의.txt", "x\n")], "/in/회의.wav")
     with open(out / LEDGER, "ab") as fh:
         fh.write('{"file": "회'.encode()[:-1])  # torn inside a Hangul syllable
     (out / "b.txt").write_text("y\n")
     with ledger.locked() as entries:
         assert set(entries) == {"회의.txt"}
-        ledger.record([out / "b.txt"], "/in/b.wav")
+        ledger.record([(out / "b.txt", "y\n")], "/in/b.wav")
     with ledger.locked() as entries:
         assert set(entries) == {"회의.txt", "b.txt"}
-        ledger.check(entries, [out / "b.txt"], "/in/b.wav", "b.wav")  # its own: no error
+        ledger.check(entries, [out / "b.txt"], "/in/b.wav", "b.wav", False)  # its own

@@ -99,8 +99,9 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
     before the first rename, and if a rename fails midway the files already renamed get
     their old content back (or are removed when they are new), so one input's formats never
     come from two different runs (on a disk without hard links, an old file cannot be kept
-    aside: it keeps the new content). Raises :class:`OutputError` (one line, naming the file)
-    when a write fails, e.g. on a full disk; no temporary file is left behind."""
+    aside: it keeps the new content); the same when the process is interrupted (Ctrl-C).
+    Raises :class:`OutputError` (one line, naming the file) when a write fails, e.g. on a
+    full disk; no temporary file is left behind."""
     mode = 0o666 & ~_umask()
     staged: list[tuple[str, Path]] = []
     backups: dict[Path, str | None] = {}
@@ -127,7 +128,7 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
             current = dest
             os.replace(tmp, dest)
             renamed.append(dest)
-    except OSError as exc:
+    except BaseException as exc:  # OSError, and Ctrl-C between two renames
         for dest in reversed(renamed):  # roll back: the set as it was before
             with contextlib.suppress(OSError):
                 backup = backups.get(dest)
@@ -137,7 +138,9 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
                     os.unlink(dest)  # new in this set
                 # else: an old file that could not be linked (a disk without hard links)
                 # keeps the new content rather than none
-        raise output_error(exc, current or "output") from exc
+        if isinstance(exc, OSError):
+            raise output_error(exc, current or "output") from exc
+        raise
     finally:
         for tmp in [t for t, _ in staged] + [b for b in backups.values() if b is not None]:
             with contextlib.suppress(OSError):

@@ -2,24 +2,33 @@
 results and nothing else.
 
 ``DIR/.malsori-transcribe.jsonl`` holds one line per written file: its name, the sha256 of
-what was written and the input it came from. Before an input's files are written, each one
-that already exists must be the unchanged result of the same input (same absolute path, or
-``<stdin>``); a file malsori did not write (your own ``movie.srt``), one edited since, or
-another input's transcript (``d1/x.wav`` then ``d2/x.wav`` into one folder) stops that
-input with the reason, unless ``overwrite`` is asked for. The check and the write happen
-under an exclusive ``flock`` of the ledger, so two processes writing into one folder at
-once cannot both take the same name.
+what was written and the input it came from. The lines are appended *before* the files are
+renamed into place, so a run killed (or stopped with Ctrl-C) in between leaves files the
+ledger knows. Before an input's files are written, each one that already exists must be a
+result of the same input (same absolute path, or ``<stdin>``) as malsori wrote it at some
+time; a file malsori did not write (your own ``movie.srt``), one edited since, another
+input's transcript (``d1/x.wav`` then ``d2/x.wav`` into one folder), or a name that looks
+the same as one already in DIR (``회의.txt`` in another Unicode normal form: one replaces
+the other on a Mac or an SMB share) stops that input with the reason, unless
+``overwrite`` is asked for (the look-alike name: always).
+
+The check and the write happen under an exclusive ``flock`` of the ledger, so two
+processes writing into one folder at once cannot both take the same name, and under a
+lock of DIR itself, which a batch job holds for its whole run: nothing is written into a
+folder while a batch job runs there (:class:`malsori.batch.jobs.RunLock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ._atomic import output_error
@@ -27,6 +36,11 @@ from ._hashing import sha256_file
 from .errors import OutputError
 
 LEDGER = ".malsori-transcribe.jsonl"
+#: The lock file of a batch job (malsori.batch.jobs.LOCK_NAME), read for its pid.
+_BATCH_LOCK = ".malsori-batch.lock"
+
+#: File name -> every entry written for it, oldest first.
+Entries = dict[str, list[dict[str, str]]]
 
 
 def input_id(name: str, piped: bytes | None = None) -> str:
@@ -37,6 +51,76 @@ def input_id(name: str, piped: bytes | None = None) -> str:
     return str(Path(name).resolve())
 
 
+def _batch_pid(out_dir: Path) -> str:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        pid = (out_dir / _BATCH_LOCK).read_text(encoding="ascii").strip()
+        if pid.isdigit():
+            return f" (pid {pid})"
+    return ""
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold a lock on the folder itself (a batch job holds it for its whole run)."""
+    try:
+        fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise output_error(exc, out_dir) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputError(
+                    f"a batch job is running on {out_dir}{_batch_pid(out_dir)}; nothing is "
+                    "written into its folder meanwhile: wait for it to end, or choose "
+                    "another --output-dir"
+                ) from None
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+                raise output_error(exc, out_dir) from exc
+            # a file system without locks on folders: the ledger's lock still holds
+        yield
+    finally:
+        os.close(fd)
+
+
+def batch_running(out_dir: Path) -> str | None:
+    """Why nothing can be written into ``out_dir`` now (a batch job runs there), or None.
+    Asked before any audio is decoded; the write itself checks again."""
+    if not (out_dir / _BATCH_LOCK).exists():
+        return None
+    try:
+        fd = os.open(out_dir / _BATCH_LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return (
+                f"a batch job is running on {out_dir}{_batch_pid(out_dir)}; nothing is "
+                "written into its folder meanwhile: wait for it to end, or choose another "
+                "--output-dir"
+            )
+        return None
+    finally:
+        os.close(fd)  # a shared lock taken for a moment: released here
+    return None
+
+
+def _lookalike(out_dir: Path, name: str) -> str | None:
+    """A file in ``out_dir`` whose name differs from ``name`` only in Unicode normal
+    form, or None."""
+    key = unicodedata.normalize("NFC", name)
+    if key == name and unicodedata.normalize("NFD", name) == name:
+        return None  # no character that has two forms
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(out_dir):
+            if entry.name != name and unicodedata.normalize("NFC", entry.name) == key:
+                return entry.name
+    return None
+
+
 class Ledger:
     """The ledger of one output folder (see the module docstring)."""
 
@@ -45,8 +129,8 @@ class Ledger:
         self._torn = False
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[dict[str, dict[str, str]]]:
-        """Hold the folder's lock; yields the latest entry per file name."""
+    def locked(self) -> Iterator[Entries]:
+        """Hold the folder's locks; yields every entry per file name (oldest first)."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
         except OSError as exc:
@@ -55,45 +139,58 @@ class Ledger:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with open(fd, "rb", closefd=False) as fh:
                 data = fh.read()
-            entries: dict[str, dict[str, str]] = {}
+            entries: Entries = {}
             for line in data.splitlines():  # a torn or foreign line is skipped, never fatal
                 with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     entry = json.loads(line.decode("utf-8"))
-                    entries[str(entry["file"])] = entry
+                    entries.setdefault(str(entry["file"]), []).append(entry)
             self._torn = bool(data) and not data.endswith(b"\n")
-            yield entries
+            with _folder_lock(self.path.parent):
+                yield entries
         finally:
             os.close(fd)  # releases the lock
 
     def check(
-        self, entries: dict[str, dict[str, str]], paths: list[Path], source: str, label: str
+        self, entries: Entries, paths: list[Path], source: str, label: str, overwrite: bool
     ) -> None:
         """Raise :class:`OutputError` if writing ``paths`` for input ``source`` would replace
-        something that is not this input's own unchanged result."""
+        something that is not one of this input's own results as malsori wrote it (any
+        ``overwrite``: only a name that looks the same as another file's)."""
         for path in paths:
-            if not path.exists() and not path.is_symlink():
-                continue
-            entry = entries.get(path.name)
-            hint = "move it away, choose another --output-dir, or pass --overwrite"
-            if entry is None:
-                raise OutputError(f"{path} exists and was not written by malsori; {hint}")
-            if entry.get("input") != source:
+            twin = _lookalike(path.parent, path.name)
+            if twin is not None:
                 raise OutputError(
-                    f"{path} holds the transcript of another input "
-                    f"({_shown(entry.get('input', '?'))}), not of {label}; {hint}"
+                    f"{path} would look the same as {path.parent / twin}, already there (the "
+                    "names differ only in Unicode normal form, and one replaces the other on "
+                    "a Mac or a Windows share); rename the input or choose another --output-dir"
                 )
+            if overwrite or (not path.exists() and not path.is_symlink()):
+                continue
+            written = entries.get(path.name)
+            hint = "move it away, choose another --output-dir, or pass --overwrite"
+            if not written:
+                raise OutputError(f"{path} exists and was not written by malsori; {hint}")
             try:
-                same = path.is_file() and sha256_file(path) == entry.get("sha256")
+                digest = sha256_file(path) if path.is_file() else None
             except OSError as exc:
                 raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            if not same:
-                raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
+            owners = [e.get("input") for e in written if e.get("sha256") == digest]
+            if source in owners:
+                continue  # this input's result, as malsori wrote it (at some time)
+            if owners or written[-1].get("input") != source:
+                other = owners[-1] if owners else written[-1].get("input", "?")
+                raise OutputError(
+                    f"{path} holds the transcript of another input ({_shown(str(other))}), "
+                    f"not of {label}; {hint}"
+                )
+            raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
 
-    def record(self, paths: list[Path], source: str) -> None:
-        """Append the files just written (call while :meth:`locked` is held)."""
+    def record(self, files: Sequence[tuple[Path, str]], source: str) -> None:
+        """Append the files about to be written, ``(path, text)``, before they are renamed
+        into place (call while :meth:`locked` is held)."""
         lines = []
-        for path in paths:
-            digest = sha256_file(path)
+        for path, text in files:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             entry = {"file": path.name, "sha256": digest, "input": source, "time": time.time()}
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         try:
@@ -103,9 +200,10 @@ class Ledger:
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise OutputError(
-                f"the results were written, but listing them in {self.path} failed "
-                f"({exc.strerror or exc}): a rerun will need --overwrite"
+                f"cannot list the results in {self.path} ({exc.strerror or exc}); nothing "
+                "was written"
             ) from exc
+        self._torn = False
 
 
 def _shown(source: str) -> str:
@@ -115,4 +213,4 @@ def _shown(source: str) -> str:
     return source
 
 
-__all__ = ["LEDGER", "Ledger", "input_id"]
+__all__ = ["LEDGER", "Ledger", "batch_running", "input_id"]

@@ -220,10 +220,12 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
 
 
 class RunLock:
-    """One batch run per output directory: an exclusive ``flock`` on OUT itself and on
-    OUT/.malsori-batch.lock (which shows the holder's pid), released by the kernel when the
+    """One batch run per output directory: an exclusive ``flock`` on OUT/.malsori-batch.lock
+    (which shows the holder's pid) and on OUT itself, released by the kernel when the
     process ends (also on kill -9). The lock on the directory holds when the lock file is
-    deleted during a run (a second run would otherwise lock a new file of the same name)."""
+    deleted during a run (a second run would otherwise lock a new file of the same name),
+    and keeps ``transcribe -o`` from writing into OUT during the run (it takes that lock
+    while it writes: :mod:`malsori._ledger`)."""
 
     def __init__(self, output_dir: Path) -> None:
         self.path = output_dir / LOCK_NAME
@@ -233,7 +235,7 @@ class RunLock:
         holder = ""
         with contextlib.suppress(OSError):
             holder = os.pread(fd, 100, 0).decode("ascii", "replace").strip()
-        pid = f" (pid {holder})" if holder else ""  # none when its lock file was deleted
+        pid = f" (pid {holder})" if holder else ""
         return MalsoriError(f"another batch is running on {self.path.parent}{pid}")
 
     def _lock(self, fd: int, what: Path) -> bool:
@@ -261,8 +263,14 @@ class RunLock:
                 f"cannot write to output directory {out}: {exc.strerror or exc}"
             ) from None
         try:
-            if not (self._lock(dir_fd, out) and self._lock(fd, self.path)):
+            if not self._lock(fd, self.path):
                 raise self._busy(fd)
+            if not self._lock(dir_fd, out):  # a batch whose lock file was deleted, or a
+                # `transcribe -o` writing its files into OUT at this moment
+                raise MalsoriError(
+                    f"another malsori run is writing into {out} (a batch job, or transcribe "
+                    "-o); run again when it has ended"
+                )
         except MalsoriError:
             self.release()
             raise

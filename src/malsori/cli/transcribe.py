@@ -93,9 +93,9 @@ def _write(
     """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
     is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`),
     and always where it is one of this run's inputs (``inputs``: device and inode)."""
-    from .._atomic import output_error, sweep_leftovers
+    from .._atomic import atomic_write_many, output_error, sweep_leftovers
     from .._ledger import Ledger
-    from ..writers import output_paths, write_transcript
+    from ..writers import output_paths, render_transcript
 
     try:
         (stem + source).encode("utf-8")
@@ -116,13 +116,13 @@ def _write(
     try:
         with ledger.locked() as entries:
             sweep_leftovers(targets)  # of a run killed while writing these (under the lock)
-            if not overwrite:
-                ledger.check(entries, targets, source, label)
-            paths = write_transcript(result, out_dir, stem, formats)
-            ledger.record(paths, source)
+            ledger.check(entries, targets, source, label, overwrite)
+            files = render_transcript(result, out_dir, stem, formats)
+            ledger.record(files, source)  # first: a run killed while renaming is known
+            atomic_write_many(files)
     except OSError as exc:  # a name too long for the disk, ...: one line, the next input
         raise output_error(exc, exc.filename or targets[0]) from None
-    return paths
+    return [p for p, _ in files]
 
 
 def _read_input(name: str, label: str) -> tuple[Any, str]:
@@ -201,6 +201,11 @@ def run(args: argparse.Namespace) -> int:
     stems = _stems(args.files) if out_dir is not None else {}
     if out_dir is not None:
         _check_output_dir(out_dir)
+        from .._ledger import batch_running
+
+        busy = batch_running(out_dir)
+        if busy is not None:
+            raise MalsoriError(busy)
 
     options = options_for_formats(options, formats)
     diarizer: Any = None

@@ -1175,3 +1175,31 @@ def test_transcribe_o_refuses_a_name_that_looks_the_same_as_one_there(
         assert proc.returncode == 1 and "Unicode normal form" in proc.stderr, proc.stderr
     assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]
     assert "tomato" in (out / f"{nfc}.txt").read_text()
+
+
+def test_a_linked_folder_inside_out_is_never_written_through(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """OUT/sub a link to another job's folder: job A wrote into job B's results, and B's
+    advice (--force) then destroyed A's. OUT/sub a link to OUT itself: x.wav and sub/x.wav
+    wrote the same file (a hostile tester)."""
+    in_a, out_a, in_b, out_b = (tmp_path / n for n in ("inA", "oA", "inB", "oB"))
+    (in_a / "sub").mkdir(parents=True)
+    shutil.copy(clips["garden"], in_a / "sub" / "x.wav")
+    shutil.copy(clips["river"], in_a / "x.wav")
+    in_b.mkdir()
+    shutil.copy(clips["train"], in_b / "x.wav")
+    assert batch(in_b, out_b, "-f", "txt").returncode == 0
+    theirs = (out_b / "x.txt").read_bytes()
+    out_a.mkdir()
+    for link in (Path("../oB"), Path(".")):
+        (out_a / "sub").unlink(missing_ok=True)
+        (out_a / "sub").symlink_to(link)
+        proc = batch(in_a, out_a, "-f", "txt")
+        assert proc.returncode == 1
+        error = rows(out_a)["sub/x.wav"]["error"]
+        assert f"{out_a / 'sub'} is a symbolic link" in error, error
+        assert "tomato" not in (out_a / "x.txt").read_text()  # not sub/x.wav's text
+        assert "river" in (out_a / "x.txt").read_text()
+        assert (out_b / "x.txt").read_bytes() == theirs
+    assert batch(in_b, out_b, "-f", "txt").returncode == 0  # B's job is as it was

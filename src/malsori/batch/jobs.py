@@ -163,6 +163,23 @@ def record_outputs(output_dir: Path, paths: Iterable[Path]) -> list[dict[str, An
     return out
 
 
+def linked_folder(out: Path, paths: list[str]) -> str | None:
+    """Why outputs ``paths`` (relative to OUT) cannot be written: a folder on the way inside
+    OUT is a symbolic link (it may lead into another job's folder, where this job's files
+    would replace that job's results, or back into OUT, where two inputs would share one
+    file). None when every folder is a real one or does not exist yet."""
+    for p in paths:
+        folder = out
+        for part in Path(p).parent.parts:
+            folder = folder / part
+            if folder.is_symlink():
+                return (
+                    f"{folder} is a symbolic link; malsori writes only into real folders "
+                    f"inside {out} (replace the link by a folder)"
+                )
+    return None
+
+
 def output_intact(output_dir: Path, record: dict[str, Any]) -> bool:
     """True when a recorded output is on disk with the size and hash it was written with."""
     path = output_dir / record["path"]

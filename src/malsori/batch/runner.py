@@ -11,7 +11,7 @@ from typing import Any
 from .._atomic import sweep_leftovers
 from ..errors import MalsoriError, OptionsError
 from .config import BatchConfig
-from .jobs import DB_NAME, JobStore, RunLock, output_intact, record_outputs
+from .jobs import DB_NAME, JobStore, RunLock, linked_folder, output_intact, record_outputs
 from .naming import lookalikes, output_bases
 from .progress import BatchResult
 from .scan import scan
@@ -175,8 +175,8 @@ def _check_targets(
             blocked.add(rel)
             continue
         allowed: dict[str, dict[str, Any]] = {}
-        reason = None
-        for p in expected[rel]:
+        reason = linked_folder(out, expected[rel])
+        for p in expected[rel] if reason is None else ():
             target = out / p
             if not os.path.lexists(target):
                 continue

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import MalsoriError, NoSpaceError
 from .config import BatchConfig
-from .jobs import JobStore, output_intact, worker_id
+from .jobs import JobStore, linked_folder, output_intact, worker_id
 
 
 class StopFlag(Protocol):
@@ -63,13 +63,19 @@ def process_file(
         encode = token_encoder(loaded.model)  # split segments keep their own token ids
         result = assign_speakers(result, pending.result().turns, encode)
     base = config.output_base(rel)
+    out = Path(config.output_dir)
+    names = [Path(os.path.relpath(base, out)).with_suffix(".txt").as_posix()]
+    linked = linked_folder(out, names)  # made since the run started
+    if linked is not None:
+        raise MalsoriError(linked)
+    if not out.is_dir():
+        raise MalsoriError(f"{out} is gone (deleted or moved during the run)")
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
         files = render_transcript(result, base.parent, base.name, config.formats_for(rel))
-    out = Path(config.output_dir)
     records: list[dict[str, Any]] = []
     for path, text in files:
         data = text.encode("utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SENTENCES, convert, wer
+from conftest import EVALDATA, SENTENCES, convert, wer
 from malsori._ledger import LEDGER
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -302,3 +302,35 @@ def test_the_output_list_survives_a_torn_line(tmp_path: Path) -> None:
     with ledger.locked() as entries:
         assert set(entries) == {"회의.txt", "b.txt"}
         ledger.check(entries, [out / "b.txt"], "/in/b.wav", "b.wav", False)  # its own
+
+
+def test_durations_guessed_from_the_bitrate_are_not_taken_as_truncation(
+    tmp_path: Path,
+) -> None:
+    """A VBR MP3 without a Xing header and an ADTS .aac that start with silence: FFmpeg
+    guesses their duration from the first (quiet, low-bitrate) frames, 93 s for 13 s of
+    speech, and both were refused as truncated, by the CLI and the server (a hostile
+    tester). A truncated MP3 with a Xing header is still refused."""
+    from malsori import load_audio
+    from malsori.errors import AudioError
+
+    jfk = EVALDATA / "en" / "jfk.wav"
+    quiet = tmp_path / "quiet_first.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(tmp_path / "s.wav"), "trim", "0", "2"],
+        check=True,
+    )
+    subprocess.run(["sox", str(tmp_path / "s.wav"), str(jfk), str(quiet)], check=True)
+    vbr = convert(
+        quiet, tmp_path / "vbr.mp3", "-c:a", "libmp3lame", "-q:a", "0", "-write_xing", "0"
+    )
+    aac = convert(quiet, tmp_path / "x.aac", "-c:a", "aac", "-q:a", "1", "-f", "adts")
+    xing = convert(quiet, tmp_path / "xing.mp3", "-c:a", "libmp3lame", "-q:a", "0")
+    for path in (vbr, aac):
+        for source in (path, path.read_bytes()):
+            audio = load_audio(source)
+            assert 12.5 < len(audio) / 16000 < 13.5, path
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(xing.read_bytes()[: xing.stat().st_size * 2 // 3])
+    with pytest.raises(AudioError, match="truncated audio"):
+        load_audio(cut)

@@ -274,3 +274,27 @@ def test_audio_duration_limit(window_wav: Path) -> None:
     with running_server("--model", "tiny.en", env={"MALSORI_MAX_AUDIO_SECONDS": "1"}) as srv:
         resp = _post(srv, {"file": ("w.wav", window_wav.read_bytes(), "audio/wav")})
         _assert_error(resp, 400, "accepts at most 1 s")
+
+
+def test_a_vbr_mp3_that_starts_quiet_is_transcribed(server: Server, tmp_path: Path) -> None:
+    """No Xing header, 2 s of silence first: FFmpeg guesses 93 s from the bitrate, and the
+    server answered 400 "truncated audio" (a hostile tester)."""
+    import subprocess
+
+    quiet = tmp_path / "quiet_first.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(tmp_path / "s.wav"), "trim", "0", "2"],
+        check=True,
+    )
+    subprocess.run(
+        ["sox", str(tmp_path / "s.wav"), str(EVALDATA / "en" / "jfk.wav"), str(quiet)], check=True
+    )
+    vbr = tmp_path / "vbr.mp3"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(quiet), "-c:a", "libmp3lame", "-q:a", "0",
+         "-write_xing", "0", str(vbr)],
+        check=True,
+    )  # fmt: skip
+    resp = _post(server, files={"file": ("vbr.mp3", vbr.read_bytes())})
+    assert resp.status_code == 200, resp.text
+    assert "country" in resp.json()["text"]

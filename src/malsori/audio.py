@@ -116,7 +116,7 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
             if not container.streams.audio:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]
-            declared = _declared_seconds(container, stream)
+            declared = _declared_seconds(container, stream, source)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             chunks: list[npt.NDArray[Any]] = []
             for frame in container.decode(stream):
@@ -145,10 +145,59 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
 
 
 def _declared_seconds(
-    container: av.container.InputContainer, stream: av.AudioStream
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    source: str | os.PathLike[str] | BinaryIO | None = None,
 ) -> float | None:
+    """The duration the file's header states, or None when it states none. FFmpeg's
+    duration of an ADTS AAC file, or of an MP3 without a Xing/Info/VBRI header, is a guess
+    from the first frames' bitrate (a VBR file that starts with silence was "93 s" for
+    13 s of audio), not a statement: None, so that neither the truncation check nor the
+    duration limit acts on it (the limit is still enforced while decoding)."""
+    if _duration_is_a_guess(container.format.name, source):
+        return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / av.time_base
+    return None
+
+
+def _duration_is_a_guess(fmt: str, source: str | os.PathLike[str] | BinaryIO | None) -> bool:
+    if fmt == "aac":  # ADTS: frames only, no header with a length
+        return True
+    if fmt != "mp3":
+        return False
+    head = _mp3_first_frame(source)
+    return head is not None and not any(tag in head for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _mp3_first_frame(source: str | os.PathLike[str] | BinaryIO | None) -> bytes | None:
+    """The first 2 KiB after an MP3's ID3v2 tag (where a Xing/Info/VBRI header sits), or
+    None when the source cannot be read again (a pipe)."""
+
+    def read(fh: BinaryIO) -> bytes:
+        where = fh.tell()  # FFmpeg may be reading the same file object: put it back
+        try:
+            fh.seek(0)
+            head = fh.read(10)
+            skip = 0
+            if len(head) == 10 and head[:3] == b"ID3":
+                size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+                skip = 10 + size + (10 if head[5] & 0x10 else 0)
+            fh.seek(skip)
+            return fh.read(2048)
+        finally:
+            fh.seek(where)
+
+    try:
+        if source is None:
+            return None
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as fh:
+                return read(fh)
+        if source.seekable():
+            return read(source)
+    except (OSError, ValueError):
+        return None
     return None

@@ -106,7 +106,9 @@ class AudioStream:
             with av.open(self._source, mode="r", metadata_errors="ignore") as container:
                 if not container.streams.audio:
                     raise AudioError(f"{self._label}: contains no audio stream")
-                self.declared_seconds = _declared_seconds(container, container.streams.audio[0])
+                self.declared_seconds = _declared_seconds(
+                    container, container.streams.audio[0], self._source
+                )
         except AudioError:
             raise
         except av.FFmpegError as exc:

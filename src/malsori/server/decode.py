@@ -47,7 +47,7 @@ def decode_limited(
             if not container.streams.audio:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]
-            declared = _declared_seconds(container, stream)
+            declared = _declared_seconds(container, stream, path)
             if declared is not None and declared > max_seconds + 0.5:
                 raise AudioTooLong(declared)
             guess = int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE

@@ -257,17 +257,76 @@ def test_connection_cap_and_idle_connections() -> None:
     env = {"MALSORI_MAX_CONNECTIONS": "8", "MALSORI_HEADER_TIMEOUT_S": "2"}
     with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
         socks = [_raw(srv.url) for _ in range(30)]
-        closed = 0
+        closed = refused = 0
         for sock in socks:
             sock.settimeout(5)
             try:
-                closed += sock.recv(1) == b""  # closed at once, or after the header timeout
+                answer = _read_all(sock)  # closed at once, or after the header timeout
             except ConnectionResetError:
                 closed += 1
             except TimeoutError:
                 pass  # still open
+            else:
+                closed += 1
+                if answer:  # beyond the cap: told why, as JSON
+                    assert answer.startswith(b"HTTP/1.1 503"), answer
+                    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+                    assert body["error"]["code"] == "too_many_connections", body
+                    refused += 1
         assert closed == 30  # none is kept open by saying nothing
+        assert refused >= 20
         for sock in socks:
             sock.close()
+        time.sleep(0.5)
+        assert httpx.get(srv.url + "/health", timeout=10).status_code == 200
+
+
+def test_one_client_cannot_hold_every_connection() -> None:
+    """100 connections that each sent `GET /health` with a body of 1 GB declared, then one
+    byte every few seconds, shut every other client out for as long as they went on: the
+    answer came at once, but each byte restarted the keep-alive timer (a hostile tester)."""
+    env = {"MALSORI_MAX_CONNECTIONS": "8", "MALSORI_MAX_CONNECTIONS_PER_CLIENT": "6"}
+    with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
+        trickling = []
+        for _ in range(3):
+            sock = _raw(srv.url)
+            sock.sendall(
+                b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n"
+            )
+            trickling.append(sock)
+        for sock in trickling:  # keep sending the body, a byte every 0.5 s, for up to 8 s
+            sock.settimeout(0.5)
+            answer, closed = b"", False
+            for _ in range(16):
+                try:
+                    sock.sendall(b"x")
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:  # reset: closed
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert closed  # the server hung up despite the trickle (before: never)
+        # One address holds at most 6 of the 8 connections: the 7th from it is refused.
+        held = [_raw(srv.url) for _ in range(6)]
+        extra = _raw(srv.url)
+        extra.settimeout(10)
+        answer = _read_all(extra)
+        assert answer.startswith(b"HTTP/1.1 503") and b"too_many_connections" in answer, answer
+        for sock in held:
+            sock.close()
+        # h11's own 400s are JSON too
+        bad = _raw(srv.url)
+        bad.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\n")
+        answer = _read_all(bad)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert (
+            json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "invalid_http_request"
+        )
         time.sleep(0.5)
         assert httpx.get(srv.url + "/health", timeout=10).status_code == 200

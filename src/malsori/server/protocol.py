@@ -1,14 +1,26 @@
-"""uvicorn's HTTP/1.1 protocol (h11) with the limits it lacks: a connection cap (connections
-beyond ``max_connections`` are closed at once) and a header timeout (a connection that has
-not sent a whole request head within ``header_timeout_s`` is closed, before its first
-request and between keep-alive requests; one that sent part of a head is told why first,
-with a 408 and an OpenAI-shaped JSON error). Body time is limited by uploads.BodyLimits."""
+"""uvicorn's HTTP/1.1 protocol (h11) with the limits it lacks, each answered with an
+OpenAI-shaped JSON error where an answer is possible:
+
+- a connection cap (``max_connections``) and a cap per client address
+  (``max_connections_per_client``): one client cannot take every connection; connections
+  beyond either are answered 503 and closed;
+- a header timeout: a connection that has not sent a whole request head within
+  ``header_timeout_s`` is closed, before its first request and between keep-alive requests
+  (408 when it had sent part of a head);
+- a body the application did not read (a GET that declares one, a refused upload) ends the
+  connection once the response is sent: a client trickling such a body kept its
+  connection forever, past every timeout (each byte restarted the keep-alive timer);
+- h11's own 400s (a bad Content-Length, two Host headers, ...) are JSON, not uvicorn's
+  plain text.
+
+The time for a body the application reads is limited by uploads.BodyLimits."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import h11
@@ -18,36 +30,73 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+#: At most one warning about refused connections per this many seconds (a flood of them
+#: would otherwise flood the log).
+_REFUSAL_LOG_EVERY_S = 10.0
 
-def _timeout_response(seconds: float) -> bytes:
+
+def error_response(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response with an OpenAI-shaped JSON error, closing the connection."""
     body = json.dumps(
         {
             "error": {
-                "message": f"the request's headers did not arrive within {seconds:g} s",
-                "type": "invalid_request_error",
+                "message": message,
+                "type": "invalid_request_error" if status < 500 else "server_error",
                 "param": None,
-                "code": "request_timeout",
+                "code": code,
             }
         }
     ).encode()
     head = (
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
 
+def _client_host(connection: object) -> str | None:
+    client = getattr(connection, "client", None)
+    return str(client[0]) if isinstance(client, tuple) and client else None
+
+
 def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
     header_timeout = settings.header_timeout_s
     max_connections = settings.max_connections
+    per_client = settings.max_connections_per_client
+    refused = {"count": 0, "logged_at": 0.0}
+
+    def note_refusal(why: str) -> None:
+        refused["count"] += 1
+        now = time.monotonic()
+        if now - refused["logged_at"] >= _REFUSAL_LOG_EVERY_S:
+            log.warning(
+                "connection(s) refused: %s (%d since the last warning)", why, refused["count"]
+            )
+            refused["count"], refused["logged_at"] = 0, now
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            why = None
             if len(self.connections) > max_connections:
-                log.warning("connection refused: %d connections open", len(self.connections))
+                why = f"{len(self.connections) - 1} connections open"
+            elif self.client is not None:
+                host = self.client[0]
+                mine = sum(1 for c in self.connections if _client_host(c) == host)
+                if mine > per_client:
+                    why = f"{mine - 1} connections open from one client"
+            if why is not None:
+                note_refusal(why)
+                transport.write(
+                    error_response(
+                        503,
+                        "Service Unavailable",
+                        "too_many_connections",
+                        "the server has too many open connections; try again shortly",
+                    )
+                )
                 transport.close()
                 return
             self._arm()
@@ -66,7 +115,14 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 log.info("closing a connection that sent no request head in %gs", header_timeout)
                 if self.conn.trailing_data[0] and self.conn.our_state is h11.IDLE:
-                    self.transport.write(_timeout_response(header_timeout))  # part of a head
+                    self.transport.write(  # part of a head arrived: say why
+                        error_response(
+                            408,
+                            "Request Timeout",
+                            "request_timeout",
+                            f"the request's headers did not arrive within {header_timeout:g} s",
+                        )
+                    )
                 self.transport.close()
 
         def handle_events(self) -> None:
@@ -74,8 +130,26 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             if self.conn.their_state is not h11.IDLE:
                 self._disarm()
 
+        def send_400_response(self, msg: str) -> None:
+            if (
+                self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+                and not self.transport.is_closing()
+            ):
+                self.transport.write(
+                    error_response(
+                        400, "Bad Request", "invalid_http_request", f"invalid HTTP request: {msg}"
+                    )
+                )
+            self.transport.close()
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            if self.transport.is_closing():
+                return
+            if self.conn.their_state not in (h11.DONE, h11.IDLE, h11.MUST_CLOSE, h11.CLOSED):
+                # answered before the client finished sending a body nobody reads
+                self.transport.close()
+                return
             self._arm()  # the next request's head, on a kept-alive connection
 
         def connection_lost(self, exc: Exception | None) -> None:

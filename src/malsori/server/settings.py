@@ -62,6 +62,12 @@ class ServerSettings(BaseSettings):
     body_timeout_s: float = Field(300.0, gt=0, description="to receive a request's body")
     keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections are closed")
     max_connections: int = Field(100, ge=1, description="open connections; beyond: refused")
+    max_connections_per_client: int = Field(
+        25,
+        ge=1,
+        description="open connections from one client address; beyond: refused (behind a "
+        "reverse proxy every client has the proxy's address: raise it to max_connections)",
+    )
 
     def engine(self, model: str | None = None) -> EngineConfig:
         """The engine settings for ``model`` (default: the server's default model)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -88,11 +89,13 @@ def test_eight_hour_flac_is_refused_with_bounded_memory(
     assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
 
 
-def _start_and_drop(srv: Server, path: Path, *, stream: bool) -> str:
+def _start_and_drop(srv: Server, path: Path, *, stream: bool, diarize: bool = False) -> str:
     """Send ``path`` and hang up after 1.5 s without a response; what the client saw."""
     try:
         with httpx.Client(timeout=1.5) as client, open(path, "rb") as fh:
             data = {"model": "whisper-1", "stream": "true" if stream else "false"}
+            if diarize:
+                data["diarize"] = "true"
             with client.stream(
                 "POST", srv.url + "/v1/audio/transcriptions", files={"file": fh}, data=data
             ) as resp:
@@ -126,6 +129,30 @@ def test_abandoned_request_is_cancelled_and_frees_its_slot(
         assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
     log = srv.output()
     assert "never retrieved" not in log and "Traceback" not in log, log
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_abandoned_diarization_stops_with_its_transcription(long_mp3: Path) -> None:
+    """diarize=true, client gone: the transcription stopped, but the speaker search went
+    on for minutes outside the slot, and abandoned ones piled up (a hostile tester)."""
+    with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
+        assert _start_and_drop(srv, long_mp3, stream=False, diarize=True) == "dropped"
+        cancelled = 'malsori_jobs_cancelled_total{reason="client_gone"}'
+        deadline = time.monotonic() + 120
+        while srv.metrics().get(cancelled, 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert srv.wait_idle(), "the abandoned job kept running"
+        time.sleep(0.5)
+        before = _cpu_seconds(srv.process.pid)
+        time.sleep(3)
+        used = _cpu_seconds(srv.process.pid) - before
+        assert used < 0.6, f"{used:.1f} s of CPU in 3 s after the job was cancelled"
+    log = srv.output()
+    assert "Traceback" not in log, log
 
 
 def test_client_that_leaves_the_queue_gives_up_its_place(long_mp3: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..errors import TranscriptionCancelled
 from . import cluster, weights
 from .campplus import CAMPPlus
 from .fbank import fbank
@@ -39,6 +41,18 @@ from .turns import Diarization, Turn, merge_turns
 SAMPLE_RATE = 16_000
 WINDOW = 160_000  # samples: segmentation-3.0 was trained on 10 s chunks
 _FRAME_SAMPLES = 270
+
+
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+def _check(stop: StopCheck) -> None:
+    if stop():
+        raise TranscriptionCancelled("speaker diarization stopped")
 
 
 class Diarizer:
@@ -68,27 +82,35 @@ class Diarizer:
         self._executor_lock = threading.Lock()
 
     def submit(
-        self, audio: npt.NDArray[np.float32], options: DiarizeOptions | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        options: DiarizeOptions | None = None,
+        should_stop: StopCheck | None = None,
     ) -> Future[Diarization]:
         """Diarize in this instance's background thread (``.result()`` waits): started
         before a transcription, it runs while CTranslate2 decodes, so ``--diarize`` costs
-        little more wall time than the word timestamps it needs."""
+        little more wall time than the word timestamps it needs. ``should_stop`` is asked
+        between model calls: once it says yes, the call ends with
+        :class:`malsori.errors.TranscriptionCancelled` (a server request whose client left)."""
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="malsori-diarize")
-        return self._executor.submit(self, audio, options)
+        return self._executor.submit(self, audio, options, should_stop)
 
     def __call__(
-        self, audio: npt.NDArray[np.float32], options: DiarizeOptions | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        options: DiarizeOptions | None = None,
+        should_stop: StopCheck | None = None,
     ) -> Diarization:
         opts = options or DiarizeOptions()
         opts.check()
-        return decide(self.analyse(audio, opts), len(audio) / SAMPLE_RATE, opts)
+        return decide(self.analyse(audio, opts, should_stop), len(audio) / SAMPLE_RATE, opts)
 
     # -- stages ---------------------------------------------------------------------------
 
     def _segment(
-        self, audio: npt.NDArray[np.float32], step: int, batch_size: int
+        self, audio: npt.NDArray[np.float32], step: int, batch_size: int, stop: StopCheck
     ) -> tuple[list[int], npt.NDArray[np.bool_]]:
         """Window starts (samples) and (windows, frames, 3) local speaker activity."""
         n = len(audio)
@@ -99,6 +121,7 @@ class Diarizer:
         padded = audio if n >= WINDOW else np.pad(audio, (0, WINDOW - n))  # no copy of long audio
         outputs = []
         for i in range(0, len(starts), batch_size):  # one batch of windows in memory at once
+            _check(stop)
             chunks = np.stack([padded[s : s + WINDOW] for s in starts[i : i + batch_size]])
             batch = torch.from_numpy(chunks).unsqueeze(1)
             outputs.append(self.segmentation(batch).argmax(dim=-1))
@@ -114,7 +137,10 @@ class Diarizer:
         return out
 
     def analyse(
-        self, audio: npt.NDArray[np.float32], options: DiarizeOptions | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        options: DiarizeOptions | None = None,
+        should_stop: StopCheck | None = None,
     ) -> Analysis | None:
         """Stages 1-3 (the model work); ``None`` for audio with no samples to analyse.
         :func:`decide` turns the result into turns, so the settings of stages 4-6 can be
@@ -124,11 +150,13 @@ class Diarizer:
         if len(audio) < 400 or not np.any(audio):
             return None
         with self._lock, torch.inference_mode(), _threads(self.threads):
-            return self._analyse(audio, opts)
+            return self._analyse(audio, opts, should_stop or _never)
 
-    def _analyse(self, audio: npt.NDArray[np.float32], opts: DiarizeOptions) -> Analysis:
+    def _analyse(
+        self, audio: npt.NDArray[np.float32], opts: DiarizeOptions, stop: StopCheck
+    ) -> Analysis:
         step = max(_FRAME_SAMPLES, round(opts.step * SAMPLE_RATE))
-        starts, active = self._segment(audio, step, opts.batch_size)
+        starts, active = self._segment(audio, step, opts.batch_size, stop)
         geo = _Geometry(len(audio), starts, active.shape[1])
         count_sum = np.zeros(geo.total)
         for off, act in zip(geo.offsets, active, strict=True):
@@ -136,7 +164,10 @@ class Diarizer:
         count = np.rint(count_sum / np.maximum(geo.weight_sum, 1e-9)).astype(np.int64)
         count[geo.n_frames :] = 0
         chunks = _chunks(active, geo, count, opts)
-        embs = [self._embed(audio[a * _FRAME_SAMPLES : b * _FRAME_SAMPLES]) for a, b in chunks]
+        embs = []
+        for a, b in chunks:
+            _check(stop)
+            embs.append(self._embed(audio[a * _FRAME_SAMPLES : b * _FRAME_SAMPLES]))
         return Analysis(
             num_samples=len(audio),
             starts=starts,

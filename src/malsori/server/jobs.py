@@ -275,7 +275,9 @@ class Job:
         pending = None
         if self.req.speakers is not None:  # found while the words are decoded
             try:
-                pending = shared_diarizer().submit(audio, self.req.speakers)
+                pending = shared_diarizer().submit(
+                    audio, self.req.speakers, should_stop=self.cancel.is_set
+                )
             except (ModelNotFoundError, ModelIntegrityError, MissingExtraError):
                 raise APIError(
                     503,
@@ -283,20 +285,29 @@ class Job:
                     type="server_error",
                     code="diarization_unavailable",
                 ) from None
-        result = transcribe(
-            audio,
-            loaded,
-            options=self.options,
-            on_segment=check,
-            should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
-            stream=self.req.stream,  # a delta per window as it is decoded
-        )
-        if pending is None:
-            return result
-        if self.cancel.is_set():
-            raise Cancelled
+        try:
+            result = transcribe(
+                audio,
+                loaded,
+                options=self.options,
+                on_segment=check,
+                should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
+                stream=self.req.stream,  # a delta per window as it is decoded
+            )
+            if pending is None:
+                return result
+            if self.cancel.is_set():
+                raise Cancelled
+            turns = pending.result().turns
+        except BaseException:
+            if pending is not None:  # the slot is held until the diarization has stopped too
+                self.cancel.set()
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    pending.result()
+            raise
         encode = token_encoder(loaded.model)  # split segments keep their text's tokens
-        return assign_speakers(result, pending.result().turns, encode)
+        return assign_speakers(result, turns, encode)
 
     def _done(self, result: Transcript) -> None:
         self.state.metrics.audio_seconds.inc(result.duration)

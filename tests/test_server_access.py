@@ -5,6 +5,7 @@ without server paths, and the API key (which endpoints it guards)."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,6 +142,20 @@ def test_api_key_guards_the_api_but_not_the_probes(window_wav: Path) -> None:
             assert ok.status_code == 200, path
         resp = _post(srv, window_wav.read_bytes())
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+        # An upload without the key is refused from its headers, before its body (it was
+        # read and parsed first: 25 MB, or a slow body held for its whole timeout).
+        host, port = srv.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 20000000\r\n\r\n"
+            )
+            answer = b""
+            while chunk := sock.recv(65536):  # no body sent: answered and closed anyway
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+        assert b"invalid_api_key" in answer and b"www-authenticate: bearer" in answer.lower()
         for path in ("/health", "/ready", "/", "/static/app.js", "/docs"):
             assert httpx.get(srv.url + path).status_code == 200, path
 

@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 
 from .errors import APIError
 from .state import AppState
@@ -19,22 +20,31 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
-    """With ``MALSORI_API_KEY`` set: ``Authorization: Bearer <key>`` or 401."""
-    key = state.settings.api_key
+#: The answer to a request without the right key (the routes' and the middleware's).
+KEY_MESSAGE = "invalid or missing API key (send 'Authorization: Bearer <key>')"
+KEY_CHALLENGE = 'Bearer realm="malsori"'
+
+
+def key_accepted(authorization: str, key: SecretStr | None) -> bool:
+    """Does an ``Authorization`` header value carry ``key`` (any value when no key is set)?"""
     if key is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        return True
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip().encode(), key.get_secret_value().encode()
-    ):
+    )
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
+    """With ``MALSORI_API_KEY`` set: ``Authorization: Bearer <key>`` or 401. (Uploads are
+    refused earlier, before their body is read: :class:`malsori.server.middleware.RequestGuard`.)"""
+    if not key_accepted(request.headers.get("authorization", ""), state.settings.api_key):
         raise APIError(
             401,
-            "invalid or missing API key (send 'Authorization: Bearer <key>')",
+            KEY_MESSAGE,
             type="authentication_error",
             code="invalid_api_key",
-            headers={"WWW-Authenticate": 'Bearer realm="malsori"'},
+            headers={"WWW-Authenticate": KEY_CHALLENGE},
         )
 
 

@@ -74,7 +74,12 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
 
 
 async def send_json(
-    send: Send, status: int, body: dict[str, object], *, close: bool = False
+    send: Send,
+    status: int,
+    body: dict[str, object],
+    *,
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer a JSON error straight from ASGI middleware (before any route runs); ``close``
     ends the connection too (an upload refused mid-body leaves unread bytes on it)."""
@@ -82,6 +87,7 @@ async def send_json(
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(data)).encode()),
+        *(extra or []),
     ]
     if close:
         headers.append((b"connection", b"close"))

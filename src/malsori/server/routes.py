@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -33,10 +33,26 @@ SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["segment", "word"]
 
+
+#: The form's text fields are a few short values (the longest, ``prompt``, is 224 tokens at
+#: OpenAI): at most 64 KiB each and 50 of them. Starlette's defaults (1 MiB, 1000 fields)
+#: let one connection hold 25 MB of text in memory until its body timeout.
+class FormLimits(TypedDict, total=False):
+    """FastAPI's ``form_limits`` of a route (the keys it reads)."""
+
+    max_fields: int
+    max_files: int
+    max_part_size: int
+
+
+FORM_LIMITS: FormLimits = {"max_fields": 50, "max_files": 4, "max_part_size": 64 * 1024}
+
 router = APIRouter()
 
 
-@router.post("/v1/audio/transcriptions", dependencies=AudioRequest, tags=["audio"])
+@router.post(
+    "/v1/audio/transcriptions", dependencies=AudioRequest, tags=["audio"], form_limits=FORM_LIMITS
+)
 async def transcriptions(
     state: StateDep,
     request: Request,
@@ -94,7 +110,9 @@ async def transcriptions(
     return await run_request(state, request, file, req)
 
 
-@router.post("/v1/audio/translations", dependencies=AudioRequest, tags=["audio"])
+@router.post(
+    "/v1/audio/translations", dependencies=AudioRequest, tags=["audio"], form_limits=FORM_LIMITS
+)
 async def translations(
     state: StateDep,
     request: Request,

@@ -342,6 +342,15 @@ def check_options(loaded: LoadedModel, options: DecodeOptions) -> None:
     from .capabilities import unsupported
 
     reason = unsupported(loaded.name, loaded.is_multilingual, options.language, options.task)
+    if reason is None and options.language is not None:
+        tokenizer = getattr(loaded.model, "hf_tokenizer", None)
+        if tokenizer is not None and tokenizer.token_to_id(f"<|{options.language}|>") is None:
+            # Cantonese ('yue') came with large-v3's vocabulary: older models decode it
+            # with no language token at all, into garbage ("He He He He He")
+            reason = (
+                f"model {loaded.name} has no language {options.language!r} in its "
+                "vocabulary (Cantonese, 'yue', needs large-v3)"
+            )
     if reason is not None:
         raise OptionsError(reason)
 

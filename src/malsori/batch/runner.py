@@ -61,6 +61,8 @@ def _model_key(config: BatchConfig) -> str:
             config.options.get("language"),
             config.options.get("task") or "transcribe",
         )
+        if reason is None and config.options.get("language") == "yue" and size < 51866:
+            reason = f"model {config.model} has no language 'yue' (Cantonese needs large-v3)"
         if reason is not None:
             raise OptionsError(reason)
     return str(resolved.path) if resolved.source == "local" else resolved.name

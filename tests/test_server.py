@@ -116,10 +116,15 @@ def test_models_list_and_get(client: openai.OpenAI) -> None:
         client.models.retrieve("large-v9")
 
 
-def test_health_ready_metrics(server: Server) -> None:
+def test_health_ready_metrics(server: Server, window_wav: Path) -> None:
+    resp = _post(server, files={"file": ("w.wav", window_wav.read_bytes())})
+    assert resp.status_code == 200, resp.text  # so that the latency has a sample
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/ready").json()
     assert ready["status"] == "ready" and "tiny.en" in ready["models"]
+    for probe in ("/health", "/ready"):  # health checkers that send HEAD got 405
+        head = httpx.head(server.url + probe)
+        assert head.status_code == 200 and head.content == b"", probe
     metrics = httpx.get(server.url + "/metrics").text
     for name in (
         "malsori_requests_total",

@@ -192,12 +192,12 @@ async def model(model_id: str, state: StateDep) -> dict[str, Any]:
     return _model_card(model_id)
 
 
-@router.get("/health", tags=["ops"])
+@router.api_route("/health", methods=["GET", "HEAD"], tags=["ops"])
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["ops"])
+@router.api_route("/ready", methods=["GET", "HEAD"], tags=["ops"])
 async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if state.ready else "loading", "models": state.models.loaded()},

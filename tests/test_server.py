@@ -122,6 +122,11 @@ def test_health_ready_metrics(server: Server, window_wav: Path) -> None:
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/ready").json()
     assert ready["status"] == "ready" and "tiny.en" in ready["models"]
+    long_name = "m" * 10_000  # not echoed back whole
+    resp = _post(
+        server, files={"file": ("w.wav", window_wav.read_bytes())}, data={"model": long_name}
+    )
+    assert resp.status_code == 404 and len(resp.json()["error"]["message"]) <= 500, resp.text
     for probe in ("/health", "/ready"):  # health checkers that send HEAD got 405
         head = httpx.head(server.url + probe)
         assert head.status_code == 200 and head.content == b"", probe

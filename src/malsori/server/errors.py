@@ -28,9 +28,16 @@ class APIError(Exception):
         self.param, self.code, self.headers = param, code, headers
 
 
+#: Messages quote what the client sent (a model name, a language); a 10,000-character value
+#: is not echoed back whole.
+MAX_MESSAGE_CHARS = 500
+
+
 def error_body(
     message: str, type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 

@@ -185,6 +185,30 @@ class Ledger:
                 )
             raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
 
+    def own_others(self, stem: str, source: str, formats: Sequence[str]) -> list[str]:
+        """The formats besides ``formats`` that ``DIR/<stem>.<format>`` holds as malsori
+        wrote it for ``source`` (an earlier run's): rewritten with the asked ones, so that
+        no file of an input is left from another model or other settings."""
+        from .writers import FORMATS
+
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
+            hashes: dict[str, set[str]] = {}
+            for line in fh.read().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    entry = json.loads(line.decode("utf-8"))
+                    if entry.get("input") == source:
+                        hashes.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
+            kept = []
+            for fmt in FORMATS:
+                path = self.path.parent / f"{stem}.{fmt}"
+                if fmt in formats or path.name not in hashes or not path.is_file():
+                    continue
+                with contextlib.suppress(OSError):
+                    if sha256_file(path) in hashes[path.name]:
+                        kept.append(fmt)
+            return kept
+        return []
+
     def record(self, files: Sequence[tuple[Path, str]], source: str) -> None:
         """Append the files about to be written, ``(path, text)``, before they are renamed
         into place (call while :meth:`locked` is held)."""

@@ -1239,3 +1239,33 @@ def test_transcribe_o_rerun_for_fewer_formats_leaves_no_file_from_the_old_run(
     assert json.loads((out / "k.json").read_text())["model"] == "base"
     assert "-->" in (out / "k.srt").read_text()  # still timed cues (word timings were asked)
     assert "hand-made" in edited.read_text()  # not malsori's any more: left alone
+
+
+def test_out_moved_during_the_run_is_not_recreated(clips: dict[str, Path], tmp_path: Path) -> None:
+    """OUT renamed mid-run: the workers recreated OUT with part of the outputs and no job
+    database, and the run said all was lost (a hostile tester). The job moves with it."""
+    root, out, moved = tmp_path / "in", tmp_path / "out", tmp_path / "moved"
+    root.mkdir()
+    for i in range(4):
+        shutil.copy(clips[["garden", "river"][i % 2]], root / f"f{i}.wav")
+    first = subprocess.Popen(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        out.rename(moved)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=600)
+    assert first.returncode != 0
+    assert "was moved or deleted during the run" in err, err
+    assert not out.exists()  # not recreated with part of the results
+    proc = batch(root, moved, "-f", "txt")  # the job goes on where it is now
+    assert proc.returncode == 0, proc.stderr
+    assert all(r["status"] == "done" for r in rows(moved).values())
+    assert sorted(p.name for p in moved.glob("*.txt")) == [f"f{i}.txt" for i in range(4)]

@@ -314,15 +314,27 @@ class JobStore:
 
     SQLite errors (a full disk above all) surface as :class:`MalsoriError` with one line."""
 
-    def __init__(self, output_dir: str | Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, output_dir: str | Path, *, readonly: bool = False, create: bool = True
+    ) -> None:
+        """``create=False`` (a worker joining a run): the database must exist already; a
+        worker never makes a new, empty one (OUT moved or deleted during the run)."""
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / DB_NAME
         if readonly:
             self._open_readonly()
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                target: str | Path = self.path
+            elif not self.path.is_file():
+                raise MalsoriError(
+                    f"the job database {self.path} is gone (OUT moved or deleted during the run)"
+                )
+            else:
+                target = f"{self.path.resolve().as_uri()}?mode=rw"
+            self._db = sqlite3.connect(target, timeout=60, isolation_level=None, uri=not create)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -303,10 +303,16 @@ def run_batch(
                 same = store.path.stat().st_ino == db_inode
             except OSError:
                 same = False
-            if not same:  # rm -rf OUT during the run: the results went to a deleted database
+            if not same and not out.is_dir():  # mv OUT elsewhere, or rm -rf OUT
                 result.fatal = (
-                    f"{out} (or its job database) was deleted during the run; what was "
-                    "recorded is lost with it: run again to redo the missing files"
+                    f"{out} was moved or deleted during the run; if it was moved, its job "
+                    "database and results moved with it: run again with the new --output-dir"
+                )
+            elif not same:  # the results went to a deleted database
+                result.fatal = (
+                    f"the job database of {out} was deleted during the run; the results "
+                    "written are no longer recorded, so a run into it will not replace them: "
+                    "move them away (or choose another --output-dir) and run again"
                 )
         finally:
             store.close()

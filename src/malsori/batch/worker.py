@@ -157,7 +157,7 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     me = worker_id()
     try:
-        store = JobStore(config.output_dir)
+        store = JobStore(config.output_dir, create=False)
     except MalsoriError as exc:
         notes.put(str(exc))
         stop.set()

@@ -1269,3 +1269,15 @@ def test_out_moved_during_the_run_is_not_recreated(clips: dict[str, Path], tmp_p
     assert proc.returncode == 0, proc.stderr
     assert all(r["status"] == "done" for r in rows(moved).values())
     assert sorted(p.name for p in moved.glob("*.txt")) == [f"f{i}.txt" for i in range(4)]
+
+
+def test_hidden_files_and_folders_are_not_inputs(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A `.Trash-1000/x.wav` or `.git/...` was transcribed although the README says hidden
+    files are never taken (a hostile tester)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    (root / ".Trash-1000").mkdir(parents=True)
+    _job_with(clips, root, {"a.wav": "garden", ".b.wav": "river", ".Trash-1000/c.wav": "train"})
+    for pattern in ((), ("--glob", "*")):
+        proc = batch(root, out, "-f", "txt", *pattern)
+        assert proc.returncode == 0, proc.stderr
+        assert list(rows(out)) == ["a.wav"]

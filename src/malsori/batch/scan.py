@@ -108,7 +108,9 @@ def scan(
             dirnames[:] = []
             continue
         seen_dirs.add(key)
-        dirnames.sort()
+        # hidden folders (.git, .Trash-1000, .AppleDouble, .snapshot) are not walked, as hidden
+        # files are not taken
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(base).as_posix()

@@ -896,6 +896,12 @@ def test_longest_legal_names(clips: dict[str, Path], tmp_path: Path) -> None:
     proc = batch(root, out, "-f", "txt")
     assert proc.returncode == 0, proc.stderr
     assert (out / ("가" * 82 + ".txt")).read_text().strip()
+    # one byte more: that file fails, naming the output it could not write
+    _job_with(clips, root, {"b" * 251 + ".wav": "train"})
+    proc = batch(root, out, "-f", "txt,json")
+    assert proc.returncode == 1
+    error = rows(out)["b" * 251 + ".wav"]["error"]
+    assert error == f"cannot write {out / ('b' * 251 + '.json')}: File name too long", error
 
 
 def test_stdout_past_the_file_size_limit_is_an_error(

@@ -110,8 +110,8 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
     current: Path | None = None
     try:
         for dest, _ in files:  # checked before anything is written: all or none
+            current = dest  # a name too long for the disk fails here already
             if dest.is_dir():
-                current = dest
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", str(dest))
         for dest, text in files:
             current = dest

@@ -5,6 +5,7 @@ user, output permissions, pipes closed early. Real files, real subprocesses, rea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -52,6 +53,15 @@ def batch(
         text=True,
         timeout=timeout,
         preexec_fn=limit,
+    )
+
+
+def _transcribe_o(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "transcribe", "--model", "tiny.en", "-q", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -130,13 +140,7 @@ def test_transcribe_output_never_overwrites_an_input_and_bad_names_fail_alone(
     written over even with --overwrite; a name that is not UTF-8, or one too long for the
     disk, fails that input with one line and the next input is still transcribed."""
 
-    def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CLI, "transcribe", "--model", "tiny.en", "-q", *argv],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    run = _transcribe_o
 
     audio = tmp_path / "rec.txt"
     shutil.copy(clips["garden"], audio)
@@ -319,12 +323,11 @@ def test_a_redone_file_leaves_no_output_of_the_old_request(
     assert proc.returncode == 0 and "rerun:" not in proc.stderr, proc.stderr
 
 
-def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
-    root, out = tmp_path / "in", tmp_path / "out"
-    root.mkdir()
-    for i in range(6):
-        shutil.copy(clips[["garden", "river", "train"][i % 3]], root / f"f{i}.wav")
-    first = subprocess.Popen(
+@contextlib.contextmanager
+def _paused_batch(root: Path, out: Path) -> Iterator[subprocess.Popen[str]]:
+    """A `malsori batch` run stopped (SIGSTOP) once its job database exists, holding its
+    locks, while the block runs; continued (SIGCONT) after it."""
+    run = subprocess.Popen(
         [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
         stderr=subprocess.PIPE,
         text=True,
@@ -332,13 +335,22 @@ def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    first.send_signal(signal.SIGSTOP)  # the first run holds its locks while the others try
+    run.send_signal(signal.SIGSTOP)
     try:
+        yield run
+    finally:
+        run.send_signal(signal.SIGCONT)
+
+
+def test_two_runs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for i in range(6):
+        shutil.copy(clips[["garden", "river", "train"][i % 3]], root / f"f{i}.wav")
+    with _paused_batch(root, out) as first:  # it holds its locks while the others try
         second = batch(root, out, "-f", "txt")
         (out / ".malsori-batch.lock").unlink()  # someone tidies OUT during the run
         third = batch(root, out, "-f", "txt")
-    finally:
-        first.send_signal(signal.SIGCONT)
     _, first_err = first.communicate(timeout=600)
     assert first.returncode == 0, first_err
     assert second.returncode == 1
@@ -1076,15 +1088,6 @@ def test_another_input_never_takes_the_transcript_a_dropped_input_left(
     assert "river" in (out / "talk.mp3.txt").read_text()
 
 
-def _transcribe_o(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "transcribe", "--model", "tiny.en", "-q", *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_transcribe_o_waits_for_no_batch_and_a_batch_for_no_transcribe(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -1095,19 +1098,8 @@ def test_transcribe_o_waits_for_no_batch_and_a_batch_for_no_transcribe(
     for i in range(4):
         shutil.copy(clips["garden"], root / f"f{i}.wav")
     other = shutil.copy(clips["river"], tmp_path / "f0.wav")
-    first = subprocess.Popen(
-        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.send_signal(signal.SIGSTOP)
-    try:
+    with _paused_batch(root, out) as first:
         proc = _transcribe_o("-o", str(out), "-f", "txt", str(other))
-    finally:
-        first.send_signal(signal.SIGCONT)
     assert proc.returncode == 1
     assert f"a batch job is running on {out} (pid {first.pid})" in proc.stderr, proc.stderr
     _, err = first.communicate(timeout=600)
@@ -1254,19 +1246,8 @@ def test_out_moved_during_the_run_is_not_recreated(clips: dict[str, Path], tmp_p
     root.mkdir()
     for i in range(4):
         shutil.copy(clips[["garden", "river"][i % 2]], root / f"f{i}.wav")
-    first = subprocess.Popen(
-        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / ".malsori-jobs.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.send_signal(signal.SIGSTOP)
-    try:
+    with _paused_batch(root, out) as first:
         out.rename(moved)
-    finally:
-        first.send_signal(signal.SIGCONT)
     _, err = first.communicate(timeout=600)
     assert first.returncode != 0
     assert "was moved or deleted during the run" in err, err

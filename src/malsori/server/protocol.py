@@ -143,11 +143,12 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             self.transport.close()
 
         def on_response_complete(self) -> None:
+            # asked before uvicorn starts the next (pipelined) request's cycle
+            unread = self.conn.their_state is h11.SEND_BODY
             super().on_response_complete()
             if self.transport.is_closing():
                 return
-            if self.conn.their_state not in (h11.DONE, h11.IDLE, h11.MUST_CLOSE, h11.CLOSED):
-                # answered before the client finished sending a body nobody reads
+            if unread:  # answered before the client finished sending a body nobody reads
                 self.transport.close()
                 return
             self._arm()  # the next request's head, on a kept-alive connection

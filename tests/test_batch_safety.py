@@ -1268,3 +1268,28 @@ def test_hidden_files_and_folders_are_not_inputs(clips: dict[str, Path], tmp_pat
         proc = batch(root, out, "-f", "txt", *pattern)
         assert proc.returncode == 0, proc.stderr
         assert list(rows(out)) == ["a.wav"]
+
+
+@pytest.mark.parametrize("older", ["no input column", "no loose table"])
+def test_status_and_report_read_a_job_database_of_an_older_malsori(
+    clips: dict[str, Path], tmp_path: Path, older: str
+) -> None:
+    """`batch report` opens the database read-only, without adding new columns: on a job
+    from before this session's loose_outputs.input it failed with a traceback (reviewer)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    db = sqlite3.connect(out / ".malsori-jobs.sqlite")
+    db.execute(
+        "ALTER TABLE loose_outputs DROP COLUMN input"
+        if older == "no input column"
+        else "DROP TABLE loose_outputs"
+    )
+    db.commit()
+    db.close()
+    for command in ("status", "report"):
+        proc = subprocess.run(
+            [*CLI, "batch", command, str(out)], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "a.wav" in proc.stdout or command == "status"

@@ -546,6 +546,12 @@ class JobStore:
     def loose(self) -> dict[str, dict[str, Any]]:
         """Path (relative to OUT) -> record of every loose output (see the schema); its
         ``input`` is None in a database from before inputs were recorded with them."""
+        # A database opened read-only (status, report) is not migrated: it may have an
+        # older loose_outputs table, or none.
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(loose_outputs)")}
+        if not columns:
+            return {}
+        source = "input" if "input" in columns else "NULL AS input"
         return {
             r["path"]: {
                 "path": r["path"],
@@ -553,7 +559,7 @@ class JobStore:
                 "sha256": r["sha256"],
                 "input": r["input"],
             }
-            for r in self._db.execute("SELECT path, size, sha256, input FROM loose_outputs")
+            for r in self._db.execute(f"SELECT path, size, sha256, {source} FROM loose_outputs")
         }
 
     def new_request(self, asked: dict[str, Any]) -> int:

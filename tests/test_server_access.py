@@ -132,7 +132,9 @@ def test_errors_never_contain_server_paths(server: Server) -> None:
 
 def test_api_key_guards_the_api_but_not_the_probes(window_wav: Path) -> None:
     env = {"MALSORI_API_KEY": "s3cret"}
-    with running_server("--model", "tiny.en", env=env) as srv:
+    with running_server(
+        "--model", "tiny.en", "--cors-origin", "https://app.example", env=env
+    ) as srv:
         for path in ("/v1/models", "/v1/models/whisper-1", "/metrics", "/openapi.json"):
             resp = httpx.get(srv.url + path)
             assert resp.status_code == 401, path
@@ -156,6 +158,11 @@ def test_api_key_guards_the_api_but_not_the_probes(window_wav: Path) -> None:
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 401"), answer
         assert b"invalid_api_key" in answer and b"www-authenticate: bearer" in answer.lower()
+        # A page on an allowed origin can read that 401 (CORS headers on it), not a
+        # network error.
+        resp = _post(srv, window_wav.read_bytes(), {"Origin": "https://app.example"})
+        assert resp.status_code == 401, resp.text
+        assert resp.headers["access-control-allow-origin"] == "https://app.example"
         for path in ("/health", "/ready", "/", "/static/app.js", "/docs"):
             assert httpx.get(srv.url + path).status_code == 200, path
 

@@ -27,7 +27,7 @@ from .errors import (
     unhandled_error_handler,
     validation_error_handler,
 )
-from .middleware import RequestGuard, RequestMetrics
+from .middleware import RequestGuard, RequestMetrics, UploadKey
 from .realtime import hub as live_hub
 from .realtime import router as realtime_router
 from .routes import STATIC, SWAGGER_UI, router
@@ -97,6 +97,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unhandled_error_handler)
     # add_middleware wraps: the last one added runs first.
     app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(UploadKey, settings=settings)  # inside CORS: its 401 is readable
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

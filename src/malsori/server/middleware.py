@@ -34,17 +34,45 @@ def _host_name(host: str) -> str | None:
     return name
 
 
+class UploadKey:
+    """401 for an upload (``POST /v1/...``) without the API key, before a byte of its body is
+    read (the routes check the key again, for every path that needs it). Inside CORS, so a
+    browser on an allowed origin can read the refusal."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.key = settings.api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.key is not None
+            and scope.get("method") == "POST"
+            and str(scope.get("path", "")).startswith("/v1/")
+        ):
+            headers = dict(scope["headers"])
+            if not key_accepted(headers.get(b"authorization", b"").decode("latin-1"), self.key):
+                body = error_body(KEY_MESSAGE, "authentication_error", None, "invalid_api_key")
+                # the unread body stays on the connection: it ends with the answer
+                await send_json(
+                    send,
+                    401,
+                    body,
+                    close=True,
+                    extra=[(b"www-authenticate", KEY_CHALLENGE.encode())],
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 class RequestGuard:
     """400 for a Host header the server does not answer to; 403 for a request whose
-    ``Origin`` is neither the server's own origin nor an allowed CORS origin; 401 for an
-    upload (``POST /v1/...``) without the API key, before a byte of its body is read (the
-    routes check the key again, for every path that needs it)."""
+    ``Origin`` is neither the server's own origin nor an allowed CORS origin."""
 
     def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
         self.app = app
         self.hosts = settings.trusted_hosts()
         self.origins = {o.rstrip("/") for o in settings.cors_origins}
-        self.key = settings.api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,18 +106,6 @@ class RequestGuard:
                 )
                 await send_json(send, 403, body)
                 return
-        if (
-            self.key is not None
-            and scope.get("method") == "POST"
-            and str(scope.get("path", "")).startswith("/v1/")
-            and not key_accepted(headers.get(b"authorization", b"").decode("latin-1"), self.key)
-        ):
-            body = error_body(KEY_MESSAGE, "authentication_error", None, "invalid_api_key")
-            # the unread body stays on the connection: it ends with the answer
-            await send_json(
-                send, 401, body, close=True, extra=[(b"www-authenticate", KEY_CHALLENGE.encode())]
-            )
-            return
         await self.app(scope, receive, send)
 
 

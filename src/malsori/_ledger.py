@@ -187,8 +187,9 @@ class Ledger:
 
     def own_others(self, stem: str, source: str, formats: Sequence[str]) -> list[str]:
         """The formats besides ``formats`` that ``DIR/<stem>.<format>`` holds as malsori
-        wrote it for ``source`` (an earlier run's): rewritten with the asked ones, so that
-        no file of an input is left from another model or other settings."""
+        wrote it for ``source`` (an earlier run's, maybe with another model or settings):
+        named in a note, never rewritten unasked (they may hold what this run does not:
+        speakers, a larger model's text)."""
         from .writers import FORMATS
 
         with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:

@@ -249,23 +249,21 @@ def run(args: argparse.Namespace) -> int:
                     speed = f"{done / elapsed:.1f}x realtime" if elapsed > 0 and done else ""
                     progress.update(task, completed=done, speed=speed)
 
-                written = formats
                 if out_dir is not None:  # an earlier run's other formats of this input
                     from .._ledger import Ledger
 
-                    also = Ledger(out_dir).own_others(stems[name], source, formats)
-                    if also:
-                        written = [*formats, *also]
+                    older = Ledger(out_dir).own_others(stems[name], source, formats)
+                    if older:  # kept: they may hold what this run does not (speakers,
+                        # a larger model); the user decides
                         print(
-                            f"{label}: also rewriting its {', '.join(also)} from an earlier "
-                            "run, so that all of its files come from this one",
+                            f"{label}: note: its {', '.join(older)} in {out_dir} are from an "
+                            "earlier run and are left as they are (ask for them with -f to "
+                            "write them again)",
                             file=sys.stderr,
                         )
                 # --diarize: the speakers are found while the words are decoded
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
-                result = transcribe(
-                    audio, loaded, options=options_for_formats(options, written), progress=report
-                )
+                result = transcribe(audio, loaded, options=options, progress=report)
             if pending is not None:
                 from ..diarize import assign_speakers, token_encoder
 
@@ -273,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                 result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
                 paths = _write(
-                    result, out_dir, stems[name], written, label, source, args.overwrite, inputs
+                    result, out_dir, stems[name], formats, label, source, args.overwrite, inputs
                 )
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)

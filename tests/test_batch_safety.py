@@ -1100,6 +1100,8 @@ def test_transcribe_o_waits_for_no_batch_and_a_batch_for_no_transcribe(
     other = shutil.copy(clips["river"], tmp_path / "f0.wav")
     with _paused_batch(root, out) as first:
         proc = _transcribe_o("-o", str(out), "-f", "txt", str(other))
+        below = _transcribe_o("-o", str(out / "sub"), "-f", "txt", str(other))
+    assert below.returncode == 1 and f"whose output folder {out} holds" in below.stderr
     assert proc.returncode == 1
     assert f"a batch job is running on {out} (pid {first.pid})" in proc.stderr, proc.stderr
     _, err = first.communicate(timeout=600)

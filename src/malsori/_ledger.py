@@ -71,11 +71,7 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise OutputError(
-                    f"a batch job is running on {out_dir}{_batch_pid(out_dir)}; nothing is "
-                    "written into its folder meanwhile: wait for it to end, or choose "
-                    "another --output-dir"
-                ) from None
+                raise OutputError(_running_message(out_dir, out_dir)) from None
             if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
                 raise output_error(exc, out_dir) from exc
             # a file system without locks on folders: the ledger's lock still holds
@@ -84,27 +80,45 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def batch_running(out_dir: Path) -> str | None:
-    """Why nothing can be written into ``out_dir`` now (a batch job runs there), or None.
-    Asked before any audio is decoded; the write itself checks again."""
-    if not (out_dir / _BATCH_LOCK).exists():
-        return None
+def _running_message(folder: Path, out_dir: Path) -> str:
+    where = "" if folder == out_dir else f" (whose output folder {folder} holds {out_dir})"
+    return (
+        f"a batch job is running on {folder}{_batch_pid(folder)}{where}; nothing is written "
+        "into its folder meanwhile: wait for it to end, or choose another --output-dir"
+    )
+
+
+def _batch_holds(folder: Path) -> bool:
+    """Does a running batch job hold ``folder``'s run lock? (A shared lock taken for a
+    moment: a batch starting at that moment retries.)"""
+    lock = folder / _BATCH_LOCK
+    if not lock.exists():
+        return False
     try:
-        fd = os.open(out_dir / _BATCH_LOCK, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY)
     except OSError:
-        return None
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return (
-                f"a batch job is running on {out_dir}{_batch_pid(out_dir)}; nothing is "
-                "written into its folder meanwhile: wait for it to end, or choose another "
-                "--output-dir"
-            )
-        return None
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
     finally:
-        os.close(fd)  # a shared lock taken for a moment: released here
+        os.close(fd)
+    return False
+
+
+def batch_running(out_dir: Path, *, above_only: bool = False) -> str | None:
+    """Why nothing can be written into ``out_dir`` now: a batch job runs there, or in a
+    folder above it (it writes into its subfolders); None when none does. Asked before any
+    audio is decoded, and again (folders above) while writing."""
+    try:
+        here = out_dir.resolve()
+    except OSError:
+        return None
+    folders = list(here.parents) if above_only else [here, *here.parents]
+    for folder in folders:
+        if _batch_holds(folder):
+            return _running_message(folder, here)
     return None
 
 
@@ -146,6 +160,9 @@ class Ledger:
                     entries.setdefault(str(entry["file"]), []).append(entry)
             self._torn = bool(data) and not data.endswith(b"\n")
             with _folder_lock(self.path.parent):
+                above = batch_running(self.path.parent, above_only=True)
+                if above is not None:  # a batch job writes into the folders below its own
+                    raise OutputError(above)
                 yield entries
         finally:
             os.close(fd)  # releases the lock

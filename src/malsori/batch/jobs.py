@@ -256,16 +256,21 @@ class RunLock:
         return MalsoriError(f"another batch is running on {self.path.parent}{pid}")
 
     def _lock(self, fd: int, what: Path) -> bool:
-        """Lock ``fd``; False when another process holds it."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF) and what.is_dir():
-                return True  # a file system without locks on directories: the file lock
-            raise MalsoriError(f"cannot lock {what}: {exc.strerror or exc}") from exc
-        return True
+        """Lock ``fd``; False when another process holds it (asked a few times over 0.1 s:
+        ``transcribe -o`` looks at the lock for a moment before it decodes)."""
+        for attempt in range(5):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    if attempt < 4:
+                        time.sleep(0.025)
+                    continue
+                if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF) and what.is_dir():
+                    return True  # a file system without locks on directories: the file lock
+                raise MalsoriError(f"cannot lock {what}: {exc.strerror or exc}") from exc
+        return False
 
     def acquire(self) -> None:
         out = self.path.parent

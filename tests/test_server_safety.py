@@ -313,7 +313,9 @@ def test_one_client_cannot_hold_every_connection() -> None:
     byte every few seconds, shut every other client out for as long as they went on: the
     answer came at once, but each byte restarted the keep-alive timer (a hostile tester)."""
     env = {"MALSORI_MAX_CONNECTIONS": "8", "MALSORI_MAX_CONNECTIONS_PER_CLIENT": "6"}
-    with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
+    # the cap per client applies on a server bound to a public address (on a loopback one
+    # every client is local, or a local proxy)
+    with running_server("--model", "tiny.en", "--no-preload", "--host", "0.0.0.0", env=env) as srv:
         trickling = []
         for _ in range(3):
             sock = _raw(srv.url)

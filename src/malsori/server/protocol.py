@@ -1,9 +1,9 @@
 """uvicorn's HTTP/1.1 protocol (h11) with the limits it lacks, each answered with an
 OpenAI-shaped JSON error where an answer is possible:
 
-- a connection cap (``max_connections``) and a cap per client address
-  (``max_connections_per_client``): one client cannot take every connection; connections
-  beyond either are answered 503 and closed;
+- a connection cap (``max_connections``) and, on a server bound to a public address, a cap
+  per client address (``max_connections_per_client``): one client cannot take every
+  connection; connections beyond either are answered 503 and closed;
 - a header timeout: a connection that has not sent a whole request head within
   ``header_timeout_s`` is closed, before its first request and between keep-alive requests
   (408 when it had sent part of a head);
@@ -18,6 +18,7 @@ The time for a body the application reads is limited by uploads.BodyLimits."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -54,6 +55,15 @@ def error_response(status: int, reason: str, code: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
+def _loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: served to whoever resolves it
+
+
 def _client_host(connection: object) -> str | None:
     client = getattr(connection, "client", None)
     return str(client[0]) if isinstance(client, tuple) and client else None
@@ -62,7 +72,9 @@ def _client_host(connection: object) -> str | None:
 def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
     header_timeout = settings.header_timeout_s
     max_connections = settings.max_connections
-    per_client = settings.max_connections_per_client
+    # Bound to a loopback address, every client is local or a local reverse proxy (whose
+    # clients all share its address): only the total cap applies.
+    per_client = None if _loopback(settings.host) else settings.max_connections_per_client
     refused = {"count": 0, "logged_at": 0.0}
 
     def note_refusal(why: str) -> None:
@@ -82,7 +94,7 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             why = None
             if len(self.connections) > max_connections:
                 why = f"{len(self.connections) - 1} connections open"
-            elif self.client is not None:
+            elif per_client is not None and self.client is not None:
                 host = self.client[0]
                 mine = sum(1 for c in self.connections if _client_host(c) == host)
                 if mine > per_client:

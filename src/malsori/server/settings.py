@@ -65,8 +65,9 @@ class ServerSettings(BaseSettings):
     max_connections_per_client: int = Field(
         25,
         ge=1,
-        description="open connections from one client address; beyond: refused (behind a "
-        "reverse proxy every client has the proxy's address: raise it to max_connections)",
+        description="open connections from one client address, on a server bound to a "
+        "non-loopback address; beyond: refused (behind a reverse proxy on another machine "
+        "every client has the proxy's address: raise it to max_connections)",
     )
 
     def engine(self, model: str | None = None) -> EngineConfig:

@@ -31,9 +31,9 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._atomic import output_error
+from ._atomic import _NO_SPACE, output_error
 from ._hashing import sha256_file
-from .errors import OutputError
+from .errors import NoSpaceError, OutputError
 
 LEDGER = ".malsori-transcribe.jsonl"
 #: The lock file of a batch job (malsori.batch.jobs.LOCK_NAME), read for its pid.
@@ -131,6 +131,9 @@ def _lookalike(out_dir: Path, name: str) -> str | None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(out_dir):
             if entry.name != name and unicodedata.normalize("NFC", entry.name) == key:
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(entry.path, out_dir / name):
+                        continue  # one file under two spellings (macOS normalises names)
                 return entry.name
     return None
 
@@ -241,6 +244,10 @@ class Ledger:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
+            if exc.errno in _NO_SPACE:  # stops the run, as any full disk does
+                raise NoSpaceError(
+                    f"no space left writing {self.path}; nothing was written"
+                ) from exc
             raise OutputError(
                 f"cannot list the results in {self.path} ({exc.strerror or exc}); nothing "
                 "was written"

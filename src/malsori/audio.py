@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import struct
 from pathlib import Path
@@ -173,20 +174,25 @@ def _duration_is_a_guess(fmt: str, source: str | os.PathLike[str] | BinaryIO | N
 
 
 def _mp3_first_frame(source: str | os.PathLike[str] | BinaryIO | None) -> bytes | None:
-    """The first 2 KiB after an MP3's ID3v2 tag (where a Xing/Info/VBRI header sits), or
-    None when the source cannot be read again (a pipe)."""
+    """The start of an MP3's first frame, past its ID3v2 tags and any padding (where a
+    Xing/Info/VBRI header sits), or None when the source cannot be read again (a pipe)."""
 
     def read(fh: BinaryIO) -> bytes:
         where = fh.tell()  # FFmpeg may be reading the same file object: put it back
         try:
-            fh.seek(0)
-            head = fh.read(10)
             skip = 0
-            if len(head) == 10 and head[:3] == b"ID3":
+            for _ in range(4):  # tags may follow each other
+                fh.seek(skip)
+                head = fh.read(10)
+                if len(head) < 10 or head[:3] != b"ID3":
+                    break
                 size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-                skip = 10 + size + (10 if head[5] & 0x10 else 0)
+                skip += 10 + size + (10 if head[5] & 0x10 else 0)
             fh.seek(skip)
-            return fh.read(2048)
+            data = fh.read(65536)
+            sync = re.search(rb"\xff[\xe0-\xff]", data)  # the first frame: 11 set bits
+            start = sync.start() if sync else 0
+            return data[start : start + 2048]
         finally:
             fh.seek(where)
 

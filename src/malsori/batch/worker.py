@@ -68,12 +68,19 @@ def process_file(
     linked = linked_folder(out, names)  # made since the run started
     if linked is not None:
         raise MalsoriError(linked)
+    folder = out
+    try:  # the folders below OUT, never OUT itself (deleted or moved during the run)
+        for part in Path(os.path.relpath(base.parent, out)).parts:
+            if part == ".":
+                continue
+            folder = folder / part
+            folder.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise MalsoriError(f"{out} is gone (deleted or moved during the run)") from None
+    except OSError as exc:
+        raise MalsoriError(f"cannot create {folder}: {exc.strerror or exc}") from exc
     if not out.is_dir():
         raise MalsoriError(f"{out} is gone (deleted or moved during the run)")
-    try:
-        base.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MalsoriError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
         files = render_transcript(result, base.parent, base.name, config.formats_for(rel))
     records: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -296,9 +297,14 @@ class Job:
             )
             if pending is None:
                 return result
-            if self.cancel.is_set():
-                raise Cancelled
-            turns = pending.result().turns
+            while True:  # queued behind another request's diarization: still cancellable
+                if self.cancel.is_set():
+                    raise Cancelled
+                try:
+                    turns = pending.result(timeout=0.5).turns
+                    break
+                except FutureTimeout:
+                    continue
         except BaseException:
             if pending is not None:  # the slot is held until the diarization has stopped too
                 self.cancel.set()

@@ -566,3 +566,27 @@ def test_no_overlap_where_the_language_changes() -> None:
     assert built[0].end + gap <= built[1].start + 1e-6, built
     violations = lint_text(render_srt(t), "srt", language="ko")
     assert not [v for v in violations if v.rule == "overlap"], _report(violations)
+
+
+@pytest.mark.parametrize(
+    ("spoken", "language"),
+    [
+        (" Johnson & Johnson and Procter & Gamble, Q&A.", "en"),
+        (" Tom & Jerry - the movie - is « fun » @ home # 1.", "en"),
+        (" 그는 - 아마도 - 내일 올 거예요.", "ko"),
+    ],
+)
+def test_a_symbol_with_a_space_before_it_stays_apart(spoken: str, language: str) -> None:
+    """Whisper's words ' &' and ' -' were glued onto the word before them in srt/vtt
+    ("Johnson& Johnson", "그는- 아마도"), so the subtitles said something else than the
+    transcript (a hostile tester). Punctuation without a space still joins its word."""
+    pieces = re.findall(r" ?[^ ]+", spoken)
+    pieces = [p for q in pieces for p in re.split(r"(?<=Q)(?=&)|(?<=&)(?=A)", q) if p]
+    words = [Word(0.4 * k, 0.4 * k + 0.35, p, 0.9) for k, p in enumerate(pieces)]
+    result = Transcript(
+        [Segment(0, 0.0, 0.4 * len(words), spoken, words=words)], language, 1.0, 9.0
+    )
+    for render in (render_srt, render_vtt):
+        events = parse(render(result), "srt" if render is render_srt else "vtt")
+        shown = " ".join(line for ev in events for line in ev.lines)
+        assert shown.split() == spoken.split(), (shown, spoken)

@@ -129,7 +129,8 @@ def _proportional(segment: Segment, rules: LanguageRules) -> list[Unit]:
 def transcript_units(transcript: Transcript, rules: LanguageRules) -> list[Unit]:
     """Every unit of the transcript, in order. In spaced languages a token that does not
     start with a space belongs to the word before it (an eojeol is never split); in every
-    language punctuation belongs to the word before it (of the same speaker)."""
+    language punctuation without a space before it belongs to the word before it (of the
+    same speaker)."""
     return [u for u, _ in _speaker_units(transcript, rules)]
 
 
@@ -139,7 +140,10 @@ def _speaker_units(transcript: Transcript, rules: LanguageRules) -> list[tuple[U
     speakers: list[str | None] = []
     for segment in transcript.segments:
         for i, tok in enumerate(_tokens_of(segment, rules)):
-            glue = is_punctuation(tok.text) or (rules.spaced and not tok.space_before and i > 0)
+            # A token without a space before it belongs to the word before it: punctuation
+            # (",", "."), the rest of an eojeol. One with a space stays apart, as the text
+            # has it ("Johnson & Johnson", "그는 - 아마도", "« oui »").
+            glue = not tok.space_before and (is_punctuation(tok.text) or (rules.spaced and i > 0))
             if units and glue and speakers[-1] == segment.speaker:
                 prev = units[-1]
                 units[-1] = Unit(

@@ -590,3 +590,15 @@ def test_a_symbol_with_a_space_before_it_stays_apart(spoken: str, language: str)
         events = parse(render(result), "srt" if render is render_srt else "vtt")
         shown = " ".join(line for ev in events for line in ev.lines)
         assert shown.split() == spoken.split(), (shown, spoken)
+
+
+def test_vtt_writes_markup_characters_as_references() -> None:
+    """WebVTT cue text is markup: '<y and y>' was written raw and a player hid it as a tag
+    (a hostile tester). srt keeps the characters as they are."""
+    spoken = " if x <y and y> z then stop & go"
+    result = Transcript([Segment(0, 0.0, 3.0, spoken)], "en", 1.0, 3.0)
+    vtt = render_vtt(result)
+    assert "x &lt;y and y&gt; z then stop &amp; go" in vtt
+    shown = " ".join(line for ev in parse(vtt, "vtt") for line in ev.lines)
+    assert shown.split() == spoken.split()
+    assert "<y and y>" in render_srt(result)

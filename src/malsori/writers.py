@@ -69,6 +69,24 @@ def cues(
     return [(c.start, c.end, c.text) for c in built]
 
 
+#: WebVTT cue text is markup: ``<``, ``>`` and ``&`` of the words are written as character
+#: references (a player showed "if x <y and y> z" as "if x  z"). They pass pysubs2 as
+#: private-use characters, put back as references in the finished text.
+_VTT_ESCAPES = {"&": ("\ue0f0", "&amp;"), "<": ("\ue0f1", "&lt;"), ">": ("\ue0f2", "&gt;")}
+
+
+def _vtt_hide(text: str) -> str:
+    for ch, (hidden, _) in _VTT_ESCAPES.items():
+        text = text.replace(ch, hidden)
+    return text
+
+
+def _vtt_references(text: str) -> str:
+    for hidden, reference in _VTT_ESCAPES.values():
+        text = text.replace(hidden, reference)
+    return text
+
+
 def _subtitles(
     transcript: Transcript, options: SubtitleOptions | None = None, *, voice_tags: bool = False
 ) -> pysubs2.SSAFile:
@@ -82,6 +100,8 @@ def _subtitles(
     for cue in build_cues(transcript, opts, label):
         parts = karaoke(cue) if opts.highlight_words else [(cue.start, cue.end, cue_text(cue))]
         for start_s, end_s, text in parts:
+            if voice_tags:  # WebVTT
+                text = _vtt_hide(text)
             if cue.speaker and voice_tags:
                 text = f"<v {cue.speaker}>" + text
             start, end = _ms(start_s), _ms(end_s)
@@ -110,7 +130,7 @@ def render_srt(transcript: Transcript, options: SubtitleOptions | None = None) -
 
 def render_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
     """WebVTT cues (see :func:`cues`); ``options`` default to :func:`subtitle_options`."""
-    return str(_subtitles(transcript, options, voice_tags=True).to_string("vtt"))
+    return _vtt_references(str(_subtitles(transcript, options, voice_tags=True).to_string("vtt")))
 
 
 def render_tsv(transcript: Transcript) -> str:

@@ -488,6 +488,10 @@ def test_options_are_checked() -> None:
         SubtitleOptions(max_line_width=0)
     with pytest.raises(malsori.OptionsError, match="exceeds max_cue_duration"):
         SubtitleOptions(min_cue_duration=3, max_cue_duration=2)
+    # NaN passed every check and crashed after the whole decode (a hostile tester)
+    for field in ("min_cue_duration", "max_cue_duration", "max_cps", "split_on_pause"):
+        with pytest.raises(malsori.OptionsError, match=field):
+            SubtitleOptions(**{field: float("nan")})
 
 
 def test_unspaced_languages_without_words() -> None:

@@ -130,7 +130,7 @@ class SubtitleOptions:
         for name, value in positive.items():
             if value is not None and not value > 0:
                 raise OptionsError(f"{name} must be positive, got {value}")
-        if self.min_cue_duration is not None and self.min_cue_duration < 0:
+        if self.min_cue_duration is not None and not self.min_cue_duration >= 0:  # NaN too
             raise OptionsError(f"min_cue_duration must be >= 0, got {self.min_cue_duration}")
         lo = MIN_CUE_DURATION if self.min_cue_duration is None else self.min_cue_duration
         hi = MAX_CUE_DURATION if self.max_cue_duration is None else self.max_cue_duration

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -606,3 +607,32 @@ def test_vtt_writes_markup_characters_as_references() -> None:
     shown = " ".join(line for ev in parse(vtt, "vtt") for line in ev.lines)
     assert shown.split() == spoken.split()
     assert "<y and y>" in render_srt(result)
+
+
+def test_check_reads_what_it_can_and_says_what_it_cannot(
+    tmp_path: Path, run_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    """`subtitles check` said "OK, 1 cue(s)" for a file whose other cue had a malformed
+    time, and "OK, 0 cue(s)" for plain text; Korean saved in NFD (a Mac) was measured 1.7x
+    as wide; UTF-16 files (Windows tools) were refused (a hostile tester)."""
+    bad = tmp_path / "bad.srt"
+    bad.write_text(
+        "1\n00:00:01,000 --> 00:00:0x,000\nhello\n\n2\n00:00:04,000 --> 00:00:06,000\nbye\n"
+    )
+    text = tmp_path / "notes.srt"
+    text.write_text("hello, this is not a subtitle file\n")
+    empty = tmp_path / "empty.srt"
+    empty.write_text("")
+    cues = "1\n00:00:01,000 --> 00:00:03,000\n안녕하세요 여러분 오늘은 날씨가 좋습니다\n"
+    nfc, nfd, utf16 = tmp_path / "nfc.srt", tmp_path / "nfd.srt", tmp_path / "u16.srt"
+    nfc.write_text(cues, encoding="utf-8")
+    nfd.write_text(unicodedata.normalize("NFD", cues), encoding="utf-8")
+    utf16.write_text(cues, encoding="utf-16")
+    proc = run_cli("subtitles", "check", str(bad), str(text), str(empty))
+    assert proc.returncode == 2
+    assert f"{bad}: 1 of 2 cue(s) could not be read" in proc.stderr, proc.stderr
+    assert f"{text}: no cues found" in proc.stderr, proc.stderr
+    assert f"{empty}: OK, 0 cue(s)" in proc.stdout  # our own output for silence
+    reports = [run_cli("subtitles", "check", str(p)).stdout for p in (nfc, nfd, utf16)]
+    widths = [re.search(r"is (\d+) wide", r) for r in reports]
+    assert all(widths) and {w.group(1) for w in widths if w} == {"20"}, reports

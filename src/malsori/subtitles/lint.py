@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class Event:
 
 
 _TAG = re.compile(r"<[^>]*>")
+#: A line that starts like a cue's timing line (also when its times are malformed).
+_TIMING = re.compile(r"^[ \t]*[\d:.,]+[ \t]*-->", re.MULTILINE)
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
 _LABEL = re.compile(r"\[([^\[\]]+)\]\s")
 
@@ -108,19 +111,31 @@ def _clean_vtt(text: str) -> str:
 
 
 def _plain_lines(event: pysubs2.SSAEvent) -> tuple[str, ...]:
-    text = html.unescape(_TAG.sub("", event.plaintext))
+    # NFC: text saved on a Mac has Hangul decomposed into jamo, measured 1.7x as wide
+    text = unicodedata.normalize("NFC", html.unescape(_TAG.sub("", event.plaintext)))
     return tuple(text.split("\n"))
 
 
 def parse(text: str, fmt: str) -> list[Event]:
     """Events of an SRT (``fmt="srt"``) or WebVTT (``"vtt"``) document, karaoke runs
     merged into one."""
+    timings = len(_TIMING.findall(text))
     if fmt == "vtt":
         text = _clean_vtt(text)
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
     except Exception as exc:  # pysubs2 raises several types for malformed input
         raise MalsoriError(f"cannot read the {fmt} file: {exc}") from exc
+    # pysubs2 skips what it cannot parse: a cue with a malformed time, a file that is not
+    # subtitles at all; a check that reported "OK" for those would be wrong.
+    if timings > len(subs.events):
+        raise MalsoriError(
+            f"{timings - len(subs.events)} of {timings} cue(s) could not be read (a malformed "
+            "timing line?)"
+        )
+    body = text.strip().removeprefix("WEBVTT").strip() if fmt == "vtt" else text.strip()
+    if not subs.events and body:
+        raise MalsoriError(f"no cues found: this is not {fmt} text")
     voices = _voices(text) if fmt == "vtt" else []
     if len(voices) != len(subs.events):
         voices = [None] * len(subs.events)
@@ -142,12 +157,19 @@ def read(path: str | Path) -> list[Event]:
     """Events of an ``.srt`` or ``.vtt`` file (by its extension; SRT otherwise)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        data = p.read_bytes()
     except OSError as exc:
         raise MalsoriError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    # UTF-8 (with or without a byte-order mark), or UTF-16 with one (Windows tools)
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise MalsoriError(f"{p} is not UTF-8 text") from exc
-    return parse(text, "vtt" if p.suffix.lower() == ".vtt" else "srt")
+        raise MalsoriError(f"{p} is not UTF-8 text (nor UTF-16 with a byte-order mark)") from exc
+    try:
+        return parse(text, "vtt" if p.suffix.lower() == ".vtt" else "srt")
+    except MalsoriError as exc:
+        raise MalsoriError(f"{p}: {exc}") from exc
 
 
 def _units(lines: Sequence[str]) -> list[Unit]:

@@ -779,3 +779,47 @@ def test_oversized_append_gets_an_error_before_the_close(server: Server) -> None
     events, code = asyncio.run(run())
     assert [e["type"] for e in events] == ["error"], events
     assert events[0]["error"]["code"] == "message_too_large" and code == 1009, (events, code)
+
+
+def test_cli_live_second_ctrl_c_says_the_last_utterance_is_left_out(tmp_path: Path) -> None:
+    """Ctrl-C twice: the second one cut the last utterance's final decode, and the files
+    were written without it, exit status 0, as if nothing were missing (a hostile tester).
+    What was finished is still written; a line says what is not; the status is 130."""
+    import os
+    import signal
+    import sys
+    import time
+
+    audio = pcm(EN, 16000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input", "-",
+         "-o", str(tmp_path), "--name", "talk"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(audio + bytes(2 * 16000))
+    proc.stdin.flush()
+    first = proc.stdout.readline().decode()  # the first utterance, confirmed
+    proc.stdin.write(audio * 3)  # a long second one, still being spoken
+    proc.stdin.flush()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    said = b""
+    while b"finishing the last utterance" not in said:  # the first Ctrl-C was taken
+        line = proc.stderr.readline()
+        assert line, said
+        said += line
+    proc.send_signal(signal.SIGINT)  # during the final decode of ~14 s of speech, mostly
+    _, rest = proc.communicate(timeout=60)
+    err = said + rest
+    text = (tmp_path / "talk.txt").read_text(encoding="utf-8")
+    assert wer(EN_TEXT, first) <= 0.25, first
+    if proc.returncode == 0:  # the finish was done before the second Ctrl-C was taken
+        # then the last utterance is in (its three repeats are one sentence: the loop cut)
+        assert wer(" ".join([EN_TEXT] * 2), text) <= 0.25, text
+    else:
+        assert proc.returncode == 130, err
+        assert "it is not in the transcript" in err.decode(), err
+        assert wer(EN_TEXT, text) <= 0.25, text  # what was finished is written

@@ -23,6 +23,7 @@ from ..engine import check_options, load_model
 from ..errors import OptionsError, OutputError
 from ..live import LiveEvent, LiveOptions, LiveSession, SpeechStopped, TextDelta, open_source
 from ..live import run_live as run_session
+from ..live.runner import Abandoned
 from ..options import normalize_language
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
 from ._args import add_model_arguments
@@ -221,8 +222,18 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    abandoned = False
     try:
-        run_session(source, session, stop)
+        run_session(
+            source,
+            session,
+            stop,
+            finishing=lambda: _note(
+                "malsori: finishing the last utterance (Ctrl-C again to leave it out)"
+            ),
+        )
+    except Abandoned:  # Ctrl-C twice: the utterance being finished is left out
+        interrupted = abandoned = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -235,6 +246,11 @@ def run(args: argparse.Namespace) -> int:
         f"malsori: {session.received_seconds:.1f} s of audio, {stats.decodes} decodes, "
         f"max lag {stats.max_lag:.1f} s{_stopped_by(interrupted, caught)}"
     )
+    if abandoned:
+        _note(
+            "malsori: stopped again while the last utterance was being finished: it is not "
+            "in the transcript (press Ctrl-C once to keep it)"
+        )
     if out_dir is not None:
         is_file = args.input is not None and Path(args.input).is_file()
         stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
@@ -246,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
                 path.unlink(missing_ok=True)
             raise
         _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
+    if abandoned:
+        return 130  # what was asked was not all done
     return 128 + caught[0] if caught else 0
 
 

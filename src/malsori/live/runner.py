@@ -3,17 +3,30 @@ the calling thread decodes. Used by ``malsori live`` and benchmarks/live.py."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 
 from .session import LiveSession
 from .sources import LiveSource
 
-__all__ = ["run_live"]
+__all__ = ["Abandoned", "run_live"]
 
 
-def run_live(source: LiveSource, session: LiveSession, stop: threading.Event | None = None) -> None:
+class Abandoned(KeyboardInterrupt):
+    """A second Ctrl-C while the last utterance was being finished: it is left out."""
+
+
+def run_live(
+    source: LiveSource,
+    session: LiveSession,
+    stop: threading.Event | None = None,
+    finishing: Callable[[], None] | None = None,
+) -> None:
     """Transcribe ``source`` until it ends or ``stop`` is set (or Ctrl-C: KeyboardInterrupt
-    propagates after the session has been finished). Errors of the source are re-raised."""
+    propagates after the session has been finished; a second Ctrl-C while it is being
+    finished raises :class:`Abandoned`). ``finishing`` is called when a Ctrl-C starts the
+    finish. Errors of the source are re-raised."""
     stop = stop or threading.Event()
     ended = threading.Event()
     failure: list[BaseException] = []
@@ -36,10 +49,18 @@ def run_live(source: LiveSource, session: LiveSession, stop: threading.Event | N
         while not (ended.is_set() or stop.is_set()):
             if session.wait(0.1):
                 session.process()
+    except KeyboardInterrupt:
+        if finishing is not None:
+            with contextlib.suppress(KeyboardInterrupt):
+                finishing()
+        raise
     finally:
-        stop.set()
-        source.close()
-        reader.join(timeout=2)
-        session.finish()
+        try:
+            stop.set()
+            source.close()
+            reader.join(timeout=2)
+            session.finish()
+        except KeyboardInterrupt:  # a second Ctrl-C before the session was finished
+            raise Abandoned from None
     if failure:
         raise failure[0]

@@ -11,6 +11,17 @@ from __future__ import annotations
 
 #: The smallest vocabulary of a multilingual Whisper model (English-only ones have 51,864).
 MULTILINGUAL_VOCAB_SIZE = 51865
+#: large-v3's vocabulary: the first with a Cantonese token (``<|yue|>``).
+CANTONESE_VOCAB_SIZE = 51866
+
+
+def lacks_language(name: str, vocab_size: int, language: str | None) -> str | None:
+    """Why a model with ``vocab_size`` tokens has no token for ``language``, or None (from
+    the size alone, before loading: only Cantonese came later; a loaded model is asked for
+    the token itself, see ``engine.check_options``)."""
+    if language == "yue" and vocab_size < CANTONESE_VOCAB_SIZE:
+        return f"model {name} has no language 'yue' in its vocabulary (Cantonese needs large-v3)"
+    return None
 
 
 def is_multilingual_vocab(vocab_size: int) -> bool:

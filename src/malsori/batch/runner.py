@@ -49,7 +49,7 @@ def _model_key(config: BatchConfig) -> str:
     Resolving it here also fails fast, before any worker starts or any file is recorded:
     a missing model, or an English-only model asked for another language or to translate
     (each file would fail alone otherwise)."""
-    from ..capabilities import is_multilingual_vocab, unsupported
+    from ..capabilities import is_multilingual_vocab, lacks_language, unsupported
     from ..models import resolve_model, vocabulary_size
 
     resolved = resolve_model(config.model)
@@ -61,8 +61,7 @@ def _model_key(config: BatchConfig) -> str:
             config.options.get("language"),
             config.options.get("task") or "transcribe",
         )
-        if reason is None and config.options.get("language") == "yue" and size < 51866:
-            reason = f"model {config.model} has no language 'yue' (Cantonese needs large-v3)"
+        reason = reason or lacks_language(config.model, size, config.options.get("language"))
         if reason is not None:
             raise OptionsError(reason)
     return str(resolved.path) if resolved.source == "local" else resolved.name

@@ -64,8 +64,7 @@ def process_file(
         result = assign_speakers(result, pending.result().turns, encode)
     base = config.output_base(rel)
     out = Path(config.output_dir)
-    names = [Path(os.path.relpath(base, out)).with_suffix(".txt").as_posix()]
-    linked = linked_folder(out, names)  # made since the run started
+    linked = linked_folder(out, [os.path.relpath(base, out)])  # made since the run started
     if linked is not None:
         raise MalsoriError(linked)
     folder = out

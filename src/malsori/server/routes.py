@@ -192,12 +192,14 @@ async def model(model_id: str, state: StateDep) -> dict[str, Any]:
     return _model_card(model_id)
 
 
-@router.api_route("/health", methods=["GET", "HEAD"], tags=["ops"])
+@router.get("/health", tags=["ops"])
+@router.head("/health", include_in_schema=False)  # health checkers that send HEAD
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.api_route("/ready", methods=["GET", "HEAD"], tags=["ops"])
+@router.get("/ready", tags=["ops"])
+@router.head("/ready", include_in_schema=False)
 async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if state.ready else "loading", "models": state.models.loaded()},

@@ -179,8 +179,8 @@ def test_schemathesis_finds_no_server_errors() -> None:
 
 
 def test_a_long_upload_leaves_no_samples_behind(tmp_path: Path) -> None:
-    """Each request's decoded audio is freed with the request. A 0.7 MB Opus file of 30 min
-    decodes to 115 MB of samples; the finished decode task (its result: those samples) was
+    """Each request's decoded audio is freed with the request. A 0.5 MB Opus file of 20 min
+    decodes to 73 MB of samples; the finished decode task (its result: those samples) was
     kept by the job, which only Python's cycle collector freed, now and then: 11 requests of
     a 2-hour file took a server to 3.9 GB (a hostile client's find; before the fix, RSS after
     each of 4 requests here: 324, 461, 434, 591 MB)."""
@@ -190,11 +190,11 @@ def test_a_long_upload_leaves_no_samples_behind(tmp_path: Path) -> None:
     subprocess.run(
         [
             *("ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono"),
-            *("-t", "1800", "-c:a", "libopus", "-b:a", "6k", str(upload)),
+            *("-t", "1200", "-c:a", "libopus", "-b:a", "6k", str(upload)),
         ],
         check=True,
     )
-    samples_mb = 1800 * 16000 * 4 / 2**20
+    samples_mb = 1200 * 16000 * 4 / 2**20
     with running_server("--model", "tiny.en", "--idle-unload", "0") as srv:
         proc = psutil.Process(srv.process.pid)
         after: list[float] = []

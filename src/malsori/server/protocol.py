@@ -27,6 +27,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .errors import error_body
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,8 @@ _REFUSAL_LOG_EVERY_S = 10.0
 
 def error_response(status: int, reason: str, code: str, message: str) -> bytes:
     """A whole HTTP/1.1 response with an OpenAI-shaped JSON error, closing the connection."""
-    body = json.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error" if status < 500 else "server_error",
-                "param": None,
-                "code": code,
-            }
-        }
-    ).encode()
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = json.dumps(error_body(message, kind, None, code)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"

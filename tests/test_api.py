@@ -131,6 +131,22 @@ def test_device_and_threads_are_chosen_for_this_machine() -> None:
     assert loaded.device == "cpu"
 
 
+def test_cuda_asked_for_by_name_is_refused_with_the_reason() -> None:
+    # No GPU here: `cuda` by name is an error before any model loads, not a CPU fallback.
+    with pytest.raises(malsori.OptionsError, match="sees no CUDA device"):
+        malsori.load_model("tiny.en", device="cuda")
+
+
+def test_cuda_library_probe_names_what_cannot_be_loaded() -> None:
+    # The probe behind `auto` on a GPU machine: a library the loader finds is not reported,
+    # one it cannot find is, by name (a GPU with only CUDA 13's cuBLAS has no libcublas.so.12).
+    from malsori.engine import cuda_libraries_missing
+
+    missing = cuda_libraries_missing(("libc.so.6", "libmalsori-not-installed.so.12"))
+    assert len(missing) == 1 and "libmalsori-not-installed.so.12" in missing[0]
+    assert cuda_libraries_missing(("libc.so.6",)) == []
+
+
 def test_float16_on_cpu_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="malsori"):
         loaded = malsori.load_model("tiny.en", compute_type="float16")

@@ -5,7 +5,9 @@ clear errors. Real training on small data; no mocks."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -308,10 +310,17 @@ def test_train_and_predict_cli(run_cli: Run, linear_csv: Path, tmp_path: Path) -
         "40",
         "--output",
         str(out),
-        "-q",
+        env={"COLUMNS": "150"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "validation RMSE" in proc.stdout and "R2 0.99" in proc.stdout
+    assert "(best " in proc.stdout and " on cpu" in proc.stdout  # where it trained
+    # Every epoch line shows the epoch's loss and speed, also when the epoch is shorter than
+    # the bar's redraw interval (it showed "loss nan  0 samples/s" then).
+    epochs = [ln for ln in proc.stderr.splitlines() if ln.startswith("epoch ")]
+    assert len(epochs) == 40, proc.stderr
+    losses = [float(re.search(r"loss (\S+)", ln)[1]) for ln in epochs]  # type: ignore[index]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], epochs
     pred_file = tmp_path / "pred.csv"
     proc = run_cli("predict", str(out), str(linear_csv), "-o", str(pred_file))
     assert proc.returncode == 0, proc.stderr

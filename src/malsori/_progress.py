@@ -1,7 +1,9 @@
 """The one progress-bar layout malsori shows on a terminal: ``LEAD [bar] COUNT INFO ETA``.
 
-rich hides the bar by itself when stderr is not a terminal; ``enabled=False`` hides it
-always (``--quiet``, or a process other than rank 0). Used by the trainer, `malsori
+The bar is drawn on stderr, so stdout carries only results (`malsori transcribe x.wav >
+x.txt` still shows it). When stderr is not a terminal rich draws nothing while it runs and
+prints a bar that is not transient once, finished; ``enabled=False`` hides it always
+(``--quiet``, or a process other than rank 0). Used by the trainer, `malsori
 transcribe` and the batch view.
 """
 
@@ -21,6 +23,7 @@ def progress_bar(
     The three texts are rich format strings over the task, e.g. ``"{task.description}"``,
     ``"{task.completed}/{task.total} samples"`` and ``"{task.fields[speed]}"``.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
@@ -29,6 +32,7 @@ def progress_bar(
         TextColumn(count),
         TextColumn(info),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # never mixed into results on stdout
         disable=not enabled,
         transient=transient,
     )

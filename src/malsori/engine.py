@@ -3,6 +3,7 @@ model cache, ``get_whisper`` (the original notes' factory) and ``transcribe``.""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -41,14 +42,64 @@ _FALLBACK = {
 
 
 def select_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when CTranslate2 sees a CUDA device, else ``cpu``."""
+    """``auto`` -> ``cuda`` when CTranslate2 sees a CUDA device *and* can load the CUDA
+    libraries it runs on (:data:`CUDA_LIBRARIES`), else ``cpu``, with a warning that names
+    what is missing. ``cuda`` asked for by name is checked the same way and refused with that
+    reason, before a model is loaded (CTranslate2 itself would only fail at the first
+    matrix product, in the middle of a transcription)."""
     if device not in DEVICES:
         raise OptionsError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if device != "auto":
-        if device == "cuda" and _cuda_device_count() == 0:
-            raise OptionsError("device 'cuda' requested but CTranslate2 sees no CUDA device")
+    if device == "cpu":
         return device
-    return "cuda" if _cuda_device_count() > 0 else "cpu"
+    if _cuda_device_count() == 0:
+        if device == "cuda":
+            raise OptionsError("device 'cuda' requested but CTranslate2 sees no CUDA device")
+        return "cpu"
+    reason = _cuda_unusable()
+    if reason is None:
+        return "cuda"
+    if device == "cuda":
+        raise OptionsError(f"device 'cuda': {reason}, or use --device cpu")
+    if not _warned_cpu_instead.is_set():
+        _warned_cpu_instead.set()  # once per process, not once per model load or request
+        log.warning("%s; using the CPU (pass --device cpu to say so)", reason)
+    return "cpu"
+
+
+_warned_cpu_instead = threading.Event()
+
+
+@functools.cache
+def _cuda_unusable() -> str | None:
+    """Why a present CUDA device cannot be used (None: it can). Checked once per process."""
+    missing = cuda_libraries_missing()
+    if not missing:
+        return None
+    return (
+        f"a CUDA device is present but CTranslate2 cannot load {'; '.join(missing)}. "
+        "Install cuBLAS for CUDA 12 (pip install nvidia-cublas-cu12) and put its lib "
+        "folder on LD_LIBRARY_PATH"
+    )
+
+
+#: The libraries CTranslate2's CUDA build opens when it first runs on a GPU (it links the
+#: CUDA runtime statically and loads cuBLAS with dlopen; ``strings`` on libctranslate2 4.8.5
+#: lists no other). A GPU machine with only CUDA 13's cuBLAS (libcublas.so.13) has a device
+#: but cannot run a model on it.
+CUDA_LIBRARIES = ("libcublas.so.12",)
+
+
+def cuda_libraries_missing(names: tuple[str, ...] = CUDA_LIBRARIES) -> list[str]:
+    """Which of ``names`` the dynamic loader cannot open, each with the loader's reason."""
+    import ctypes
+
+    missing = []
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+        except OSError as exc:
+            missing.append(f"{name} ({exc})" if name not in str(exc) else str(exc))
+    return missing
 
 
 def _cuda_device_count() -> int:

@@ -74,7 +74,7 @@ def run_regression(args: argparse.Namespace) -> int:
     if DistributedContext.from_env().is_main:
         m, h = result.metrics, result.history
         early = ", stopped early" if h.stopped_early else ""
-        print(f"epochs: {len(h.epochs)} (best {h.best_epoch}{early})")
+        print(f"epochs: {len(h.epochs)} (best {h.best_epoch}{early}) on {result.device}")
         print(f"validation RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R2 {m['r2']:.4f}")
         print(f"saved model to {result.output_dir}")
     return 0

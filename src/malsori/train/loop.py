@@ -321,6 +321,7 @@ class _EpochBar:
         self.world_size = world_size
         self.task: Any = None
         self.t0 = self.last_draw = 0.0
+        self.seen, self.loss_sum = 0, 0.0
 
     def __enter__(self) -> _EpochBar:
         self.bar.__enter__()
@@ -340,21 +341,29 @@ class _EpochBar:
             "", total=self.n_samples, epoch=epoch, epochs=self.epochs, loss=math.nan, speed=0.0
         )
         self.t0 = self.last_draw = time.perf_counter()
+        self.seen, self.loss_sum = 0, 0.0
 
     def batch_done(self, seen: int, loss_sum: float) -> None:
         """After a batch: samples so far, running mean loss and speed (all processes)."""
+        self.seen, self.loss_sum = seen, loss_sum
         if self.enabled and (now := time.perf_counter()) - self.last_draw >= 0.2:
             self.last_draw = now
-            self.bar.update(
-                self.task,
-                completed=seen * self.world_size,
-                loss=loss_sum / seen,
-                speed=seen * self.world_size / max(now - self.t0, 1e-9),
-            )
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        self.bar.update(
+            self.task,
+            completed=self.seen * self.world_size,
+            loss=self.loss_sum / self.seen if self.seen else math.nan,
+            speed=self.seen * self.world_size / max(now - self.t0, 1e-9),
+        )
 
     def finish(self) -> None:
-        """The epoch is over: a full bar."""
-        self.bar.update(self.task, completed=self.n_samples)
+        """The epoch is over: a full bar with the epoch's mean loss and speed (an epoch
+        shorter than one redraw interval is drawn only here)."""
+        if self.enabled:
+            self._draw(time.perf_counter())
+            self.bar.update(self.task, completed=self.n_samples)
 
 
 def _step_scheduler(sched: Scheduler | None, loss: float) -> None:

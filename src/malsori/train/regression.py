@@ -26,7 +26,7 @@ from .._tables import csv_text
 from ..errors import DataError, OptionsError
 from .distributed import DistributedContext
 from .history import History
-from .loop import fit
+from .loop import fit, resolve_device
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -172,6 +172,7 @@ class RegressionResult:
     metrics: dict[str, float]
     history: History
     output_dir: Path | None
+    device: str = "cpu"  # where it was trained: cpu or cuda
 
 
 def _check_table(
@@ -243,6 +244,8 @@ def train_regression(
     train_set = TensorDataset(x[train_idx], y[train_idx])
     valid_set = TensorDataset(x[valid_idx], y[valid_idx])
 
+    dev = resolve_device(device)  # auto: CUDA when torch sees it, else the CPU
+
     # Step 3: the model.  Step 4: the loss.
     torch.manual_seed(seed)
     model = MLP(len(feats), sizes)
@@ -260,7 +263,7 @@ def train_regression(
         batch_size=batch_size,
         early_stopping_patience=patience,
         seed=seed,
-        device=device,
+        device=dev,
         num_workers=num_workers,
         progress=progress,
     )
@@ -288,9 +291,10 @@ def train_regression(
             "epochs_run": len(history.epochs),
             "best_epoch": history.best_epoch,
             "seed": seed,
+            "device": dev.type,
         }
         _save(out, model, config, history)
-    return RegressionResult(model, metrics, history, out)
+    return RegressionResult(model, metrics, history, out, dev.type)
 
 
 def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> None:

@@ -184,6 +184,7 @@ def test_each_bad_input_gets_one_clear_line(
         assert proc.returncode == 1, (case, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("malsori: error:")]
         assert len(errors) == 1 and message in errors[0], (case, proc.stderr)
+        assert "[Errno" not in errors[0] and errors[0].count(path.name) == 1, errors[0]
         assert "Traceback" not in proc.stderr
         assert proc.stdout == ""
 

@@ -223,6 +223,11 @@ def test_uploads_over_the_limit_get_413_chunked_or_not(server: Server) -> None:
         resp = httpx.post(url, content=content, headers=headers, timeout=60)
         assert resp.status_code == 413, resp.text
         assert resp.json()["error"]["code"] == "file_too_large"
+        assert resp.headers["connection"] == "close"
+    # refused by the Origin check before the body is read: said to close too
+    resp = httpx.post(url, content=whole, headers={**headers, "origin": "http://evil.example"})
+    assert resp.status_code == 403 and resp.headers["connection"] == "close", resp.headers
+    assert resp.json()["error"]["code"] == "origin_not_allowed"
     assert httpx.get(server.url + "/health").status_code == 200
 
 
@@ -340,6 +345,8 @@ def test_one_client_cannot_hold_every_connection() -> None:
                     break
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200"), answer
+            head = answer.split(b"\r\n\r\n", 1)[0].lower()
+            assert b"\r\nconnection: close" in head, answer  # it says it will hang up
             assert closed  # the server hung up despite the trickle (before: never)
         # One address holds at most 6 of the 8 connections: the 7th from it is refused.
         held = [_raw(srv.url) for _ in range(6)]

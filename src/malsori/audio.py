@@ -128,7 +128,9 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     except AudioError:
         raise
     except av.FFmpegError as exc:
-        raise AudioError(f"{label}: not a decodable audio file ({exc})") from exc
+        # FFmpeg's words alone: str(exc) adds "[Errno 1094995529]" and the file's path
+        reason = exc.strerror or type(exc).__name__
+        raise AudioError(f"{label}: not a decodable audio file ({reason})") from exc
     except (OSError, ValueError) as exc:
         raise AudioError(f"{label}: could not be decoded ({exc})") from exc
     if not chunks:

@@ -1,9 +1,9 @@
 """``create_app(settings)``: wires the state, the middleware, the error handlers and the
 routes together. Every piece of state hangs off the app; nothing is module-global.
 
-Request path: RequestGuard (Host, Origin) -> RequestMetrics -> CORS (when configured) ->
-BodyLimits (413/408) -> the routes (routes.py), which hand transcriptions to a Job
-(jobs.py)."""
+Request path: CloseWhenBodyUnread -> RequestGuard (Host, Origin) -> RequestMetrics -> CORS
+(when configured) -> UploadKey (401) -> BodyLimits (413/408) -> the routes (routes.py),
+which hand transcriptions to a Job (jobs.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .errors import (
     unhandled_error_handler,
     validation_error_handler,
 )
-from .middleware import RequestGuard, RequestMetrics, UploadKey
+from .middleware import CloseWhenBodyUnread, RequestGuard, RequestMetrics, UploadKey
 from .realtime import hub as live_hub
 from .realtime import router as realtime_router
 from .routes import STATIC, SWAGGER_UI, router
@@ -107,6 +107,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(CloseWhenBodyUnread)  # outermost: sees every answer
     app.include_router(router)
     app.include_router(realtime_router)  # /v1/realtime: live transcription (WebSocket)
     live_hub(app)

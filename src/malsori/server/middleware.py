@@ -1,5 +1,6 @@
 """ASGI middleware that runs before any body is read: the trusted-host and same-origin
-checks (DNS rebinding, cross-site form posts), and request metrics."""
+checks (DNS rebinding, cross-site form posts), the early API-key check, request metrics, and
+``Connection: close`` on answers given before a body was read."""
 
 from __future__ import annotations
 
@@ -32,6 +33,45 @@ def _host_name(host: str) -> str | None:
     if rest and not 0 < int(rest[1:]) < 65536:
         return None
     return name
+
+
+class CloseWhenBodyUnread:
+    """``Connection: close`` on an answer that starts before the request's body was read to
+    its end (a GET that declares a body, an upload refused by the Host or Origin check): the
+    protocol ends such a connection once the answer is sent (protocol.py), and the header
+    tells the client so instead of leaving it to find a closed socket."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _declares_body(scope):
+            await self.app(scope, receive, send)
+            return
+        read_all = False
+
+        async def tracking_receive() -> Message:
+            nonlocal read_all
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                read_all = True
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not read_all:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)
+
+
+def _declares_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 class UploadKey:

@@ -390,6 +390,22 @@ def test_karaoke_runs_count_as_one_cue() -> None:
     )
     assert len(parse(text, "srt")) == 1
     assert lint_text(text, "srt", language="en") == []
+    # The same cue twice, back to back ("No." said twice) is two cues, each measured: merged,
+    # the second one's 0.2 s hid behind the first's (a hostile tester).
+    twice = _srt(
+        ("00:00:01,000", "00:00:02,000", "No."),
+        ("00:00:02,000", "00:00:02,200", "No."),
+    )
+    assert [(ev.start, ev.end) for ev in parse(twice, "srt")] == [(1000, 2000), (2000, 2200)]
+    found = {(v.cue, v.rule) for v in lint_text(twice, "srt", language="en")}
+    assert (2, "min-duration") in found and (1, "min-duration") not in found, found
+
+
+def test_a_cue_that_ends_before_it_starts_is_named_so() -> None:
+    text = _srt(("00:00:05,000", "00:00:04,500", "Backwards in time."))
+    violations = lint_text(text, "srt", language="en")
+    assert [v.rule for v in violations] == ["timing"], violations
+    assert "ends 500 ms before it starts" in violations[0].message
 
 
 def test_vtt_notes_and_ids_are_not_text() -> None:

@@ -30,6 +30,7 @@ from .rules import Limits, SubtitleOptions
 RULES: dict[str, str] = {
     "empty": "a cue without text",
     "order": "a cue starts before the one before it",
+    "timing": "a cue ends before it starts",
     "overlap": "a cue starts before the one before it has ended",
     "gap": "less than the minimum gap (2 frames) between two cues",
     "min-duration": "a cue is shown for less than the minimum duration",
@@ -141,15 +142,20 @@ def parse(text: str, fmt: str) -> list[Event]:
         voices = [None] * len(subs.events)
     events: list[Event] = []
     speaker: str | None = None
+    previous_raw: str | None = None
     for number, (ev, voice) in enumerate(zip(subs.events, voices, strict=True), start=1):
         lines = _plain_lines(ev)
         label = _LABEL.match(lines[0]) if fmt == "srt" else None
         speaker = label.group(1) if label else voice if fmt == "vtt" else speaker
         last = events[-1] if events else None
-        if last and last.end == ev.start and last.lines == lines:
+        # A karaoke run: the same text, back to back, with the markup in another place (the
+        # next word underlined). The same cue repeated word for word is two cues ("No." and
+        # "No." said twice), each checked on its own.
+        if last and last.end == ev.start and last.lines == lines and ev.text != previous_raw:
             events[-1] = Event(last.number, last.start, ev.end, lines, last.speaker)
         else:
             events.append(Event(number, ev.start, ev.end, lines, speaker))
+        previous_raw = ev.text
     return events
 
 
@@ -197,7 +203,11 @@ def _check_timing(prev: Event | None, ev: Event, limits: Limits) -> list[Violati
                     f"{prev.number} (minimum {limits.min_gap * 1000:.0f} ms)",
                 )
             )
-    if ev.duration < math.floor(limits.min_cue_duration * 1000 + 1e-6):
+    if ev.duration < 0:
+        out.append(
+            Violation(n, "timing", f"ends {-ev.duration} ms before it starts (end before start)")
+        )
+    elif ev.duration < math.floor(limits.min_cue_duration * 1000 + 1e-6):
         out.append(
             Violation(
                 n,
@@ -304,7 +314,7 @@ def lint_events(
         out += _check_timing(events[i - 1] if i else None, ev, lim)
         out += _check_lines(ev, lim)
         cps = _cps(ev.lines, ev.duration, lim)
-        if cps > lim.max_cps + 1e-6:
+        if ev.duration >= 0 and cps > lim.max_cps + 1e-6:  # a reversed cue: "timing" says it
             out.append(
                 Violation(
                     ev.number,

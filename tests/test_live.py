@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import time
+import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -614,25 +615,46 @@ def test_cli_live_concurrent_runs_never_overwrite_and_name_stays_inside(tmp_path
 def test_cli_live_bad_inputs_and_outputs_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("x")
     wav = EN.read_bytes()
+    flac = tmp_path / "clip.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(EN), str(flac)], check=True)
+    no_samples = tmp_path / "no_samples.wav"  # a WAV header and no audio
+    with wave.open(str(no_samples), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
     runs: list[tuple[list[str], bytes | None]] = [
         (["--input", str(EN), "-o", "/proc/x"], None),
         (["--input", str(EN), "-o", "a_file"], None),
         (["--input", str(EN), "--format", "srt"], None),
         (["--input", "-", "-o", "wav"], wav),
         (["--input", "-", "-o", "empty"], b""),
-        (["--input", "-", "-o", "odd"], pcm(EN, 16000)[:32001]),
+        (["--input", "-", "-o", "odd"], pcm(EN, 16000)[:4001]),
+        (["--input", "-", "-o", "flac"], flac.read_bytes()),
+        (["--input", str(no_samples), "-o", "zero"], None),
     ]
     results = _live_procs(tmp_path, runs)
     expected = ["cannot create the directory", "exists and is not a directory",
                 "only apply with -o", "this is a WAV file", "no audio (0 bytes)",
-                "32001 bytes, an odd count"]  # fmt: skip
+                "4001 bytes, an odd count", "this is a FLAC file",
+                "no audio was received (zero-length audio)"]  # fmt: skip
     for proc, what in zip(results, expected, strict=True):
         assert proc.returncode == 1, (proc.args, proc.stderr)
         assert re.search(rf"^malsori: error: .*{re.escape(what)}.*\n\Z", proc.stderr, re.M), (
             proc.args, proc.stderr)  # fmt: skip
         assert "Traceback" not in proc.stderr
-    for name in ("wav", "empty", "odd"):  # no empty transcript files
+    for name in ("wav", "empty", "odd", "flac", "zero"):  # no empty transcript files
         assert not list((tmp_path / name).iterdir())
+
+
+def test_cli_live_keeps_the_transcript_when_stdin_ends_mid_sample(tmp_path: Path) -> None:
+    """A pipe whose writer was stopped mid-sample (the same Ctrl-C stops arecord or ffmpeg)
+    ends with an odd byte: the whole session's transcript was printed, then discarded with
+    an error, and -o got nothing (a hostile tester)."""
+    (proc,) = _live_procs(tmp_path, [(["--input", "-", "-o", "kept", "--name", "talk", "-f",
+                                       "txt"], pcm(EN, 16000) + b"\x01")])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "half a sample" in proc.stderr and "last byte is left out" in proc.stderr
+    assert wer(EN_TEXT, (tmp_path / "kept" / "talk.txt").read_text()) <= 0.25
 
 
 def test_serve_invalid_setting_is_one_line(

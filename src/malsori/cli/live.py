@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..engine import check_options, load_model
-from ..errors import OptionsError, OutputError
+from ..errors import AudioError, OptionsError, OutputError
 from ..live import LiveEvent, LiveOptions, LiveSession, SpeechStopped, TextDelta, open_source
 from ..live import run_live as run_session
 from ..live.runner import Abandoned
@@ -250,6 +250,11 @@ def run(args: argparse.Namespace) -> int:
         _note(
             "malsori: stopped again while the last utterance was being finished: it is not "
             "in the transcript (press Ctrl-C once to keep it)"
+        )
+    if session.received_seconds == 0 and not abandoned:
+        # a WAV with a header and no samples, a silent pipe: as `transcribe` says it
+        raise AudioError(
+            f"{source.name}: no audio was received (zero-length audio); nothing written"
         )
     if out_dir is not None:
         is_file = args.input is not None and Path(args.input).is_file()

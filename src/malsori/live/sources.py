@@ -7,6 +7,7 @@ path or a URL -> FFmpeg; anything else -> a microphone by number or name."""
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import select
@@ -22,6 +23,8 @@ import numpy.typing as npt
 
 from ..audio import SAMPLE_RATE
 from ..errors import AudioError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FileSource", "LiveSource", "MicSource", "StdinSource", "open_source", "pcm16_to_float"]
 
@@ -98,11 +101,33 @@ class FileSource:
         self._closed.set()
 
 
+#: Below this many bytes (0.5 s of audio) an odd count means the input is not PCM16 at all;
+#: above it, the transcript of what came before is kept (only the last byte is left out).
+_ODD_REFUSED_BELOW = SAMPLE_RATE
+
+
+def _container_kind(head: bytes) -> str | None:
+    """What a file format's first bytes say it is (None: nothing known, maybe raw PCM)."""
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "a WAV file"
+    known = {b"ID3": "an MP3 file", b"fLaC": "a FLAC file", b"OggS": "an Ogg file",
+             b"\x1aE\xdf\xa3": "a Matroska/WebM file", b"FORM": "an AIFF file",
+             b"#!AMR": "an AMR file"}  # fmt: skip
+    for magic, kind in known.items():
+        if head.startswith(magic):
+            return kind
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A file"
+    return None
+
+
 class StdinSource:
     """Raw PCM16 little-endian 16 kHz mono on a binary stream (paced by its writer).
 
-    The first bytes are read when it is opened (before the model loads): empty input or a
-    WAV file (raw PCM only) is refused at once. An odd byte count is refused at the end."""
+    The first bytes are read when it is opened (before the model loads): empty input or an
+    audio file (WAV, MP3, FLAC, Ogg, WebM, MP4: raw PCM only) is refused at once. An odd byte
+    count is refused at the end when the input was short (under 0.5 s: not PCM16 at all);
+    after longer input it is a warning and the transcript is kept."""
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.name = "stdin"
@@ -114,9 +139,10 @@ class StdinSource:
             head += data
         if not head:
             raise AudioError("stdin: no audio (0 bytes); pipe raw PCM16 16 kHz mono into --input -")
-        if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        kind = _container_kind(head)
+        if kind is not None:
             raise AudioError(
-                "stdin: this is a WAV file, but --input - reads raw PCM16 16 kHz mono; "
+                f"stdin: this is {kind}, but --input - reads raw PCM16 16 kHz mono; "
                 "give the file as --input FILE, or convert it: "
                 "ffmpeg -i FILE -f s16le -ac 1 -ar 16000 -"
             )
@@ -149,10 +175,16 @@ class StdinSource:
             return
         if len(rest) >= 2:
             yield pcm16_to_float(rest)
-        if total % 2:
+        if total % 2 and total < _ODD_REFUSED_BELOW:
             raise AudioError(
                 f"stdin: {total} bytes, an odd count: not PCM16 (2 bytes per sample); "
                 "--input - reads raw PCM16 16 kHz mono"
+            )
+        if total % 2:  # a writer stopped mid-sample (arecord, ffmpeg killed by the same ^C)
+            log.warning(
+                "stdin ended with half a sample (%d bytes, an odd count); its last byte is "
+                "left out",
+                total,
             )
 
     def close(self) -> None:

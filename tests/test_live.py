@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import time
+import unicodedata
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -655,6 +656,21 @@ def test_cli_live_keeps_the_transcript_when_stdin_ends_mid_sample(tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert "half a sample" in proc.stderr and "last byte is left out" in proc.stderr
     assert wer(EN_TEXT, (tmp_path / "kept" / "talk.txt").read_text()) <= 0.25
+
+
+def test_cli_live_name_never_writes_beside_a_look_alike(tmp_path: Path) -> None:
+    """회의.txt saved on a Mac (NFD) and 회의.txt from --name (NFC) are two files that look
+    the same in every listing; the new transcript takes the next free name instead."""
+    out = tmp_path / "out"
+    out.mkdir()
+    nfd = out / unicodedata.normalize("NFD", "회의.txt")
+    nfd.write_text("kept\n")
+    (proc,) = _live_procs(tmp_path, [(["--input", "-", "-o", "out", "--name", "회의", "-f",
+                                       "txt"], pcm(EN, 16000))])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert nfd.read_text() == "kept\n"
+    names = sorted(unicodedata.normalize("NFC", p.name) for p in out.iterdir())
+    assert names == ["회의-2.txt", "회의.txt"], names
 
 
 def test_serve_invalid_setting_is_one_line(

@@ -162,12 +162,20 @@ def _prepare_dir(out_dir: Path) -> None:
 def _reserve(out_dir: Path, stem: str, formats: list[str]) -> tuple[str, list[Path]]:
     """A stem none of whose files exist yet, claimed by creating them exclusively (empty
     until the writers replace them atomically): two runs never overwrite each other's
-    files, and no existing file is replaced (``stem-2``, ``stem-3``, ... instead)."""
+    files, and no existing file is replaced (``stem-2``, ``stem-3``, ... instead), nor
+    written beside one whose name looks the same (the same letters in another Unicode
+    normalization)."""
+    try:  # names as they look: 회의.txt in NFD (from a Mac) is taken for 회의.txt in NFC
+        taken = {unicodedata.normalize("NFC", name) for name in os.listdir(out_dir)}
+    except OSError:
+        taken = set()
     for n in range(1, 1000):
         candidate = stem if n == 1 else f"{stem}-{n}"
         created: list[Path] = []
         try:
             for path in output_paths(out_dir, candidate, formats):
+                if unicodedata.normalize("NFC", path.name) in taken:
+                    raise FileExistsError(path)
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 created.append(path)
             return candidate, created

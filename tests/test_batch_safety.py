@@ -1272,3 +1272,22 @@ def test_status_and_report_read_a_job_database_of_an_older_malsori(
             )
             assert proc.returncode == 0 and "Traceback" not in proc.stderr, (older, proc.stderr)
             assert "a.wav" in proc.stdout or command == "status"
+
+
+def test_force_with_a_glob_redoes_only_what_the_glob_matches(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--force --glob 'a*'` redid every file of the job and failed the one outside the
+    glob ("b.txt was written or changed while ...", its output untouched; a hostile tester)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"a.wav": "garden", "b.wav": "river"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    before = (out / "b.txt").stat().st_mtime_ns, rows(out)["b.wav"]["updated_at"]
+    proc = batch(root, out, "-f", "txt", "--force", "--glob", "a*")
+    assert proc.returncode == 0, proc.stderr
+    assert "--force: 1 file(s) redone" in proc.stderr, proc.stderr
+    assert "1 other file(s) not matched by --glob" in proc.stderr, proc.stderr
+    db = rows(out)
+    assert db["a.wav"]["status"] == db["b.wav"]["status"] == "done", dict(db["b.wav"])
+    assert ((out / "b.txt").stat().st_mtime_ns, db["b.wav"]["updated_at"]) == before
+    assert "garden" in (out / "a.txt").read_text().lower()

@@ -629,12 +629,18 @@ class JobStore:
             )
         return stale
 
-    def force_all(self) -> int:
-        """``--force``: every file that can be read goes back to pending."""
+    def force(self, paths: Iterable[str]) -> int:
+        """``--force``: these files (this run's: ``--glob`` limits it) go back to pending
+        when they can be read; the job's other files stay as they are."""
         with self._tx() as db:
-            return db.execute(
-                "UPDATE files SET status='pending', attempts=0, error=NULL WHERE sha256 != ''"
-            ).rowcount
+            return sum(
+                db.execute(
+                    "UPDATE files SET status='pending', attempts=0, error=NULL "
+                    "WHERE path=? AND sha256 != ''",
+                    (rel,),
+                ).rowcount
+                for rel in paths
+            )
 
     def reclaim(self) -> int:
         """Return rows left running by dead processes to pending."""

@@ -108,7 +108,7 @@ def prepare(
     prep.swept = sweep_leftovers(out / p for p in known_outputs)
     prep.reclaimed = store.reclaim()
     if force:
-        prep.forced = store.force_all()
+        prep.forced = store.force(this_run)
     else:
         stale = store.refresh_done(config.request(), expected)
         prep.stale_outputs = stale["outputs"]
@@ -117,7 +117,9 @@ def prepare(
     prep.fresh_retries = store.new_request(config.request())
     prep.retried = store.retry_failed(retries)
     config = replace(config, also=_kept_formats(store, out, config.formats))
-    expected = {rel: config.expected_outputs(rel) for rel in this_run}
+    # Every file this run will do: this run's, and any left pending by an earlier run
+    # (another --glob, an interrupted one): each gets its outputs checked.
+    expected = {rel: config.expected_outputs(rel) for rel in this_run | set(store.pending())}
     twins = lookalikes(config.names)
     blocked, replaceable = _check_targets(store, out, expected, force, twins, owners, loose)
     config = replace(config, replaceable=replaceable)

@@ -12,8 +12,8 @@ Re-running the same command resumes: done files are skipped, changed files redon
 files retried up to --retries times, files left running by a killed run reclaimed. A done
 file whose outputs were deleted, or that was made with another model, compute type, options
 or formats, is redone (re-decoded); an output edited since it was written is kept (its file
-fails with the reason); --force redoes everything. One run per output directory at a time,
-and no output directory inside another job's.
+fails with the reason); --force redoes every file the run covers (--glob limits it). One
+run per output directory at a time, and no output directory inside another job's.
 """
 
 from __future__ import annotations
@@ -84,7 +84,11 @@ def register(sub: Any) -> None:
         metavar="PATTERN",
         help="only files matching (e.g. '*.mp3') [audio/video extensions]",
     )
-    r.add_argument("--force", action="store_true", help="redo every file, done or not")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="redo every file this run covers (--glob limits it), done or not",
+    )
     r.add_argument("--engine", default="local", choices=("local", "ray"))
     r.add_argument(
         "--address", default=None, help="Ray cluster: auto or ray://host:10001 [start a local Ray]"
@@ -282,7 +286,11 @@ def run(args: argparse.Namespace) -> int:
         f"scan: {prep.new} new, {prep.changed} changed, {prep.unchanged} unchanged, "
         f"{prep.unreadable} unreadable; {prep.reclaimed} reclaimed, {prep.retried} retried"
         + (
-            f"; {prep.skipped} other file(s) skipped (not audio by name; see --glob)"
+            (
+                f"; {prep.skipped} other file(s) not matched by --glob"
+                if args.glob
+                else f"; {prep.skipped} other file(s) skipped (not audio by name; see --glob)"
+            )
             if prep.skipped
             else ""
         ),

@@ -302,6 +302,7 @@ BAD_FILES: dict[str, tuple[str, str, int]] = {
     # rule: (srt text, language, cue number expected to break it)
     "empty": (_srt(OK, ("00:00:13,000", "00:00:14,000", "<i></i>")), "en", 2),
     "order": (_srt(OK, ("00:00:05,000", "00:00:07,000", "Earlier than the first.")), "en", 2),
+    "timing": (_srt(OK, ("00:00:15,000", "00:00:14,000", "Ends before it starts.")), "en", 2),
     "overlap": (_srt(OK, ("00:00:11,500", "00:00:14,000", "Starts too soon.")), "en", 2),
     "gap": (_srt(OK, ("00:00:12,040", "00:00:14,000", "One frame after.")), "en", 2),
     "min-duration": (_srt(OK, ("00:00:13,000", "00:00:13,500", "Blink.")), "en", 2),
@@ -652,3 +653,26 @@ def test_check_reads_what_it_can_and_says_what_it_cannot(
     reports = [run_cli("subtitles", "check", str(p)).stdout for p in (nfc, nfd, utf16)]
     widths = [re.search(r"is (\d+) wide", r) for r in reports]
     assert all(widths) and {w.group(1) for w in widths if w} == {"20"}, reports
+
+
+def test_check_refuses_what_is_not_webvtt_and_cues_it_cannot_read(
+    tmp_path: Path, run_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    """Plain text or JSON saved as .vtt was "OK, 0 cue(s)", and a cue whose timing line had
+    "->" vanished from the check with its violations (a hostile tester)."""
+    files = {
+        "text.vtt": "hello world\n",
+        "json.vtt": '{"segments": []}\n',
+        "typo.vtt": "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nok cue\n\n"
+        "00:00:05.000 -> 00:00:09.000\na cue with a mistyped timing line\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    proc = run_cli("subtitles", "check", *(str(tmp_path / n) for n in files))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("not WebVTT: a WebVTT file starts with the line WEBVTT") == 2
+    assert f"{tmp_path / 'typo.vtt'}: 1 block(s) are neither a cue" in proc.stderr
+    good = tmp_path / "good.vtt"  # still read: a BOM, an identifier, a NOTE
+    good.write_text("\ufeffWEBVTT\n\nNOTE hi\n\nc1\n00:00:01.000 --> 00:00:03.000\nHello there.\n")
+    proc = run_cli("subtitles", "check", str(good))
+    assert proc.returncode == 0 and "OK, 1 cue(s)" in proc.stdout, (proc.stdout, proc.stderr)

@@ -90,11 +90,13 @@ def _voices(text: str) -> list[str | None]:
     return out
 
 
-def _clean_vtt(text: str) -> str:
+def _clean_vtt(text: str) -> tuple[str, int]:
     """WebVTT without NOTE/STYLE/REGION blocks and cue identifiers, which pysubs2 would
-    otherwise read as cue text."""
+    otherwise read as cue text; and how many blocks are neither those nor a cue (a timing
+    line mistyped as ``->``: pysubs2 would skip it without a word)."""
     blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
     kept = []
+    strays = 0
     for block in blocks:
         lines = block.strip("\n").split("\n")
         if not lines or not lines[0].strip():
@@ -108,7 +110,9 @@ def _clean_vtt(text: str) -> str:
         timing = next((k for k, line in enumerate(lines) if "-->" in line), None)
         if timing is not None:
             kept.append("\n".join(lines[timing:]))
-    return "\n\n".join(kept) + "\n"
+        else:
+            strays += 1
+    return "\n\n".join(kept) + "\n", strays
 
 
 def _plain_lines(event: pysubs2.SSAEvent) -> tuple[str, ...]:
@@ -122,7 +126,14 @@ def parse(text: str, fmt: str) -> list[Event]:
     merged into one."""
     timings = len(_TIMING.findall(text))
     if fmt == "vtt":
-        text = _clean_vtt(text)
+        if text.strip() and not text.lstrip("\ufeff").startswith("WEBVTT"):
+            raise MalsoriError("not WebVTT: a WebVTT file starts with the line WEBVTT")
+        text, strays = _clean_vtt(text)
+        if strays:
+            raise MalsoriError(
+                f"{strays} block(s) are neither a cue nor a NOTE/STYLE/REGION (a timing line "
+                "without '-->'?)"
+            )
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
     except Exception as exc:  # pysubs2 raises several types for malformed input

@@ -1291,3 +1291,23 @@ def test_force_with_a_glob_redoes_only_what_the_glob_matches(
     assert db["a.wav"]["status"] == db["b.wav"]["status"] == "done", dict(db["b.wav"])
     assert ((out / "b.txt").stat().st_mtime_ns, db["b.wav"]["updated_at"]) == before
     assert "garden" in (out / "a.txt").read_text().lower()
+
+
+def test_a_new_input_never_writes_beside_a_look_alike_kept_transcript(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """회의.wav transcribed, deleted; another recording arrives as 회의.wav in NFD (from a
+    Mac): its 회의.txt went beside the kept one, two files that look the same holding
+    different recordings (one file on macOS or a normalizing share; a hostile tester)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    nfc, nfd = "회의", unicodedata.normalize("NFD", "회의")
+    _job_with(clips, root, {f"{nfc}.wav": "garden"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    (root / f"{nfc}.wav").unlink()
+    shutil.copy(clips["river"], root / f"{nfd}.wav")
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 1, proc.stderr
+    error = rows(out)[f"{nfd}.wav"]["error"]
+    assert "would look the same as" in error and "Unicode normal form" in error, error
+    assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]
+    assert "garden" in (out / f"{nfc}.txt").read_text().lower()

@@ -385,3 +385,25 @@ def test_text_fields_are_small(server: Server, window_wav: Path) -> None:
         url, files=audio, data={"model": "whisper-1", "prompt": "word " * 200}, timeout=60
     )
     assert ok.status_code == 200, ok.text
+
+
+def test_an_upload_cannot_make_ffmpeg_open_other_files(server: Server, tmp_path: Path) -> None:
+    """FFmpeg's concat demuxer read an uploaded text file as a playlist: a client could
+    transcribe files under the server's temporary folder, learn which exist, and hang the
+    only transcription slot for good with one naming a FIFO (a hostile tester). Only audio
+    and video containers are opened now."""
+    secret = server.tmpdir / "someone-else"
+    secret.mkdir()
+    (secret / "private.wav").write_bytes((EVALDATA / "en" / "jfk.wav").read_bytes())
+    os.mkfifo(server.tmpdir / "never.fifo")
+    for target in ("someone-else/private.wav", "never.fifo", "no-such.wav"):
+        playlist = tmp_path / "list.txt"
+        playlist.write_text(f"ffconcat version 1.0\nfile {target}\n")
+        resp = _transcribe(server, playlist)
+        assert resp.status_code == 400, (target, resp.text)
+        message = resp.json()["error"]["message"]
+        assert "not an audio or video format malsori reads" in message, message
+        assert "country" not in resp.text
+    assert server.wait_idle(10)  # nothing left hanging on the FIFO
+    resp = _transcribe(server, EVALDATA / "en" / "jfk.wav")
+    assert resp.status_code == 200 and "country" in resp.json()["text"], resp.text

@@ -3,6 +3,7 @@ reject what is not usable audio with one :class:`AudioError` that says why."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -111,9 +112,38 @@ def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:
     raise AudioError(f"{label}: truncated WAV file (it ends inside its header, before any audio)")
 
 
+#: The FFmpeg demuxers malsori opens: audio and video containers (FFmpeg's names; "mov"
+#: is MP4/M4A/3GP, "matroska" is MKV/WebM). Any other is refused before it runs. FFmpeg's
+#: concat, HLS, DASH, SDP, image-sequence and similar demuxers open *other* files named
+#: inside the input: an uploaded text file starting "ffconcat version 1.0" made the server
+#: transcribe files under its temporary folder, and one naming a FIFO hung a worker.
+DEMUXERS = (
+    "wav", "w64", "mp3", "aac", "flac", "ogg", "matroska", "mov", "avi", "flv", "mpegts",
+    "mpeg", "asf", "aiff", "au", "caf", "amr", "amrnb", "amrwb", "ac3", "eac3", "dts", "dtshd",
+    "truehd", "mlp", "wv", "ape", "tta", "mpc", "mpc8", "tak", "shn", "voc", "gsm", "g722",
+    "g729", "loas", "latm", "oma", "xwma", "dsf", "iff", "ircam", "nistsphere", "sox", "mxf",
+    "dv", "nut",
+)  # fmt: skip
+_OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
+
+
+def open_container(source: str | BinaryIO, label: str) -> av.container.InputContainer:
+    """``source`` opened for decoding with one of :data:`DEMUXERS` (an
+    :class:`AudioError` for anything else)."""
+    try:
+        return av.open(source, mode="r", metadata_errors="ignore", options=_OPEN_OPTIONS)
+    except av.FFmpegError as exc:
+        if exc.errno == errno.EINVAL:  # refused by the format list (or a header FFmpeg rejects)
+            raise AudioError(
+                f"{label}: not a decodable audio file (not an audio or video format malsori "
+                "reads, or a damaged header)"
+            ) from None
+        raise
+
+
 def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     try:
-        with av.open(source, mode="r", metadata_errors="ignore") as container:
+        with open_container(source, label) as container:
             if not container.streams.audio:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]

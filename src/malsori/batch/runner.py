@@ -4,6 +4,7 @@ what is on disk and what is asked, then dispatch to the local engine or Ray."""
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,14 @@ def _check_targets(
     pending = set(store.pending())
     blocked: set[str] = set()
     replaceable: dict[str, dict[str, Any]] = {}
+    # The job's outputs by how their names look (NFC): a dropped input's kept transcript
+    # (회의.txt) and a new input's (회의.txt from a Mac, in NFD) would be two files that
+    # look the same, and one file on macOS or a normalizing share.
+    seen: dict[str, tuple[str, str | None]] = {}
+    for path, (owner, _) in owners.items():
+        seen[unicodedata.normalize("NFC", path)] = (path, owner)
+    for path, record in loose.items():
+        seen.setdefault(unicodedata.normalize("NFC", path), (path, record["input"]))
     for rel in sorted(pending & set(expected)):
         if rel in twins:  # two names one disk may take for the same: neither is written
             store.block(
@@ -179,8 +188,22 @@ def _check_targets(
             continue
         allowed: dict[str, dict[str, Any]] = {}
         reason = linked_folder(out, expected[rel])
-        for p in expected[rel] if reason is None else ():
+        if reason is not None:
+            store.block(rel, reason)
+            blocked.add(rel)
+            continue
+        for p in expected[rel]:
             target = out / p
+            twin, twin_input = seen.get(unicodedata.normalize("NFC", p), (p, rel))
+            if twin != p and os.path.lexists(out / twin):
+                reason = (
+                    f"{target} would look the same as {out / twin}"
+                    + (f", the transcript of {twin_input}" if twin_input else "")
+                    + " (the names differ only in Unicode normal form); rename the input"
+                )
+                store.block(rel, reason)
+                blocked.add(rel)
+                break
             if not os.path.lexists(target):
                 continue
             if target.is_dir():

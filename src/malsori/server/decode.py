@@ -15,7 +15,13 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import _TRUNCATED_RATIO, SAMPLE_RATE, _check_wav_header, _declared_seconds
+from ..audio import (
+    _TRUNCATED_RATIO,
+    SAMPLE_RATE,
+    _check_wav_header,
+    _declared_seconds,
+    open_container,
+)
 from ..errors import AudioError
 from ..errors import TranscriptionCancelled as Cancelled
 
@@ -43,7 +49,7 @@ def decode_limited(
     buf = np.empty(0, dtype=np.float32)
     n = 0
     try:
-        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        with open_container(str(path), label) as container:
             if not container.streams.audio:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]

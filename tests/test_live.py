@@ -152,6 +152,31 @@ def test_final_pass_decodes_each_utterance_whole_in_order() -> None:
         assert d.text == streamed.strip() and cer(KO_TEXT, d.text) <= 0.35, (d.text, streamed)
 
 
+def test_each_utterance_is_heard_in_its_own_language() -> None:
+    """The language was detected once per session: a speaker who went on in Korean after an
+    English sentence got invented English (a hostile tester). Each utterance is now decoded
+    in its own language; the transcript keeps the first."""
+    import malsori
+    from malsori.live import LiveOptions, LiveSession, UtteranceDone
+
+    model = malsori.load_model("base")
+    silence = np.zeros(2 * 16000, np.float32)
+    stream = np.concatenate([malsori.load_audio(EN), silence, malsori.load_audio(KO), silence])
+    events: list[Any] = []
+    session = LiveSession(model, LiveOptions(), events.append)  # no language given
+    for i in range(0, len(stream), 8000):
+        session.feed(stream[i : i + 8000])
+        session.process()
+    session.finish()
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    assert [d.language for d in done] == ["en", "ko"], [(d.language, d.text) for d in done]
+    assert wer(EN_TEXT, done[0].text) <= 0.25, done[0].text
+    assert cer(KO_TEXT, done[1].text) <= 0.35, done[1].text
+    transcript = session.transcript()
+    assert transcript.language == "en"
+    assert {seg.language for seg in transcript.segments} == {"en", "ko"}
+
+
 def test_commit_as_speech_ends_makes_no_extra_item_and_mid_speech_splits_in_two() -> None:
     """Manual commit (hostile tester): a commit as the speaker stops, inside the pause that
     would end the turn, closes the item and makes no second one out of that pause (it had
@@ -673,6 +698,57 @@ def test_cli_live_name_never_writes_beside_a_look_alike(tmp_path: Path) -> None:
     assert names == ["회의-2.txt", "회의.txt"], names
 
 
+def _live_cli(
+    tmp_path: Path,
+    *args: str,
+    stdout: Any = subprocess.PIPE,
+    preexec: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", *args],
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, env=env,
+        cwd=tmp_path, timeout=120, preexec_fn=preexec,
+    )  # fmt: skip
+    out = proc.stdout.decode() if isinstance(proc.stdout, bytes) else ""
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, proc.stderr.decode())
+
+
+def test_cli_live_never_loses_the_session_to_a_failed_write(tmp_path: Path) -> None:
+    """A session's transcript was discarded when writing -o failed at the end (a full
+    disk, a name too long once "-2" was added, the folder deleted), and a transcript cut
+    on stdout (full disk, ulimit -f) still exited 0 (a hostile tester)."""
+    import resource
+
+    # A name that cannot take "-999" and an extension: refused before any audio is read.
+    proc = _live_cli(tmp_path, "--input", str(EN), "-o", "long", "--name", "나" * 84)
+    assert proc.returncode == 1 and "--name is too long for a file name" in proc.stderr
+    assert "listening" not in proc.stderr and not list((tmp_path / "long").iterdir())
+
+    # -o cannot take the files (each at most 1 KB; the json is larger): the transcript is
+    # saved under TMPDIR instead, and the exit says where.
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    proc = _live_cli(tmp_path, "--input", str(EN), "-o", "full", preexec=small_files)
+    assert proc.returncode == 1, proc.stderr
+    saved = re.search(r"the transcript was saved to (\S+transcript\.txt) instead", proc.stderr)
+    assert saved, proc.stderr
+    assert wer(EN_TEXT, Path(saved[1]).read_text()) <= 0.25
+    assert not list((tmp_path / "full").iterdir())  # no partial set
+
+    # stdout that cannot be written: -o still gets the transcript; exit 1, said once.
+    with open("/dev/full", "w") as full:
+        proc = _live_cli(tmp_path, "--input", str(EN), "-o", "out", "-f", "txt", stdout=full)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("cannot write the output: No space left on device") == 1
+    assert wer(EN_TEXT, (tmp_path / "out" / f"{EN.stem}.txt").read_text()) <= 0.25
+
+
 def test_serve_invalid_setting_is_one_line(
     run_cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
@@ -778,7 +854,16 @@ def test_invalid_session_values_are_errors(server: Server) -> None:
         {"audio": {"input": {"format": {"type": "audio/pcm", "rate": "fast"}}}},
         {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
         {"audio": {"input": {"format": 16000}}},
+        # These took the session down with a traceback and close code 1000, or (a prompt
+        # that is not text) killed its decoder without a word (a hostile tester):
+        {"audio": "x"},
+        {"audio": {"input": "x"}},
+        {"audio": {"input": {"transcription": {"language": 5}}}},
+        {"audio": {"input": {"transcription": {"language": ["en"]}}}},
+        {"audio": {"input": {"transcription": {"prompt": 12345}}}},
+        {"audio": {"input": {"transcription": "whisper-1"}}},
     ]
+    raw: list[str | bytes] = ["[" * 200_000 + "]" * 200_000, b"\x00\x01binary"]
 
     async def run() -> list[dict[str, Any]]:
         async with _connect_raw(server) as ws:
@@ -786,15 +871,22 @@ def test_invalid_session_values_are_errors(server: Server) -> None:
             for session in bad:
                 update = {"type": "session.update", "session": {"type": "transcription", **session}}
                 await ws.send(json.dumps(update))
+            for message in raw:
+                await ws.send(message)
             ok = {"type": "server_vad", "threshold": 0, "silence_duration_ms": 0}
             session = {"audio": {"input": {"turn_detection": ok}}}
             await ws.send(json.dumps({"type": "session.update", "session": session}))
-            return await _events_until(ws, lambda ev: len(ev) == len(bad) + 1)
+            return await _events_until(ws, lambda ev: len(ev) == len(bad) + len(raw) + 1)
 
     events = asyncio.run(run())
-    assert [e["type"] for e in events] == ["error"] * len(bad) + ["session.updated"], events
-    params = [e["error"]["param"] for e in events[:-1]]
+    errors = len(bad) + len(raw)
+    assert [e["type"] for e in events] == ["error"] * errors + ["session.updated"], events
+    params = [e["error"]["param"] for e in events[: len(bad)]]
     assert params[0].endswith("threshold") and params[1].endswith("silence_duration_ms"), params
+    assert params[6:] == ["session.audio", "session.audio.input", "language", "language",
+                          "prompt", "session.audio.input.transcription"], params  # fmt: skip
+    codes = [e["error"]["code"] for e in events[len(bad) : errors]]
+    assert codes == ["invalid_json", "invalid_json"], events[len(bad) :]
     turn = events[-1]["session"]["audio"]["input"]["turn_detection"]
     assert turn["threshold"] == 0 and turn["silence_duration_ms"] == 0, turn
 

@@ -13,18 +13,21 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import unicodedata
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._ledger import batch_running
 from ..engine import check_options, load_model
-from ..errors import AudioError, OptionsError, OutputError
+from ..errors import AudioError, MalsoriError, OptionsError, OutputError
 from ..live import LiveEvent, LiveOptions, LiveSession, SpeechStopped, TextDelta, open_source
 from ..live import run_live as run_session
 from ..live.runner import Abandoned
 from ..options import normalize_language
+from ..transcript import Transcript
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
 from ._args import add_model_arguments
 
@@ -92,22 +95,31 @@ class Printer:
         self.column = 0
         self.shown = 0  # width of the partial on screen
         self.lock = threading.Lock()
+        self.error: OSError | None = None  # the first failed write to ``out``
 
     def __call__(self, event: LiveEvent) -> None:
-        with self.lock, contextlib.suppress(OSError):  # a closed terminal (SIGHUP)
-            if isinstance(event, TextDelta):
-                self._erase()
-                text = event.text.lstrip() if self.column == 0 else event.text
-                self._write(text)
-                if self.tty and event.partial:
-                    self._partial(event.partial)
-            elif isinstance(event, SpeechStopped) and (self.column or self.shown):
-                # the utterance's streamed text ends here (its final pass, for -o, may
-                # come later, after the next utterance's first words)
-                self._erase()
-                self.out.write("\n")
-                self.column = 0
-            self.out.flush()
+        with self.lock:
+            if self.error is not None:
+                return
+            try:
+                self._show(event)
+            except OSError as exc:  # a full disk, `ulimit -f`, a closed terminal (SIGHUP)
+                self.error = exc  # the session goes on (-o still gets it); the exit says so
+
+    def _show(self, event: LiveEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._erase()
+            text = event.text.lstrip() if self.column == 0 else event.text
+            self._write(text)
+            if self.tty and event.partial:
+                self._partial(event.partial)
+        elif isinstance(event, SpeechStopped) and (self.column or self.shown):
+            # the utterance's streamed text ends here (its final pass, for -o, may come
+            # later, after the next utterance's first words)
+            self._erase()
+            self.out.write("\n")
+            self.column = 0
+        self.out.flush()
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -159,6 +171,45 @@ def _prepare_dir(out_dir: Path) -> None:
         raise OutputError(f"-o {out_dir}: the directory is not writable")
 
 
+def _check_name_fits(out_dir: Path, stem: str, formats: list[str], given: bool) -> None:
+    """Before any audio: every file the transcript may need (``STEM-999.EXT`` at worst)
+    has a name the file system takes; a session must not end in "File name too long"."""
+    try:
+        name_max = os.pathconf(out_dir, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    longest = max(len(f"{stem}-999.{fmt}".encode()) for fmt in formats)
+    if longest > name_max:
+        what = "--name" if given else "the input's name (the file stem)"
+        raise OptionsError(
+            f"{what} is too long for a file name in {out_dir}: {longest} bytes with "
+            f"'-999' and the extension, at most {name_max}; give a shorter --name"
+        )
+
+
+def _rescue(transcript: Transcript) -> str:
+    """Save a transcript that could not be written where asked into a new folder under the
+    system's temporary directory (txt, then json: each that fits); what to tell the user.
+    As a last resort its text goes to stderr: a session is never lost to a failed write."""
+    saved: list[Path] = []
+    problem: Exception | None = None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="malsori-live-"))
+    except OSError as exc:
+        problem = exc
+    else:
+        for fmt in ("txt", "json"):
+            try:
+                saved += write_transcript(transcript, folder, "transcript", [fmt])
+            except (MalsoriError, OSError) as exc:
+                problem = exc
+    if not saved:
+        _note(f"malsori: the transcript could not be saved anywhere ({problem}); its text:")
+        _note(transcript.text.strip())
+        return "the transcript's text is printed above"
+    return f"the transcript was saved to {', '.join(str(p) for p in saved)} instead"
+
+
 def _reserve(out_dir: Path, stem: str, formats: list[str]) -> tuple[str, list[Path]]:
     """A stem none of whose files exist yet, claimed by creating them exclusively (empty
     until the writers replace them atomically): two runs never overwrite each other's
@@ -199,8 +250,15 @@ def run(args: argparse.Namespace) -> int:
     if args.name is not None:
         _check_name(args.name)
     out_dir = Path(args.output_dir) if args.output_dir else None
+    started = time.strftime("%Y%m%d-%H%M%S")
+    is_file = args.input not in (None, "-") and Path(args.input).is_file()
+    stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
     if out_dir is not None:
         _prepare_dir(out_dir)
+        _check_name_fits(out_dir, stem, formats, given=args.name is not None)
+        busy = batch_running(out_dir)  # its files are the batch job's, not ours
+        if busy is not None:
+            raise MalsoriError(busy)
     source = open_source(args.input)  # first: a missing microphone fails before the model loads
     try:
         loaded = load_model(
@@ -220,7 +278,6 @@ def run(args: argparse.Namespace) -> int:
     options = LiveOptions(language=language, beam_size=args.beam_size, prompt=args.initial_prompt)
     session = LiveSession(loaded, options, printer)
     print(f"malsori: listening to {source.name} (Ctrl-C to stop)", file=sys.stderr)
-    started = time.strftime("%Y%m%d-%H%M%S")
     interrupted = False
     stop = threading.Event()
     caught: list[int] = []
@@ -265,19 +322,32 @@ def run(args: argparse.Namespace) -> int:
             f"{source.name}: no audio was received (zero-length audio); nothing written"
         )
     if out_dir is not None:
-        is_file = args.input is not None and Path(args.input).is_file()
-        stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
-        stem, claimed = _reserve(out_dir, stem, formats)
         try:
-            paths = write_transcript(session.transcript(), out_dir, stem, formats)
-        except BaseException:
-            for path in claimed:
-                path.unlink(missing_ok=True)
-            raise
-        _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
+            _write(session.transcript(), out_dir, stem, formats)
+        except (MalsoriError, OSError) as exc:  # full disk, folder gone, a batch started...
+            reason = str(exc) if isinstance(exc, MalsoriError) else exc.strerror or str(exc)
+            raise OutputError(f"{reason}; {_rescue(session.transcript())}") from None
+    if printer.error is not None:  # the text on stdout is cut: never exit 0 for it
+        error = printer.error
+        _note(f"malsori: error: cannot write the output: {error.strerror or error}")
+        return 128 + caught[0] if caught else 1
     if abandoned:
         return 130  # what was asked was not all done
     return 128 + caught[0] if caught else 0
+
+
+def _write(transcript: Transcript, out_dir: Path, stem: str, formats: list[str]) -> None:
+    busy = batch_running(out_dir)  # started during the session
+    if busy is not None:
+        raise MalsoriError(busy)
+    stem, claimed = _reserve(out_dir, stem, formats)
+    try:
+        paths = write_transcript(transcript, out_dir, stem, formats)
+    except BaseException:
+        for path in claimed:
+            path.unlink(missing_ok=True)
+        raise
+    _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
 
 
 def _note(message: str) -> None:

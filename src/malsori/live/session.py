@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,9 @@ _MAX_NEW_TOKENS = 220  # + a prompt of at most 223 tokens (faster-whisper) <= 44
 _VAD_BLOCK = 160  # frames (~5 s) the VAD scores at once
 _COMMIT, _CLEAR = "commit", "clear"  # marks in the input stream
 _MAX_WAITING = 2  # closed utterances waiting for their final pass
+#: An utterance whose language differs from the one spoken before it is decoded in its own
+#: language only when Whisper gives that language at least this probability.
+_LANGUAGE_SWITCH_P = 0.8
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,8 @@ class LiveStats:
     degraded_decodes: int = 0
     #: utterances decoded again whole when they closed (``LiveOptions.final_pass_s``)
     final_passes: int = 0
+    #: the languages the utterances were decoded in, in the order first heard
+    languages: list[str] = field(default_factory=list)
 
     @property
     def max_lag(self) -> float:
@@ -175,14 +180,20 @@ class LiveSession:
         self.options = options or LiveOptions()
         self.emit: Callable[[LiveEvent], None] = emit or (lambda event: None)
         self.on_decode = on_decode
+        # The language being decoded: given, or found again for each utterance (a speaker
+        # who goes from English to Korean is heard in Korean), with the language spoken so
+        # far kept when an utterance's own is unsure (_LANGUAGE_SWITCH_P).
         self.language = self.options.language if loaded.is_multilingual else "en"
         self.language_probability = 1.0 if self.language else 0.0
+        self._spoken_language: str | None = self.language  # the last utterance's
+        self._streaming_p = self.language_probability
         self.stats = LiveStats()
         self.segments: list[Segment] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         # audio and, at their places in the stream, commits (_COMMIT) and clears (_CLEAR)
         self._pending: list[Samples | str] = []
+        self._backlog = 0  # samples in _pending
         self._marks = 0  # commits and clears in _pending
         self._processing = False
         self._fed = 0  # samples received
@@ -216,7 +227,15 @@ class LiveSession:
         with self._wake:
             self._pending.append(np.asarray(samples, dtype=np.float32))
             self._fed += len(samples)
+            self._backlog += len(samples)
             self._wake.notify_all()
+
+    @property
+    def backlog_seconds(self) -> float:
+        """Audio fed but not yet taken up by ``process`` (a client that sends faster than
+        the session decodes makes it grow; the server stops reading while it is long)."""
+        with self._lock:
+            return self._backlog / SAMPLE_RATE
 
     def commit(self) -> None:
         """Close the open utterance (``input_audio_buffer.commit``) at this point of the
@@ -285,6 +304,7 @@ class LiveSession:
         with self._lock:
             items, self._pending = self._pending, []
             self._marks = 0
+            self._backlog = 0
             self._processing = True
         try:
             self._process(items)
@@ -395,6 +415,8 @@ class LiveSession:
         self._whole = list(self._buffer) if self.options.final_pass_s > 0 else None
         self._whole_len = self._buffer_len
         self._hyp.reset(self._offset)
+        if self.options.language is None and self.loaded.is_multilingual:
+            self.language = None  # found again from this utterance's first decodes
         self.emit(SpeechStarted(self._item, self._offset))
 
     def _append(self, frame: Samples) -> None:
@@ -525,8 +547,7 @@ class LiveSession:
         if self.language is None and (
             info.language_probability >= 0.5 or len(audio) >= 3 * SAMPLE_RATE or final
         ):
-            self.language = str(info.language)
-            self.language_probability = float(info.language_probability)
+            self._settle_language(str(info.language), float(info.language_probability))
         words, ends = _timed_words(segments, self._offset)
         lag = max(0.0, self.received_seconds - (self._offset + len(audio) / SAMPLE_RATE))
         self.stats.decodes += 1
@@ -551,6 +572,35 @@ class LiveSession:
         partial = "" if final else "".join(w.text for w in self._hyp.pending)
         self.emit(TextDelta(self._item, "".join(w.text for w in confirmed), partial, lag))
 
+    def set_language(self, language: str) -> None:
+        """Decode in ``language`` from now on (a client's ``session.update`` mid-session)."""
+        with self._lock:
+            self.options = replace(self.options, language=language)
+            self.language = self._spoken_language = language
+
+    def _choose_language(self, detected: str, probability: float) -> str:
+        """An utterance's language: the one detected, unless it differs from the language of
+        the utterance before and Whisper is unsure of it (a short "OK" or a name is often
+        heard as another language)."""
+        previous = self._spoken_language
+        if previous is not None and detected != previous and probability < _LANGUAGE_SWITCH_P:
+            return previous
+        return detected
+
+    def _settle_language(self, detected: str, probability: float) -> None:
+        """The open utterance's language for its streaming decodes, from their first seconds
+        (its final pass hears it whole and may decide otherwise)."""
+        self.language = self._choose_language(detected, probability)
+        self._streaming_p = probability
+
+    def _spoken(self, language: str, probability: float) -> None:
+        """A completed utterance's language: what the next one is compared with."""
+        self._spoken_language = language
+        if not self.stats.languages:
+            self.language_probability = probability  # the transcript's: the first one found
+        if language not in self.stats.languages:
+            self.stats.languages.append(language)
+
     def _final_pass_due(self) -> bool:
         """A closed utterance waits, and the open one (if any) has had its first decode."""
         return bool(self._closed) and (self._item is None or self._decoded_len > 0)
@@ -561,6 +611,7 @@ class LiveSession:
         (``UtteranceDone``) and its segments."""
         done = self._closed.popleft()
         words = done.words
+        language, probability = done.language or self.language, self._streaming_p
         if (
             run_pass
             and done.audio is not None
@@ -570,6 +621,11 @@ class LiveSession:
         ):
             t0 = time.perf_counter()
             language = done.language or self.language  # the language the utterance had
+            if self.options.language is None and self.loaded.is_multilingual:
+                # Heard whole: the first seconds that chose the streaming language can
+                # mislead (Korean after English was decoded as English).
+                found, p, _ = self.loaded.model.detect_language(done.audio)
+                language, probability = self._choose_language(found, p), p
             segments, _ = self._transcribe(done.audio, self.options.prompt, language, final=True)
             self.stats.final_passes += 1
             self.stats.decode_seconds += time.perf_counter() - t0
@@ -577,7 +633,8 @@ class LiveSession:
                 self.on_decode()
             words = _timed_words(segments, done.start)[0] or words
         text = "".join(w.text for w in words).strip()
-        language = done.language or self.language or "en"
+        language = language or "en"
+        self._spoken(language, probability)
         self.emit(UtteranceDone(done.item, text, done.start, done.end, list(words), language))
         self._add_segments(words, language)
 
@@ -634,7 +691,7 @@ class LiveSession:
         """Everything confirmed so far, as a :class:`malsori.Transcript`."""
         return Transcript(
             segments=list(self.segments),
-            language=self.language or "en",
+            language=(self.stats.languages or [self.language or "en"])[0],
             language_probability=self.language_probability,
             duration=self.received_seconds,
             model=self.loaded.name,

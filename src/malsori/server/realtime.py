@@ -58,6 +58,10 @@ from .middleware import _host_name
 from .state import AppState
 
 log = logging.getLogger(__name__)
+
+#: Seconds of received audio a session may hold before it has been processed; beyond it
+#: the server stops reading the client's messages until the session catches up.
+MAX_BACKLOG_S = 30.0
 router = APIRouter()
 
 RATES = (24000, 16000)
@@ -172,6 +176,15 @@ class Resampler:
         return np.concatenate(out).astype(np.float32) * np.float32(1 / 32768)
 
 
+def _object(value: Any, param: str) -> dict[str, Any]:
+    """A JSON object of the client's event (absent: empty), or a 400 naming ``param``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise APIError(400, f"{param} must be an object", param=param, code="invalid_value")
+    return value
+
+
 def _turn_detection(turn: Any) -> TurnDetection | None:
     """``turn_detection`` as a client sends it (null, or server_vad with its settings)."""
     param = "session.audio.input.turn_detection"
@@ -263,9 +276,12 @@ class Connection:
                 param="session.type",
                 code="unsupported_session_type",
             )
-        audio_in = (session.get("audio") or {}).get("input") or {}
+        audio = _object(session.get("audio"), "session.audio")
+        audio_in = _object(audio.get("input"), "session.audio.input")
         fmt = audio_in.get("format", session.get("input_audio_format"))
         transcription = audio_in.get("transcription", session.get("input_audio_transcription"))
+        if transcription is not None:
+            transcription = _object(transcription, "session.audio.input.transcription")
         has_turn = "turn_detection" in audio_in or "turn_detection" in session
         turn = audio_in.get("turn_detection", session.get("turn_detection"))
         rate = self.rate
@@ -296,12 +312,20 @@ class Connection:
             if transcription.get("model"):
                 model = self.state.models.check(str(transcription["model"]))
             if "language" in transcription:
+                given = transcription.get("language")
+                if given is not None and not isinstance(given, str):
+                    raise APIError(400, f"language must be a string, got {given!r}"[:200],
+                                   param="language", code="invalid_value")  # fmt: skip
                 try:
-                    language = normalize_language(transcription.get("language"))
+                    language = normalize_language(given)
                 except OptionsError as exc:
                     raise APIError(400, str(exc), param="language") from exc
             if "prompt" in transcription:
-                prompt = transcription.get("prompt") or None
+                given = transcription.get("prompt")
+                if given is not None and not isinstance(given, str):
+                    raise APIError(400, f"prompt must be a string, got {given!r}"[:200],
+                                   param="prompt", code="invalid_value")  # fmt: skip
+                prompt = given or None
         if self.live is not None and (model != self.model or rate != self.rate):
             raise APIError(
                 400,
@@ -325,7 +349,7 @@ class Connection:
         self.model, self.language, self.prompt, self.rate = model, language, prompt, rate
         self.turn = new_turn
         if self.live is not None and language is not None:
-            self.live.language = language
+            self.live.set_language(language)
 
     # --- events out ---------------------------------------------------------------------------
 
@@ -409,9 +433,16 @@ class Connection:
         return live
 
     def _work(self, live: LiveSession) -> None:
-        while not self.stop.is_set() and not live.aborted:
-            if live.wait(0.1) and not self.stop.is_set():
-                live.process()
+        try:
+            while not self.stop.is_set() and not live.aborted:
+                if live.wait(0.1) and not self.stop.is_set():
+                    live.process()
+        except Exception as exc:  # a bug: logged, told to the client, the session ends
+            log.exception("live session: decoding failed")
+            error = _error(f"transcription failed: {type(exc).__name__}", "server_error",
+                           type="server_error")  # fmt: skip
+            self.loop.call_soon_threadsafe(self.send, error)
+            self.stop.set()
 
     # --- the connection -----------------------------------------------------------------------
 
@@ -446,6 +477,10 @@ class Connection:
             self.send(_error(exc.message, exc.code or "invalid_request", type=exc.type,
                              param=exc.param, event_id=event_id))  # fmt: skip
             return exc.status < 500 or exc.code != "model_damaged"
+        except Exception as exc:  # a bug: said to the client and logged, the session goes on
+            log.exception("live session: event %r failed", kind)
+            self.send(_error(f"internal error handling {str(kind)[:50]!r}: {type(exc).__name__}",
+                             "server_error", type="server_error", event_id=event_id))  # fmt: skip
         return True
 
     async def append(self, event: dict[str, Any]) -> bool:
@@ -477,8 +512,21 @@ class Connection:
         try:
             while True:
                 idle_s = self.state.settings.live_idle_timeout_s
+                if self.worker is not None and self.worker.done() and self.stop.is_set():
+                    self.close_code = 1011  # the decoding failed (said in an error event)
+                    break
+                # A client that sends faster than the session decodes is not read from while
+                # the audio waiting is long: TCP holds it back (two clients sending 2 hours at
+                # once took the server to 2.9 GB, most of it never given back).
+                while (
+                    self.live is not None
+                    and self.worker is not None
+                    and not self.worker.done()  # a worker that died drains nothing
+                    and self.live.backlog_seconds > MAX_BACKLOG_S
+                ):
+                    await asyncio.sleep(0.05)
                 try:
-                    text = await asyncio.wait_for(self.ws.receive_text(), idle_s)
+                    message = await asyncio.wait_for(self.ws.receive(), idle_s)
                 except TimeoutError:
                     if self.live is not None and self.live.busy:
                         continue  # the client waits for the transcript of audio it sent
@@ -487,6 +535,14 @@ class Connection:
                     break
                 except (WebSocketDisconnect, RuntimeError, KeyError):
                     break
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:  # a binary frame
+                    self.send(_error("binary frames are not supported: send JSON events as "
+                                     "text (audio base64 in input_audio_buffer.append)",
+                                     "invalid_json"))  # fmt: skip
+                    continue
                 if len(text) > MAX_MESSAGE_BYTES:
                     self.send(_error(
                         f"message of {len(text)} bytes: at most {MAX_MESSAGE_BYTES} bytes per "
@@ -498,7 +554,7 @@ class Connection:
                     event = json.loads(text)
                     if not isinstance(event, dict):
                         raise ValueError
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested deep
                     self.send(_error("each message must be one JSON event", "invalid_json"))
                     continue
                 if not await self.handle(event):

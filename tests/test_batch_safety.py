@@ -1311,3 +1311,18 @@ def test_a_new_input_never_writes_beside_a_look_alike_kept_transcript(
     assert "would look the same as" in error and "Unicode normal form" in error, error
     assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]
     assert "garden" in (out / f"{nfc}.txt").read_text().lower()
+
+
+def test_an_input_beside_a_folder_named_like_its_output_keeps_its_extension(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """x.wav beside a folder x.txt/ (holding y.wav): x.wav's x.txt was the mirrored folder,
+    and it failed on every run with advice that could not help (a hostile tester)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"x.wav": "garden"})
+    _job_with(clips, root / "x.txt", {"y.wav": "river"})
+    proc = batch(root, out, "-f", "txt,srt")
+    assert proc.returncode == 0, proc.stderr
+    assert all(r["status"] == "done" for r in rows(out).values()), proc.stderr
+    assert "garden" in (out / "x.wav.txt").read_text().lower()
+    assert "river" in (out / "x.txt" / "y.txt").read_text().lower()

@@ -6,7 +6,8 @@ The rule (documented in README "What malsori guarantees"):
 - when two inputs in one folder share a stem (``m.wav`` and ``m.mp3``; compared without
   case and in one Unicode normal form, as case-insensitive disks and macOS compare names: a
   Korean name typed on Linux is composed (NFC), the same name from macOS decomposed (NFD)),
-  each keeps its extension: ``m.wav.txt``, ``m.mp3.txt``;
+  each keeps its extension: ``m.wav.txt``, ``m.mp3.txt``; so does an input beside a folder
+  named like one of its outputs (``x.wav`` beside a folder ``x.txt/``);
 - names are computed over every file the job has ever seen (its database), not only this
   run's ``--glob``, so a rerun with another pattern never renames outputs back and forth.
 """
@@ -17,6 +18,8 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import PurePosixPath
+
+from ..writers import FORMATS
 
 
 def _key(name: str) -> str:
@@ -29,6 +32,13 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
     extension). Inputs sharing a stem in one folder keep their full name; the step repeats
     until no two bases in a folder collide (``m.wav`` vs ``m.wav.mp3``)."""
     paths = sorted(set(rels))
+    # The input's folders are mirrored under OUT: a folder named like an output (x.txt/
+    # beside x.wav) would take that output's place.
+    folders: dict[str, set[str]] = defaultdict(set)
+    for rel in paths:
+        for parent in PurePosixPath(rel).parents:
+            if parent.name:
+                folders[str(parent.parent)].add(_key(parent.name))
     full: set[str] = set()  # inputs that use their full name
     while True:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -42,6 +52,15 @@ def output_bases(rels: Iterable[str]) -> dict[str, str]:
             if len(members) > 1
             for rel in members
             if rel not in full
+        ]
+        clashing += [
+            rel
+            for rel in paths
+            if rel not in full
+            and any(
+                f"{_key(PurePosixPath(rel).stem)}.{fmt}" in folders[str(PurePosixPath(rel).parent)]
+                for fmt in FORMATS
+            )
         ]
         if not clashing:
             break

@@ -394,6 +394,20 @@ def test_session_cap_key_and_origin_are_enforced(server: Server) -> None:
     with pytest.raises(Exception, match="403"):
         asyncio.run(cross_site())
 
+    async def key_as_the_only_subprotocol() -> tuple[str | None, Any]:
+        # What a browser sends (it cannot set headers); it fails a handshake that chooses
+        # none of the subprotocols it offered, as the server did when "realtime" was missing.
+        from websockets.asyncio.client import connect
+
+        _wait_sessions(server, 0)
+        offered = [f"openai-insecure-api-key.{KEY}"]
+        async with connect(_ws_url(server), subprotocols=offered) as ws:  # type: ignore[list-item]
+            return ws.subprotocol, json.loads(await ws.recv())
+
+    chosen, first = asyncio.run(key_as_the_only_subprotocol())
+    assert chosen == f"openai-insecure-api-key.{KEY}"
+    assert first["type"] == "session.created", first
+
 
 # --- the CLI --------------------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ def test_foreign_host_and_origin_are_refused(server: Server, window_wav: Path) -
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "origin_not_allowed"
     resp = _post(server, audio, {"Origin": "null"})
     assert resp.status_code == 403
+    # Same host and port but not a web page's scheme (was taken for the server's own page)
+    resp = _post(server, audio, {"Origin": f"ftp://127.0.0.1:{_port(server)}"})
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "origin_not_allowed"
     assert server.metrics()["malsori_audio_seconds_total"] == 0  # nothing was transcribed
     # The server's own page (same origin), by any local name, and clients without Origin.
     for host in ("127.0.0.1", "localhost"):

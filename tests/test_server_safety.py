@@ -378,6 +378,16 @@ def test_text_fields_are_small(server: Server, window_wav: Path) -> None:
     )
     assert big.status_code == 400, big.text
     assert "exceeded maximum size of 64KB" in big.json()["error"]["message"], big.text
+    assert big.json()["error"]["code"] == "field_too_large"
+    # the audio sent as a text field (curl -F 'file=<a.wav', no filename): told what to do
+    for as_text in (
+        httpx.post(url, files={"file": (None, b"x" * 70_000)}, timeout=60),
+        httpx.post(url, data={"file": "x" * 70_000}, timeout=60),  # url-encoded
+    ):
+        assert as_text.status_code == 400, as_text.text
+        error = as_text.json()["error"]
+        assert "audio goes in a file part, with a filename" in error["message"], error
+        assert error["code"] == "field_too_large", error
     many = {f"x{i}": "1" for i in range(60)} | {"model": "whisper-1"}
     resp = httpx.post(url, files=audio, data=many, timeout=60)
     assert resp.status_code == 400 and "fields" in resp.json()["error"]["message"], resp.text

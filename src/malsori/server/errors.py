@@ -50,11 +50,30 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: The multipart parser's own errors (starlette's words, kept): a code, and a hint where
+#: its words do not say what to do.
+_TOO_LARGE_HINT = (
+    " A text field is at most 64 KiB; audio goes in a file part, with a filename "
+    "(multipart/form-data: curl -F file=@audio.wav)."
+)
+_FORM_ERRORS = {
+    "Part exceeded maximum size": ("field_too_large", _TOO_LARGE_HINT),
+    "Field exceeded maximum size": ("field_too_large", _TOO_LARGE_HINT),
+    "Too many fields": ("too_many_fields", ""),
+    "Too many files": ("too_many_files", ""),
+}
+
+
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    message, code = str(exc.detail), None
+    for start, (form_code, hint) in _FORM_ERRORS.items():
+        if exc.status_code == 400 and message.startswith(start):
+            message, code = message + hint, form_code
+            break
     return JSONResponse(
-        error_body(str(exc.detail), kind),
+        error_body(message, kind, None, code),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )

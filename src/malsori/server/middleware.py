@@ -135,7 +135,8 @@ class RequestGuard:
             value = origin.decode("latin-1").strip().rstrip("/")
             # Same host and port as the (trusted) Host header: the server's own page, also
             # behind a proxy that terminates TLS (the scheme may differ).
-            own = value.lower().partition("://")[2] == host
+            scheme, _, rest = value.lower().partition("://")
+            own = scheme in ("http", "https") and rest == host
             if not own and value not in self.origins and "*" not in self.origins:
                 body = error_body(
                     f"cross-origin request refused: origin {value!r} is not allowed "

@@ -585,7 +585,10 @@ async def realtime(websocket: WebSocket) -> None:
         await websocket.close(code=1008)  # before accept: an HTTP 403
         return
     offered = websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    # A browser that offered subprotocols fails the handshake unless one is chosen: the
+    # key-only offer (openai-insecure-api-key.<key>) gets that one back.
+    chosen = "realtime" if "realtime" in offered else (offered[0] if offered else None)
+    await websocket.accept(subprotocol=chosen)
     if not _authorized(websocket, state):
         live_hub.sessions.labels("refused_auth").inc()
         await websocket.send_text(json.dumps(_error(

@@ -177,6 +177,32 @@ def test_each_utterance_is_heard_in_its_own_language() -> None:
     assert {seg.language for seg in transcript.segments} == {"en", "ko"}
 
 
+def test_a_soft_first_word_is_not_cut_off() -> None:
+    """JFK's "ask not" after a pause came out as "Not!": the VAD counts the soft "ask" as
+    speech only from "not" on, and the utterance began after it (a hostile tester). The
+    final pass hears half a second more before each utterance."""
+    import malsori
+    from malsori.live import LiveOptions, LiveSession, UtteranceDone
+
+    model = malsori.load_model("base")
+    clip = malsori.load_audio(EVALDATA / "en" / "jfk.wav")
+    stream = np.concatenate([clip, np.zeros(2 * 16000, np.float32)])
+    events: list[Any] = []
+    session = LiveSession(model, LiveOptions(language="en"), events.append)
+    for i in range(0, len(stream), 8000):
+        session.feed(stream[i : i + 8000])
+        session.process()
+    session.finish()
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    text = " ".join(d.text for d in done)
+    reference = ("And so my fellow Americans, ask not what your country can do for you, ask "
+                 "what you can do for your country.")  # fmt: skip
+    assert "ask not" in text.lower(), text
+    assert wer(reference, text) <= 0.1, text
+    for d in done:  # each utterance starts where its first word does
+        assert d.words and d.start <= d.words[0].start + 0.01, (d.start, d.words[0])
+
+
 def test_commit_as_speech_ends_makes_no_extra_item_and_mid_speech_splits_in_two() -> None:
     """Manual commit (hostile tester): a commit as the speaker stops, inside the pause that
     would end the turn, closes the item and makes no second one out of that pause (it had

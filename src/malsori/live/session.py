@@ -65,6 +65,8 @@ _MAX_WAITING = 2  # closed utterances waiting for their final pass
 #: An utterance whose language differs from the one spoken before it is decoded in its own
 #: language only when Whisper gives that language at least this probability.
 _LANGUAGE_SWITCH_P = 0.8
+#: Audio before an utterance's prefix padding that its final pass hears too.
+_LOOKBACK_MS = 500
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class _Closed:
     words: list[TimedWord]  # confirmed while streaming
     language: str | None
     audio: Samples | None  # the whole utterance (None: too long for a final pass)
+    audio_start: float = 0.0  # session seconds of audio[0] (a little before ``start``)
 
 
 @dataclass
@@ -201,7 +204,10 @@ class LiveSession:
         self._carry: Samples = np.zeros(0, dtype=np.float32)
         self._vad = SpeechDetector(self.options.turn)
         turn = self.options.turn
-        keep = (turn.prefix_padding_ms + turn.min_speech_ms) * SAMPLE_RATE // 1000 // FRAME + 2
+        self._stream_frames = (
+            (turn.prefix_padding_ms + turn.min_speech_ms) * SAMPLE_RATE // 1000 // FRAME + 2
+        )
+        keep = self._stream_frames + _LOOKBACK_MS * SAMPLE_RATE // 1000 // FRAME
         self._preroll: deque[Samples] = deque(maxlen=keep)
         self._buffer: list[Samples] = []
         self._buffer_len = 0
@@ -214,6 +220,7 @@ class LiveSession:
         # the open utterance's audio from its start, for the final pass (None: too long)
         self._whole: list[Samples] | None = None
         self._whole_len = 0
+        self._whole_start = 0.0  # session seconds of the first sample of _whole
         self._closed: deque[_Closed] = deque()  # ended utterances, oldest first
         self._degraded = False
         self._aborted = threading.Event()
@@ -405,15 +412,19 @@ class LiveSession:
 
     def _open(self, now: float) -> None:
         self._item = new_item_id()
-        self._buffer = list(self._preroll)
+        before = list(self._preroll)
+        self._buffer = before[-self._stream_frames :]
         self._buffer_len = sum(len(f) for f in self._buffer)
         self._preroll.clear()
         self._offset = now - self._buffer_len / SAMPLE_RATE
         self._item_start = self._offset
         self._decoded_len = 0
         self._item_words = []
-        self._whole = list(self._buffer) if self.options.final_pass_s > 0 else None
-        self._whole_len = self._buffer_len
+        # The final pass also hears _LOOKBACK_MS more of what came before: a soft first word
+        # the VAD did not count as speech ("ask" of "ask not") is in it.
+        self._whole = before if self.options.final_pass_s > 0 else None
+        self._whole_len = sum(len(f) for f in before)
+        self._whole_start = now - self._whole_len / SAMPLE_RATE
         self._hyp.reset(self._offset)
         if self.options.language is None and self.loaded.is_multilingual:
             self.language = None  # found again from this utterance's first decodes
@@ -465,9 +476,17 @@ class LiveSession:
         audio: Samples | None = None
         if self._whole is not None and self._whole:
             audio = np.concatenate(self._whole)
-            audio = audio[: max(0, int((end + 0.3 - self._item_start) * SAMPLE_RATE))]
+            audio = audio[: max(0, int((end + 0.3 - self._whole_start) * SAMPLE_RATE))]
         self._closed.append(
-            _Closed(item, self._item_start, end, list(self._item_words), self.language, audio)
+            _Closed(
+                item,
+                self._item_start,
+                end,
+                list(self._item_words),
+                self.language,
+                audio,
+                self._whole_start,
+            )
         )
         self._item = None
         self._whole, self._whole_len = None, 0
@@ -631,11 +650,12 @@ class LiveSession:
             self.stats.decode_seconds += time.perf_counter() - t0
             if self.on_decode is not None:
                 self.on_decode()
-            words = _timed_words(segments, done.start)[0] or words
+            words = _timed_words(segments, done.audio_start)[0] or words
         text = "".join(w.text for w in words).strip()
         language = language or "en"
         self._spoken(language, probability)
-        self.emit(UtteranceDone(done.item, text, done.start, done.end, list(words), language))
+        start = min([done.start, *(w.start for w in words[:1])])  # the lookback's word
+        self.emit(UtteranceDone(done.item, text, start, done.end, list(words), language))
         self._add_segments(words, language)
 
     def _trim(self, ends: list[float]) -> list[TimedWord]:

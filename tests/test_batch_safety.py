@@ -1326,3 +1326,25 @@ def test_an_input_beside_a_folder_named_like_its_output_keeps_its_extension(
     assert all(r["status"] == "done" for r in rows(out).values()), proc.stderr
     assert "garden" in (out / "x.wav.txt").read_text().lower()
     assert "river" in (out / "x.txt" / "y.txt").read_text().lower()
+
+
+def test_an_edited_transcript_left_under_an_old_name_is_pointed_out(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """m.txt corrected by hand, then m.mp3 added: m.wav's outputs take the name m.wav.txt;
+    the corrections stayed in m.txt without a word and the run said only "outputs missing,
+    changed or renamed" (a hostile tester). They are kept, and the run says where."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _job_with(clips, root, {"m.wav": "garden"})
+    assert batch(root, out, "-f", "txt").returncode == 0
+    (out / "m.txt").write_text("corrected by hand\n")
+    shutil.copy(clips["river"], root / "m.mp3")
+    proc = subprocess.run(
+        [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-f", "txt"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out / 'm.txt'} was edited since it was written and is kept" in proc.stderr
+    assert f"m.wav's transcript now goes to {out / 'm.wav.txt'}" in proc.stderr, proc.stderr
+    assert (out / "m.txt").read_text() == "corrected by hand\n"
+    assert "garden" in (out / "m.wav.txt").read_text().lower()

@@ -122,11 +122,35 @@ def prepare(
     # (another --glob, an interrupted one): each gets its outputs checked.
     expected = {rel: config.expected_outputs(rel) for rel in this_run | set(store.pending())}
     twins = lookalikes(config.names)
+    prep.warnings += _edited_left_behind(store, out, expected)
     blocked, replaceable = _check_targets(store, out, expected, force, twins, owners, loose)
     config = replace(config, replaceable=replaceable)
     prep.blocked = len(blocked)
     prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
     return config, prep
+
+
+def _edited_left_behind(store: JobStore, out: Path, expected: dict[str, list[str]]) -> list[str]:
+    """A file whose outputs take new names this run (another input now shares its stem),
+    and whose old output was edited since it was written: that output is kept where it is
+    (never moved or deleted), so say where the corrections are and where the new
+    transcript goes."""
+    notes = []
+    for rel in sorted(expected):
+        for record in store.previous_outputs(rel):
+            old = str(record.get("path", ""))
+            if not old or old in expected[rel] or not os.path.isfile(out / old):
+                continue
+            if output_intact(out, record):
+                continue  # as written: moved to the new name when the file is done
+            new = next(
+                (p for p in expected[rel] if Path(p).suffix == Path(old).suffix), "a new name"
+            )
+            notes.append(
+                f"malsori: warning: {out / old} was edited since it was written and is kept "
+                f"as it is; {rel}'s transcript now goes to {out / new}"
+            )
+    return notes
 
 
 def _kept_formats(store: JobStore, out: Path, asked: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

@@ -205,8 +205,8 @@ class LiveSession:
         self._vad = SpeechDetector(self.options.turn)
         turn = self.options.turn
         self._stream_frames = (
-            (turn.prefix_padding_ms + turn.min_speech_ms) * SAMPLE_RATE // 1000 // FRAME + 2
-        )
+            turn.prefix_padding_ms + turn.min_speech_ms
+        ) * SAMPLE_RATE // 1000 // FRAME + 2
         keep = self._stream_frames + _LOOKBACK_MS * SAMPLE_RATE // 1000 // FRAME
         self._preroll: deque[Samples] = deque(maxlen=keep)
         self._buffer: list[Samples] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -61,6 +63,10 @@ def test_output_dir_rewrites_only_its_own_results(
     assert other.returncode == 1
     assert "holds the transcript of another input" in other.stderr, other.stderr
     assert (out / "x.txt").read_text() == kept
+    # the refused input's finished transcript is not thrown away
+    saved = re.search(r"the transcript was saved to (\S+\.txt)", other.stderr)
+    assert saved and wer(SENTENCES["report"], Path(saved[1]).read_text()) <= 0.25, other.stderr
+    shutil.rmtree(Path(saved[1]).parent)
 
     (out / "x.srt").write_text((out / "x.srt").read_text() + "my correction\n")
     edited = run_cli("transcribe", str(d1 / "x.wav"), *TINY, "-o", str(out), "-f", "srt")

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import unicodedata
@@ -30,6 +29,7 @@ from ..options import normalize_language
 from ..transcript import Transcript
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
 from ._args import add_model_arguments
+from ._rescue import rescue
 
 #: Signals that end a session as Ctrl-C does (the transcript is written first).
 _STOP_SIGNALS = tuple(
@@ -187,29 +187,6 @@ def _check_name_fits(out_dir: Path, stem: str, formats: list[str], given: bool) 
         )
 
 
-def _rescue(transcript: Transcript) -> str:
-    """Save a transcript that could not be written where asked into a new folder under the
-    system's temporary directory (txt, then json: each that fits); what to tell the user.
-    As a last resort its text goes to stderr: a session is never lost to a failed write."""
-    saved: list[Path] = []
-    problem: Exception | None = None
-    try:
-        folder = Path(tempfile.mkdtemp(prefix="malsori-live-"))
-    except OSError as exc:
-        problem = exc
-    else:
-        for fmt in ("txt", "json"):
-            try:
-                saved += write_transcript(transcript, folder, "transcript", [fmt])
-            except (MalsoriError, OSError) as exc:
-                problem = exc
-    if not saved:
-        _note(f"malsori: the transcript could not be saved anywhere ({problem}); its text:")
-        _note(transcript.text.strip())
-        return "the transcript's text is printed above"
-    return f"the transcript was saved to {', '.join(str(p) for p in saved)} instead"
-
-
 def _reserve(out_dir: Path, stem: str, formats: list[str]) -> tuple[str, list[Path]]:
     """A stem none of whose files exist yet, claimed by creating them exclusively (empty
     until the writers replace them atomically): two runs never overwrite each other's
@@ -326,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             _write(session.transcript(), out_dir, stem, formats)
         except (MalsoriError, OSError) as exc:  # full disk, folder gone, a batch started...
             reason = str(exc) if isinstance(exc, MalsoriError) else exc.strerror or str(exc)
-            raise OutputError(f"{reason}; {_rescue(session.transcript())}") from None
+            raise OutputError(f"{reason}; {rescue(session.transcript(), note=_note)}") from None
     if printer.error is not None:  # the text on stdout is cut: never exit 0 for it
         error = printer.error
         _note(f"malsori: error: cannot write the output: {error.strerror or error}")

@@ -26,6 +26,7 @@ from ._args import (
     engine_config_from_args,
     subtitle_options_from_args,
 )
+from ._rescue import rescue
 from .diarize import add_speaker_arguments
 from .diarize import options_from_args as speaker_options_from_args
 
@@ -270,9 +271,14 @@ def run(args: argparse.Namespace) -> int:
                 encode = token_encoder(loaded.model)  # split segments keep their tokens
                 result = assign_speakers(result, pending.result().turns, encode)
             if out_dir is not None:
-                paths = _write(
-                    result, out_dir, stems[name], formats, label, source, args.overwrite, inputs
-                )
+                try:
+                    paths = _write(
+                        result, out_dir, stems[name], formats, label, source, args.overwrite,
+                        inputs,
+                    )  # fmt: skip
+                except OutputError as exc:  # the decoding is done: it is kept elsewhere
+                    saved = rescue(result, stem=Path(stems[name]).name or "transcript")
+                    raise type(exc)(f"{exc}; {saved}") from None
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:

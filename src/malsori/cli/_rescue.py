@@ -1,0 +1,43 @@
+"""A transcript that could not be written where asked is saved elsewhere, never dropped."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import MalsoriError
+from ..transcript import Transcript
+from ..writers import write_transcript
+
+
+def _stderr(message: str) -> None:
+    with contextlib.suppress(OSError):  # the terminal is gone
+        print(message, file=sys.stderr)
+
+
+def rescue(
+    transcript: Transcript, *, stem: str = "transcript", note: Callable[[str], None] = _stderr
+) -> str:
+    """Save ``transcript`` into a new folder under the system's temporary directory (txt,
+    then json: each that fits); what to tell the user. As a last resort its text goes to
+    ``note`` (stderr): finished work is never lost to a failed write."""
+    saved: list[Path] = []
+    problem: Exception | None = None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="malsori-"))
+    except OSError as exc:
+        problem = exc
+    else:
+        for fmt in ("txt", "json"):
+            try:
+                saved += write_transcript(transcript, folder, stem, [fmt])
+            except (MalsoriError, OSError) as exc:
+                problem = exc
+    if not saved:
+        note(f"malsori: the transcript could not be saved anywhere ({problem}); its text:")
+        note(transcript.text.strip())
+        return "the transcript's text is printed above"
+    return f"the transcript was saved to {', '.join(str(p) for p in saved)} instead"

@@ -137,6 +137,31 @@ def test_cuda_asked_for_by_name_is_refused_with_the_reason() -> None:
         malsori.load_model("tiny.en", device="cuda")
 
 
+def test_a_gpu_without_cublas_12_is_used_only_when_it_can_be(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine with a GPU but only CUDA 13's cuBLAS (seen on an H100): `auto` chose the
+    GPU and CTranslate2 would fail at its first matrix product. The GPU is simulated (no
+    GPU in tests); the library probe is the real one."""
+    from malsori import engine
+
+    if not engine.cuda_libraries_missing():
+        pytest.skip("this machine has cuBLAS 12: nothing to simulate")
+    monkeypatch.setattr(engine, "_cuda_device_count", lambda: 1)
+    engine._cuda_unusable.cache_clear()
+    engine._warned_cpu_instead.clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="malsori"):
+            assert engine.select_device("auto") == "cpu"
+            assert engine.select_device("auto") == "cpu"
+        warnings = [r.getMessage() for r in caplog.records if "libcublas.so.12" in r.getMessage()]
+        assert len(warnings) == 1 and "using the CPU" in warnings[0], caplog.text  # once
+        with pytest.raises(malsori.OptionsError, match=r"cannot load libcublas\.so\.12"):
+            engine.select_device("cuda")
+    finally:
+        engine._cuda_unusable.cache_clear()
+
+
 def test_cuda_library_probe_names_what_cannot_be_loaded() -> None:
     # The probe behind `auto` on a GPU machine: a library the loader finds is not reported,
     # one it cannot find is, by name (a GPU with only CUDA 13's cuBLAS has no libcublas.so.12).

@@ -1292,6 +1292,14 @@ def test_force_with_a_glob_redoes_only_what_the_glob_matches(
     assert ((out / "b.txt").stat().st_mtime_ns, db["b.wav"]["updated_at"]) == before
     assert "garden" in (out / "a.txt").read_text().lower()
 
+    # A file outside the glob that is pending again (its edited output blocked it, and a
+    # later run retries it): --force does not reach it, its correction stays (a reviewer).
+    (out / "b.txt").write_text("MY HAND CORRECTION\n")
+    assert batch(root, out, "-f", "txt", "--beam-size", "1").returncode == 1  # b blocked
+    proc = batch(root, out, "-f", "txt", "--beam-size", "1", "--force", "--glob", "a*")
+    assert (out / "b.txt").read_text() == "MY HAND CORRECTION\n", proc.stderr
+    assert "changed since this job wrote it and is kept" in rows(out)["b.wav"]["error"]
+
 
 def test_a_new_input_never_writes_beside_a_look_alike_kept_transcript(
     clips: dict[str, Path], tmp_path: Path
@@ -1348,3 +1356,23 @@ def test_an_edited_transcript_left_under_an_old_name_is_pointed_out(
     assert f"m.wav's transcript now goes to {out / 'm.wav.txt'}" in proc.stderr, proc.stderr
     assert (out / "m.txt").read_text() == "corrected by hand\n"
     assert "garden" in (out / "m.wav.txt").read_text().lower()
+
+
+def test_a_playlist_disguised_as_audio_is_not_followed(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """talk.mp3 holding "ffconcat version 1.0 / file private/secret.dat": batch and the
+    library followed it and transcribed the other file (the CLI and server refused it; a
+    reviewer). Only audio and video containers are opened, on every path."""
+    import malsori
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    (root / "private").mkdir(parents=True)
+    shutil.copy(clips["garden"], root / "private" / "secret.dat")  # not audio by name
+    (root / "talk.mp3").write_text("ffconcat version 1.0\nfile private/secret.dat\n")
+    assert batch(root, out, "-f", "txt").returncode == 1
+    error = rows(out)["talk.mp3"]["error"]
+    assert "not an audio or video format malsori reads" in error, error
+    assert not list(out.glob("talk*"))
+    with pytest.raises(malsori.AudioError, match="not an audio or video format"):
+        malsori.transcribe(root / "talk.mp3", "tiny.en")

@@ -788,6 +788,23 @@ def test_cli_live_never_loses_the_session_to_a_failed_write(tmp_path: Path) -> N
     assert proc.stderr.count("cannot write the output: No space left on device") == 1
     assert wer(EN_TEXT, (tmp_path / "out" / f"{EN.stem}.txt").read_text()) <= 0.25
 
+    # A reader that left (`malsori live | head`): quiet, exit 141 as cat's, -o still written.
+    import os
+    import sys
+
+    reader, writer = os.pipe()
+    os.close(reader)
+    with subprocess.Popen(
+        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input", str(EN),
+         "-o", "gone", "-f", "txt"],
+        stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    ) as gone:  # fmt: skip
+        os.close(writer)
+        _, err = gone.communicate(timeout=120)
+    assert gone.returncode == 141 and b"error" not in err, err
+    assert wer(EN_TEXT, (tmp_path / "gone" / f"{EN.stem}.txt").read_text()) <= 0.25
+
 
 def test_serve_invalid_setting_is_one_line(
     run_cli: Callable[..., subprocess.CompletedProcess[str]],

@@ -123,7 +123,8 @@ def prepare(
     expected = {rel: config.expected_outputs(rel) for rel in this_run | set(store.pending())}
     twins = lookalikes(config.names)
     prep.warnings += _edited_left_behind(store, out, expected)
-    blocked, replaceable = _check_targets(store, out, expected, force, twins, owners, loose)
+    forced = this_run if force else set()  # --force: this run's files, never the others'
+    blocked, replaceable = _check_targets(store, out, expected, forced, twins, owners, loose)
     config = replace(config, replaceable=replaceable)
     prep.blocked = len(blocked)
     prep.stale_outputs = [rel for rel in prep.stale_outputs if rel not in blocked]
@@ -174,7 +175,7 @@ def _check_targets(
     store: JobStore,
     out: Path,
     expected: dict[str, list[str]],
-    force: bool,
+    forced: set[str],
     twins: dict[str, str],
     owners: dict[str, tuple[str, dict[str, Any]]],
     loose: dict[str, dict[str, Any]],
@@ -220,10 +221,16 @@ def _check_targets(
             target = out / p
             twin, twin_input = seen.get(unicodedata.normalize("NFC", p), (p, rel))
             if twin != p and os.path.lexists(out / twin):
+                whose = (
+                    ", this input's earlier transcript (move it away)"
+                    if twin_input == rel
+                    else f", the transcript of {twin_input}"
+                    if twin_input
+                    else ""
+                )
                 reason = (
-                    f"{target} would look the same as {out / twin}"
-                    + (f", the transcript of {twin_input}" if twin_input else "")
-                    + " (the names differ only in Unicode normal form); rename the input"
+                    f"{target} would look the same as {out / twin}{whose} (the names differ "
+                    "only in Unicode normal form); rename the input or move that file away"
                 )
                 store.block(rel, reason)
                 blocked.add(rel)
@@ -254,10 +261,10 @@ def _check_targets(
                     reason = (
                         f"{target} (from {owner}) was edited since it was written; move it away"
                     )
-                elif not force:
+                elif rel not in forced:
                     reason = (
                         f"{target} was changed since this job wrote it and is kept; move it "
-                        "away to redo this file (--force redoes every file)"
+                        "away to redo this file (or run with --force)"
                     )
                 else:
                     allowed[p] = record_outputs(out, [target])[0]  # as it is now

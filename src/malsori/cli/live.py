@@ -304,6 +304,9 @@ def run(args: argparse.Namespace) -> int:
         except (MalsoriError, OSError) as exc:  # full disk, folder gone, a batch started...
             reason = str(exc) if isinstance(exc, MalsoriError) else exc.strerror or str(exc)
             raise OutputError(f"{reason}; {rescue(session.transcript(), note=_note)}") from None
+    if isinstance(printer.error, BrokenPipeError):  # `malsori live | head`: quiet, as cat
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     if printer.error is not None:  # the text on stdout is cut: never exit 0 for it
         error = printer.error
         _note(f"malsori: error: cannot write the output: {error.strerror or error}")

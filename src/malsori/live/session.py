@@ -147,6 +147,7 @@ class _Closed:
     language: str | None
     audio: Samples | None  # the whole utterance (None: too long for a final pass)
     audio_start: float = 0.0  # session seconds of audio[0] (a little before ``start``)
+    probability: float = 0.0  # of ``language``, from the streaming decodes
 
 
 @dataclass
@@ -486,6 +487,7 @@ class LiveSession:
                 self.language,
                 audio,
                 self._whole_start,
+                self._streaming_p if self.language is not None else 0.0,
             )
         )
         self._item = None
@@ -630,7 +632,10 @@ class LiveSession:
         (``UtteranceDone``) and its segments."""
         done = self._closed.popleft()
         words = done.words
-        language, probability = done.language or self.language, self._streaming_p
+        # An utterance closed before its language was settled takes the language spoken
+        # before it (not the next utterance's, nor a default that would steer the next).
+        language = done.language or self._spoken_language
+        probability = done.probability
         if (
             run_pass
             and done.audio is not None
@@ -639,7 +644,6 @@ class LiveSession:
             and not self._aborted.is_set()
         ):
             t0 = time.perf_counter()
-            language = done.language or self.language  # the language the utterance had
             if self.options.language is None and self.loaded.is_multilingual:
                 # Heard whole: the first seconds that chose the streaming language can
                 # mislead (Korean after English was decoded as English).
@@ -652,8 +656,10 @@ class LiveSession:
                 self.on_decode()
             words = _timed_words(segments, done.audio_start)[0] or words
         text = "".join(w.text for w in words).strip()
-        language = language or "en"
-        self._spoken(language, probability)
+        if language is not None:
+            self._spoken(language, probability)
+        else:  # never settled (no final pass, nothing before it): a label, not a prior
+            language = "en"
         start = min([done.start, *(w.start for w in words[:1])])  # the lookback's word
         self.emit(UtteranceDone(done.item, text, start, done.end, list(words), language))
         self._add_segments(words, language)

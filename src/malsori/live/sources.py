@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, open_container
 from ..errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,10 @@ class FileSource:
             if path.stat().st_size == 0:
                 raise AudioError(f"{location}: file is empty (0 bytes)")
         try:
-            self._container: Any = av.open(location, mode="r", metadata_errors="ignore")
+            if "://" in location:  # a stream URL: what FFmpeg reads (HLS radio, RTSP...)
+                self._container: Any = av.open(location, mode="r", metadata_errors="ignore")
+            else:  # a file: an audio or video container, never a playlist of other files
+                self._container = open_container(location, location)
         except av.FFmpegError as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise AudioError(f"{location}: cannot be opened ({reason})") from None

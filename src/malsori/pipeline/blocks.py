@@ -25,6 +25,7 @@ from ..audio import (
     _check_wav_header,
     _declared_seconds,
     check_audio_path,
+    open_container,
 )
 from ..errors import AudioError
 
@@ -103,7 +104,7 @@ class AudioStream:
 
         assert self._source is not None
         try:
-            with av.open(self._source, mode="r", metadata_errors="ignore") as container:
+            with open_container(self._source, self._label) as container:
                 if not container.streams.audio:
                     raise AudioError(f"{self._label}: contains no audio stream")
                 self.declared_seconds = _declared_seconds(
@@ -112,7 +113,8 @@ class AudioStream:
         except AudioError:
             raise
         except av.FFmpegError as exc:
-            raise AudioError(f"{self._label}: not a decodable audio file ({exc})") from exc
+            reason = exc.strerror or type(exc).__name__  # no errno, no path
+            raise AudioError(f"{self._label}: not a decodable audio file ({reason})") from exc
         except (OSError, ValueError) as exc:
             raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
         if isinstance(self._source, io.BytesIO):
@@ -148,7 +150,7 @@ class AudioStream:
 
         assert self._source is not None
         try:
-            with av.open(self._source, mode="r", metadata_errors="ignore") as container:
+            with open_container(self._source, self._label) as container:
                 stream = container.streams.audio[0]
                 resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
                 for frame in container.decode(stream):
@@ -157,7 +159,8 @@ class AudioStream:
                 for out in resampler.resample(None):
                     yield _to_float(out.to_ndarray())
         except av.FFmpegError as exc:
-            raise AudioError(f"{self._label}: not a decodable audio file ({exc})") from exc
+            reason = exc.strerror or type(exc).__name__  # no errno, no path
+            raise AudioError(f"{self._label}: not a decodable audio file ({reason})") from exc
         except (OSError, ValueError) as exc:
             raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
 

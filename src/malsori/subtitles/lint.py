@@ -81,6 +81,18 @@ _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
 _LABEL = re.compile(r"\[([^\[\]]+)\]\s")
 
 
+def _payloads(text: str) -> list[str]:
+    """Each cue's text as written in the file (markup included), in order: pysubs2 drops
+    WebVTT class spans (``<c.hl>``), which is how a karaoke run marks its word."""
+    out = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = block.strip("\n").split("\n")
+        timing = next((k for k, line in enumerate(lines) if "-->" in line), None)
+        if timing is not None:
+            out.append("\n".join(lines[timing + 1 :]))
+    return out
+
+
 def _voices(text: str) -> list[str | None]:
     """The voice (``<v NAME>``) of each cue of a cleaned WebVTT document, in order."""
     out: list[str | None] = []
@@ -124,9 +136,10 @@ def _plain_lines(event: pysubs2.SSAEvent) -> tuple[str, ...]:
 def parse(text: str, fmt: str) -> list[Event]:
     """Events of an SRT (``fmt="srt"``) or WebVTT (``"vtt"``) document, karaoke runs
     merged into one."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark kept by the caller
     timings = len(_TIMING.findall(text))
     if fmt == "vtt":
-        if text.strip() and not text.lstrip("\ufeff").startswith("WEBVTT"):
+        if text.strip() and not text.startswith("WEBVTT"):
             raise MalsoriError("not WebVTT: a WebVTT file starts with the line WEBVTT")
         text, strays = _clean_vtt(text)
         if strays:
@@ -151,10 +164,15 @@ def parse(text: str, fmt: str) -> list[Event]:
     voices = _voices(text) if fmt == "vtt" else []
     if len(voices) != len(subs.events):
         voices = [None] * len(subs.events)
+    payloads = _payloads(text)
+    if len(payloads) != len(subs.events):
+        payloads = [ev.text for ev in subs.events]
     events: list[Event] = []
     speaker: str | None = None
     previous_raw: str | None = None
-    for number, (ev, voice) in enumerate(zip(subs.events, voices, strict=True), start=1):
+    for number, (ev, voice, raw) in enumerate(
+        zip(subs.events, voices, payloads, strict=True), start=1
+    ):
         lines = _plain_lines(ev)
         label = _LABEL.match(lines[0]) if fmt == "srt" else None
         speaker = label.group(1) if label else voice if fmt == "vtt" else speaker
@@ -162,11 +180,11 @@ def parse(text: str, fmt: str) -> list[Event]:
         # A karaoke run: the same text, back to back, with the markup in another place (the
         # next word underlined). The same cue repeated word for word is two cues ("No." and
         # "No." said twice), each checked on its own.
-        if last and last.end == ev.start and last.lines == lines and ev.text != previous_raw:
+        if last and last.end == ev.start and last.lines == lines and raw != previous_raw:
             events[-1] = Event(last.number, last.start, ev.end, lines, last.speaker)
         else:
             events.append(Event(number, ev.start, ev.end, lines, speaker))
-        previous_raw = ev.text
+        previous_raw = raw
     return events
 
 

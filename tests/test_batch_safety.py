@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -427,6 +428,11 @@ def test_disk_full_in_transcribe_one_line_no_partial_set(
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 3
     assert not list(out.glob("garden.*")), "a file's formats appear together or not at all"
     assert not _tmp_files(out)
+    # the decoded transcript is kept under TMPDIR, in each format that fits (txt at least)
+    saved = re.search(r"the transcript was saved to (\S+garden\.txt)", proc.stderr)
+    assert saved, proc.stderr
+    assert "garden" in Path(saved[1]).read_text().lower()
+    shutil.rmtree(Path(saved[1]).parent)
 
 
 def test_a_file_written_into_out_while_decoding_is_kept(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -63,10 +61,8 @@ def test_output_dir_rewrites_only_its_own_results(
     assert other.returncode == 1
     assert "holds the transcript of another input" in other.stderr, other.stderr
     assert (out / "x.txt").read_text() == kept
-    # the refused input's finished transcript is not thrown away
-    saved = re.search(r"the transcript was saved to (\S+\.txt)", other.stderr)
-    assert saved and wer(SENTENCES["report"], Path(saved[1]).read_text()) <= 0.25, other.stderr
-    shutil.rmtree(Path(saved[1]).parent)
+    # refused before any decoding (a two-hour lecture was decoded only to be refused)
+    assert "was saved to" not in other.stderr and "wrote" not in other.stderr
 
     (out / "x.srt").write_text((out / "x.srt").read_text() + "my correction\n")
     edited = run_cli("transcribe", str(d1 / "x.wav"), *TINY, "-o", str(out), "-f", "srt")

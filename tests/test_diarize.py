@@ -90,9 +90,35 @@ def test_cli_writes_valid_rttm_and_json_with_low_der(clips: dict[str, Path], run
         score = diarization_error(reference(name), hyp)
         assert score.hyp_speakers == 2, (name, score)
         assert score.der < 0.15, (name, score)
-        data = json.loads((out / f"{name}.json").read_text())
+        data = json.loads((out / f"{name}.speakers.json").read_text())
         assert data["speakers"] == ["SPEAKER_1", "SPEAKER_2"]
         assert len(data["turns"]) == len(lines)
+
+
+def test_diarize_and_transcribe_into_one_folder_keep_both(
+    clips: dict[str, Path], run_cli: CLI, tmp_path: Path
+) -> None:
+    """The README's two lines into one folder: `diarize x -o out` then `transcribe x
+    --diarize -o out` was refused after decoding ("exists and was not written by
+    malsori"); in the other order diarize replaced the transcript's json without a word (a
+    new user). Their files no longer share a name, and diarize writes by the ledger's rules."""
+    out = tmp_path / "out"
+    talk = tmp_path / "회의.wav"
+    talk.write_bytes(clips["en2"].read_bytes())
+    first = run_cli("transcribe", str(talk), "--diarize", "--model", "tiny.en", "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    transcript = (out / "회의.json").read_bytes()
+    second = run_cli("diarize", str(talk), "-o", str(out))
+    assert second.returncode == 0, second.stderr
+    assert (out / "회의.json").read_bytes() == transcript
+    assert json.loads((out / "회의.speakers.json").read_text())["speakers"]
+    assert (out / "회의.rttm").read_text().startswith("SPEAKER ")
+    again = run_cli("diarize", str(talk), "-o", str(out))  # its own files: rewritten
+    assert again.returncode == 0, again.stderr
+    (out / "회의.rttm").write_text("my own notes\n")  # not malsori's any more: kept
+    refused = run_cli("diarize", str(talk), "-o", str(out))
+    assert refused.returncode == 1 and "changed since malsori wrote it" in refused.stderr
+    assert (out / "회의.rttm").read_text() == "my own notes\n"
 
 
 def test_silence_has_no_speakers(diarizer: Diarizer, tmp_path: Path, run_cli: CLI) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import MalsoriError
@@ -19,11 +19,16 @@ def _stderr(message: str) -> None:
 
 
 def rescue(
-    transcript: Transcript, *, stem: str = "transcript", note: Callable[[str], None] = _stderr
+    transcript: Transcript,
+    *,
+    stem: str = "transcript",
+    formats: Sequence[str] = ("txt", "json"),
+    note: Callable[[str], None] = _stderr,
 ) -> str:
-    """Save ``transcript`` into a new folder under the system's temporary directory (txt,
-    then json: each that fits); what to tell the user. As a last resort its text goes to
-    ``note`` (stderr): finished work is never lost to a failed write."""
+    """Save ``transcript`` into a new folder under the system's temporary directory, in the
+    ``formats`` asked (txt first, then each other that fits); what to tell the user. As a
+    last resort its text goes to ``note`` (stderr): finished work is never lost to a failed
+    write."""
     saved: list[Path] = []
     problem: Exception | None = None
     try:
@@ -31,7 +36,7 @@ def rescue(
     except OSError as exc:
         problem = exc
     else:
-        for fmt in ("txt", "json"):
+        for fmt in sorted(set(formats) | {"txt"}, key=lambda f: f != "txt"):
             try:
                 saved += write_transcript(transcript, folder, stem, [fmt])
             except (MalsoriError, OSError) as exc:

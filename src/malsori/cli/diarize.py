@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,9 @@ from typing import Any
 from ..errors import MalsoriError, NoSpaceError, OptionsError
 
 FORMATS = ("rttm", "json")
+#: File name endings: the turns' json is <stem>.speakers.json, never <stem>.json, which is
+#: the transcript's (`malsori transcribe --diarize -o` into the same folder).
+SUFFIXES = {"rttm": ".rttm", "json": ".speakers.json"}
 
 
 def add_speaker_arguments(p: argparse.ArgumentParser | Any, *, with_limits: bool = True) -> None:
@@ -42,12 +48,18 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "diarize",
         help="who spoke when (speaker diarization): RTTM and JSON",
-        description="Speaker diarization, offline: writes <stem>.rttm and <stem>.json per "
-        "input (speakers SPEAKER_1, SPEAKER_2, ... with overlapped speech). Without "
-        "--output-dir the RTTM is printed to stdout. Needs the diarize extra.",
+        description="Speaker diarization, offline: writes <stem>.rttm and <stem>.speakers.json "
+        "per input (speakers SPEAKER_1, SPEAKER_2, ... with overlapped speech; never over a "
+        "file malsori did not write for that input). Without --output-dir the RTTM is "
+        "printed to stdout. Needs the diarize extra.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio/video files")
     p.add_argument("--output-dir", "-o", default=None, metavar="DIR", help="write files here")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with -o: replace existing files even if malsori did not write them for this input",
+    )
     p.add_argument(
         "--format",
         "-f",
@@ -75,10 +87,10 @@ def _formats(value: str | None, to_dir: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._atomic import atomic_write_many
+    from .._ledger import input_id
     from ..audio import load_audio
     from ..diarize import load_diarizer
-    from .transcribe import _check_output_dir, _stems, write_stdout
+    from .transcribe import _check_output_dir, _stems, check_early, write_checked, write_stdout
 
     options = options_from_args(args)
     if args.threads < 1:
@@ -92,10 +104,19 @@ def run(args: argparse.Namespace) -> int:
     stems = _stems(args.files) if out_dir is not None else {}
     if out_dir is not None:
         _check_output_dir(out_dir)
+    inputs: set[tuple[int, int]] = set()  # never written over
+    for name in args.files:
+        with contextlib.suppress(OSError):
+            st = os.stat(name)
+            inputs.add((st.st_dev, st.st_ino))
     diarizer = load_diarizer(threads=args.threads)
     failures = 0
     for n, name in enumerate(args.files):
         try:
+            if out_dir is not None:  # refused before the work, not after
+                stem = stems.get(name, Path(name).stem)
+                targets = [out_dir / f"{stem}{SUFFIXES[fmt]}" for fmt in formats]
+                check_early(out_dir, targets, name, input_id(name), args.overwrite)
             result = diarizer(load_audio(name), options)
             stem = stems.get(name, Path(name).stem)
             texts = {"rttm": result.to_rttm(Path(name).stem), "json": result.to_json()}
@@ -114,9 +135,14 @@ def run(args: argparse.Namespace) -> int:
                     write_stdout(f"{'' if n == 0 else chr(10)}==> {name} <==\n")
                 write_stdout(texts[formats[0]])
                 continue
-            files = [(out_dir / f"{stem}.{fmt}", texts[fmt]) for fmt in formats]
-            atomic_write_many(files)
-            for path, _ in files:
+            files = [(out_dir / f"{stem}{SUFFIXES[fmt]}", texts[fmt]) for fmt in formats]
+            # the ledger's rules, as transcribe -o: never over a file malsori did not write
+            # for this input, nor one edited since (a transcript's json was replaced)
+            written = write_checked(
+                out_dir, [p for p, _ in files], functools.partial(list, files), name,
+                input_id(name), args.overwrite, inputs,
+            )  # fmt: skip
+            for path in written:
                 print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:
             print(f"malsori: error: {exc}", file=sys.stderr)

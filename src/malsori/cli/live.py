@@ -303,7 +303,9 @@ def run(args: argparse.Namespace) -> int:
             _write(session.transcript(), out_dir, stem, formats)
         except (MalsoriError, OSError) as exc:  # full disk, folder gone, a batch started...
             reason = str(exc) if isinstance(exc, MalsoriError) else exc.strerror or str(exc)
-            raise OutputError(f"{reason}; {rescue(session.transcript(), note=_note)}") from None
+            raise OutputError(
+                f"{reason}; {rescue(session.transcript(), formats=formats, note=_note)}"
+            ) from None
     if isinstance(printer.error, BrokenPipeError):  # `malsori live | head`: quiet, as cat
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,18 +95,33 @@ def _write(
     """Write one input's formats into ``out_dir``: refused (OutputError) where a file there
     is not this input's own unchanged result, unless ``overwrite`` (:mod:`malsori._ledger`),
     and always where it is one of this run's inputs (``inputs``: device and inode)."""
-    from .._atomic import atomic_write_many, output_error, sweep_leftovers
-    from .._ledger import Ledger
     from ..writers import output_paths, render_transcript
 
+    targets = output_paths(out_dir, stem, formats)
+    return write_checked(
+        out_dir, targets, lambda: render_transcript(result, out_dir, stem, formats),
+        label, source, overwrite, inputs,
+    )  # fmt: skip
+
+
+def write_checked(
+    out_dir: Path, targets: list[Path], render: Callable[[], list[tuple[Path, str]]],
+    label: str, source: str, overwrite: bool, inputs: set[tuple[int, int]],
+) -> list[Path]:  # fmt: skip
+    """Write ``render()``'s files (at ``targets``) under the ledger's rules: never over a
+    file malsori did not write for this input, one edited since, or an input of this run;
+    listed in the ledger before they are renamed into place. Shared by transcribe and
+    diarize."""
+    from .._atomic import atomic_write_many, output_error, sweep_leftovers
+    from .._ledger import Ledger
+
     try:
-        (stem + source).encode("utf-8")
+        ("".join(t.name for t in targets) + source).encode("utf-8")
     except UnicodeEncodeError:
         raise OutputError(
             f"{label}: the file name is not valid UTF-8 (the list of what malsori wrote is "
             "text); rename it"
         ) from None
-    targets = output_paths(out_dir, stem, formats)
     for target in targets:
         try:
             st = target.stat()
@@ -118,12 +134,28 @@ def _write(
         with ledger.locked() as entries:
             sweep_leftovers(targets)  # of a run killed while writing these (under the lock)
             ledger.check(entries, targets, source, label, overwrite)
-            files = render_transcript(result, out_dir, stem, formats)
+            files = render()
             ledger.record(files, source)  # first: a run killed while renaming is known
             atomic_write_many(files)
     except OSError as exc:  # a name too long for the disk, ...: one line, the next input
         raise output_error(exc, exc.filename or targets[0]) from None
     return [p for p, _ in files]
+
+
+def check_early(
+    out_dir: Path, targets: list[Path], label: str, source: str, overwrite: bool
+) -> None:
+    """The refusal :func:`write_checked` would give, before any decoding (a two-hour
+    lecture is not decoded only to be refused); the write checks again under the lock."""
+    from .._atomic import output_error
+    from .._ledger import Ledger
+
+    ledger = Ledger(out_dir)
+    try:
+        with ledger.locked() as entries:
+            ledger.check(entries, targets, source, label, overwrite)
+    except OSError as exc:
+        raise output_error(exc, exc.filename or targets[0]) from None
 
 
 def _read_input(name: str, label: str) -> tuple[Any, str]:
@@ -234,6 +266,12 @@ def run(args: argparse.Namespace) -> int:
     for n, name in enumerate(args.files):
         label = "<stdin>" if name == "-" else name
         try:
+            if out_dir is not None and name != "-" and os.path.isfile(name):
+                from .._ledger import input_id
+                from ..writers import output_paths
+
+                targets = output_paths(out_dir, stems[name], formats)
+                check_early(out_dir, targets, label, input_id(name), args.overwrite)
             audio, source = _read_input(name, label)
             with progress_bar(
                 "{task.description}",
@@ -277,7 +315,9 @@ def run(args: argparse.Namespace) -> int:
                         inputs,
                     )  # fmt: skip
                 except OutputError as exc:  # the decoding is done: it is kept elsewhere
-                    saved = rescue(result, stem=Path(stems[name]).name or "transcript")
+                    saved = rescue(
+                        result, stem=Path(stems[name]).name or "transcript", formats=formats
+                    )
                     raise type(exc)(f"{exc}; {saved}") from None
                 for path in paths:
                     print(f"wrote {path}", file=sys.stderr)

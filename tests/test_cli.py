@@ -191,6 +191,15 @@ def test_each_bad_input_gets_one_clear_line(
         assert proc.stdout == ""
 
 
+def test_a_folder_given_to_transcribe_points_to_batch(run_cli: Run, tmp_path: Path) -> None:
+    """`transcribe recordings/ -o out` said only "is a directory" and left an empty out/
+    behind (a new user)."""
+    (tmp_path / "녹음").mkdir()
+    proc = run_cli("transcribe", str(tmp_path / "녹음"), *TINY, "-o", str(tmp_path / "결과"))
+    assert proc.returncode == 1 and "malsori batch DIR -o OUT" in proc.stderr, proc.stderr
+    assert not (tmp_path / "결과").exists()
+
+
 def test_good_files_still_transcribed_when_others_fail(
     run_cli: Run, bad_inputs: dict[str, tuple[Path, str]], speech_dir: Path, tmp_path: Path
 ) -> None:

@@ -34,6 +34,9 @@ def test_every_format_is_written(result: malsori.Transcript, tmp_path: Path) -> 
     paths = write_transcript(result, tmp_path, "talk", "all")
     assert sorted(p.name for p in paths) == sorted(f"talk.{f}" for f in FORMATS)
     assert not list(tmp_path.glob(".*.tmp"))
+    # the README's snippet into a folder that does not exist yet (it raised OutputError)
+    new = tmp_path / "out" / "강의"
+    assert [p.parent for p in write_transcript(result, new, "lecture", "srt,vtt,json")] == [new] * 3
 
 
 def test_srt_and_vtt_parse_and_are_monotonic(result: malsori.Transcript, tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ def check_audio_path(path: Path, label: str) -> None:
     if not path.exists():
         raise AudioError(f"{label}: no such file")
     if path.is_dir():
-        raise AudioError(f"{label}: is a directory, not an audio file")
+        raise AudioError(
+            f"{label}: is a directory, not an audio file (a folder of recordings: "
+            "malsori batch DIR -o OUT)"
+        )
     if not os.access(path, os.R_OK):
         raise AudioError(f"{label}: permission denied")
     mode = path.stat().st_mode

@@ -17,7 +17,7 @@ from pathlib import Path
 import pysubs2
 
 from ._atomic import atomic_write_many
-from .errors import OptionsError
+from .errors import OptionsError, OutputError
 from .options import DecodeOptions
 from .subtitles.cues import build_cues, cue_text, karaoke
 from .subtitles.rules import MAX_CUE_DURATION, SubtitleOptions
@@ -203,12 +203,17 @@ def write_transcript(
     stem: str,
     formats: str | Iterable[str] = "all",
 ) -> list[Path]:
-    """Write ``<stem>.<ext>`` for each format into ``output_dir``; returns the paths.
+    """Write ``<stem>.<ext>`` for each format into ``output_dir`` (created when missing);
+    returns the paths.
 
     All formats are rendered first, then written atomically as a set: on a full disk none of
     them appears (an existing older set stays as it was) and :class:`malsori.OutputError`
     names the file that failed."""
     files = render_transcript(transcript, output_dir, stem, formats)
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)  # as the CLI's -o does
+    except OSError as exc:
+        raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}") from exc
     atomic_write_many(files)
     return [p for p, _ in files]
 

@@ -233,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
         raise OptionsError("the same input is given twice")
     stems = _stems(args.files) if out_dir is not None else {}
     if out_dir is not None:
+        if all(name != "-" and os.path.isdir(name) for name in args.files):
+            # nothing to transcribe: say so before -o is created (it is, for a real input)
+            raise OptionsError(
+                f"{', '.join(args.files)}: a folder, not an audio file; for a folder of "
+                "recordings use: malsori batch DIR -o OUT"
+            )
         _check_output_dir(out_dir)
         from .._ledger import batch_running
 

@@ -1382,3 +1382,25 @@ def test_a_playlist_disguised_as_audio_is_not_followed(
     assert not list(out.glob("talk*"))
     with pytest.raises(malsori.AudioError, match="not an audio or video format"):
         malsori.transcribe(root / "talk.mp3", "tiny.en")
+
+
+def test_batch_never_writes_beside_a_look_alike_it_did_not_write(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """transcribe -o wrote 회의_1.txt from a Mac's NFD name; batch then wrote the NFC
+    회의_1.txt beside it: two names that look the same (a new user)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    nfd = unicodedata.normalize("NFD", "회의_1")
+    mac = tmp_path / f"{nfd}.wav"
+    shutil.copy(clips["garden"], mac)
+    proc = subprocess.run(
+        [*CLI, "transcribe", str(mac), "--model", "tiny.en", "-o", str(out), "-f", "txt"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    _job_with(clips, root, {"회의_1.wav": "river"})
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 1, proc.stderr
+    error = rows(out)["회의_1.wav"]["error"]
+    assert "would look the same as" in error, error
+    assert [p.name for p in out.glob("*.txt")] == [f"{nfd}.txt"]

@@ -202,6 +202,7 @@ def _check_targets(
         seen[unicodedata.normalize("NFC", path)] = (path, owner)
     for path, record in loose.items():
         seen.setdefault(unicodedata.normalize("NFC", path), (path, record["input"]))
+    listings: dict[Path, dict[str, str]] = {}
     for rel in sorted(pending & set(expected)):
         if rel in twins:  # two names one disk may take for the same: neither is written
             store.block(
@@ -220,6 +221,10 @@ def _check_targets(
         for p in expected[rel]:
             target = out / p
             twin, twin_input = seen.get(unicodedata.normalize("NFC", p), (p, rel))
+            if twin == p:  # a file the job never wrote (transcribe -o's, yours) counts too
+                found = _lookalike_on_disk(target, listings)
+                if found is not None:
+                    twin, twin_input = os.path.relpath(found, out), None
             if twin != p and os.path.lexists(out / twin):
                 whose = (
                     ", this input's earlier transcript (move it away)"
@@ -275,6 +280,19 @@ def _check_targets(
         else:
             replaceable.update(allowed)
     return blocked, replaceable
+
+
+def _lookalike_on_disk(target: Path, listings: dict[Path, dict[str, str]]) -> Path | None:
+    """A file beside ``target`` whose name differs from its name only in Unicode normal
+    form (``listings``: each folder's names by NFC, read once)."""
+    folder = target.parent
+    if folder not in listings:
+        try:
+            listings[folder] = {unicodedata.normalize("NFC", n): n for n in os.listdir(folder)}
+        except OSError:
+            listings[folder] = {}
+    other = listings[folder].get(unicodedata.normalize("NFC", target.name))
+    return folder / other if other is not None and other != target.name else None
 
 
 def _refuse_nested(out: Path) -> None:

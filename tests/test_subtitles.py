@@ -472,6 +472,27 @@ def test_korean_lines_break_between_eojeol() -> None:
     assert all(not line.endswith(" 그") for line in lines), lines
 
 
+def test_a_pause_never_cuts_a_korean_determiner_from_its_noun() -> None:
+    """On the long Korean file a cue ended "...돌탑 앞에서 두" and the next began "소년
+    소년은" (and "흰 | 바탕에"): a pause after the determiner made the cut look good (a new
+    user). Timed words with a 0.4 s pause after 두 and after 흰."""
+    from malsori.subtitles.cues import group_units
+
+    limits = SubtitleOptions().limits("ko")
+    words = (
+        "그날 아침 마을 입구의 오래된 돌탑 앞에서 두 소년이 흰 바탕에 금실로 수놓은 깃발을 "
+        "들고 서 있었다"
+    )
+    units, t = [], 0.0
+    for word in words.split():
+        units.append(Unit(word, t, t + 0.35))
+        t += 0.35 + (0.4 if word in ("두", "흰") else 0.05)
+    cues = group_units(units, limits)
+    assert len(cues) >= 2, cues
+    ends = [cue[-1].text for cue in cues[:-1]]
+    assert "두" not in ends and "흰" not in ends, [[u.text for u in cue] for cue in cues]
+
+
 def test_cli_flags_make_options() -> None:
     parser = argparse.ArgumentParser()
     add_subtitle_arguments(parser)

@@ -72,7 +72,7 @@ KO_NO_BREAK_AFTER = _words(
 )
 #: Bound nouns (with or without a particle) that cannot start a line: 할 수 있다,
 #: 간 적이, 먹을 것을, 그럴 때는.
-KO_BOUND_NOUNS = _words("수 것 거 줄 때 데 뿐 듯 적 채 척 체 바 지 만큼 대로 때문")
+KO_BOUND_NOUNS = _words("수 것 거 줄 때 데 뿐 듯 적 채 척 체 바 지 만큼 대로 때문 중")
 KO_PARTICLES = (
     "",
     "이",
@@ -100,6 +100,11 @@ KO_PARTICLES = (
 KO_NO_BREAK_BEFORE = frozenset(n + p for n in KO_BOUND_NOUNS for p in KO_PARTICLES)
 #: Auxiliary verbs that stay with the verb before them: 보고 싶다, 가지 않고, 먹지 못했다.
 KO_AUXILIARY_STARTS = ("싶", "않", "못했", "못한", "못하")
+#: Adjective forms that modify the next word but look like a particle or are one syllable
+#: (흰 바탕, 큰 집, 작은 방: 은 is also the topic particle).
+KO_SHORT_MODIFIERS = _words(
+    "흰 큰 긴 센 먼 찬 빈 젊은 작은 검은 붉은 푸른 높은 낮은 짧은 넓은 좁은 옅은 짙은"
+)
 #: Words that lean on the word before them: 철석같은 / 것 같지만 / 꽃처럼.
 KO_LEANING_STARTS = ("같", "처럼")
 #: Sentence-final endings: a statement or question ends here even without punctuation
@@ -205,6 +210,8 @@ def _is_adnominal(word: str) -> bool:
     (화려한 옷, 지켜오던 가훈, 만날 상상) but not a topic/object particle (은 는 을 를),
     or a genitive (어머니의 품)."""
     if word.endswith(("같은", "의")):  # 철석 같은 가훈, 어머니의 품
+        return True
+    if word in KO_SHORT_MODIFIERS:  # 흰 바탕, 새 옷: one syllable, still a modifier
         return True
     if len(word) < 2 or word[-1] in "은는을를인일":
         return False

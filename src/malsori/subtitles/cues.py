@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from ..transcript import Segment, Transcript
 from .breaks import (
+    P_ADNOMINAL,
     P_DEFAULT,
     Unit,
     break_penalty,
@@ -229,7 +230,9 @@ def _labelled(units: Sequence[Unit], label: str) -> list[Unit]:
 def _boundary_cost(block: Sequence[Unit], j: int, limits: Limits) -> float:
     """Cost of ending a cue after ``block[j]`` (inside the block)."""
     cost = break_penalty(block[j].text, block[j + 1].text, limits.rules.style)
-    if block[j + 1].start - block[j].end >= BREATH:
+    if block[j + 1].start - block[j].end >= BREATH and cost < P_ADNOMINAL:
+        # A pause is a good place to cut, but not between words that belong together
+        # (두 | 소년, 흰 | 바탕에: a determiner or modifier and its noun).
         cost = min(cost, 1.0)
     return cost
 

@@ -246,9 +246,10 @@ def run(args: argparse.Namespace) -> int:
         plot_speed_vs_error(results, plot)
         print(f"wrote {plot}", file=sys.stderr)
     for r in summary_rows(results):
+        n = r["utterances"]
         print(
             f"{r['config']} [{r['language']}]: WER {r['wer']:.2%}  CER {r['cer']:.2%}  "
-            f"RTF {r['rtf']:.3f}  ({r['utterances']} utterances)",
+            f"RTF {r['rtf']:.3f}  ({n} utterance{'' if n == 1 else 's'})",
             file=sys.stderr,
         )
     skipped = len(problems) + sum(len(r.skipped) for r in results)

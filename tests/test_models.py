@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -238,6 +239,16 @@ def test_added_model_is_verified_on_every_load(
     rows = {r["name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
     assert rows["mine"]["status"] == "user" and rows["mine"]["checksum"] == "ok"
     assert rows["mine"]["path"] == str(model.resolve())
+    # a Hangul name keeps the table's columns in line (each syllable takes two columns)
+    assert run_cli("models", "add", str(model), "--name", "작은영어").returncode == 0
+    table = run_cli("models").stdout.splitlines()
+    starts = {
+        sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line[: line.index(status)])
+        for line in table
+        for status in ("status", "user", "bundled")
+        if status in line.split()
+    }
+    assert len(starts) == 1, table
 
     _flip_bytes(model / "model.bin", keep_mtime=False)
     for name in ("mine", str(model)):  # by name and as a directory

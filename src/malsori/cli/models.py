@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for r in rows
         ]
-        widths = [max(len(row[i]) for row in table) for i in range(4)]
+        widths = [max(_width(row[i]) for row in table) for i in range(4)]
         for row in table:
             cells = zip(row[:4], widths, strict=True)
-            print("  ".join(c.ljust(w) for c, w in cells) + "  " + row[4])
+            print("  ".join(c + " " * (w - _width(c)) for c, w in cells) + "  " + row[4])
     if not args.verify:
         return 0
     checked = [r for r in rows if r.checksum == "ok"]
@@ -140,3 +140,10 @@ def run_remove(args: argparse.Namespace) -> int:
     target = remove_model(args.name)
     print(f"removed {args.name!r} (it pointed to {target}; that directory is untouched)")
     return 0
+
+
+def _width(text: str) -> int:
+    """Terminal columns: Hangul and other wide characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import shutil
+import signal
 import subprocess
 import time
 import unicodedata
@@ -966,6 +967,43 @@ def test_oversized_append_gets_an_error_before_the_close(server: Server) -> None
     events, code = asyncio.run(run())
     assert [e["type"] for e in events] == ["error"], events
     assert events[0]["error"]["code"] == "message_too_large" and code == 1009, (events, code)
+
+
+def test_cli_live_ctrl_c_during_the_final_pass_keeps_the_utterance(tmp_path: Path) -> None:
+    """Ctrl-C while an utterance's final pass ran (0.5-1.5 s after its pause) dropped it
+    from the -o files, exit 0 and "wrote": the KeyboardInterrupt landed inside the decode
+    after the utterance had been taken from the queue (2 of 5 tries, a hostile tester). The
+    first Ctrl-C now stops as SIGTERM does. Three Ctrl-C moments across that window."""
+    import os
+    import sys
+
+    import malsori
+
+    clip = tmp_path / "one.wav"
+    speech = malsori.load_audio(KO)
+    audio = np.concatenate([speech, np.zeros(10 * 16000, np.float32)])
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((audio * 32767).astype("<i2").tobytes())
+    speech_end = len(speech) / 16000
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for delay in (0.9, 1.3, 1.7):  # after the end of speech: pause detected, pass running
+        out = tmp_path / f"o{delay}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "malsori.cli", "live", "--model", "base", "--language",
+             "ko", "--input", str(clip), "-o", str(out), "--name", "x", "-f", "txt"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "listening to ...": the clock of the file starts now
+        time.sleep(speech_end + delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        written = (out / "x.txt").read_text()
+        assert cer(KO_TEXT, written) <= 0.35, (delay, written, stdout.decode())
 
 
 def test_cli_live_second_ctrl_c_says_the_last_utterance_is_left_out(tmp_path: Path) -> None:

@@ -263,7 +263,20 @@ def run(args: argparse.Namespace) -> int:
         caught.append(signum)
         stop.set()
 
+    ctrl_c: list[bool] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        # The first Ctrl-C stops like SIGTERM: raised in the middle of a decode it lost the
+        # utterance being finished (printed, yet not in the files; a hostile tester). The
+        # second one is a KeyboardInterrupt: the utterance being finished is left out.
+        if ctrl_c:
+            raise KeyboardInterrupt
+        ctrl_c.append(True)
+        stop.set()
+        _note("malsori: finishing the last utterance (Ctrl-C again to leave it out)")
+
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_interrupt)
     abandoned = False
     try:
         run_session(
@@ -281,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    interrupted = interrupted or bool(ctrl_c)
     if printer.column or printer.shown:
         printer(SpeechStopped("", 0.0))
     stats = session.stats

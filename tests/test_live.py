@@ -178,6 +178,28 @@ def test_each_utterance_is_heard_in_its_own_language() -> None:
     assert {seg.language for seg in transcript.segments} == {"en", "ko"}
 
 
+def test_a_session_set_back_to_auto_finds_the_language_again() -> None:
+    """session.update from "ko" back to auto (null) was echoed but not applied: the next
+    English utterance was decoded as Korean (a hostile tester). What /v1/realtime calls."""
+    import malsori
+    from malsori.live import LiveOptions, LiveSession, UtteranceDone
+
+    model = malsori.load_model("base")
+    silence = np.zeros(2 * 16000, np.float32)
+    events: list[Any] = []
+    session = LiveSession(model, LiveOptions(language="ko"), events.append)
+    for part, language in ((malsori.load_audio(KO), "ko"), (malsori.load_audio(EN), None)):
+        session.set_language(language)
+        audio = np.concatenate([part, silence])
+        for i in range(0, len(audio), 8000):
+            session.feed(audio[i : i + 8000])
+            session.process()
+    session.finish()
+    done = [e for e in events if isinstance(e, UtteranceDone)]
+    assert [d.language for d in done] == ["ko", "en"], [(d.language, d.text) for d in done]
+    assert wer(EN_TEXT, done[1].text) <= 0.25, done[1].text
+
+
 def test_a_soft_first_word_is_not_cut_off() -> None:
     """JFK's "ask not" after a pause came out as "Not!": the VAD counts the soft "ask" as
     speech only from "not" on, and the utterance began after it (a hostile tester). The
@@ -862,6 +884,27 @@ def test_english_only_model_refuses_korean_at_session_update(server: Server) -> 
     assert "English-only" in events[0]["error"]["message"]
     # The appends were fine (the session stayed English): only the commit found nothing.
     assert events[1]["error"]["code"] == "input_audio_buffer_commit_empty", events
+
+
+def test_appends_that_end_mid_sample_are_joined(server: Server) -> None:
+    """Appends of 3,201 bytes (what read(4096) from a pipe may give): each dropped its odd
+    last byte, and every later sample was shifted by a byte ("Watch your country, too!";
+    a hostile tester). 24 kHz as OpenAI's clients send, and 16 kHz."""
+    for rate, session in ((24000, None), (16000, PCM16K)):
+        clip = pcm(EN, rate) + bytes(rate * 2)
+
+        async def run(clip: bytes = clip, session: Any = session) -> list[dict[str, Any]]:
+            async with _connect_raw(server) as ws:
+                await ws.recv()
+                if session is not None:
+                    await ws.send(json.dumps(session))
+                for i in range(0, len(clip), 3201):
+                    await ws.send(_append(clip[i : i + 3201]))
+                return await _events_until(ws, lambda ev: bool(_kinds(ev, COMPLETED)))
+
+        events = asyncio.run(run())
+        text = " ".join(e["transcript"] for e in _kinds(events, COMPLETED))
+        assert wer(EN_TEXT, text) <= 0.25, (rate, text)
 
 
 def test_commit_and_clear_apply_where_they_are_in_the_stream(server: Server) -> None:

@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
         "URL FFmpeg reads (at real-time pace), or - for raw PCM16 16 kHz mono on stdin "
         "[default: the default microphone]",
     )
-    p.add_argument("--language", default="auto", help="en, ko, ... or auto (detected once)")
+    p.add_argument("--language", default="auto", help="en, ko, ... or auto (detected for each utterance)")
     p.add_argument(
         "--beam-size",
         type=int,
@@ -231,11 +231,11 @@ def run(args: argparse.Namespace) -> int:
     is_file = args.input not in (None, "-") and Path(args.input).is_file()
     stem = args.name or (Path(args.input).stem if is_file else f"live-{started}")
     if out_dir is not None:
-        _prepare_dir(out_dir)
-        _check_name_fits(out_dir, stem, formats, given=args.name is not None)
         busy = batch_running(out_dir)  # its files are the batch job's, not ours
         if busy is not None:
             raise MalsoriError(busy)
+        _prepare_dir(out_dir)
+        _check_name_fits(out_dir, stem, formats, given=args.name is not None)
     source = open_source(args.input)  # first: a missing microphone fails before the model loads
     try:
         loaded = load_model(

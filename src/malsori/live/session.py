@@ -593,11 +593,20 @@ class LiveSession:
         partial = "" if final else "".join(w.text for w in self._hyp.pending)
         self.emit(TextDelta(self._item, "".join(w.text for w in confirmed), partial, lag))
 
-    def set_language(self, language: str) -> None:
-        """Decode in ``language`` from now on (a client's ``session.update`` mid-session)."""
+    def set_language(self, language: str | None) -> None:
+        """Decode in ``language`` from now on, or (None) find each utterance's language
+        again (a client's ``session.update`` mid-session)."""
         with self._lock:
             self.options = replace(self.options, language=language)
-            self.language = self._spoken_language = language
+            if language is not None:
+                self.language = self._spoken_language = language
+            elif self._item is None:
+                self.language = None  # the next utterance finds its own
+
+    def set_prompt(self, prompt: str | None) -> None:
+        """The prompt of the utterances decoded from now on (``session.update``)."""
+        with self._lock:
+            self.options = replace(self.options, prompt=prompt)
 
     def _choose_language(self, detected: str, probability: float) -> str:
         """An utterance's language: the one detected, unless it differs from the language of

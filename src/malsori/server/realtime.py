@@ -161,11 +161,17 @@ class Resampler:
         self.rate = rate
         self._av: Any = av
         self._resampler: Any = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        self._carry = b""  # half a sample left over from the last append
 
     def __call__(self, data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+        # An append may end mid-sample (a client that sends what read(4096) gave): the odd
+        # byte waits for the next append; dropped, it shifted every later sample by a byte.
+        data, self._carry = self._carry + data, b""
+        if len(data) % 2:
+            data, self._carry = data[:-1], data[-1:]
         if self.rate == 16000:
             return pcm16_to_float(data)
-        pcm = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").reshape(1, -1)
+        pcm = np.frombuffer(data, dtype="<i2").reshape(1, -1)
         if not pcm.size:
             return np.zeros(0, dtype=np.float32)
         frame = self._av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
@@ -348,8 +354,9 @@ class Connection:
                 raise APIError(400, reason, param="language", code="unsupported_for_model")
         self.model, self.language, self.prompt, self.rate = model, language, prompt, rate
         self.turn = new_turn
-        if self.live is not None and language is not None:
+        if self.live is not None:  # the session started: what changed applies from now on
             self.live.set_language(language)
+            self.live.set_prompt(prompt)
 
     # --- events out ---------------------------------------------------------------------------
 

@@ -53,7 +53,9 @@ def register(sub: Any) -> None:
         "URL FFmpeg reads (at real-time pace), or - for raw PCM16 16 kHz mono on stdin "
         "[default: the default microphone]",
     )
-    p.add_argument("--language", default="auto", help="en, ko, ... or auto (detected for each utterance)")
+    p.add_argument(
+        "--language", default="auto", help="en, ko, ... or auto (detected for each utterance)"
+    )
     p.add_argument(
         "--beam-size",
         type=int,

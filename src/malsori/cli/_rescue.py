@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MalsoriError
@@ -13,8 +13,9 @@ from ..transcript import Transcript
 from ..writers import write_transcript
 
 
-def _stderr(message: str) -> None:
-    with contextlib.suppress(OSError):  # the terminal is gone
+def note(message: str) -> None:
+    """A line on stderr, unless the terminal is gone (SIGHUP): the files still get written."""
+    with contextlib.suppress(OSError):
         print(message, file=sys.stderr)
 
 
@@ -23,12 +24,10 @@ def rescue(
     *,
     stem: str = "transcript",
     formats: Sequence[str] = ("txt", "json"),
-    note: Callable[[str], None] = _stderr,
 ) -> str:
     """Save ``transcript`` into a new folder under the system's temporary directory, in the
     ``formats`` asked (txt first, then each other that fits); what to tell the user. As a
-    last resort its text goes to ``note`` (stderr): finished work is never lost to a failed
-    write."""
+    last resort its text goes to stderr: finished work is never lost to a failed write."""
     saved: list[Path] = []
     problem: Exception | None = None
     try:

@@ -9,7 +9,6 @@ input) stops; with ``-o DIR`` the session's transcript is then written in the us
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
@@ -29,6 +28,7 @@ from ..options import normalize_language
 from ..transcript import Transcript
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
 from ._args import add_model_arguments
+from ._rescue import note as _note
 from ._rescue import rescue
 
 #: Signals that end a session as Ctrl-C does (the transcript is written first).
@@ -320,11 +320,12 @@ def run(args: argparse.Namespace) -> int:
         except (MalsoriError, OSError) as exc:  # full disk, folder gone, a batch started...
             reason = str(exc) if isinstance(exc, MalsoriError) else exc.strerror or str(exc)
             raise OutputError(
-                f"{reason}; {rescue(session.transcript(), formats=formats, note=_note)}"
+                f"{reason}; {rescue(session.transcript(), formats=formats)}"
             ) from None
     if isinstance(printer.error, BrokenPipeError):  # `malsori live | head`: quiet, as cat
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        from . import _quiet_broken_pipe
+
+        return _quiet_broken_pipe()
     if printer.error is not None:  # the text on stdout is cut: never exit 0 for it
         error = printer.error
         _note(f"malsori: error: cannot write the output: {error.strerror or error}")
@@ -346,12 +347,6 @@ def _write(transcript: Transcript, out_dir: Path, stem: str, formats: list[str])
             path.unlink(missing_ok=True)
         raise
     _note(f"malsori: wrote {', '.join(str(p) for p in paths)}")
-
-
-def _note(message: str) -> None:
-    """A line on stderr, unless the terminal is gone (SIGHUP): the files still get written."""
-    with contextlib.suppress(OSError):
-        print(message, file=sys.stderr)
 
 
 def _stopped_by(interrupted: bool, caught: list[int]) -> str:

@@ -130,6 +130,12 @@ DEMUXERS = (
 _OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
 
 
+def undecodable(label: str, exc: av.FFmpegError) -> AudioError:
+    """The error for audio FFmpeg could not decode, in FFmpeg's words alone (``str(exc)``
+    adds "[Errno 1094995529]" and the file's path)."""
+    return AudioError(f"{label}: not a decodable audio file ({exc.strerror or type(exc).__name__})")
+
+
 def open_container(source: str | BinaryIO, label: str) -> av.container.InputContainer:
     """``source`` opened for decoding with one of :data:`DEMUXERS` (an
     :class:`AudioError` for anything else)."""
@@ -161,9 +167,7 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     except AudioError:
         raise
     except av.FFmpegError as exc:
-        # FFmpeg's words alone: str(exc) adds "[Errno 1094995529]" and the file's path
-        reason = exc.strerror or type(exc).__name__
-        raise AudioError(f"{label}: not a decodable audio file ({reason})") from exc
+        raise undecodable(label, exc) from exc
     except (OSError, ValueError) as exc:
         raise AudioError(f"{label}: could not be decoded ({exc})") from exc
     if not chunks:

@@ -26,6 +26,7 @@ from ..audio import (
     _declared_seconds,
     check_audio_path,
     open_container,
+    undecodable,
 )
 from ..errors import AudioError
 
@@ -113,8 +114,7 @@ class AudioStream:
         except AudioError:
             raise
         except av.FFmpegError as exc:
-            reason = exc.strerror or type(exc).__name__  # no errno, no path
-            raise AudioError(f"{self._label}: not a decodable audio file ({reason})") from exc
+            raise undecodable(self._label, exc) from exc
         except (OSError, ValueError) as exc:
             raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
         if isinstance(self._source, io.BytesIO):
@@ -159,8 +159,7 @@ class AudioStream:
                 for out in resampler.resample(None):
                     yield _to_float(out.to_ndarray())
         except av.FFmpegError as exc:
-            reason = exc.strerror or type(exc).__name__  # no errno, no path
-            raise AudioError(f"{self._label}: not a decodable audio file ({reason})") from exc
+            raise undecodable(self._label, exc) from exc
         except (OSError, ValueError) as exc:
             raise AudioError(f"{self._label}: could not be decoded ({exc})") from exc
 

@@ -21,6 +21,7 @@ from ..audio import (
     _check_wav_header,
     _declared_seconds,
     open_container,
+    undecodable,
 )
 from ..errors import AudioError
 from ..errors import TranscriptionCancelled as Cancelled
@@ -70,8 +71,7 @@ def decode_limited(
         buf.resize(0, refcheck=False)  # the traceback keeps this frame: free the samples now
         raise
     except av.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise AudioError(f"{label}: not a decodable audio file ({reason})") from None
+        raise undecodable(label, exc) from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise AudioError(f"{label}: could not be decoded ({reason})") from None

@@ -36,6 +36,8 @@ def test_output_dir_gets_every_format(run_cli: Run, window_wav: Path, tmp_path: 
     ]
     data = json.loads((out / "window.json").read_text())
     assert data["segments"][0]["words"]
+    # ids count from 0, as with --diarize, live, the server and openai-whisper
+    assert [s["id"] for s in data["segments"]] == list(range(len(data["segments"])))
 
 
 def test_output_dir_rewrites_only_its_own_results(

@@ -479,8 +479,13 @@ def transcribe(
         for seg in seg_iter:
             if should_stop is not None and should_stop():
                 raise TranscriptionCancelled("transcription stopped on request")
-            # faster-whisper decides one language for the whole file
-            segments.append(replace(Segment.from_faster_whisper(seg), language=info.language))
+            # faster-whisper decides one language for the whole file; its ids start at 1,
+            # malsori's (like openai-whisper's and the OpenAI API's) at 0
+            segments.append(
+                replace(
+                    Segment.from_faster_whisper(seg), id=len(segments), language=info.language
+                )
+            )
             if on_segment is not None:
                 on_segment(segments[-1])
             if progress is not None:

@@ -153,7 +153,7 @@ class Pipeline:
         self._tokenizers: dict[str, Any] = {}
         self._last_language: str | None = None
         self._alternatives: list[tuple[str, float]] = []
-        self._next_id = 1
+        self._next_id = 0
 
     def tokenizer(self, language: str) -> Any:
         """faster-whisper's Tokenizer for one language (cached)."""

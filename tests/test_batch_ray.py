@@ -5,6 +5,7 @@ outputs; with -q nothing of Ray's reaches stderr."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -105,3 +106,49 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip() == (
         "malsori: error: cannot reach the Ray cluster at 127.0.0.1:9: Connection refused"
     )
+
+
+def test_outputs_an_actor_wrote_before_the_driver_died_are_replaced(
+    speech_dir: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    """A Ray actor writes a file's outputs; the driver is killed before it records them
+    (here: the actor is called as Ray Data calls it, and nothing records its answer). The
+    next run redoes the file over those outputs instead of refusing them as not its own."""
+    from dataclasses import asdict, replace
+
+    import numpy as np
+
+    from malsori.batch.config import BatchConfig
+    from malsori.batch.jobs import JobStore
+    from malsori.batch.ray_engine import RayTranscriber
+    from malsori.batch.runner import _model_key, prepare
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    (root / "a.wav").symlink_to(speech_dir / "window.wav")
+    config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
+    config = replace(config, model_key=_model_key(config), threads=1)
+    out.mkdir()
+    store = JobStore(out)
+    try:
+        config, _ = prepare(config, store, None, 2, False)
+        driver = subprocess.Popen(["true"])  # the driver that dies
+        driver.wait()
+        store.mark_running(store.pending(), f"{os.uname().nodename}:{driver.pid}")
+        answer = RayTranscriber(asdict(config))({"path": np.array(["a.wav"])})
+    finally:
+        store.close()
+    assert answer["status"] == ["done"], answer["error"]
+    written = (out / "a.txt").read_text()
+    assert "window" in written.lower()
+    # the driver "died" here: a.txt and a.json exist, and the job never recorded them done
+
+    proc = run_cli("batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt,json")
+    assert proc.returncode == 0, proc.stderr
+    db = sqlite3.connect(out / ".malsori-jobs.sqlite")
+    try:
+        got = db.execute("SELECT path, status FROM files").fetchall()
+    finally:
+        db.close()
+    assert got == [("a.wav", "done")]
+    assert (out / "a.txt").read_text() == written

@@ -48,6 +48,18 @@ class RayTranscriber:
             "duration": [],
             "processing_time": [],
         }
+        # The job database lies in OUT, which every node sees. Outputs are listed in it (as
+        # loose outputs of their input) before they are written, as the local workers do:
+        # a driver killed after an actor wrote a file but before it recorded it leaves
+        # outputs the next run may replace, not files it refuses as not its own. (Opened
+        # per call: Ray may call the actor from another thread than the one that made it.)
+        with contextlib.closing(JobStore(self.config.output_dir, create=False)) as store:
+            self._transcribe(batch, store, out)
+        return out
+
+    def _transcribe(
+        self, batch: dict[str, Any], store: JobStore, out: dict[str, list[Any]]
+    ) -> None:
         for rel in batch["path"]:
             rel = str(rel)
             outputs: list[Any] = []
@@ -56,7 +68,9 @@ class RayTranscriber:
                 status, error = "skipped", self.full
             else:
                 try:
-                    outputs, duration, seconds = process_file(self.config, self.loaded, rel)
+                    outputs, duration, seconds = process_file(
+                        self.config, self.loaded, rel, store.add_loose
+                    )
                     status, error = "done", ""
                 except NoSpaceError as exc:
                     self.full = str(exc)
@@ -69,7 +83,6 @@ class RayTranscriber:
             out["outputs"].append(json.dumps(outputs))
             out["duration"].append(duration)
             out["processing_time"].append(seconds)
-        return out
 
 
 RAY_LOG = ".malsori-ray.log"

@@ -503,6 +503,12 @@ class Connection:
                 self.send(_error(exc.message, exc.code or "invalid_request", type=exc.type,
                                  param=exc.param))  # fmt: skip
                 return False
+            except Exception as exc:  # a bug (or out of memory): once, not again per append
+                log.exception("live session: the session could not start")
+                self.send(_error(f"the session could not start: {type(exc).__name__}",
+                                 "server_error", type="server_error"))  # fmt: skip
+                self.close_code = 1011
+                return False
         live = self.live
         assert live is not None and self.resampler is not None
         live.feed(self.resampler(data))

@@ -201,3 +201,53 @@ def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_w
 def test_public_surface_is_declared() -> None:
     for name in malsori.__all__:
         assert hasattr(malsori, name), name
+
+
+def _stereo(left: Path, right_filter: str, out: Path, right: Path | None = None) -> Path:
+    import subprocess
+
+    inputs = ["-i", str(left)] + (["-i", str(right)] if right else [])
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", *inputs, "-filter_complex", right_filter,
+         "-ac", "2", "-c:a", "flac", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_stereo_whose_channels_cancel_is_still_heard(
+    tiny_en: malsori.LoadedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One channel wired with inverted polarity: the plain mix is silence (an empty
+    transcript before); the channels' difference is transcribed, with a warning."""
+    import numpy as np
+
+    clip = EVALDATA / "en" / "jfk.wav"
+    inverted = _stereo(clip, "[0:a]pan=stereo|c0=c0|c1=-1*c0", tmp_path / "inverted.flac")
+    mono = malsori.load_audio(clip)
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        heard = malsori.load_audio(inverted)
+        result = transcribe(inverted, tiny_en, language="en")  # the pipeline's block reader
+    assert np.sqrt(np.mean(heard**2)) > 0.5 * np.sqrt(np.mean(mono**2))
+    assert wer("And so my fellow Americans, ask not what your country can do for you, ask "
+               "what you can do for your country.", result.text) <= 0.1, result.text  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "cancel each other" in r.getMessage()]
+    assert len(warned) == 2 and all("inverted.flac" in m for m in warned), warned
+
+
+def test_two_voices_on_two_channels_are_mixed_as_usual(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ordinary stereo (a different speaker on each channel) is mixed as FFmpeg mixes it,
+    (left + right) / 2, with no warning."""
+    import numpy as np
+
+    left, right = EVALDATA / "en" / "jfk.wav", EVALDATA / "en" / "librispeech_1272-128104-0000.wav"
+    both = _stereo(left, "[0:a][1:a]amerge=inputs=2", tmp_path / "two.flac", right)
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        mixed = malsori.load_audio(both)
+    a, b = malsori.load_audio(left), malsori.load_audio(right)
+    n = min(len(a), len(b))
+    assert len(mixed) >= n
+    assert np.abs(mixed[:n] - (a[:n] + b[:n]) / 2).max() < 2e-3
+    assert not [r for r in caplog.records if "cancel" in r.getMessage()]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import re
 import stat
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,6 +25,8 @@ SAMPLE_RATE = 16_000
 _TRUNCATED_RATIO = 0.9
 
 AudioSource = str | os.PathLike[str] | bytes | BinaryIO
+
+log = logging.getLogger("malsori")
 
 
 #: Data sizes that WAV writers put in the header when they stream to a pipe and cannot
@@ -150,6 +154,57 @@ def open_container(source: str | BinaryIO, label: str) -> av.container.InputCont
         raise
 
 
+#: A stereo recording whose channels' difference carries this many times the energy of
+#: their sum has one channel wired with inverted polarity: mixed to mono, its speech
+#: cancels out (an empty transcript). Ordinary stereo, even two different voices on the
+#: two channels, stays near 1.
+CANCELLING_RATIO = 10.0
+#: ... once at least this much energy was heard (16-bit units squared: 0.1 s at -50 dBFS),
+#: so that a quiet start decides nothing.
+_CANCELLING_MIN_ENERGY = 1600 * 200.0**2
+
+
+class Downmix:
+    """Decoded frames of one audio stream -> 16 kHz mono int16 pieces, as FFmpeg mixes
+    them, except for stereo whose channels cancel each other (:data:`CANCELLING_RATIO`):
+    that is taken as the channels' difference, with one warning."""
+
+    def __init__(self, stream: av.AudioStream, label: str) -> None:
+        self.stereo = stream.layout.nb_channels == 2
+        self.resampler = av.AudioResampler(
+            format="s16", layout="stereo" if self.stereo else "mono", rate=SAMPLE_RATE
+        )
+        self.label = label
+        self.sum_energy = self.difference_energy = 0.0
+        #: the channels cancel: their difference is used
+        self.inverted = False
+
+    def __call__(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
+        """The mono pieces of ``frame`` (None: flush the resampler at the end)."""
+        for out in self.resampler.resample(frame):
+            samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            if not self.stereo:
+                yield samples
+                continue
+            lr = samples.reshape(-1, 2).astype(np.int32)
+            both, difference = lr[:, 0] + lr[:, 1], lr[:, 0] - lr[:, 1]
+            if not self.inverted:
+                self.sum_energy += float(np.dot(both, both.astype(np.float64)))
+                self.difference_energy += float(np.dot(difference, difference.astype(np.float64)))
+                if (
+                    self.difference_energy > _CANCELLING_MIN_ENERGY
+                    and self.difference_energy > CANCELLING_RATIO * self.sum_energy
+                ):
+                    self.inverted = True
+                    log.warning(
+                        "%s: the two channels cancel each other when mixed (one is wired "
+                        "with inverted polarity); transcribing their difference instead",
+                        self.label,
+                    )
+            picked = difference if self.inverted else both
+            yield (picked // 2).astype(np.int16)
+
+
 def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     try:
         with open_container(source, label) as container:
@@ -157,13 +212,11 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream, source)
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            mix = Downmix(stream, label)
             chunks: list[npt.NDArray[Any]] = []
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):  # flush
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks += mix(frame)
+            chunks += mix(None)  # flush
     except AudioError:
         raise
     except av.FFmpegError as exc:

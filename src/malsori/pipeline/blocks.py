@@ -22,6 +22,7 @@ from ..audio import (
     _TRUNCATED_RATIO,
     SAMPLE_RATE,
     AudioSource,
+    Downmix,
     _check_wav_header,
     _declared_seconds,
     check_audio_path,
@@ -152,12 +153,12 @@ class AudioStream:
         try:
             with open_container(self._source, self._label) as container:
                 stream = container.streams.audio[0]
-                resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+                mix = Downmix(stream, self._label)
                 for frame in container.decode(stream):
-                    for out in resampler.resample(frame):
-                        yield _to_float(out.to_ndarray())
-                for out in resampler.resample(None):
-                    yield _to_float(out.to_ndarray())
+                    for piece in mix(frame):
+                        yield _to_float(piece)
+                for piece in mix(None):
+                    yield _to_float(piece)
         except av.FFmpegError as exc:
             raise undecodable(self._label, exc) from exc
         except (OSError, ValueError) as exc:

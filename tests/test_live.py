@@ -463,9 +463,15 @@ def test_session_cap_key_and_origin_are_enforced(server: Server) -> None:
 def test_cli_live_korean_file_writes_the_transcript(
     run_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    proc = run_cli("live", "--model", "base", "--language", "ko", "--input", str(KO),
+    """A Korean file, as stereo with one channel of inverted polarity (mixed plainly, its
+    speech cancels out: an empty transcript before)."""
+    source = tmp_path / f"{KO.stem}.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(KO), "-af",
+                    "pan=stereo|c0=c0|c1=-1*c0", str(source)], check=True)  # fmt: skip
+    proc = run_cli("live", "--model", "base", "--language", "ko", "--input", str(source),
                    "-o", str(tmp_path / "out"), "--format", "txt,srt,json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "the two channels cancel each other" in proc.stderr
     assert cer(KO_TEXT, proc.stdout) <= 0.35, proc.stdout
     txt = (tmp_path / "out" / f"{KO.stem}.txt").read_text(encoding="utf-8")
     assert cer(KO_TEXT, txt) <= 0.35, txt

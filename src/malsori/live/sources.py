@@ -7,6 +7,7 @@ path or a URL -> FFmpeg; anything else -> a microphone by number or name."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import SAMPLE_RATE, open_container
+from ..audio import SAMPLE_RATE, Downmix, open_container
 from ..errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,13 @@ class FileSource:
         import av
 
         stream = self._container.streams.audio[0]
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        mix = Downmix(stream, self.name)  # as files are mixed (inverted stereo too)
         t0 = time.monotonic()
         sent = 0
         try:
-            for frame in self._container.decode(stream):
-                for out in [*resampler.resample(frame)]:
-                    samples = out.to_ndarray().reshape(-1).astype(np.float32) * _SCALE
+            for frame in itertools.chain(self._container.decode(stream), [None]):
+                for out in mix(frame):  # None: the resampler's last samples
+                    samples = out.astype(np.float32) * _SCALE
                     for i in range(0, len(samples), int(CHUNK_S * SAMPLE_RATE)):
                         if self._closed.is_set():
                             return

@@ -833,6 +833,22 @@ def test_cli_live_never_loses_the_session_to_a_failed_write(tmp_path: Path) -> N
     assert gone.returncode == 141 and b"error" not in err, err
     assert wer(EN_TEXT, (tmp_path / "gone" / f"{EN.stem}.txt").read_text()) <= 0.25
 
+    # ... and without -o nothing would get the rest: it stops at once (it listened to a
+    # 142 s file, in real time, to its end; a microphone it would have listened to forever).
+    reader, writer = os.pipe()
+    os.close(reader)
+    with subprocess.Popen(
+        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input",
+         str(EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav")],
+        stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    ) as gone:  # fmt: skip
+        os.close(writer)
+        _, err = gone.communicate(timeout=120)
+    assert gone.returncode == 141 and b"error" not in err, err
+    heard = re.search(rb"malsori: ([\d.]+) s of audio", err)
+    assert heard and float(heard[1]) < 30, err
+
 
 def test_serve_invalid_setting_is_one_line(
     run_cli: Callable[..., subprocess.CompletedProcess[str]],

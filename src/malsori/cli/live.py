@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -91,8 +92,9 @@ def _width(text: str) -> int:
 class Printer:
     """Confirmed text as it arrives; on a terminal the partial shown dimmed and replaced."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, on_error: Callable[[], None] | None = None) -> None:
         self.out = out
+        self.on_error = on_error  # called once, after the first failed write
         self.tty = out.isatty()
         self.column = 0
         self.shown = 0  # width of the partial on screen
@@ -106,7 +108,9 @@ class Printer:
             try:
                 self._show(event)
             except OSError as exc:  # a full disk, `ulimit -f`, a closed terminal (SIGHUP)
-                self.error = exc  # the session goes on (-o still gets it); the exit says so
+                self.error = exc  # the exit says so
+                if self.on_error is not None:
+                    self.on_error()
 
     def _show(self, event: LiveEvent) -> None:
         if isinstance(event, TextDelta):
@@ -253,12 +257,14 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    printer = Printer(sys.stdout)
+    stop = threading.Event()
+    # stdout fails (`| head` has read enough, a full disk): with -o the session goes on for
+    # the files; without, nothing would get the rest, so it stops (a microphone never ends)
+    printer = Printer(sys.stdout, on_error=stop.set if out_dir is None else None)
     options = LiveOptions(language=language, beam_size=args.beam_size, prompt=args.initial_prompt)
     session = LiveSession(loaded, options, printer)
     print(f"malsori: listening to {source.name} (Ctrl-C to stop)", file=sys.stderr)
     interrupted = False
-    stop = threading.Event()
     caught: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:  # SIGTERM, SIGHUP: stop as Ctrl-C does

@@ -253,7 +253,7 @@ def test_cli_check_passes_malsori_output_and_fails_old_output(
     old.write_text(subs.to_string("srt"), encoding="utf-8")
     proc = run_cli("subtitles", "check", str(old))
     assert proc.returncode == 1
-    assert re.search(r"old\.srt: cue 1: max-duration: \d+\.\d+ s", proc.stdout)
+    assert re.search(r"old\.srt:2: cue 1: max-duration: \d+\.\d+ s", proc.stdout)
     assert "line-width" in proc.stdout and "violation(s)" in proc.stdout
     # the same file is fine with limits that allow it
     proc = run_cli(
@@ -706,3 +706,27 @@ def test_check_refuses_what_is_not_webvtt_and_cues_it_cannot_read(
     good.write_text("\ufeffWEBVTT\n\nNOTE hi\n\nc1\n00:00:01.000 --> 00:00:03.000\nHello there.\n")
     proc = run_cli("subtitles", "check", str(good))
     assert proc.returncode == 0 and "OK, 1 cue(s)" in proc.stdout, (proc.stdout, proc.stderr)
+
+
+def test_cues_are_named_as_the_file_numbers_them(
+    tmp_path: Path, run_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    """An excerpt numbered from 41 (or WebVTT cues with identifiers): messages name cue 42,
+    not "cue 2", and give the line of its timing (FILE:LINE:, as compilers do)."""
+    srt = tmp_path / "excerpt.srt"
+    srt.write_text(
+        "41\n00:10:00,000 --> 00:10:02,000\n첫 번째 자막입니다.\n\n"
+        "42\n00:10:01,500 --> 00:10:03,000\n두 번째 자막이 너무 일찍 시작합니다.\n",
+        encoding="utf-8",
+    )
+    vtt = tmp_path / "excerpt.vtt"
+    vtt.write_text(
+        "WEBVTT\n\nNOTE two cues\n\nintro\n00:00:01.000 --> 00:00:03.000\nHello.\n\n"
+        "00:00:02.000 --> 00:00:04.000\nToo soon.\n",
+        encoding="utf-8",
+    )
+    proc = run_cli("subtitles", "check", str(srt), str(vtt))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{srt}:6: cue 42: overlap: starts 500 ms before cue 41 ends" in proc.stdout
+    assert f"{vtt}:9: cue 2: overlap: starts 1000 ms before cue intro ends" in proc.stdout
+    assert "cue 1:" not in proc.stdout

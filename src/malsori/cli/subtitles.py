@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
             lim = options.limits(args.language)
             used = {lim.rules.name: lim}
             violations = lint_events(events, lim)
-        for v in violations:
-            print(f"{path}: {v}")
+        for v in violations:  # FILE:LINE: as compilers say it (an editor jumps there)
+            print(f"{path}:{v.line}: {v}" if v.line else f"{path}: {v}")
         summary = (
             f"{path}: {len(violations)} violation(s) in {len(events)} cue(s)"
             if violations

@@ -11,6 +11,7 @@ cue; the voice tag is not shown, so it is not measured.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -52,9 +53,13 @@ class Violation:
     cue: int
     rule: str
     message: str
+    #: the line of the cue's timing in the file (0: unknown)
+    line: int = 0
+    #: the cue's own number (SRT) or identifier (WebVTT) in the file, if it has one
+    label: str = ""
 
     def __str__(self) -> str:
-        return f"cue {self.cue}: {self.rule}: {self.message}"
+        return f"cue {self.label or self.cue}: {self.rule}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,18 @@ class Event:
     #: Who speaks: a WebVTT voice tag (``<v SPEAKER_1>``), or the last ``[SPEAKER_1]``
     #: label that started an SRT cue; None when the file names no speakers.
     speaker: str | None = None
+    #: the line of its timing in the file, and its own number (SRT) or identifier (WebVTT)
+    line: int = 0
+    label: str = ""
 
     @property
     def duration(self) -> int:
         return self.end - self.start
+
+    @property
+    def name(self) -> str:
+        """How messages name the cue: as the file numbers it, else by its position."""
+        return self.label or str(self.number)
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -79,6 +92,23 @@ _TAG = re.compile(r"<[^>]*>")
 _TIMING = re.compile(r"^[ \t]*[\d:.,]+[ \t]*-->", re.MULTILINE)
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
 _LABEL = re.compile(r"\[([^\[\]]+)\]\s")
+
+
+def _anchors(text: str) -> list[tuple[int, str]]:
+    """Each cue's timing line (1-based) and the line above it in its block (an SRT cue's
+    number, a WebVTT cue's identifier; "" if none), in order."""
+    out: list[tuple[int, str]] = []
+    block: list[str] = []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for k, line in enumerate([*lines, ""], start=1):
+        if line.strip():
+            block.append(line)
+            if "-->" in line and not any("-->" in b for b in block[:-1]):
+                label = block[-2].strip() if len(block) > 1 else ""
+                out.append((k, "" if label.startswith("WEBVTT") else label))
+        else:
+            block = []
+    return out
 
 
 def _payloads(text: str) -> list[str]:
@@ -138,6 +168,7 @@ def parse(text: str, fmt: str) -> list[Event]:
     merged into one."""
     text = text.removeprefix("\ufeff")  # a byte-order mark kept by the caller
     timings = len(_TIMING.findall(text))
+    anchors = _anchors(text)
     if fmt == "vtt":
         if text.strip() and not text.startswith("WEBVTT"):
             raise MalsoriError("not WebVTT: a WebVTT file starts with the line WEBVTT")
@@ -167,11 +198,13 @@ def parse(text: str, fmt: str) -> list[Event]:
     payloads = _payloads(text)
     if len(payloads) != len(subs.events):
         payloads = [ev.text for ev in subs.events]
+    if len(anchors) != len(subs.events):
+        anchors = [(0, "")] * len(subs.events)
     events: list[Event] = []
     speaker: str | None = None
     previous_raw: str | None = None
-    for number, (ev, voice, raw) in enumerate(
-        zip(subs.events, voices, payloads, strict=True), start=1
+    for number, (ev, voice, raw, (line, ident)) in enumerate(
+        zip(subs.events, voices, payloads, anchors, strict=True), start=1
     ):
         lines = _plain_lines(ev)
         label = _LABEL.match(lines[0]) if fmt == "srt" else None
@@ -181,9 +214,9 @@ def parse(text: str, fmt: str) -> list[Event]:
         # next word underlined). The same cue repeated word for word is two cues ("No." and
         # "No." said twice), each checked on its own.
         if last and last.end == ev.start and last.lines == lines and raw != previous_raw:
-            events[-1] = Event(last.number, last.start, ev.end, lines, last.speaker)
+            events[-1] = dataclasses.replace(last, end=ev.end)
         else:
-            events.append(Event(number, ev.start, ev.end, lines, speaker))
+            events.append(Event(number, ev.start, ev.end, lines, speaker, line, ident))
         previous_raw = raw
     return events
 
@@ -216,11 +249,11 @@ def _check_timing(prev: Event | None, ev: Event, limits: Limits) -> list[Violati
     n = ev.number
     if prev is not None:
         if ev.start < prev.start:
-            out.append(Violation(n, "order", f"starts before cue {prev.number}"))
+            out.append(Violation(n, "order", f"starts before cue {prev.name}"))
         elif ev.start < prev.end:
             out.append(
                 Violation(
-                    n, "overlap", f"starts {prev.end - ev.start} ms before cue {prev.number} ends"
+                    n, "overlap", f"starts {prev.end - ev.start} ms before cue {prev.name} ends"
                 )
             )
         elif ev.start - prev.end < math.ceil(limits.min_gap * 1000 - 1e-6):
@@ -229,7 +262,7 @@ def _check_timing(prev: Event | None, ev: Event, limits: Limits) -> list[Violati
                     n,
                     "gap",
                     f"{ev.start - prev.end} ms after cue "
-                    f"{prev.number} (minimum {limits.min_gap * 1000:.0f} ms)",
+                    f"{prev.name} (minimum {limits.min_gap * 1000:.0f} ms)",
                 )
             )
     if ev.duration < 0:
@@ -322,7 +355,7 @@ def _check_orphan(events: Sequence[Event], i: int, limits: Limits) -> list[Viola
                 Violation(
                     ev.number,
                     "orphan",
-                    f"{' '.join(ev.lines)!r} would fit into cue {events[j].number}",
+                    f"{' '.join(ev.lines)!r} would fit into cue {events[j].name}",
                 )
             ]
     return []
@@ -352,7 +385,8 @@ def lint_events(
                 )
             )
         out += _check_orphan(events, i, lim)
-    return out
+    where = {ev.number: ev for ev in events}
+    return [dataclasses.replace(v, line=where[v.cue].line, label=where[v.cue].label) for v in out]
 
 
 def guess_language(lines: Sequence[str]) -> str:

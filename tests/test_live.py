@@ -432,15 +432,27 @@ def test_session_cap_key_and_origin_are_enforced(server: Server) -> None:
     bad = asyncio.run(wrong_key())
     assert isinstance(bad, RealtimeErrorEvent) and bad.error.code == "invalid_api_key"
 
-    async def cross_site() -> None:
+    async def refused(path: str, **kwargs: Any) -> tuple[int, Any]:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
 
-        url = server.url.replace("http://", "ws://") + "/v1/realtime"
-        async with connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
-            pass
+        url = server.url.replace("http://", "ws://") + path
+        try:
+            async with connect(url, **kwargs):
+                pass
+        except InvalidStatus as exc:  # the handshake's HTTP answer, with a JSON body
+            return exc.response.status_code, json.loads(bytes(exc.response.body or b"{}"))
+        raise AssertionError(f"{path}: the handshake was accepted")
 
-    with pytest.raises(Exception, match="403"):
-        asyncio.run(cross_site())
+    status, body = asyncio.run(refused("/v1/realtime", origin="http://evil.example"))
+    assert status == 403 and body["error"]["code"] == "origin_not_allowed", body
+    assert "origin 'http://evil.example' is not allowed" in body["error"]["message"]
+    own_host_other_scheme = server.url.replace("http://", "ws://")
+    status, body = asyncio.run(refused("/v1/realtime", origin=own_host_other_scheme))
+    assert status == 403, body  # the server's own page is http(s), as for the HTTP API
+    # a WebSocket on an HTTP route: 404 naming the WebSocket path (a bare 403 before)
+    status, body = asyncio.run(refused("/v1/audio/transcriptions"))
+    assert status == 404 and "/v1/realtime" in body["error"]["message"], body
 
     async def key_as_the_only_subprotocol() -> tuple[str | None, Any]:
         # What a browser sends (it cannot set headers); it fails a handshake that chooses

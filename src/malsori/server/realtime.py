@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 
 from ..capabilities import unsupported
@@ -53,7 +54,7 @@ from ..live import (
     pcm16_to_float,
 )
 from ..options import normalize_language
-from .errors import APIError
+from .errors import APIError, error_body
 from .middleware import _host_name
 from .state import AppState
 
@@ -119,20 +120,30 @@ def _error(
     return _event("error", error=error)
 
 
-def _refusal(ws: WebSocket, state: AppState) -> str | None:
-    """The RequestGuard's Host and Origin rules (middleware.py), for a WebSocket."""
+def _refusal(ws: WebSocket, state: AppState) -> tuple[int, str, str] | None:
+    """The RequestGuard's Host and Origin rules (middleware.py), for a WebSocket: the
+    HTTP status, message and code of the refusal, or None."""
     settings = state.settings
     host = ws.headers.get("host", "").strip().lower()
     hosts = settings.trusted_hosts()
     if hosts is not None and host and _host_name(host) not in hosts:
-        return "invalid Host header"
+        message = (
+            "invalid Host header: this server does not answer to that name (a reverse "
+            "proxy's name goes into MALSORI_ALLOWED_HOSTS)"
+        )
+        return 400, message, "invalid_host"
     origin = ws.headers.get("origin")
     if origin is not None:
         value = origin.strip().rstrip("/")
         origins = {o.rstrip("/") for o in settings.cors_origins}
-        own = value.lower().partition("://")[2] == host
+        scheme, _, rest = value.lower().partition("://")
+        own = scheme in ("http", "https") and rest == host
         if not own and value not in origins and "*" not in origins:
-            return f"cross-origin WebSocket refused: origin {value!r} is not allowed"
+            message = (
+                f"cross-origin WebSocket refused: origin {value!r} is not allowed (allowed "
+                "origins go into MALSORI_CORS_ORIGINS)"
+            )
+            return 403, message, "origin_not_allowed"
     return None
 
 
@@ -594,8 +605,8 @@ async def realtime(websocket: WebSocket) -> None:
     live_hub = hub(websocket.app)
     refusal = _refusal(websocket, state)
     if refusal is not None:
-        log.info("live session refused: %s", refusal)
-        await websocket.close(code=1008)  # before accept: an HTTP 403
+        log.info("live session refused: %s", refusal[1])
+        await _deny(websocket, *refusal)
         return
     offered = websocket.scope.get("subprotocols", [])
     # A browser that offered subprotocols fails the handshake unless one is chosen: the
@@ -633,3 +644,23 @@ async def realtime(websocket: WebSocket) -> None:
     finally:
         live_hub.active -= 1
         live_hub.open.set(live_hub.active)
+
+
+async def _deny(websocket: WebSocket, status: int, message: str, code: str) -> None:
+    """Refuse a handshake with an HTTP answer whose body says why (the JSON error of the
+    HTTP API), where the server can send one (uvicorn can); else a bare 403."""
+    body = error_body(message, "invalid_request_error", code=code)
+    try:
+        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+    except RuntimeError:  # no "websocket.http.response" extension
+        await websocket.close(code=1008)
+
+
+@router.websocket("/{path:path}")
+async def no_websocket_here(websocket: WebSocket, path: str) -> None:
+    """A WebSocket handshake on any other path: 404 with a JSON body naming the one path
+    that takes WebSockets (it was a bare 403)."""
+    await _deny(
+        websocket, 404, f"no WebSocket at /{path[:100]}: live transcription is at /v1/realtime",
+        "not_found",
+    )  # fmt: skip

@@ -251,3 +251,69 @@ def test_two_voices_on_two_channels_are_mixed_as_usual(
     assert len(mixed) >= n
     assert np.abs(mixed[:n] - (a[:n] + b[:n]) / 2).max() < 2e-3
     assert not [r for r in caplog.records if "cancel" in r.getMessage()]
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
+
+
+def test_video_whose_audio_ends_first_is_not_called_truncated(tmp_path: Path) -> None:
+    """A Matroska video whose audio ends before its picture (or one of two audio tracks
+    before the other) was refused as "truncated audio": the container's duration is its
+    longest stream's."""
+    clip = EVALDATA / "en" / "jfk.wav"
+    video = tmp_path / "lecture.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=5", "-i", str(clip), "-t", "20",
+            "-c:v", "libx264", "-c:a", "libvorbis", str(video))  # fmt: skip
+    two = tmp_path / "two.mka"
+    _ffmpeg("-i", str(clip), "-i", str(EVALDATA / "en" / "librispeech_1272-128104-0000.wav"),
+            "-map", "1:a", "-map", "0:a", "-c:a", "libvorbis", str(two))  # fmt: skip
+    assert len(malsori.load_audio(video)) / 16000 == pytest.approx(11.0, abs=0.1)
+    assert len(malsori.load_audio(two)) / 16000 == pytest.approx(5.855, abs=0.1)  # track 1
+
+
+def test_a_damaged_packet_is_skipped_not_the_whole_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad frame in an MP3 (a copy error) refused the whole file; FFmpeg's command
+    line skips it. It is skipped as silence of its length, with a warning; a file damaged
+    throughout is still refused."""
+    clip = EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav"
+    mp3 = tmp_path / "lecture.mp3"
+    _ffmpeg("-i", str(clip), "-t", "60", "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
+    whole = malsori.load_audio(mp3)
+    data = bytearray(mp3.read_bytes())
+    data[250_000:250_300] = b"\xff" * 300  # one glitch
+    glitch = tmp_path / "glitch.mp3"
+    glitch.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        heard = malsori.load_audio(glitch)
+    assert abs(len(heard) - len(whole)) < 16000 * 0.1  # the timeline is kept
+    assert any("damaged packet(s)" in r.getMessage() for r in caplog.records)
+    for at in range(20_000, len(data) - 1000, 5_000):  # damaged all through
+        data[at : at + 300] = b"\xff" * 300
+    ruined = tmp_path / "ruined.mp3"
+    ruined.write_bytes(bytes(data))
+    with pytest.raises(malsori.AudioError, match="damaged audio"):
+        malsori.load_audio(ruined)
+
+
+def test_a_videos_late_audio_keeps_its_place_on_the_timeline(
+    tiny_en: malsori.LoadedModel, tmp_path: Path
+) -> None:
+    """Audio that starts 5 s into a video: its subtitles were 5 s early."""
+    video = tmp_path / "delayed.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=5", "-itsoffset", "5",
+            "-i", str(EVALDATA / "en" / "jfk.wav"), "-t", "16", "-map", "0:v", "-map", "1:a",
+            "-c:v", "libx264", "-c:a", "aac", str(video))  # fmt: skip
+    result = transcribe(video, tiny_en, language="en")
+    assert result.segments and result.segments[0].start >= 4.8, result.segments[0]
+    assert wer(SENTENCES_JFK, result.text) <= 0.1, result.text
+
+
+SENTENCES_JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, ask what you "
+    "can do for your country."
+)

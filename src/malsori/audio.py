@@ -12,7 +12,7 @@ import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import av
 import numpy as np
@@ -164,12 +164,36 @@ CANCELLING_RATIO = 10.0
 _CANCELLING_MIN_ENERGY = 1600 * 200.0**2
 
 
+#: Damaged packets (a glitch in an MP3, a bad sector) are skipped as FFmpeg's command
+#: line skips them, each replaced by silence of its length, with one warning; more than
+#: this many, and more than :data:`DAMAGED_SHARE` of all packets, and the file is refused.
+DAMAGED_PACKETS = 5
+DAMAGED_SHARE = 0.01
+#: A video's audio that starts later than its picture is preceded by silence up to its
+#: start (subtitles stay in sync with the video), at most this many seconds of it.
+MAX_LEAD_SECONDS = 3600.0
+
+
+def lead_seconds(stream: av.AudioStream) -> float:
+    """How long after the start of its video an audio stream starts (0 for audio files,
+    where the audio is the timeline)."""
+    container = cast(av.container.InputContainer, stream.container)
+    if not container.streams.video or stream.start_time is None or stream.time_base is None:
+        return 0.0
+    start = float(stream.start_time * stream.time_base)
+    origin = (container.start_time or 0) / av.time_base
+    lead = start - origin
+    return lead if 0.01 < lead <= MAX_LEAD_SECONDS else 0.0
+
+
 class Downmix:
     """Decoded frames of one audio stream -> 16 kHz mono int16 pieces, as FFmpeg mixes
     them, except for stereo whose channels cancel each other (:data:`CANCELLING_RATIO`):
-    that is taken as the channels' difference, with one warning."""
+    that is taken as the channels' difference, with one warning. :meth:`decode` reads the
+    whole stream."""
 
     def __init__(self, stream: av.AudioStream, label: str) -> None:
+        self.stream = stream
         self.stereo = stream.layout.nb_channels == 2
         self.resampler = av.AudioResampler(
             format="s16", layout="stereo" if self.stereo else "mono", rate=SAMPLE_RATE
@@ -204,6 +228,47 @@ class Downmix:
             picked = difference if self.inverted else both
             yield (picked // 2).astype(np.int16)
 
+    def decode(self) -> Iterator[npt.NDArray[np.int16]]:
+        """Every mono piece of the stream, in order: silence up to a video's late audio
+        (:func:`lead_seconds`), then the packets, a damaged one skipped as silence of its
+        length (:data:`DAMAGED_PACKETS`). FFmpeg's errors other than a damaged packet
+        propagate (``av.FFmpegError``); :class:`AudioError` when too much is damaged."""
+        lead = round(lead_seconds(self.stream) * SAMPLE_RATE)
+        if lead:
+            yield np.zeros(lead, dtype=np.int16)
+        packets = damaged = 0
+        first_error: av.FFmpegError | None = None
+        time_base = self.stream.time_base
+        container = cast(av.container.InputContainer, self.stream.container)
+        for packet in container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except (av.InvalidDataError, av.error.PatchWelcomeError) as exc:
+                damaged += 1
+                first_error = first_error or exc
+                if packet.duration and time_base is not None:
+                    yield np.zeros(round(packet.duration * time_base * SAMPLE_RATE), np.int16)
+                continue
+            packets += packet.size > 0
+            for frame in frames:
+                yield from self(frame)
+        yield from self(None)  # the resampler's last samples
+        if not damaged:
+            return
+        assert first_error is not None
+        if not packets:  # nothing decodes: not audio FFmpeg can read
+            raise undecodable(self.label, first_error)
+        total = packets + damaged
+        if damaged > DAMAGED_PACKETS and damaged > DAMAGED_SHARE * total:
+            raise AudioError(
+                f"{self.label}: damaged audio ({damaged} of {total} packets cannot be decoded; "
+                "re-export it, or convert it with ffmpeg, which skips them)"
+            )
+        log.warning(
+            "%s: %d damaged packet(s) of %d skipped (replaced by silence)",
+            self.label, damaged, total,
+        )  # fmt: skip
+
 
 def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     try:
@@ -212,11 +277,7 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream, source)
-            mix = Downmix(stream, label)
-            chunks: list[npt.NDArray[Any]] = []
-            for frame in container.decode(stream):
-                chunks += mix(frame)
-            chunks += mix(None)  # flush
+            chunks: list[npt.NDArray[Any]] = list(Downmix(stream, label).decode())
     except AudioError:
         raise
     except av.FFmpegError as exc:
@@ -251,7 +312,10 @@ def _declared_seconds(
         return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+    # The container's duration is its longest stream's: the audio's only when it is the
+    # only stream (a Matroska video's audio may end before its picture, or one of two
+    # audio tracks before the other: that is not truncation).
+    if container.duration is not None and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
 

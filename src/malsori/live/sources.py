@@ -7,7 +7,6 @@ path or a URL -> FFmpeg; anything else -> a microphone by number or name."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -83,20 +82,19 @@ class FileSource:
         t0 = time.monotonic()
         sent = 0
         try:
-            for frame in itertools.chain(self._container.decode(stream), [None]):
-                for out in mix(frame):  # None: the resampler's last samples
-                    samples = out.astype(np.float32) * _SCALE
-                    for i in range(0, len(samples), int(CHUNK_S * SAMPLE_RATE)):
-                        if self._closed.is_set():
-                            return
-                        piece = samples[i : i + int(CHUNK_S * SAMPLE_RATE)]
-                        if self.realtime:  # send it once it has been "spoken"
-                            due = t0 + (sent + len(piece)) / SAMPLE_RATE
-                            delay = due - time.monotonic()
-                            if delay > 0:
-                                self._closed.wait(delay)
-                        sent += len(piece)
-                        yield piece
+            for out in mix.decode():
+                samples = out.astype(np.float32) * _SCALE
+                for i in range(0, len(samples), int(CHUNK_S * SAMPLE_RATE)):
+                    if self._closed.is_set():
+                        return
+                    piece = samples[i : i + int(CHUNK_S * SAMPLE_RATE)]
+                    if self.realtime:  # send it once it has been "spoken"
+                        due = t0 + (sent + len(piece)) / SAMPLE_RATE
+                        delay = due - time.monotonic()
+                        if delay > 0:
+                            self._closed.wait(delay)
+                    sent += len(piece)
+                    yield piece
         except av.FFmpegError as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise AudioError(f"{self.name}: decoding failed ({reason})") from None

@@ -153,11 +153,7 @@ class AudioStream:
         try:
             with open_container(self._source, self._label) as container:
                 stream = container.streams.audio[0]
-                mix = Downmix(stream, self._label)
-                for frame in container.decode(stream):
-                    for piece in mix(frame):
-                        yield _to_float(piece)
-                for piece in mix(None):
+                for piece in Downmix(stream, self._label).decode():
                     yield _to_float(piece)
         except av.FFmpegError as exc:
             raise undecodable(self._label, exc) from exc

@@ -1124,3 +1124,143 @@ def test_cli_live_second_ctrl_c_says_the_last_utterance_is_left_out(tmp_path: Pa
         assert proc.returncode == 130, err
         assert "it is not in the transcript" in err.decode(), err
         assert wer(EN_TEXT, text) <= 0.25, text  # what was finished is written
+
+
+@pytest.fixture(scope="module")
+def limited_server() -> Iterator[Server]:
+    """At most 12 s of audio per session."""
+    env = {"MALSORI_MAX_AUDIO_SECONDS": "12"}
+    with running_server("--model", "tiny.en", "--idle-unload", "0", env=env) as srv:
+        yield srv
+
+
+def test_audio_over_the_limit_is_refused_after_what_came_before_is_transcribed(
+    limited_server: Server,
+) -> None:
+    """A client that sends 22 s at once to a 12 s server: the audio up to the limit, already
+    accepted, was dropped with the rest (one hostile tester); it is transcribed, then the
+    refusal comes and the socket closes with 1008 (not 1000, "OK")."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    utterance = pcm(EN, 16000) + bytes(2 * 16000)  # ~7.4 s
+    code: list[int | None] = []
+
+    async def session() -> list[dict[str, Any]]:
+        async with connect(_ws_url(limited_server), max_size=None) as ws:
+            await ws.send(json.dumps(PCM16K))
+            await ws.send(_append(utterance * 3))
+            events = []
+            with contextlib.suppress(ConnectionClosed):
+                async for m in ws:
+                    events.append(json.loads(m))
+            code.append(ws.close_code)
+            return events
+
+    events = asyncio.run(session())
+    done = _kinds(events, COMPLETED)
+    assert done and wer(EN_TEXT, done[0]["transcript"]) <= 0.25, [e["type"] for e in events]
+    assert all(d["end"] <= 12.05 for d in done), done
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "audio_too_long"
+    assert code == [1008]
+
+
+def test_fields_that_cannot_be_echoed_or_used_are_refused(limited_server: Server) -> None:
+    """A lone surrogate in an event_id killed the session's sender without a word (the
+    session hung, holding its slot); a 15 MB prompt was tokenized on every decode (seconds
+    and gigabytes); an append without audio was taken as silence."""
+    from websockets.asyncio.client import connect
+
+    async def session() -> list[dict[str, Any]]:
+        async with connect(_ws_url(limited_server), max_size=None) as ws:
+            await ws.recv()  # session.created
+            sent = [
+                '{"type": "nope", "event_id": "\\ud800"}',
+                json.dumps({"type": "session.update", "session": {"type": "transcription",
+                    "audio": {"input": {"transcription": {"prompt": "ab " * 30_000}}}}}),
+                '{"type": "session.update", "session": {"type": "transcription", "audio": '
+                '{"input": {"transcription": {"prompt": "\\udc80"}}}}}',
+                json.dumps({"type": "input_audio_buffer.append"}),
+                json.dumps({"type": "input_audio_buffer.commit"}),
+            ]  # fmt: skip
+            events = []
+            for message in sent:
+                await ws.send(message)
+                events.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return events
+
+    events = asyncio.run(session())
+    assert [e["type"] for e in events] == ["error"] * 5, events
+    assert events[0]["error"]["code"] == "unsupported_event"
+    assert events[0]["error"]["event_id"] == "\ud800"  # sent back escaped, as JSON allows
+    assert events[1]["error"]["param"] == "prompt" and "64 KiB" in events[1]["error"]["message"]
+    assert events[2]["error"]["param"] == "prompt" and "surrogate" in events[2]["error"]["message"]
+    assert events[3]["error"]["code"] == "invalid_audio"
+    assert events[4]["error"]["code"] == "input_audio_buffer_commit_empty"  # still going
+
+
+@pytest.fixture(scope="module")
+def backlog_server() -> Iterator[Server]:
+    """At most 10 s of audio waiting to be transcribed per session."""
+    env = {"MALSORI_LIVE_MAX_BACKLOG_S": "10"}
+    with running_server("--model", "tiny.en", "--idle-unload", "0", env=env) as srv:
+        yield srv
+
+
+def test_a_client_far_ahead_is_transcribed_then_told(backlog_server: Server) -> None:
+    """22 s sent at once to a server that holds 10 s: what was received is transcribed,
+    then ``backlog_too_long`` and close code 1008."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    utterance = pcm(EN, 16000) + bytes(2 * 16000)
+    code: list[int | None] = []
+
+    async def session() -> list[dict[str, Any]]:
+        async with connect(_ws_url(backlog_server), max_size=None) as ws:
+            await ws.send(json.dumps(PCM16K))
+            await ws.send(_append(utterance * 3))
+            events = []
+            with contextlib.suppress(ConnectionClosed):
+                async for m in ws:
+                    events.append(json.loads(m))
+            code.append(ws.close_code)
+            return events
+
+    events = asyncio.run(session())
+    done = _kinds(events, COMPLETED)
+    assert len(done) == 3 and all(wer(EN_TEXT, d["transcript"]) <= 0.25 for d in done), done
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "backlog_too_long"
+    assert code == [1008]
+
+
+def test_keepalive_is_answered_while_a_backlog_is_transcribed(server: Server) -> None:
+    """~150 s sent at once in 100 ms messages: the server used to stop reading the socket
+    while more than 30 s waited, so a ping sat unanswered behind the audio and the
+    keepalive of either end closed the session (1011 after ~40 s, a hostile tester with the
+    docs' own example). The pong now comes back before the backlog is worked off."""
+    utterance = pcm(EN, 16000) + bytes(2 * 16000)
+
+    async def session() -> tuple[int, int]:
+        async with _connect_raw(server) as ws:
+            await ws.send(json.dumps(PCM16K))
+            events: list[dict[str, Any]] = []
+
+            async def collect() -> None:
+                async for m in ws:
+                    events.append(json.loads(m))
+                    if len(_kinds(events, COMPLETED)) == 20:
+                        return
+
+            reader = asyncio.ensure_future(collect())
+            audio = utterance * 20
+            for i in range(0, len(audio), 3200):  # 100 ms per message, sent at once
+                await asyncio.wait_for(ws.send(_append(audio[i : i + 3200])), 60)
+            await asyncio.wait_for(await ws.ping(), 60)
+            at_pong = len(_kinds(events, COMPLETED))
+            await asyncio.wait_for(reader, 300)
+            return at_pong, len(_kinds(events, COMPLETED))
+
+    at_pong, total = asyncio.run(session())
+    assert total == 20
+    assert at_pong <= 2, f"the pong came after {at_pong} of {total} utterances"

@@ -106,5 +106,10 @@ def run(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_s,
         ws_max_size=WS_TRANSPORT_MAX_BYTES,  # /v1/realtime answers big messages itself
+        # No close for a late pong: /v1/realtime stops reading a client that sends faster
+        # than it decodes (backpressure), so the pong waits behind its audio; uvicorn's
+        # 20 s timeout closed such sessions with 1011 (the README's own example with a
+        # long file). A vanished client is closed by the session's idle timeout instead.
+        ws_ping_timeout=None,
     )
     return 0

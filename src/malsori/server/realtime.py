@@ -38,6 +38,7 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 
+from ..audio import SAMPLE_RATE
 from ..capabilities import unsupported
 from ..engine import LoadedModel
 from ..errors import ModelIntegrityError, ModelLoadError, ModelNotFoundError, OptionsError
@@ -60,12 +61,11 @@ from .state import AppState
 
 log = logging.getLogger(__name__)
 
-#: Seconds of received audio a session may hold before it has been processed; beyond it
-#: the server stops reading the client's messages until the session catches up.
-MAX_BACKLOG_S = 30.0
 router = APIRouter()
 
 RATES = (24000, 16000)
+#: The longest ``prompt`` (UTF-8), as the HTTP API's form fields (routes.FORM_LIMITS).
+MAX_PROMPT_BYTES = 64 * 1024
 #: The largest client message (an append of ~4.5 min at 24 kHz, base64): a larger one gets an
 #: ``error`` (``message_too_large``) and close code 1009. The server's WebSocket transport
 #: allows twice this (``WS_TRANSPORT_MAX_BYTES``, ``malsori serve``), so that the error can be
@@ -247,6 +247,8 @@ class Connection:
         self.live: LiveSession | None = None
         self.resampler: Resampler | None = None
         self.stop = threading.Event()
+        #: an error to send once the audio received is transcribed (the audio limit)
+        self.finish_then: dict[str, Any] | None = None
         self.worker: asyncio.Future[None] | None = None
         self.last_item: str | None = None
         self.close_code = 1000
@@ -342,6 +344,13 @@ class Connection:
                 if given is not None and not isinstance(given, str):
                     raise APIError(400, f"prompt must be a string, got {given!r}"[:200],
                                    param="prompt", code="invalid_value")  # fmt: skip
+                if given and len(given.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+                    # as the HTTP API's form fields; Whisper reads its last 223 tokens only
+                    raise APIError(400, f"prompt is over {MAX_PROMPT_BYTES // 1024} KiB",
+                                   param="prompt", code="invalid_value")  # fmt: skip
+                if given and not _encodable(given):
+                    raise APIError(400, "prompt is not valid Unicode (a lone surrogate)",
+                                   param="prompt", code="invalid_value")  # fmt: skip
                 prompt = given or None
         if self.live is not None and (model != self.model or rate != self.rate):
             raise APIError(
@@ -415,7 +424,13 @@ class Connection:
 
     async def sender(self) -> None:
         while (event := await self.outbox.get()) is not None:
-            await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+            text = json.dumps(event, ensure_ascii=False)
+            if not _encodable(text):  # a lone surrogate echoed back (an event_id): escaped
+                text = json.dumps(event)
+            try:
+                await self.ws.send_text(text)
+            except Exception:  # the client is gone: the receive loop ends the session
+                return
 
     # --- the decoding thread ------------------------------------------------------------------
 
@@ -502,8 +517,11 @@ class Connection:
         return True
 
     async def append(self, event: dict[str, Any]) -> bool:
+        if not isinstance(event.get("audio"), str):
+            raise APIError(400, "input_audio_buffer.append needs 'audio' (base64 PCM16)",
+                           param="audio", code="invalid_audio")  # fmt: skip
         try:
-            data = base64.b64decode(str(event.get("audio", "")), validate=True)
+            data = base64.b64decode(event["audio"], validate=True)
         except (binascii.Error, ValueError):
             raise APIError(400, "audio must be base64-encoded PCM16", param="audio",
                            code="invalid_audio") from None  # fmt: skip
@@ -522,13 +540,38 @@ class Connection:
                 return False
         live = self.live
         assert live is not None and self.resampler is not None
-        live.feed(self.resampler(data))
+        samples = self.resampler(data)
         limit = self.state.settings.max_audio_seconds
-        if live.received_seconds > limit:
-            self.send(_error(f"this server accepts at most {limit:g} s of audio per session",
-                             "audio_too_long"))  # fmt: skip
+        room = max(0, round((limit - live.received_seconds) * SAMPLE_RATE))
+        live.feed(samples[:room])
+        if len(samples) > room:
+            # The audio up to the limit is transcribed (the session is finished, not
+            # dropped), then the refusal is said and the socket closed with 1008.
+            self.finish_then = _error(
+                f"this server accepts at most {limit:g} s of audio per session: the audio "
+                "up to that point is transcribed, the rest is not", "audio_too_long")  # fmt: skip
+            self.close_code = 1008
+            return False
+        # Audio received but not yet transcribed (a client sending faster than the session
+        # decodes) is bounded (MALSORI_LIVE_MAX_BACKLOG_S): two clients that sent 2 hours at
+        # once took the server to 2.9 GB before any bound.
+        backlog = self.state.settings.live_max_backlog_s
+        if live.backlog_seconds > backlog:
+            self.finish_then = _error(
+                f"more than {backlog:g} s of audio waits to be transcribed: send audio "
+                "as it is spoken (a whole file goes to /v1/audio/transcriptions); the audio "
+                "received is transcribed, what follows is not", "backlog_too_long")  # fmt: skip
+            self.close_code = 1008
             return False
         return True
+
+    async def _abort_when_gone(self, live: LiveSession) -> None:
+        """While a refused session is being finished: its client's messages are read (and
+        ignored) so that a disconnect aborts the work."""
+        with contextlib.suppress(Exception):
+            while (await self.ws.receive())["type"] != "websocket.disconnect":
+                pass
+        live.abort()
 
     async def run(self) -> None:
         sender = asyncio.ensure_future(self.sender())
@@ -539,16 +582,10 @@ class Connection:
                 if self.worker is not None and self.worker.done() and self.stop.is_set():
                     self.close_code = 1011  # the decoding failed (said in an error event)
                     break
-                # A client that sends faster than the session decodes is not read from while
-                # the audio waiting is long: TCP holds it back (two clients sending 2 hours at
-                # once took the server to 2.9 GB, most of it never given back).
-                while (
-                    self.live is not None
-                    and self.worker is not None
-                    and not self.worker.done()  # a worker that died drains nothing
-                    and self.live.backlog_seconds > MAX_BACKLOG_S
-                ):
-                    await asyncio.sleep(0.05)
+                # Every message is read at once, however far ahead the client is: a socket
+                # not read from also leaves its keepalive pings unanswered, and both ends
+                # closed such a session with 1011 after ~40 s (the docs' own example on a
+                # long file). The backlog is bounded in append instead.
                 try:
                     message = await asyncio.wait_for(self.ws.receive(), idle_s)
                 except TimeoutError:
@@ -585,11 +622,19 @@ class Connection:
                     break
         finally:
             self.stop.set()
-            if self.live is not None:  # queued audio is not decoded for a client that left
-                self.live.abort()
+            finishing = self.finish_then is not None and self.live is not None
+            if self.live is not None and not finishing:
+                self.live.abort()  # queued audio is not decoded for a client that left
             if self.worker is not None:  # at most one decode (~1 s) to wait for
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.worker)
+            if finishing and self.live is not None and self.finish_then is not None:
+                # what was received is transcribed, unless the client leaves meanwhile
+                watcher = asyncio.ensure_future(self._abort_when_gone(self.live))
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.to_thread(self.live.finish))
+                watcher.cancel()
+                self.send(self.finish_then)
             if self.live is not None:
                 self.state.metrics.audio_seconds.inc(self.live.received_seconds)
             self.outbox.put_nowait(None)
@@ -664,3 +709,12 @@ async def no_websocket_here(websocket: WebSocket, path: str) -> None:
         websocket, 404, f"no WebSocket at /{path[:100]}: live transcription is at /v1/realtime",
         "not_found",
     )  # fmt: skip
+
+
+def _encodable(text: str) -> bool:
+    """Can ``text`` be sent as UTF-8 (no lone surrogate, which JSON can carry)?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -46,6 +46,12 @@ class ServerSettings(BaseSettings):
     live_idle_timeout_s: float = Field(
         60.0, gt=0, description="a live session with no client event this long is closed"
     )
+    live_max_backlog_s: float = Field(
+        600.0,
+        gt=0,
+        description="audio a live session may hold untranscribed (a client sending faster "
+        "than real time); beyond it: transcribed, then refused (~64 KB per second)",
+    )
     model_idle_unload_s: float = Field(
         900.0, description="unload a model idle this long; 0 = never"
     )

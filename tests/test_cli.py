@@ -348,3 +348,31 @@ def test_durations_guessed_from_the_bitrate_are_not_taken_as_truncation(
     cut.write_bytes(xing.read_bytes()[: xing.stat().st_size * 2 // 3])
     with pytest.raises(AudioError, match="truncated audio"):
         load_audio(cut)
+
+
+def test_closed_stderr_or_stdout(window_wav: Path, tmp_path: Path) -> None:
+    """Started with stderr closed (``2>&-``), a run with -o wrote nothing and exited 1 (its
+    progress bar could not be drawn); with stdout closed (``>&-``) a transcript for stdout
+    ended in a traceback. The work is done with stderr closed; a closed stdout is one
+    error. Neither standard number is reused for a file malsori opens."""
+    import os
+
+    def run(close: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "malsori.cli", "transcribe", str(window_wav), *TINY, *args],
+            preexec_fn=lambda: os.close(close),
+            capture_output=close != 1 and close != 2,
+            stdout=subprocess.PIPE if close == 2 else None,
+            stderr=subprocess.PIPE if close == 1 else None,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    proc = run(2, "-o", "out")
+    assert proc.returncode == 0
+    text = (tmp_path / "out" / "window.txt").read_text()
+    assert wer(SENTENCES["window"], text) <= 0.2, text
+    proc = run(1)
+    assert proc.returncode == 1
+    said = proc.stderr.decode().strip()
+    assert said == "malsori: error: cannot write the output: stdout is closed", said

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import io
 import logging
 import os
 import sys
@@ -66,7 +68,41 @@ def _quiet_broken_pipe() -> int:
     return 141
 
 
+class _ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` when the program was started with it closed (``>&-``): writing to it
+    is an error (said in one line, exit 1), as for any other tool; flushing it is not."""
+
+    def write(self, s: str) -> int:
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "stdout is closed")
+
+
+def _guard_standard_streams() -> None:
+    """Started with stdin, stdout or stderr closed (``2>&-``): each is reopened on
+    /dev/null, so that no file malsori opens gets its number (a C library's log line, or a
+    message, would land in a transcript), and Python's ``sys.stderr`` is not None (progress
+    bars and messages then go nowhere: the work is still done and written)."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:  # the lowest free number first: os.open returns it
+        got = os.open(os.devnull, os.O_RDWR)
+        if got != fd:
+            os.dup2(got, fd)
+            os.close(got)
+    if sys.stderr is None or 2 in closed:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    if sys.stdout is None or 1 in closed:
+        sys.stdout = _ClosedStdout()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _guard_standard_streams()
     parser = build_parser()
     args = parser.parse_args(batch_cmd.normalize_argv(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(

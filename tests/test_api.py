@@ -4,6 +4,7 @@ device/thread/compute-type selection. All on the bundled tiny.en and real (espea
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,20 @@ def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_w
     assert DecodeOptions(language="en_US").language == "en"
     with pytest.raises(OptionsError, match="beam_size"):
         DecodeOptions(beam_size=-1)  # 0 = automatic (malsori's pipeline, issue 14)
+    # wrong types and values are OptionsError / AudioError, not a TypeError deep inside
+    for wrong, message in [
+        ({"beam_size": "5"}, "beam_size must be a whole number, got '5'"),
+        ({"beam_size": 100_000}, "beam_size must be from 1 to 16"),
+        ({"temperature": -1.0}, "temperature must be from 0 to 1, got -1.0"),
+        ({"temperature": (0.0, float("nan"))}, "temperature must be from 0 to 1"),
+        ({"best_of": 0}, "best_of must be from 1 to 16"),
+        ({"initial_prompt": 5}, "initial_prompt must be a string"),
+    ]:
+        with pytest.raises(OptionsError, match=re.escape(message)):
+            transcribe(window_wav, tiny_en, **wrong)
+    for source in (None, 5, open(window_wav)):  # noqa: SIM115 (a text-mode file object)
+        with pytest.raises(malsori.AudioError, match="audio must be a path, bytes"):
+            transcribe(source, tiny_en)  # type: ignore[arg-type]
     with pytest.raises(OptionsError, match="English-only"):
         transcribe(window_wav, tiny_en, language="ko")
     with pytest.raises(OptionsError, match="device 'cuda'"):

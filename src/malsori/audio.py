@@ -82,9 +82,22 @@ def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[n
         buf = io.BytesIO(source)
         _check_wav_header(buf, label, len(source))
         return _decode(buf, label)
+    check_audio_source(source)
     label = name or getattr(source, "name", None) or "<stream>"
     data = source.read()
     return load_audio(bytes(data), name=str(label))
+
+
+def check_audio_source(source: object) -> None:
+    """:class:`AudioError` for what is not a path, bytes or a binary file object (``None``,
+    a number, a text file: an ``AttributeError`` or a ``TypeError`` deep in the decoder)."""
+    if isinstance(source, str | os.PathLike | bytes):
+        return
+    if not callable(getattr(source, "read", None)) or isinstance(source, io.TextIOBase):
+        raise AudioError(
+            f"audio must be a path, bytes, a binary file object or a 16 kHz float32 array, "
+            f"got {type(source).__name__}"
+        )
 
 
 def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:

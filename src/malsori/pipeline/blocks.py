@@ -26,6 +26,7 @@ from ..audio import (
     _check_wav_header,
     _declared_seconds,
     check_audio_path,
+    check_audio_source,
     open_container,
     undecodable,
 )
@@ -88,6 +89,7 @@ class AudioStream:
             # a pipe can be read once (the probe would use it up): held in memory
             with open(path, "rb") as fh:
                 source = fh.read()
+        check_audio_source(source)
         data = source if isinstance(source, bytes) else bytes(source.read())
         self._label = label or (
             "<bytes>"

@@ -228,6 +228,18 @@ def test_words_never_inside_non_speech(tiny: malsori.LoadedModel) -> None:
         assert all(w.start <= w.end for w in seg.words)
 
 
+def test_no_segment_spans_a_long_silence(tiny: malsori.LoadedModel) -> None:
+    """Two speakers 30 s apart: without word timings (json, tsv) a window is one segment,
+    and one window held both (one segment from 0 to 50.7 s, a hostile tester). Speech after
+    more than 10 s of silence starts a new window."""
+    (a, ref_a), (b, ref_b) = _stretch(_rows("en")[:1]), _stretch(_rows("en")[1:2])
+    audio = np.concatenate([a, np.zeros(30 * SR, np.float32), b])
+    result = malsori.transcribe(audio, tiny, language="en")
+    lo, hi = len(a) / SR, (len(a) + 30 * SR) / SR
+    assert [s for s in result.segments if s.start < hi and s.end > lo] == [], result.segments
+    assert score(f"{ref_a} {ref_b}", result.text, "en").wer <= 0.1
+
+
 def test_fallback_ladder_runs_and_flags(tiny: malsori.LoadedModel) -> None:
     """A compression-ratio threshold every text fails sends each window down the whole
     ladder (beam 5, then sampling); the kept attempt is flagged as a repetition."""

@@ -118,6 +118,12 @@ def _split(region: Region) -> Iterator[Region]:
         yield Region(region.start + lo, region.start + hi, region.samples[lo:hi])
 
 
+#: Speech after a longer silence than this starts a new window: a window is decoded as
+#: one segment, which would otherwise span the silence (JFK, 30 s of silence, another
+#: speaker: one segment 0-50.7 s in json and tsv). Costs an encoder pass per such pause.
+MAX_JOINED_SILENCE = 10 * SAMPLE_RATE
+
+
 class WindowPacker:
     """Input: speech :class:`Region` s in time order (``feed``), then ``flush``.
     Output: full :class:`Window` s, in time order."""
@@ -131,7 +137,10 @@ class WindowPacker:
         for whole in regions:
             for region in _split(whole):
                 n = region.end - region.start
-                if self._regions and self._length + n > WINDOW_SAMPLES:
+                if self._regions and (
+                    self._length + n > WINDOW_SAMPLES
+                    or region.start - self._regions[-1].end > MAX_JOINED_SILENCE
+                ):
                     out.append(self._take())
                 self._regions.append(region)
                 self._length += n

@@ -107,6 +107,26 @@ def test_unknown_format_is_an_error(result: malsori.Transcript, tmp_path: Path) 
         write_transcript(result, tmp_path, "x", "docx")
 
 
+def test_the_name_is_a_file_name_and_overwrite_can_be_refused(
+    result: malsori.Transcript, tmp_path: Path
+) -> None:
+    """``write_transcript(r, "out", "../escape")`` wrote outside the folder, and "" wrote
+    ``out/.txt`` (a hostile tester); ``overwrite=False`` keeps a hand-made file."""
+    out = tmp_path / "out"
+    for stem in ("../escape", "", ".", "a/b"):
+        with pytest.raises(malsori.OptionsError, match="must be a file name"):
+            write_transcript(result, out, stem, "txt")
+    assert not (tmp_path / "escape.txt").exists() and not out.exists()
+    out.mkdir()
+    (out / "lecture.srt").write_text("MY HAND-MADE SUBTITLES\n")
+    with pytest.raises(malsori.OutputError, match="lecture.srt exists"):
+        write_transcript(result, out, "lecture", "txt,srt", overwrite=False)
+    assert (out / "lecture.srt").read_text() == "MY HAND-MADE SUBTITLES\n"
+    assert not (out / "lecture.txt").exists()
+    assert write_transcript(result, out, "lecture", "srt") == [out / "lecture.srt"]  # replaced
+    assert "-->" in (out / "lecture.srt").read_text()
+
+
 def test_a_set_whose_rename_fails_midway_is_rolled_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

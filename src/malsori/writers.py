@@ -193,7 +193,18 @@ def expand_formats(formats: str | Iterable[str]) -> list[str]:
 def output_paths(
     output_dir: str | os.PathLike[str], stem: str, formats: str | Iterable[str] = "all"
 ) -> list[Path]:
-    """The files :func:`write_transcript` would write: ``<output_dir>/<stem>.<format>``."""
+    """The files :func:`write_transcript` would write: ``<output_dir>/<stem>.<format>``.
+    ``stem`` is a file name: one with a folder in it (``../x``) or none at all (``.txt``)
+    is an :class:`OptionsError`."""
+    if (
+        not isinstance(stem, str)
+        or not stem.strip()
+        or stem in (".", "..")
+        or "/" in stem
+        or os.sep in stem
+        or "\0" in stem
+    ):
+        raise OptionsError(f"the output name must be a file name without a folder, got {stem!r}")
     return [Path(output_dir) / f"{stem}.{fmt}" for fmt in expand_formats(formats)]
 
 
@@ -202,14 +213,22 @@ def write_transcript(
     output_dir: str | os.PathLike[str],
     stem: str,
     formats: str | Iterable[str] = "all",
+    *,
+    overwrite: bool = True,
 ) -> list[Path]:
     """Write ``<stem>.<ext>`` for each format into ``output_dir`` (created when missing);
     returns the paths.
 
     All formats are rendered first, then written atomically as a set: on a full disk none of
     them appears (an existing older set stays as it was) and :class:`malsori.OutputError`
-    names the file that failed."""
+    names the file that failed. Files of those names are replaced, as ``open(..., "w")``
+    would; ``overwrite=False`` refuses (``OutputError``) when any of them exists. (The CLI
+    keeps track of what it wrote and never replaces a file it did not write.)"""
     files = render_transcript(transcript, output_dir, stem, formats)
+    if not overwrite:
+        taken = [p for p, _ in files if os.path.lexists(p)]
+        if taken:
+            raise OutputError(f"{taken[0]} exists (overwrite=False)")
     try:
         Path(output_dir).mkdir(parents=True, exist_ok=True)  # as the CLI's -o does
     except OSError as exc:

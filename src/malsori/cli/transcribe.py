@@ -18,6 +18,7 @@ from typing import Any
 
 from .._progress import progress_bar
 from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
+from ..transcript import Transcript
 from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats, set_subtitle_options
 from ._args import (
     add_decode_arguments,
@@ -180,6 +181,26 @@ def _read_input(name: str, label: str) -> tuple[Any, str]:
     return load_audio(name), input_id(name)
 
 
+def _warn_little_text(label: str, result: Transcript, loaded: Any) -> None:
+    """One warning for segments flagged ``little_text``: speech that gave far less text
+    than it holds (an English-only model on Korean writes "Thank you very much.")."""
+    sparse = [s for s in result.segments if "little_text" in s.flags]
+    if not sparse:
+        return
+    hint = (
+        "; an English-only model writes other languages as a few invented English words: "
+        "use --model base"
+        if not loaded.is_multilingual
+        else " (singing, noise, a language the model hardly knows)"
+    )
+    print(
+        f"{label}: warning: {len(sparse)} segment(s) have far less text than their speech "
+        f"(flag little_text in json), e.g. at {sparse[0].start:.1f} s: {sparse[0].text.strip()!r}"
+        f"{hint}",
+        file=sys.stderr,
+    )
+
+
 def write_stdout(text: str) -> None:
     """Write to stdout with ``os.write``: after a short write (``ulimit -f``, a full disk)
     Python's buffered stdout can drop the error and exit 0 with a cut transcript; this
@@ -309,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
                 # --diarize: the speakers are found while the words are decoded
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
+            _warn_little_text(label, result, loaded)
             if pending is not None:
                 from ..diarize import assign_speakers, token_encoder
 

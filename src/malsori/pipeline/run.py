@@ -57,6 +57,9 @@ MIN_TOKEN_RATE: dict[str, float] = {"ko": 3.5}
 DEFAULT_MIN_TOKEN_RATE = 2.0
 #: Windows with less speech than this are not checked (a short "Yes." is not a loss).
 MIN_CHECKED_SECONDS = 5.0
+#: Text tokens per second of speech under which a window's segments are flagged
+#: ``little_text`` (half the recovery's floor: slow English is 2.5 tokens/s).
+LITTLE_TEXT_RATE = 1.0
 #: A window checked again is cut into at most this many runs of its speech regions, each
 #: of at least this many seconds.
 MAX_RECOVERY_PARTS = 8
@@ -473,10 +476,20 @@ class Pipeline:
             [num_frames(r.window) for r in part],
         )
 
+    def _little_text(self, r: _Decoded) -> bool:
+        """Far less text than its speech holds (:data:`LITTLE_TEXT_RATE`): speech the model
+        does not understand (another language for an English-only model: 8 s of Korean
+        were "Thank you very much."; singing, noise) gives little or invented text."""
+        if r.window.seconds < MIN_CHECKED_SECONDS or self.config.task != "transcribe":
+            return False
+        return self._text_tokens([r]) < LITTLE_TEXT_RATE * r.window.seconds
+
     def _segments(self, r: _Decoded) -> Iterator[Segment]:
         tok = self.tokenizer(r.language)
         a = r.attempt
         seg_flags = flags(a, self.config.thresholds)
+        if self._little_text(r):
+            seg_flags.append("little_text")
         for s in r.segments:
             text = tok.decode([t for t in s.tokens if t < tok.eot])
             if not text.strip():

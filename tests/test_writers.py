@@ -119,7 +119,7 @@ def test_the_name_is_a_file_name_and_overwrite_can_be_refused(
     assert not (tmp_path / "escape.txt").exists() and not out.exists()
     out.mkdir()
     (out / "lecture.srt").write_text("MY HAND-MADE SUBTITLES\n")
-    with pytest.raises(malsori.OutputError, match="lecture.srt exists"):
+    with pytest.raises(malsori.OutputError, match=r"lecture\.srt exists"):
         write_transcript(result, out, "lecture", "txt,srt", overwrite=False)
     assert (out / "lecture.srt").read_text() == "MY HAND-MADE SUBTITLES\n"
     assert not (out / "lecture.txt").exists()

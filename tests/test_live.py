@@ -1264,3 +1264,14 @@ def test_keepalive_is_answered_while_a_backlog_is_transcribed(server: Server) ->
     at_pong, total = asyncio.run(session())
     assert total == 20
     assert at_pong <= 2, f"the pong came after {at_pong} of {total} utterances"
+
+
+def test_plain_http_to_the_websocket_and_head_of_the_page(server: Server) -> None:
+    """GET /v1/realtime without an upgrade was 404 "Not Found" (an integrator looked for a
+    missing route); HEAD / was 405 (uptime monitors send HEAD)."""
+    got = httpx.get(server.url + "/v1/realtime")
+    assert got.status_code == 426 and got.headers["upgrade"] == "websocket"
+    assert got.json()["error"]["code"] == "upgrade_required"
+    head = httpx.head(server.url + "/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+    assert head.content == b""

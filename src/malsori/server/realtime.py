@@ -701,6 +701,19 @@ async def _deny(websocket: WebSocket, status: int, message: str, code: str) -> N
         await websocket.close(code=1008)
 
 
+@router.get("/v1/realtime", include_in_schema=False)
+async def realtime_over_http() -> JSONResponse:
+    """A plain HTTP request to the WebSocket's path: 426 saying how to connect (it was a
+    404 "Not Found", which sent an integrator looking for a missing route)."""
+    body = error_body(
+        "/v1/realtime is a WebSocket: connect with ws:// (or wss://) and an Upgrade "
+        "handshake, e.g. the openai client's realtime.connect()",
+        "invalid_request_error",
+        code="upgrade_required",
+    )
+    return JSONResponse(body, status_code=426, headers={"Upgrade": "websocket"})
+
+
 @router.websocket("/{path:path}")
 async def no_websocket_here(websocket: WebSocket, path: str) -> None:
     """A WebSocket handshake on any other path: 404 with a JSON body naming the one path

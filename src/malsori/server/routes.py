@@ -229,5 +229,6 @@ async def docs(request: Request) -> HTMLResponse:
 
 
 @router.get("/", include_in_schema=False)
+@router.head("/", include_in_schema=False)  # uptime monitors that send HEAD
 async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html")

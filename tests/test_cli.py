@@ -395,3 +395,15 @@ def test_an_english_only_model_on_korean_is_flagged(
     assert ko["segments"] and all("little_text" in s["flags"] for s in ko["segments"])
     en = json.loads((tmp_path / "out" / "window.json").read_text())
     assert en["segments"] and not any("little_text" in s["flags"] for s in en["segments"])
+
+
+def test_the_same_input_twice_is_named(run_cli: Run, window_wav: Path, tmp_path: Path) -> None:
+    """``a.wav ./a.wav`` was told to use "different --output-dir folders" (it is one file),
+    and ``a.wav a.wav`` did not say which input."""
+    (tmp_path / "a.wav").symlink_to(window_wav)
+    proc = run_cli("transcribe", "a.wav", "./a.wav", *TINY, "-o", "out")
+    assert proc.returncode == 1
+    assert "the same input is given twice: 'a.wav' (as './a.wav')" in proc.stderr, proc.stderr
+    proc = run_cli("transcribe", "a.wav", "a.wav", *TINY, "-o", "out")
+    assert "the same input is given twice: 'a.wav'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -246,6 +246,12 @@ class Downmix:
         (:func:`lead_seconds`), then the packets, a damaged one skipped as silence of its
         length (:data:`DAMAGED_PACKETS`). FFmpeg's errors other than a damaged packet
         propagate (``av.FFmpegError``); :class:`AudioError` when too much is damaged."""
+        tracks = len(self.stream.container.streams.audio)
+        if tracks > 1:  # a second language, a commentary: said, not silently left out
+            log.warning(
+                "%s: has %d audio tracks; transcribing the first (extract another with "
+                "ffmpeg -map 0:a:1)", self.label, tracks,
+            )  # fmt: skip
         lead = round(lead_seconds(self.stream) * SAMPLE_RATE)
         if lead:
             yield np.zeros(lead, dtype=np.int16)

@@ -250,8 +250,17 @@ def run(args: argparse.Namespace) -> int:
         raise OptionsError("several formats need --output-dir (stdout takes one format)")
     if args.files.count("-") > 1:
         raise OptionsError("stdin ('-') can be given only once")
-    if len(set(args.files)) < len(args.files):
-        raise OptionsError("the same input is given twice")
+    seen: dict[object, str] = {}
+    for f in args.files:  # the same file under two spellings (a.wav, ./a.wav) too
+        try:
+            st = os.stat(f) if f != "-" else None
+            key: object = (st.st_dev, st.st_ino) if st is not None else f
+        except OSError:
+            key = f  # load_audio says what is wrong with it
+        if key in seen:
+            again = f"{seen[key]!r}" + (f" (as {f!r})" if seen[key] != f else "")
+            raise OptionsError(f"the same input is given twice: {again}")
+        seen[key] = f
     stems = _stems(args.files) if out_dir is not None else {}
     if out_dir is not None:
         if all(name != "-" and os.path.isdir(name) for name in args.files):

@@ -338,3 +338,31 @@ SENTENCES_JFK = (
     "And so my fellow Americans, ask not what your country can do for you, ask what you "
     "can do for your country."
 )
+
+
+def test_a_wav_header_that_declares_too_little_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A WAV whose header declares 1 s but holds 11 s (a recorder that never updated it):
+    the declared second was transcribed without a word; now with a warning. Chunks after
+    the audio (LIST, id3) are not taken for that."""
+    import struct
+
+    data = bytearray((EVALDATA / "en" / "jfk.wav").read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 32000)
+    lie = tmp_path / "lie.wav"
+    lie.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        assert len(malsori.load_audio(lie)) == 16000
+    assert any("declares 32000 bytes of audio" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    tagged = tmp_path / "tagged.wav"  # a LIST chunk after the audio: fine
+    _ffmpeg("-i", str(EVALDATA / "en" / "jfk.wav"), "-metadata", "title=x", str(tagged))
+    body = bytearray(tagged.read_bytes())
+    body += b"LIST" + struct.pack("<I", 4) + b"INFO"
+    body[4:8] = struct.pack("<I", len(body) - 8)
+    tagged.write_bytes(bytes(body))
+    with caplog.at_level(logging.WARNING, logger="malsori"):
+        malsori.load_audio(tagged)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]

@@ -125,11 +125,32 @@ def _check_wav_header(fh: BinaryIO, label: str, file_size: int) -> None:
                     f"{label}: truncated WAV file (header declares {size} bytes of audio, "
                     f"only {have} present)"
                 )
+            end = offset + 8 + size + (size & 1)
+            if size not in STREAMED_WAV_SIZES and not _chunks_fill(fh, end, file_size):
+                log.warning(
+                    "%s: the WAV header declares %d bytes of audio, but %d more bytes follow "
+                    "that are not a WAV chunk (a header not updated by the recorder?): only "
+                    "the declared audio is transcribed",
+                    label, size, file_size - end,
+                )  # fmt: skip
             fh.seek(0)
             return
         offset += 8 + size + (size & 1)
     fh.seek(0)
     raise AudioError(f"{label}: truncated WAV file (it ends inside its header, before any audio)")
+
+
+def _chunks_fill(fh: BinaryIO, offset: int, file_size: int) -> bool:
+    """Are the bytes from ``offset`` to the end of a WAV file (what follows its data chunk)
+    well-formed chunks (LIST, id3, cue...), or a few bytes of padding?"""
+    while file_size - offset >= 8:
+        fh.seek(offset)
+        chunk = fh.read(8)
+        cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if not all(32 <= b < 127 for b in cid) or offset + 8 + size > file_size:
+            return False
+        offset += 8 + size + (size & 1)
+    return True
 
 
 #: The FFmpeg demuxers malsori opens: audio and video containers (FFmpeg's names; "mov"

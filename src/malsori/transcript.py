@@ -34,7 +34,8 @@ class Segment:
     tokens: list[int] = field(default_factory=list)
     #: The language this segment was decoded in (malsori's pipeline detects it per window).
     language: str | None = None
-    #: Quality flags from malsori's pipeline: "repetition", "low_confidence".
+    #: Quality flags from malsori's pipeline: "repetition", "low_confidence", "sampled",
+    #: "little_text" (docs/pipeline.md, "Quality checks").
     flags: list[str] = field(default_factory=list)
     #: Who spoke (diarization: ``SPEAKER_1``...), else None.
     speaker: str | None = None

@@ -181,24 +181,37 @@ def _read_input(name: str, label: str) -> tuple[Any, str]:
     return load_audio(name), input_id(name)
 
 
-def _warn_little_text(label: str, result: Transcript, loaded: Any) -> None:
-    """One warning for segments flagged ``little_text``: speech that gave far less text
-    than it holds (an English-only model on Korean writes "Thank you very much.")."""
-    sparse = [s for s in result.segments if "little_text" in s.flags]
-    if not sparse:
-        return
-    hint = (
-        "; an English-only model writes other languages as a few invented English words: "
-        "use --model base"
-        if not loaded.is_multilingual
-        else " (singing, noise, a language the model hardly knows)"
-    )
-    print(
-        f"{label}: warning: {len(sparse)} segment(s) have far less text than their speech "
-        f"(flag little_text in json), e.g. at {sparse[0].start:.1f} s: {sparse[0].text.strip()!r}"
-        f"{hint}",
-        file=sys.stderr,
-    )
+#: What each quality flag of a segment means, for the warning ``transcribe`` prints.
+FLAG_WARNINGS = {
+    "little_text": "far less text than their speech (speech the model does not understand: "
+    "singing, noise, a language it hardly knows)",
+    "repetition": "text that repeats itself (a decoding loop)",
+    "low_confidence": "text the model is unsure of (low average log-probability)",
+    "sampled": "text found by sampling after greedy and beam decoding failed the quality "
+    "checks: it may differ from run to run",
+}
+
+
+def _warn_doubtful(label: str, result: Transcript, loaded: Any) -> None:
+    """One warning line per quality flag found in the transcript (docs/pipeline.md), with
+    the first such segment: an English-only model on Korean writes "Thank you very much."
+    or "Thank you for watching", and nothing said so but a flag in the json."""
+    for flag, meaning in FLAG_WARNINGS.items():
+        flagged = [s for s in result.segments if flag in s.flags]
+        if not flagged:
+            continue
+        hint = ""
+        if flag in ("little_text", "sampled") and not loaded.is_multilingual:
+            hint = (
+                "; an English-only model writes other languages as invented English: "
+                "use --model base"
+            )
+        first = flagged[0]
+        print(
+            f"{label}: warning: {len(flagged)} segment(s) with {meaning} (flag {flag} in json), "
+            f"e.g. at {first.start:.1f} s: {first.text.strip()[:80]!r}{hint}",
+            file=sys.stderr,
+        )
 
 
 def write_stdout(text: str) -> None:
@@ -339,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
                 # --diarize: the speakers are found while the words are decoded
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
-            _warn_little_text(label, result, loaded)
+            _warn_doubtful(label, result, loaded)
             if pending is not None:
                 from ..diarize import assign_speakers, token_encoder
 

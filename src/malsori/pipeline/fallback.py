@@ -54,6 +54,8 @@ def flags(a: Attempt, th: Thresholds) -> list[str]:
         out.append("repetition")
     if a.avg_logprob < th.log_prob:
         out.append("low_confidence")
+    if a.strategy.temperature > 0:  # greedy and beam failed the checks: may vary per run
+        out.append("sampled")
     return out
 
 

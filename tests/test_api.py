@@ -366,3 +366,34 @@ def test_a_wav_header_that_declares_too_little_is_said(
     with caplog.at_level(logging.WARNING, logger="malsori"):
         malsori.load_audio(tagged)
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_an_opposite_phase_hum_or_offset_does_not_silence_the_speech(
+    tiny_en: malsori.LoadedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inverted-polarity check once latched on 1 s of hum in opposite phase before the
+    speech (or opposite DC offsets), and the speech that followed, in phase, became silence
+    (a reviewer): it is decided again as the audio goes on, without DC."""
+    import wave
+
+    import numpy as np
+
+    speech = malsori.load_audio(EVALDATA / "en" / "jfk.wav")
+    t = np.arange(16000) / 16000
+    hum = 0.01 * np.sin(2 * np.pi * 50 * t)  # -40 dBFS
+    cases = {
+        "hum": (np.concatenate([hum, speech]), np.concatenate([-hum, speech])),
+        "offset": (speech + 0.002, speech - 0.002),
+    }
+    for name, (left, right) in cases.items():
+        path = tmp_path / f"{name}.wav"
+        pcm = (np.clip(np.stack([left, right], axis=1), -1, 1) * 32767).astype("<i2")
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(pcm.tobytes())
+        with caplog.at_level(logging.WARNING, logger="malsori"):
+            result = transcribe(path, tiny_en, language="en")
+        assert wer(SENTENCES_JFK, result.text) <= 0.1, (name, result.text)
+    assert not [r for r in caplog.records if "cancel" in r.getMessage()]

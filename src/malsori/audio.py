@@ -193,9 +193,13 @@ def open_container(source: str | BinaryIO, label: str) -> av.container.InputCont
 #: cancels out (an empty transcript). Ordinary stereo, even two different voices on the
 #: two channels, stays near 1.
 CANCELLING_RATIO = 10.0
-#: ... once at least this much energy was heard (16-bit units squared: 0.1 s at -50 dBFS),
-#: so that a quiet start decides nothing.
-_CANCELLING_MIN_ENERGY = 1600 * 200.0**2
+#: ... once at least this much energy was heard (16-bit units squared, DC removed: 1 s at
+#: about -44 dBFS), so that a quiet start decides nothing.
+_CANCELLING_MIN_ENERGY = 16000 * 400.0**2
+#: The warning is said once the difference has been used for this long (a hum in
+#: opposite phase before the speech is taken as its difference for a moment, then the
+#: speech, in phase, brings the sum back: nothing to say).
+_CANCELLING_WARN_SAMPLES = 3 * SAMPLE_RATE
 
 
 #: Damaged packets (a glitch in an MP3, a bad sector) are skipped as FFmpeg's command
@@ -234,8 +238,10 @@ class Downmix:
         )
         self.label = label
         self.sum_energy = self.difference_energy = 0.0
-        #: the channels cancel: their difference is used
+        #: the channels cancel (so far): their difference is used
         self.inverted = False
+        self._inverted_samples = 0
+        self._warned = False
 
     def __call__(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
         """The mono pieces of ``frame`` (None: flush the resampler at the end)."""
@@ -246,14 +252,20 @@ class Downmix:
                 continue
             lr = samples.reshape(-1, 2).astype(np.int32)
             both, difference = lr[:, 0] + lr[:, 1], lr[:, 0] - lr[:, 1]
-            if not self.inverted:
-                self.sum_energy += float(np.dot(both, both.astype(np.float64)))
-                self.difference_energy += float(np.dot(difference, difference.astype(np.float64)))
-                if (
-                    self.difference_energy > _CANCELLING_MIN_ENERGY
-                    and self.difference_energy > CANCELLING_RATIO * self.sum_energy
-                ):
-                    self.inverted = True
+            # Energies over everything so far, without DC (opposite offsets on the two
+            # channels are not speech), decided again for each piece: never latched.
+            b = both - both.mean()
+            d = difference - difference.mean()
+            self.sum_energy += float(np.dot(b, b))
+            self.difference_energy += float(np.dot(d, d))
+            self.inverted = (
+                self.difference_energy > _CANCELLING_MIN_ENERGY
+                and self.difference_energy > CANCELLING_RATIO * self.sum_energy
+            )
+            if self.inverted:
+                self._inverted_samples += len(both)
+                if not self._warned and self._inverted_samples >= _CANCELLING_WARN_SAMPLES:
+                    self._warned = True
                     log.warning(
                         "%s: the two channels cancel each other when mixed (one is wired "
                         "with inverted polarity); transcribing their difference instead",

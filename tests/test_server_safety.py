@@ -417,3 +417,25 @@ def test_an_upload_cannot_make_ffmpeg_open_other_files(server: Server, tmp_path:
     assert server.wait_idle(10)  # nothing left hanging on the FIFO
     resp = _transcribe(server, EVALDATA / "en" / "jfk.wav")
     assert resp.status_code == 200 and "country" in resp.json()["text"], resp.text
+
+
+def test_the_server_decodes_as_the_cli_does(server: Server, tmp_path: Path) -> None:
+    """The server kept the old decoder when the CLI's changed (a reviewer): one damaged
+    packet refused an upload with 400, and a video's late audio was timed 5 s early."""
+    jfk = EVALDATA / "en" / "jfk.wav"
+    mp3 = tmp_path / "talk.mp3"
+    _ffmpeg("-i", str(LONG_EN), "-t", "30", "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
+    data = bytearray(mp3.read_bytes())
+    data[120_000:120_300] = b"\xff" * 300
+    mp3.write_bytes(bytes(data))
+    got = _transcribe(server, mp3)
+    assert got.status_code == 200, got.text
+    assert "printing" in got.json()["text"].lower()
+    video = tmp_path / "delayed.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=5", "-itsoffset", "5",
+            "-i", str(jfk), "-t", "16", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+            "-c:a", "aac", str(video))  # fmt: skip
+    got = _transcribe(server, video, response_format="verbose_json")
+    assert got.status_code == 200, got.text
+    segments = got.json()["segments"]
+    assert segments and segments[0]["start"] >= 4.8, segments

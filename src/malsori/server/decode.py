@@ -18,6 +18,7 @@ import numpy.typing as npt
 from ..audio import (
     _TRUNCATED_RATIO,
     SAMPLE_RATE,
+    Downmix,
     _check_wav_header,
     _declared_seconds,
     open_container,
@@ -59,14 +60,12 @@ def decode_limited(
                 raise AudioTooLong(declared)
             guess = int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
             buf.resize(min(limit, guess), refcheck=False)
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            for frame in container.decode(stream):
+            # the same downmix and packet reader as load_audio (damaged packets skipped,
+            # a video's late audio in place, inverted-polarity stereo heard)
+            for piece in Downmix(stream, label).decode():
                 if cancel.is_set():
                     raise Cancelled
-                for out in resampler.resample(frame):
-                    n = _append(buf, n, out.to_ndarray().reshape(-1), limit)
-            for out in resampler.resample(None):  # flush
-                n = _append(buf, n, out.to_ndarray().reshape(-1), limit)
+                n = _append(buf, n, piece, limit)
     except (AudioError, AudioTooLong, Cancelled):
         buf.resize(0, refcheck=False)  # the traceback keeps this frame: free the samples now
         raise

@@ -288,6 +288,16 @@ def test_video_whose_audio_ends_first_is_not_called_truncated(
     _ffmpeg("-i", str(clip), "-i", str(EVALDATA / "en" / "librispeech_1272-128104-0000.wav"),
             "-map", "1:a", "-map", "0:a", "-c:a", "libvorbis", str(two))  # fmt: skip
     assert len(malsori.load_audio(video)) / 16000 == pytest.approx(11.0, abs=0.1)
+    # ... but audio with cover art cut short is still "truncated" (a reviewer)
+    cover, art = tmp_path / "cover.png", tmp_path / "art.mka"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=red:size=32x32", "-frames:v", "1", str(cover))
+    _ffmpeg("-i", str(clip), "-i", str(cover), "-map", "0:a", "-map", "1:v", "-c:a",
+            "libvorbis", "-c:v", "png", "-disposition:v", "attached_pic", str(art))  # fmt: skip
+    assert len(malsori.load_audio(art)) / 16000 == pytest.approx(11.0, abs=0.1)
+    cut = tmp_path / "cut.mka"
+    cut.write_bytes(art.read_bytes()[: art.stat().st_size * 2 // 3])
+    with pytest.raises(malsori.AudioError, match="truncated audio"):
+        malsori.load_audio(cut)
     with caplog.at_level(logging.WARNING, logger="malsori"):
         assert len(malsori.load_audio(two)) / 16000 == pytest.approx(5.855, abs=0.1)  # track 1
     assert any(

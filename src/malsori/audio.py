@@ -242,6 +242,13 @@ class Downmix:
         self.inverted = False
         self._inverted_samples = 0
         self._warned = False
+        self._others_end = 0.0
+
+    @property
+    def covered_seconds(self) -> float:
+        """How far the file's other streams went (read by :meth:`decode`), when the audio
+        stream states no duration of its own (else 0: the audio's own is the measure)."""
+        return self._others_end if self.stream.duration is None else 0.0
 
     def __call__(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
         """The mono pieces of ``frame`` (None: flush the resampler at the end)."""
@@ -292,7 +299,12 @@ class Downmix:
         first_error: av.FFmpegError | None = None
         time_base = self.stream.time_base
         container = cast(av.container.InputContainer, self.stream.container)
-        for packet in container.demux(self.stream):
+        for packet in container.demux():
+            if packet.stream.index != self.stream.index:  # only how far it goes
+                if packet.pts is not None and packet.stream.time_base is not None:
+                    end = (packet.pts + (packet.duration or 0)) * packet.stream.time_base
+                    self._others_end = max(self._others_end, float(end))
+                continue
             try:
                 frames = packet.decode()
             except (av.InvalidDataError, av.error.PatchWelcomeError) as exc:
@@ -303,7 +315,7 @@ class Downmix:
                 continue
             packets += packet.size > 0
             for frame in frames:
-                yield from self(frame)
+                yield from self(cast(av.AudioFrame, frame))
         yield from self(None)  # the resampler's last samples
         if not damaged:
             return
@@ -329,7 +341,8 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
                 raise AudioError(f"{label}: contains no audio stream")
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream, source)
-            chunks: list[npt.NDArray[Any]] = list(Downmix(stream, label).decode())
+            mix = Downmix(stream, label)
+            chunks: list[npt.NDArray[Any]] = list(mix.decode())
     except AudioError:
         raise
     except av.FFmpegError as exc:
@@ -341,12 +354,7 @@ def _decode(source: str | BinaryIO, label: str) -> npt.NDArray[np.float32]:
     audio = np.concatenate(chunks).astype(np.float32) / 32768.0
     if audio.size == 0:
         raise AudioError(f"{label}: contains no audio samples (zero-length audio)")
-    decoded = audio.size / SAMPLE_RATE
-    if declared is not None and declared > 0.5 and decoded < declared * _TRUNCATED_RATIO:
-        raise AudioError(
-            f"{label}: truncated audio (header declares {declared:.2f} s, "
-            f"only {decoded:.2f} s could be decoded)"
-        )
+    check_complete(label, declared, audio.size / SAMPLE_RATE, mix.covered_seconds)
     return audio
 
 
@@ -364,12 +372,27 @@ def _declared_seconds(
         return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    # The container's duration is its longest stream's: the audio's only when it is the
-    # only stream (a Matroska video's audio may end before its picture, or one of two
-    # audio tracks before the other: that is not truncation).
-    if container.duration is not None and len(container.streams) == 1:
+    # The container's duration is its longest stream's (a Matroska video's audio may end
+    # before its picture): Downmix.covered_seconds says how far the other streams went.
+    if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def check_complete(label: str, declared: float | None, decoded: float, covered: float) -> None:
+    """:class:`AudioError` for audio cut short: less than 90% of the duration the header
+    declares was decoded, and no other stream of the file (a video's picture, a second
+    audio track) went on to that point either (``covered``, :attr:`Downmix.covered_seconds`):
+    the file itself ends early."""
+    if (
+        declared is not None
+        and declared > 0.5
+        and max(decoded, covered) < declared * _TRUNCATED_RATIO
+    ):
+        raise AudioError(
+            f"{label}: truncated audio (header declares {declared:.2f} s, "
+            f"only {decoded:.2f} s could be decoded)"
+        )
 
 
 def _duration_is_a_guess(fmt: str, source: str | os.PathLike[str] | BinaryIO | None) -> bool:

@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ..audio import (
-    _TRUNCATED_RATIO,
     SAMPLE_RATE,
     AudioSource,
     Downmix,
@@ -27,6 +26,7 @@ from ..audio import (
     _declared_seconds,
     check_audio_path,
     check_audio_source,
+    check_complete,
     open_container,
     undecodable,
 )
@@ -68,6 +68,7 @@ class AudioStream:
         self._source: str | BinaryIO | None = None
         self._label = "<audio>"
         self.declared_seconds: float | None = None
+        self._mix: Downmix | None = None  # the decoder (how far the other streams went)
         if isinstance(source, np.ndarray):
             self._array = np.asarray(source, dtype=np.float32).reshape(-1)
             self.declared_seconds = len(self._array) / SAMPLE_RATE
@@ -155,7 +156,8 @@ class AudioStream:
         try:
             with open_container(self._source, self._label) as container:
                 stream = container.streams.audio[0]
-                for piece in Downmix(stream, self._label).decode():
+                self._mix = Downmix(stream, self._label)
+                for piece in self._mix.decode():
                     yield _to_float(piece)
         except av.FFmpegError as exc:
             raise undecodable(self._label, exc) from exc
@@ -165,17 +167,10 @@ class AudioStream:
     def _check_complete(self) -> None:
         if self.samples_read == 0:
             raise AudioError(f"{self._label}: contains no audio samples (zero-length audio)")
-        decoded = self.samples_read / SAMPLE_RATE
-        declared = self.declared_seconds
-        if (
-            self._array is None
-            and declared is not None
-            and declared > 0.5
-            and decoded < declared * _TRUNCATED_RATIO
-        ):
-            raise AudioError(
-                f"{self._label}: truncated audio (header declares {declared:.2f} s, "
-                f"only {decoded:.2f} s could be decoded)"
+        if self._array is None:
+            covered = self._mix.covered_seconds if self._mix is not None else 0.0
+            check_complete(
+                self._label, self.declared_seconds, self.samples_read / SAMPLE_RATE, covered
             )
 
 

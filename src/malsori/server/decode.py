@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ..audio import (
-    _TRUNCATED_RATIO,
     SAMPLE_RATE,
     Downmix,
     _check_wav_header,
     _declared_seconds,
+    check_complete,
     open_container,
     undecodable,
 )
@@ -62,7 +62,8 @@ def decode_limited(
             buf.resize(min(limit, guess), refcheck=False)
             # the same downmix and packet reader as load_audio (damaged packets skipped,
             # a video's late audio in place, inverted-polarity stereo heard)
-            for piece in Downmix(stream, label).decode():
+            mix = Downmix(stream, label)
+            for piece in mix.decode():
                 if cancel.is_set():
                     raise Cancelled
                 n = _append(buf, n, piece, limit)
@@ -76,12 +77,7 @@ def decode_limited(
         raise AudioError(f"{label}: could not be decoded ({reason})") from None
     if n == 0:
         raise AudioError(f"{label}: contains no audio samples (zero-length audio)")
-    decoded = n / SAMPLE_RATE
-    if declared is not None and declared > 0.5 and decoded < declared * _TRUNCATED_RATIO:
-        raise AudioError(
-            f"{label}: truncated audio (header declares {declared:.2f} s, "
-            f"only {decoded:.2f} s could be decoded)"
-        )
+    check_complete(label, declared, n / SAMPLE_RATE, mix.covered_seconds)
     buf.resize(n, refcheck=False)  # in place (realloc): no second copy
     return buf
 

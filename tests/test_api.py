@@ -204,6 +204,13 @@ def test_bad_options_are_rejected_clearly(tiny_en: malsori.LoadedModel, window_w
     ]:
         with pytest.raises(OptionsError, match=re.escape(message)):
             transcribe(window_wav, tiny_en, **wrong)
+    # NumPy numbers (a sweep over np.arange / np.linspace) are plain numbers, not refused
+    import numpy as np
+
+    numpy_made = DecodeOptions(beam_size=np.int64(5), temperature=np.linspace(0, 1, 6))
+    assert numpy_made.beam_size == 5 and type(numpy_made.beam_size) is int
+    assert numpy_made.temperature == pytest.approx((0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
+    assert isinstance(numpy_made.temperature, tuple)
     for source in (None, 5, open(window_wav)):  # noqa: SIM115 (a text-mode file object)
         with pytest.raises(malsori.AudioError, match="audio must be a path, bytes"):
             transcribe(source, tiny_en)  # type: ignore[arg-type]

@@ -378,6 +378,16 @@ def test_closed_stderr_or_stdout(window_wav: Path, tmp_path: Path) -> None:
     assert proc.returncode == 1
     said = proc.stderr.decode().strip()
     assert said == "malsori: error: cannot write the output: stdout is closed", said
+    # stdin closed (<&-) and "-" as the input: empty input, not an AttributeError
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "transcribe", "-", *TINY],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "<stdin>: input is empty (0 bytes)" in proc.stderr.decode(), proc.stderr
 
 
 def test_an_english_only_model_on_korean_is_flagged(

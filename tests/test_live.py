@@ -869,6 +869,11 @@ def test_serve_invalid_setting_is_one_line(
     assert proc.returncode == 1
     assert re.fullmatch(r"malsori: error: invalid server settings: MALSORI_REQUEST_TIMEOUT_S: "
                         r".*greater than 0\n", proc.stderr), proc.stderr  # fmt: skip
+    # a batch size DecodeOptions refuses: at start-up (it started, then failed every
+    # request with a 400 about "language"; a reviewer)
+    proc = run_cli("serve", timeout=60, env={"MALSORI_BATCH_SIZE": "128"})
+    assert proc.returncode == 1
+    assert "MALSORI_BATCH_SIZE: Input should be less than or equal to 64" in proc.stderr
 
 
 async def _events_until(ws: Any, done: Callable[[list[dict[str, Any]]], bool],

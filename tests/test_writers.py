@@ -113,11 +113,13 @@ def test_the_name_is_a_file_name_and_overwrite_can_be_refused(
     """``write_transcript(r, "out", "../escape")`` wrote outside the folder, and "" wrote
     ``out/.txt`` (a hostile tester); ``overwrite=False`` keeps a hand-made file."""
     out = tmp_path / "out"
-    for stem in ("../escape", "", ".", "a/b"):
+    for stem in ("../escape", "", "a/b"):
         with pytest.raises(malsori.OptionsError, match="must be a file name"):
             write_transcript(result, out, stem, "txt")
     assert not (tmp_path / "escape.txt").exists() and not out.exists()
-    out.mkdir()
+    # an input "..wav" has the stem ".": "..txt" is a file name like any other (a reviewer)
+    assert write_transcript(result, out, ".", "txt") == [out / "..txt"]
+    (out / "..txt").unlink()
     (out / "lecture.srt").write_text("MY HAND-MADE SUBTITLES\n")
     with pytest.raises(malsori.OutputError, match=r"lecture\.srt exists"):
         write_transcript(result, out, "lecture", "txt,srt", overwrite=False)

@@ -6,6 +6,8 @@ still be passed through ``extra``.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -60,9 +62,10 @@ MAX_BATCH = 64
 
 
 def _check_int(name: str, value: Any, low: int, high: int, note: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # numbers.Integral: NumPy's integers too (a sweep over np.arange)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise OptionsError(f"{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
+    if not low <= int(value) <= high:
         raise OptionsError(f"{name} must be from {max(low, 1)} to {high}{note}, got {value}")
 
 
@@ -111,11 +114,23 @@ class DecodeOptions:
         _check_int("best_of", self.best_of, 1, MAX_BEAM)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         temps = (
-            self.temperature if isinstance(self.temperature, tuple | list) else [self.temperature]
+            list(self.temperature)
+            if isinstance(self.temperature, Iterable) and not isinstance(self.temperature, str)
+            else [self.temperature]
         )
-        for t in temps:
-            if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
+        for t in temps:  # numbers.Real: NumPy's floats too (np.linspace)
+            if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
                 raise OptionsError(f"temperature must be from 0 to 1, got {t!r}")
+        # plain Python numbers from here on (a NumPy array is neither tuple nor float)
+        value = self.temperature
+        plain = (
+            tuple(float(t) for t in temps)
+            if len(temps) != 1 or not isinstance(value, numbers.Real)
+            else float(temps[0])
+        )
+        object.__setattr__(self, "temperature", plain)
+        for name in ("beam_size", "best_of", "batch_size"):
+            object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("initial_prompt", "hotwords"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -196,14 +196,8 @@ def output_paths(
     """The files :func:`write_transcript` would write: ``<output_dir>/<stem>.<format>``.
     ``stem`` is a file name: one with a folder in it (``../x``) or none at all (``.txt``)
     is an :class:`OptionsError`."""
-    if (
-        not isinstance(stem, str)
-        or not stem.strip()
-        or stem in (".", "..")
-        or "/" in stem
-        or os.sep in stem
-        or "\0" in stem
-    ):
+    # ("..wav" gives the stem ".", and "..txt" is a file name like any other)
+    if not isinstance(stem, str) or not stem or "/" in stem or os.sep in stem or "\0" in stem:
         raise OptionsError(f"the output name must be a file name without a folder, got {stem!r}")
     return [Path(output_dir) / f"{stem}.{fmt}" for fmt in expand_formats(formats)]
 

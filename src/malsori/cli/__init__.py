@@ -95,8 +95,10 @@ def _guard_standard_streams() -> None:
         if got != fd:
             os.dup2(got, fd)
             os.close(got)
+    if sys.stdin is None or 0 in closed:  # reading it gives nothing: "input is empty"
+        sys.stdin = open(os.devnull)  # noqa: SIM115 (for the life of the process)
     if sys.stderr is None or 2 in closed:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     if sys.stdout is None or 1 in closed:
         sys.stdout = _ClosedStdout()
 

@@ -7,6 +7,8 @@ here override them.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from ..errors import MalsoriError
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             for e in exc.errors()
         )
         raise MalsoriError(f"invalid server settings: {problems}") from None
+    if sys.stdout.__class__.__name__ == "_ClosedStdout":  # started with >&-: its access
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (log goes nowhere, quietly)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"malsori: warning: listening on {settings.host} without MALSORI_API_KEY")
     uvicorn.run(
@@ -106,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_s,
         ws_max_size=WS_TRANSPORT_MAX_BYTES,  # /v1/realtime answers big messages itself
-        # No close for a late pong: /v1/realtime stops reading a client that sends faster
-        # than it decodes (backpressure), so the pong waits behind its audio; uvicorn's
-        # 20 s timeout closed such sessions with 1011 (the README's own example with a
-        # long file). A vanished client is closed by the session's idle timeout instead.
+        # No close for a late pong: a client that does not read its events for a while
+        # (sending a long file first) has its pongs wait behind them, and uvicorn's 20 s
+        # timeout closed such sessions with 1011. A vanished client is closed by the
+        # session's idle timeout (MALSORI_LIVE_IDLE_TIMEOUT_S) instead.
         ws_ping_timeout=None,
     )
     return 0

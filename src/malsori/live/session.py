@@ -241,7 +241,7 @@ class LiveSession:
     @property
     def backlog_seconds(self) -> float:
         """Audio fed but not yet taken up by ``process`` (a client that sends faster than
-        the session decodes makes it grow; the server stops reading while it is long)."""
+        the session decodes makes it grow; the server bounds it, MALSORI_LIVE_MAX_BACKLOG_S)."""
         with self._lock:
             return self._backlog / SAMPLE_RATE
 

@@ -99,8 +99,10 @@ def build_options(state: AppState, req: JobRequest) -> DecodeOptions:
             # OpenAI: 0 means "start at 0 and raise it when decoding fails" (the fallback).
             temperature=req.temperature if req.temperature > 0 else DecodeOptions.temperature,
         )
-    except OptionsError as exc:
-        raise APIError(400, str(exc), param="language") from exc
+    except OptionsError as exc:  # the field it is about, by the message's first word
+        field = {"temperature": "temperature", "initial_prompt": "prompt"}
+        param = field.get(str(exc).split(" ", 1)[0], "language")
+        raise APIError(400, str(exc), param=param) from exc
     if req.response_format == "diarized_json" and req.speakers is None:
         raise APIError(400, "response_format 'diarized_json' needs diarize", param="diarize")
     if req.speakers is not None:

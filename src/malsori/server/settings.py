@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..engine import DEFAULT_COMPUTE_TYPE, EngineConfig
-from ..options import DecodeOptions
+from ..options import MAX_BATCH, MAX_BEAM, DecodeOptions
 
 #: Host names every server answers to (besides the bound address and ``allowed_hosts``).
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -27,8 +27,9 @@ class ServerSettings(BaseSettings):
     compute_type: str = DEFAULT_COMPUTE_TYPE
     device: str = "auto"
     threads: int | None = None
-    batch_size: int = DecodeOptions.batch_size
-    beam_size: int = DecodeOptions.beam_size
+    # the bounds DecodeOptions enforces: refused at start-up, not in every request
+    batch_size: int = Field(DecodeOptions.batch_size, ge=1, le=MAX_BATCH)
+    beam_size: int = Field(DecodeOptions.beam_size, ge=0, le=MAX_BEAM)
     preload: bool = Field(True, description="load the default model at start-up (/ready)")
     api_key: SecretStr | None = None
     max_upload_mb: float = 25.0

@@ -189,4 +189,10 @@ def subtitle_options_from_args(args: argparse.Namespace) -> SubtitleOptions:
     )
 
 
-__all__ = ["add_subtitle_arguments", "subtitle_options_from_args"]
+__all__ = ["add_subtitle_arguments", "description", "subtitle_options_from_args"]
+
+
+def description(doc: str | None) -> str:
+    """A command module's docstring as its ``--help`` text (without reST's ``literal`` marks,
+    which a terminal shows as they are)."""
+    return (doc or "").replace("``", "")

@@ -35,6 +35,7 @@ from ._args import (
     add_model_arguments,
     add_subtitle_arguments,
     decode_options_from_args,
+    description,
     subtitle_options_from_args,
 )
 from .diarize import add_speaker_arguments
@@ -61,7 +62,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "batch",
         help="transcribe a directory tree, resumably (local or Ray)",
-        description=__doc__,
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = p.add_subparsers(dest="batch_command", metavar="run|status|report", required=True)

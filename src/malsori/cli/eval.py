@@ -23,13 +23,14 @@ from typing import Any
 from .._extras import require_extra
 from ..engine import DEFAULT_COMPUTE_TYPE
 from ..errors import ManifestError
+from ._args import description
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="word/character error rates and speed on a TSV manifest",
-        description=__doc__,
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

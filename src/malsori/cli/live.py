@@ -28,7 +28,7 @@ from ..live.runner import Abandoned
 from ..options import normalize_language
 from ..transcript import Transcript
 from ..writers import FORMATS, expand_formats, output_paths, write_transcript
-from ._args import add_model_arguments
+from ._args import add_model_arguments, description
 from ._rescue import note as _note
 from ._rescue import rescue
 
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "live",
         help="live transcription from a microphone, a stream or stdin",
-        description=__doc__,
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

@@ -12,13 +12,14 @@ import sys
 from typing import Any
 
 from ..errors import MalsoriError
+from ._args import description
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="HTTP server compatible with OpenAI's audio API, plus a web page",
-        description=__doc__,
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="bind address [127.0.0.1; MALSORI_HOST]")

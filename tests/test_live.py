@@ -1145,29 +1145,31 @@ def test_audio_over_the_limit_is_refused_after_what_came_before_is_transcribed(
     """A client that sends 22 s at once to a 12 s server: the audio up to the limit, already
     accepted, was dropped with the rest (one hostile tester); it is transcribed, then the
     refusal comes and the socket closes with 1008 (not 1000, "OK")."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
-    utterance = pcm(EN, 16000) + bytes(2 * 16000)  # ~7.4 s
-    code: list[int | None] = []
-
-    async def session() -> list[dict[str, Any]]:
-        async with connect(_ws_url(limited_server), max_size=None) as ws:
-            await ws.send(json.dumps(PCM16K))
-            await ws.send(_append(utterance * 3))
-            events = []
-            with contextlib.suppress(ConnectionClosed):
-                async for m in ws:
-                    events.append(json.loads(m))
-            code.append(ws.close_code)
-            return events
-
-    events = asyncio.run(session())
+    events, code = _send_at_once(limited_server, (pcm(EN, 16000) + bytes(2 * 16000)) * 3)
     done = _kinds(events, COMPLETED)
     assert done and wer(EN_TEXT, done[0]["transcript"]) <= 0.25, [e["type"] for e in events]
     assert all(d["end"] <= 12.05 for d in done), done
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "audio_too_long"
-    assert code == [1008]
+    assert code == 1008
+
+
+def _send_at_once(srv: Server, audio: bytes) -> tuple[list[dict[str, Any]], int | None]:
+    """``audio`` (16 kHz PCM16) in one append; every event until the server closes, and
+    its close code."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def session() -> tuple[list[dict[str, Any]], int | None]:
+        async with connect(_ws_url(srv), max_size=None) as ws:
+            await ws.send(json.dumps(PCM16K))
+            await ws.send(_append(audio))
+            events = []
+            with contextlib.suppress(ConnectionClosed):
+                async for m in ws:
+                    events.append(json.loads(m))
+            return events, ws.close_code
+
+    return asyncio.run(session())
 
 
 def test_fields_that_cannot_be_echoed_or_used_are_refused(limited_server: Server) -> None:
@@ -1215,28 +1217,11 @@ def backlog_server() -> Iterator[Server]:
 def test_a_client_far_ahead_is_transcribed_then_told(backlog_server: Server) -> None:
     """22 s sent at once to a server that holds 10 s: what was received is transcribed,
     then ``backlog_too_long`` and close code 1008."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
-    utterance = pcm(EN, 16000) + bytes(2 * 16000)
-    code: list[int | None] = []
-
-    async def session() -> list[dict[str, Any]]:
-        async with connect(_ws_url(backlog_server), max_size=None) as ws:
-            await ws.send(json.dumps(PCM16K))
-            await ws.send(_append(utterance * 3))
-            events = []
-            with contextlib.suppress(ConnectionClosed):
-                async for m in ws:
-                    events.append(json.loads(m))
-            code.append(ws.close_code)
-            return events
-
-    events = asyncio.run(session())
+    events, code = _send_at_once(backlog_server, (pcm(EN, 16000) + bytes(2 * 16000)) * 3)
     done = _kinds(events, COMPLETED)
     assert len(done) == 3 and all(wer(EN_TEXT, d["transcript"]) <= 0.25 for d in done), done
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "backlog_too_long"
-    assert code == [1008]
+    assert code == 1008
 
 
 def test_keepalive_is_answered_while_a_backlog_is_transcribed(server: Server) -> None:

@@ -293,8 +293,8 @@ class Downmix:
                 "ffmpeg -map 0:a:1)", self.label, tracks,
             )  # fmt: skip
         lead = round(lead_seconds(self.stream) * SAMPLE_RATE)
-        if lead:
-            yield np.zeros(lead, dtype=np.int16)
+        for at in range(0, lead, 60 * SAMPLE_RATE):  # a minute at a time (up to an hour)
+            yield np.zeros(min(60 * SAMPLE_RATE, lead - at), dtype=np.int16)
         packets = damaged = 0
         first_error: av.FFmpegError | None = None
         time_base = self.stream.time_base

@@ -9,7 +9,7 @@
   const live = {
     ws: null, ctx: null, stream: null, node: null,
     items: new Map(),   // item_id -> {p, confirmed, partial, done, segment}
-    order: [], pcm: [], samples: 0, language: "", open: 0, stopping: false, timer: null, t0: 0,
+    order: [], pcm: [], samples: 0, language: "", open: 0, stopping: false, timer: null, stopTimer: null, t0: 0,
     failed: false,
   };
 
@@ -123,7 +123,10 @@
       setStatus("Recording… speak now.");
       live.timer = setInterval(() => { if (!live.stopping) setStatus(`Recording… ${clock(elapsed())}`); }, 1000);
     };
-    ws.onmessage = (e) => { try { handle(JSON.parse(e.data)); } catch { /* not an event */ } };
+    ws.onmessage = (e) => {
+      if (live.stopping) waitForServer();  // still working on what was said
+      try { handle(JSON.parse(e.data)); } catch { /* not an event */ }
+    };
     ws.onclose = () => { finish(); };
     el("record").hidden = true; el("go").disabled = true;
     el("stop").hidden = false; el("stop").focus();
@@ -143,10 +146,17 @@
     setStatus("Finishing the last words…");
     if (live.ws.readyState === WebSocket.OPEN && live.open > 0) {
       live.ws.send(JSON.stringify({ type: "input_audio_buffer.commit" }));
-      setTimeout(close, 15000);  // never wait forever for the server
+      waitForServer();
     } else {
       close();
     }
+  }
+
+  // Never wait forever for the server, but as long as it is still sending: a busy server
+  // finishing a backlog took more than a fixed 15 s, and the last words were lost.
+  function waitForServer() {
+    clearTimeout(live.stopTimer);
+    live.stopTimer = setTimeout(close, 15000);
   }
 
   function close() { if (live.ws && live.ws.readyState <= WebSocket.OPEN) live.ws.close(); }
@@ -168,6 +178,7 @@
     const wasStopping = live.stopping;
     live.ws = null; live.stopping = false;
     clearInterval(live.timer); live.timer = null;
+    clearTimeout(live.stopTimer); live.stopTimer = null;
     stopCapture();
     el("record").hidden = false; el("go").disabled = false; el("stop").hidden = true;
     const segments = live.order.map((id) => live.items.get(id).segment).filter(Boolean);

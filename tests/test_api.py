@@ -414,3 +414,54 @@ def test_an_opposite_phase_hum_or_offset_does_not_silence_the_speech(
             result = transcribe(path, tiny_en, language="en")
         assert wer(SENTENCES_JFK, result.text) <= 0.1, (name, result.text)
     assert not [r for r in caplog.records if "cancel" in r.getMessage()]
+
+
+def _glitch(src: Path, dst: Path, *, at: tuple[float, ...], size: int) -> Path:
+    """``src`` with ``size`` random bytes written at each fraction ``at`` of its length."""
+    import random
+
+    data = bytearray(src.read_bytes())
+    rnd = random.Random(1)
+    for where in at:
+        start = int(len(data) * where)
+        data[start : start + size] = bytes(rnd.randrange(256) for _ in range(size))
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_damage_keeps_the_timeline_in_every_container(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged Ogg page or FLAC frame was dropped by the demuxer without a word, so every
+    later time came 0.1-1 s early; AAC's decoder refused a damaged frame with EPERM and the
+    whole file was "not decodable" (a hostile tester). The audio keeps its length."""
+    clip = EVALDATA / "en" / "jfk.wav"
+    whole = len(malsori.load_audio(clip))
+    for ext, codec, size in [("ogg", "libvorbis", 400), ("flac", "flac", 16), ("m4a", "aac", 16)]:
+        good = tmp_path / f"good.{ext}"
+        _ffmpeg("-i", str(clip), "-c:a", codec, str(good))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="malsori"):
+            bad = _glitch(good, tmp_path / f"bad.{ext}", at=(0.25, 0.5, 0.75), size=size)
+            heard = malsori.load_audio(bad)
+        assert abs(len(heard) - whole) < 0.05 * 16000, (ext, len(heard) / 16000)
+        said = [r.getMessage() for r in caplog.records]
+        assert any("missing from the audio stream" in m or "damaged packet" in m for m in said), (
+            ext,
+            said,
+        )
+
+
+def test_a_matroska_video_whose_audio_starts_late(tmp_path: Path) -> None:
+    """Matroska gives such an audio track a start time of 0 (its first packet is at 5 s) and
+    the whole file's duration: it was refused as "truncated" (a hostile tester)."""
+    mp4, mkv = tmp_path / "late.mp4", tmp_path / "late.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=5", "-itsoffset", "5",
+            "-i", str(EVALDATA / "en" / "jfk.wav"), "-t", "20", "-map", "0:v", "-map", "1:a",
+            "-c:v", "libx264", "-c:a", "aac", str(mp4))  # fmt: skip
+    _ffmpeg("-i", str(mp4), "-c", "copy", str(mkv))
+    import numpy as np
+
+    audio = malsori.load_audio(mkv)
+    lead = int(np.argmax(np.abs(audio) > 0.01)) / 16000
+    assert 4.9 <= lead <= 5.6, lead

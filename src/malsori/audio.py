@@ -209,19 +209,20 @@ DAMAGED_PACKETS = 5
 DAMAGED_SHARE = 0.01
 #: A video's audio that starts later than its picture is preceded by silence up to its
 #: start (subtitles stay in sync with the video), at most this many seconds of it.
-MAX_LEAD_SECONDS = 3600.0
+MAX_LEAD_SECONDS = 24 * 3600.0
+#: A jump in the audio packets' times larger than this is data the demuxer skipped (a
+#: damaged Ogg page, FLAC frame): filled with silence so that later times stay right.
+MAX_JITTER = 0.1
+#: ... up to this many seconds; a larger jump is a timestamp discontinuity (a broadcast
+#: capture's clock reset), not missing audio.
+MAX_GAP = 600.0
 
 
-def lead_seconds(stream: av.AudioStream) -> float:
-    """How long after the start of its video an audio stream starts (0 for audio files,
-    where the audio is the timeline)."""
-    container = cast(av.container.InputContainer, stream.container)
-    if not container.streams.video or stream.start_time is None or stream.time_base is None:
-        return 0.0
-    start = float(stream.start_time * stream.time_base)
-    origin = (container.start_time or 0) / av.time_base
-    lead = start - origin
-    return lead if 0.01 < lead <= MAX_LEAD_SECONDS else 0.0
+def _silence(seconds: float) -> Iterator[npt.NDArray[np.int16]]:
+    """``seconds`` of 16 kHz silence, a minute at a time."""
+    total = round(seconds * SAMPLE_RATE)
+    for at in range(0, total, 60 * SAMPLE_RATE):
+        yield np.zeros(min(60 * SAMPLE_RATE, total - at), dtype=np.int16)
 
 
 class Downmix:
@@ -244,11 +245,28 @@ class Downmix:
         self._warned = False
         self._others_end = 0.0
 
+    def _lead(self, first: float) -> float:
+        """How long after the start of its video the audio starts (its first packet's time:
+        Matroska may give the stream a start time of 0 all the same); 0 for audio files,
+        where the audio is the timeline."""
+        container = cast(av.container.InputContainer, self.stream.container)
+        if not container.streams.video:
+            return 0.0
+        lead = first - (container.start_time or 0) / av.time_base
+        if lead > MAX_LEAD_SECONDS:
+            log.warning(
+                "%s: the audio starts %.0f s after the video: times are counted from the "
+                "start of the audio", self.label, lead,
+            )  # fmt: skip
+            return 0.0
+        return lead if lead > 0.01 else 0.0
+
     @property
     def covered_seconds(self) -> float:
-        """How far the file's other streams went (read by :meth:`decode`), when the audio
-        stream states no duration of its own (else 0: the audio's own is the measure)."""
-        return self._others_end if self.stream.duration is None else 0.0
+        """How far the file's other streams went (read by :meth:`decode`): a file whose
+        picture goes on after its audio is not cut short (Matroska gives the audio track
+        the whole file's duration as its own)."""
+        return self._others_end
 
     def __call__(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
         """The mono pieces of ``frame`` (None: flush the resampler at the end)."""
@@ -282,41 +300,65 @@ class Downmix:
             yield (picked // 2).astype(np.int16)
 
     def decode(self) -> Iterator[npt.NDArray[np.int16]]:
-        """Every mono piece of the stream, in order: silence up to a video's late audio
-        (:func:`lead_seconds`), then the packets, a damaged one skipped as silence of its
-        length (:data:`DAMAGED_PACKETS`). FFmpeg's errors other than a damaged packet
-        propagate (``av.FFmpegError``); :class:`AudioError` when too much is damaged."""
+        """Every mono piece of the stream, in order, on the file's timeline: silence up to
+        a video's late audio (its first packet's time), then the packets; a damaged packet
+        (:data:`DAMAGED_PACKETS`), or a stretch the demuxer skipped (a jump in the packets'
+        times), is silence of its length, with a warning. FFmpeg's errors other than a
+        damaged packet propagate (``av.FFmpegError``); :class:`AudioError` when too much is
+        damaged."""
         tracks = len(self.stream.container.streams.audio)
         if tracks > 1:  # a second language, a commentary: said, not silently left out
             log.warning(
                 "%s: has %d audio tracks; transcribing the first (extract another with "
                 "ffmpeg -map 0:a:1)", self.label, tracks,
             )  # fmt: skip
-        lead = round(lead_seconds(self.stream) * SAMPLE_RATE)
-        for at in range(0, lead, 60 * SAMPLE_RATE):  # a minute at a time (up to an hour)
-            yield np.zeros(min(60 * SAMPLE_RATE, lead - at), dtype=np.int16)
-        packets = damaged = 0
+        packets = damaged = gaps = 0
+        missing = 0.0
         first_error: av.FFmpegError | None = None
         time_base = self.stream.time_base
         container = cast(av.container.InputContainer, self.stream.container)
+        origin: float | None = None  # the packet time of the first sample handed out
+        out = 0  # samples handed out
         for packet in container.demux():
             if packet.stream.index != self.stream.index:  # only how far it goes
                 if packet.pts is not None and packet.stream.time_base is not None:
                     end = (packet.pts + (packet.duration or 0)) * packet.stream.time_base
                     self._others_end = max(self._others_end, float(end))
                 continue
+            at = float(packet.pts * time_base) if packet.pts is not None and time_base else None
+            pieces: list[npt.NDArray[np.int16]] = []
+            if origin is None and at is not None:
+                lead = self._lead(at)
+                origin = at - lead
+                pieces += _silence(lead)
+            elif at is not None and origin is not None:
+                behind = at - (origin + out / SAMPLE_RATE)
+                if behind > MAX_GAP or behind < -1.0:  # a timestamp discontinuity (MPEG-TS)
+                    origin = at - out / SAMPLE_RATE  # is not missing audio: times go on
+                elif behind > MAX_JITTER:  # the demuxer skipped damaged data: kept as silence
+                    gaps += 1
+                    missing += behind
+                    pieces += _silence(behind)
             try:
                 frames = packet.decode()
-            except (av.InvalidDataError, av.error.PatchWelcomeError) as exc:
+            except av.FFmpegError as exc:  # InvalidData, EPERM (AAC), ...: this packet
                 damaged += 1
                 first_error = first_error or exc
                 if packet.duration and time_base is not None:
-                    yield np.zeros(round(packet.duration * time_base * SAMPLE_RATE), np.int16)
-                continue
-            packets += packet.size > 0
+                    pieces += _silence(float(packet.duration * time_base))
+                frames = []
+            packets += packet.size > 0 and bool(frames)
             for frame in frames:
-                yield from self(cast(av.AudioFrame, frame))
+                pieces += self(cast(av.AudioFrame, frame))
+            for piece in pieces:
+                out += len(piece)
+                yield piece
         yield from self(None)  # the resampler's last samples
+        if gaps:
+            log.warning(
+                "%s: %.2f s missing from the audio stream in %d place(s) (damaged data?): "
+                "kept as silence, so later times stay right", self.label, missing, gaps,
+            )  # fmt: skip
         if not damaged:
             return
         assert first_error is not None

@@ -121,12 +121,31 @@ def test_the_name_is_a_file_name_and_overwrite_can_be_refused(
     assert write_transcript(result, out, ".", "txt") == [out / "..txt"]
     (out / "..txt").unlink()
     (out / "lecture.srt").write_text("MY HAND-MADE SUBTITLES\n")
-    with pytest.raises(malsori.OutputError, match=r"lecture\.srt exists"):
+    with pytest.raises(malsori.OutputError, match=r"lecture\.srt: File exists"):
         write_transcript(result, out, "lecture", "txt,srt", overwrite=False)
     assert (out / "lecture.srt").read_text() == "MY HAND-MADE SUBTITLES\n"
     assert not (out / "lecture.txt").exists()
     assert write_transcript(result, out, "lecture", "srt") == [out / "lecture.srt"]  # replaced
     assert "-->" in (out / "lecture.srt").read_text()
+    # two writers at once with overwrite=False: one wins, the other is refused (both
+    # "succeeded" 45 times in 50, one silently replacing the other: a hostile tester)
+    import threading
+
+    def write(stem: str, won: list[bool]) -> None:
+        try:
+            write_transcript(result, out, stem, "txt,srt", overwrite=False)
+            won.append(True)
+        except malsori.OutputError:
+            won.append(False)
+
+    for i in range(20):
+        won: list[bool] = []
+        threads = [threading.Thread(target=write, args=(f"race{i}", won)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(won) == [False, True], (i, won)
 
 
 def test_a_set_whose_rename_fails_midway_is_rolled_back(

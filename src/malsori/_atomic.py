@@ -94,14 +94,16 @@ def _keep_old(dest: Path) -> str | None:
     return None
 
 
-def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
+def atomic_write_many(files: Sequence[tuple[Path, str]], *, replace: bool = True) -> None:
     """Write every ``(path, text)`` or none: all temporary files are written and synced
     before the first rename, and if a rename fails midway the files already renamed get
     their old content back (or are removed when they are new), so one input's formats never
     come from two different runs (on a disk without hard links, an old file cannot be kept
     aside: it keeps the new content); the same when the process is interrupted (Ctrl-C).
     Raises :class:`OutputError` (one line, naming the file) when a write fails, e.g. on a
-    full disk; no temporary file is left behind."""
+    full disk; no temporary file is left behind. ``replace=False``: a file that exists (even
+    one made a moment ago by another writer) is never replaced: each is created with a hard
+    link, which fails if the name is taken, and the set is rolled back."""
     mode = 0o666 & ~_umask()
     staged: list[tuple[str, Path]] = []
     backups: dict[Path, str | None] = {}
@@ -123,6 +125,15 @@ def atomic_write_many(files: Sequence[tuple[Path, str]]) -> None:
                 fh.flush()
                 os.fsync(fh.fileno())
         existed = {dest: os.path.lexists(dest) for _, dest in staged}
+        if not replace:
+            for _, dest in staged:
+                if existed[dest]:
+                    raise FileExistsError(errno.EEXIST, "File exists", str(dest))
+            for tmp, dest in staged:
+                current = dest
+                os.link(tmp, dest)  # atomic: refused if the name was taken meanwhile
+                renamed.append(dest)
+            return
         backups = {dest: _keep_old(dest) for _, dest in staged}
         for tmp, dest in staged:
             current = dest

@@ -219,15 +219,11 @@ def write_transcript(
     would; ``overwrite=False`` refuses (``OutputError``) when any of them exists. (The CLI
     keeps track of what it wrote and never replaces a file it did not write.)"""
     files = render_transcript(transcript, output_dir, stem, formats)
-    if not overwrite:
-        taken = [p for p, _ in files if os.path.lexists(p)]
-        if taken:
-            raise OutputError(f"{taken[0]} exists (overwrite=False)")
     try:
         Path(output_dir).mkdir(parents=True, exist_ok=True)  # as the CLI's -o does
     except OSError as exc:
         raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}") from exc
-    atomic_write_many(files)
+    atomic_write_many(files, replace=overwrite)
     return [p for p, _ in files]
 
 

@@ -560,7 +560,8 @@ class Connection:
             self.finish_then = _error(
                 f"more than {backlog:g} s of audio waits to be transcribed: send audio "
                 "as it is spoken (a whole file goes to /v1/audio/transcriptions); the audio "
-                "received is transcribed, what follows is not", "backlog_too_long")  # fmt: skip
+                "accepted up to this point is transcribed, later messages are not read",
+                "backlog_too_long")  # fmt: skip
             self.close_code = 1008
             return False
         return True

@@ -829,37 +829,34 @@ def test_cli_live_never_loses_the_session_to_a_failed_write(tmp_path: Path) -> N
     assert wer(EN_TEXT, (tmp_path / "out" / f"{EN.stem}.txt").read_text()) <= 0.25
 
     # A reader that left (`malsori live | head`): quiet, exit 141 as cat's, -o still written.
+    code, err = _live_into_a_closed_pipe(tmp_path, "--input", str(EN), "-o", "gone", "-f", "txt")
+    assert code == 141 and b"error" not in err, err
+    assert wer(EN_TEXT, (tmp_path / "gone" / f"{EN.stem}.txt").read_text()) <= 0.25
+
+    # ... and without -o nothing would get the rest: it stops at once (it listened to a
+    # 142 s file, in real time, to its end; a microphone it would have listened to forever).
+    long_en = EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav"
+    code, err = _live_into_a_closed_pipe(tmp_path, "--input", str(long_en))
+    assert code == 141 and b"error" not in err, err
+    heard = re.search(rb"malsori: ([\d.]+) s of audio", err)
+    assert heard and float(heard[1]) < 30, err
+
+
+def _live_into_a_closed_pipe(tmp_path: Path, *args: str) -> tuple[int, bytes]:
+    """``malsori live ARGS`` with stdout a pipe whose reader is gone: exit code, stderr."""
     import os
     import sys
 
     reader, writer = os.pipe()
     os.close(reader)
     with subprocess.Popen(
-        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input", str(EN),
-         "-o", "gone", "-f", "txt"],
+        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", *args],
         stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path,
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    ) as gone:  # fmt: skip
+    ) as proc:  # fmt: skip
         os.close(writer)
-        _, err = gone.communicate(timeout=120)
-    assert gone.returncode == 141 and b"error" not in err, err
-    assert wer(EN_TEXT, (tmp_path / "gone" / f"{EN.stem}.txt").read_text()) <= 0.25
-
-    # ... and without -o nothing would get the rest: it stops at once (it listened to a
-    # 142 s file, in real time, to its end; a microphone it would have listened to forever).
-    reader, writer = os.pipe()
-    os.close(reader)
-    with subprocess.Popen(
-        [sys.executable, "-m", "malsori.cli", "live", "--model", "tiny.en", "--input",
-         str(EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav")],
-        stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    ) as gone:  # fmt: skip
-        os.close(writer)
-        _, err = gone.communicate(timeout=120)
-    assert gone.returncode == 141 and b"error" not in err, err
-    heard = re.search(rb"malsori: ([\d.]+) s of audio", err)
-    assert heard and float(heard[1]) < 30, err
+        _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
 
 
 def test_serve_invalid_setting_is_one_line(

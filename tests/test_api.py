@@ -255,6 +255,10 @@ def test_stereo_whose_channels_cancel_is_still_heard(
                "what you can do for your country.", result.text) <= 0.1, result.text  # fmt: skip
     warned = [r.getMessage() for r in caplog.records if "cancel each other" in r.getMessage()]
     assert len(warned) == 2 and all("inverted.flac" in m for m in warned), warned
+    # kept with the transcript too (its json): a file written later says what was done
+    assert result.warnings == [warned[1]], result.warnings
+    assert result.to_dict()["warnings"] == result.warnings
+    assert "warnings" not in transcribe(clip, tiny_en, language="en").to_dict()
 
 
 def test_two_voices_on_two_channels_are_mixed_as_usual(

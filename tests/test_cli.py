@@ -420,3 +420,27 @@ def test_the_same_input_twice_is_named(run_cli: Run, window_wav: Path, tmp_path:
     proc = run_cli("transcribe", "a.wav", "a.wav", *TINY, "-o", "out")
     assert "the same input is given twice: 'a.wav'" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_what_was_done_to_the_audio_is_kept_in_the_json(run_cli: Run, tmp_path: Path) -> None:
+    """A warning about the input (here: stereo whose channels cancel, transcribed through
+    their difference) was printed once and lost: the json that ``transcribe -o`` and
+    ``batch`` write now keeps it under ``warnings``, for whoever reads the file later."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    inverted = inbox / "call.flac"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(EVALDATA / "en" / "jfk.wav"),
+         "-filter_complex", "[0:a]pan=stereo|c0=c0|c1=-1*c0", "-ac", "2", str(inverted)],
+        check=True,
+    )  # fmt: skip
+    done = run_cli("transcribe", str(inverted), "--model", "tiny.en", "-o", "t", "-f", "json")
+    assert done.returncode == 0, done.stderr
+    assert "cancel each other" in done.stderr  # said on the terminal as before
+    data = json.loads((tmp_path / "t" / "call.json").read_text())
+    assert len(data["warnings"]) == 1 and "cancel each other" in data["warnings"][0]
+    assert "country" in data["text"]
+    done = run_cli("batch", str(inbox), "--output-dir", "b", "--model", "tiny.en", "-f", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "b" / "call.json").read_text())
+    assert len(data["warnings"]) == 1 and "cancel each other" in data["warnings"][0]

@@ -224,3 +224,52 @@ def test_429s_are_not_latency_and_memory_is_exported() -> None:
         label = '{endpoint="/v1/audio/transcriptions"}'
         assert m["malsori_request_latency_seconds_count" + label] == statuses.count(200)
         assert m["process_resident_memory_bytes"] > 50 * 2**20
+
+
+def test_repairs_to_the_audio_are_told_to_the_client(
+    client: openai.OpenAI, server: Server, tmp_path: Path
+) -> None:
+    """Stereo with one channel wired in inverted polarity is transcribed through the
+    channels' difference: the server said so only in its own log, and the client got a
+    transcript with no hint of it. The JSON formats carry ``warnings`` (naming the client's
+    file, never the server's temporary path), every format an ``X-Malsori-Warnings`` count,
+    the stream's done event the same list; a clean upload has none of them."""
+    import subprocess
+
+    inverted = tmp_path / "전화 녹음.flac"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(JFK), "-filter_complex",
+         "[0:a]pan=stereo|c0=c0|c1=-1*c0", "-ac", "2", "-c:a", "flac", str(inverted)],
+        check=True,
+    )  # fmt: skip
+    with open(inverted, "rb") as fh:
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1", file=fh, response_format="verbose_json"
+        )
+    assert wer(JFK_TEXT, verbose.text) <= 0.1, verbose.text
+    warned = (verbose.model_extra or {}).get("warnings")
+    assert warned and "cancel each other" in warned[0] and "전화 녹음.flac" in warned[0], warned
+    assert str(server.tmpdir) not in json.dumps(warned) and "/tmp" not in json.dumps(warned)
+    for fmt in ("json", "srt"):
+        with open(inverted, "rb") as fh:
+            response = httpx.post(
+                server.url + "/v1/audio/transcriptions",
+                files={"file": (inverted.name, fh)},
+                data={"model": "whisper-1", "response_format": fmt},
+                timeout=120,
+            )
+        assert response.status_code == 200 and response.headers["x-malsori-warnings"] == "1"
+        if fmt == "json":
+            assert response.json()["warnings"] == warned
+    with open(inverted, "rb") as fh:
+        events = list(client.audio.transcriptions.create(model="whisper-1", file=fh, stream=True))
+    done = [e for e in events if e.type == "transcript.text.done"]
+    assert getattr(done[0], "warnings") == warned  # noqa: B009
+    with open(JFK, "rb") as fh:  # a clean upload: no warnings, no header
+        response = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": ("jfk.wav", fh)},
+            data={"model": "whisper-1", "response_format": "verbose_json"},
+            timeout=120,
+        )
+    assert "warnings" not in response.json() and "x-malsori-warnings" not in response.headers

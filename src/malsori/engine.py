@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from ._warnings import collecting
 from .audio import SAMPLE_RATE, AudioSource, load_audio
 from .errors import MalsoriError, ModelLoadError, OptionsError, TranscriptionCancelled
 from .models import BUNDLED, ResolvedModel, check_model_bin, resolve_model
@@ -439,9 +440,6 @@ def transcribe(
     ``stream=True`` hands segments out as soon as possible: the pipeline decodes one
     window first, then 2, 4, 6 at a time (less batching than the default 6, then 12).
     """
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
     opts = options or DecodeOptions()
     if option_overrides:
         opts = opts.replace(**option_overrides)
@@ -457,8 +455,31 @@ def transcribe(
         )
     )
     check_options(loaded, opts)
-    if opts.uses_malsori_pipeline:
-        return _transcribe_pipeline(audio, loaded, opts, progress, on_segment, should_stop, stream)
+    with collecting() as warnings:
+        if opts.uses_malsori_pipeline:
+            result = _transcribe_pipeline(
+                audio, loaded, opts, progress, on_segment, should_stop, stream
+            )
+        else:
+            result = _transcribe_faster_whisper(
+                audio, loaded, opts, progress, on_segment, should_stop
+            )
+    return replace(result, warnings=warnings)
+
+
+def _transcribe_faster_whisper(
+    audio: AudioSource | npt.NDArray[np.float32],
+    loaded: LoadedModel,
+    opts: DecodeOptions,
+    progress: ProgressCallback | None,
+    on_segment: Callable[[Segment], None] | None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Transcript:
+    """``transcribe`` through faster-whisper's own ``transcribe`` (``batch_size=1``) or
+    its ``BatchedInferencePipeline`` (``pipeline="faster-whisper"``)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     duration = samples.shape[0] / SAMPLE_RATE
 
@@ -482,9 +503,7 @@ def transcribe(
             # faster-whisper decides one language for the whole file; its ids start at 1,
             # malsori's (like openai-whisper's and the OpenAI API's) at 0
             segments.append(
-                replace(
-                    Segment.from_faster_whisper(seg), id=len(segments), language=info.language
-                )
+                replace(Segment.from_faster_whisper(seg), id=len(segments), language=info.language)
             )
             if on_segment is not None:
                 on_segment(segments[-1])

@@ -76,6 +76,10 @@ class Transcript:
     #: Whether speakers were asked for (a diarized transcript of silence has none, but
     #: keeps its shape: ``speakers`` in JSON, the ``speaker`` column in TSV).
     diarized: bool = False
+    #: What malsori had to do to the input, said as warnings while it was read and
+    #: transcribed (a damaged packet replaced by silence, a gap in its times filled,
+    #: inverted-polarity stereo); in JSON only when there are some.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -88,6 +92,8 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["text"] = self.text
+        if not data["warnings"]:
+            del data["warnings"]
         # Speaker keys only in diarized transcripts (other JSON stays as it was); there
         # always, even when nobody speaks (then ``speakers`` is empty).
         diarized = bool(data.pop("diarized") or self.speakers)

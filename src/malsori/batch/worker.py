@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import os
 import signal
@@ -43,6 +44,7 @@ def process_file(
     database keeps them as loose outputs of ``rel``: a run killed before recording them
     may still replace them)."""
     from .._atomic import atomic_write_many
+    from .._warnings import collecting
     from ..engine import transcribe
     from ..subtitles import SubtitleOptions
     from ..writers import render_transcript, using_subtitle_options
@@ -56,10 +58,12 @@ def process_file(
         from ..audio import load_audio
         from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer, token_encoder
 
-        audio = load_audio(source)
+        with collecting() as read_warnings:  # kept in the json, as transcribe's own
+            audio = load_audio(source)
         options = options.replace(word_timestamps=True)
         pending = shared_diarizer().submit(audio, DiarizeOptions(**config.speakers))
         result = transcribe(audio, loaded, options=options)  # while the speakers are found
+        result = dataclasses.replace(result, warnings=[*read_warnings, *result.warnings])
         encode = token_encoder(loaded.model)  # split segments keep their own token ids
         result = assign_speakers(result, pending.result().turns, encode)
     base = config.output_base(rel)

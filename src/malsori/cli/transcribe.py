@@ -13,10 +13,12 @@ import sys
 import tempfile
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .._progress import progress_bar
+from .._warnings import collecting
 from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
 from ..transcript import Transcript
 from ..writers import FORMATS, WRITERS, expand_formats, options_for_formats, set_subtitle_options
@@ -321,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
 
                 targets = output_paths(out_dir, stems[name], formats)
                 check_early(out_dir, targets, label, input_id(name), args.overwrite)
-            audio, source = _read_input(name, label)
+            with collecting() as read_warnings:  # kept in the json with the decoding's
+                audio, source = _read_input(name, label)
             with progress_bar(
                 "{task.description}",
                 "{task.completed:.0f}/{task.total:.0f} s audio",
@@ -352,6 +355,7 @@ def run(args: argparse.Namespace) -> int:
                 # --diarize: the speakers are found while the words are decoded
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
+                result = replace(result, warnings=[*read_warnings, *result.warnings])
             _warn_doubtful(label, result, loaded)
             if pending is not None:
                 from ..diarize import assign_speakers, token_encoder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .._extras import missing_modules
+from .._warnings import collecting
 from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer, token_encoder
 from ..engine import LoadedModel, check_options, transcribe
 from ..errors import (
@@ -136,6 +138,9 @@ class Job:
         self.state, self.req, self.model, self.options = state, req, model, options
         self.cancel = threading.Event()
         self.gone = asyncio.Event()
+        #: what was said while the upload was decoded and transcribed (damaged packets,
+        #: gaps, inverted stereo): returned with the transcript
+        self.warnings: list[str] = []
         self.deadline: float | None = None
         self._loop = asyncio.get_running_loop()
         self._threads: list[asyncio.Task[Any]] = []
@@ -248,7 +253,7 @@ class Job:
             ) from exc
         limit = self.state.settings.max_audio_seconds
         try:
-            audio = await self._in_thread(lambda: decode_limited(path, label, limit, self.cancel))
+            audio = await self._in_thread(lambda: self._decode_audio(path, label, limit))
         except AudioError as exc:
             raise APIError(
                 400, f"could not read the audio: {exc}", param="file", code="invalid_audio"
@@ -262,6 +267,10 @@ class Job:
                 code="audio_too_long",
             ) from None
         return loaded, audio
+
+    def _decode_audio(self, path: Path, label: str, limit: float) -> npt.NDArray[np.float32]:
+        with collecting(self.warnings):
+            return decode_limited(path, label, limit, self.cancel)
 
     def _transcribe(
         self,
@@ -289,14 +298,16 @@ class Job:
                     code="diarization_unavailable",
                 ) from None
         try:
-            result = transcribe(
-                audio,
-                loaded,
-                options=self.options,
-                on_segment=check,
-                should_stop=self.cancel.is_set,  # a stop takes one model call, not a batch
-                stream=self.req.stream,  # a delta per window as it is decoded
-            )
+            with collecting(self.warnings):
+                result = transcribe(
+                    audio,
+                    loaded,
+                    options=self.options,
+                    on_segment=check,
+                    should_stop=self.cancel.is_set,  # a stop takes one model call
+                    stream=self.req.stream,  # a delta per window as it is decoded
+                )
+            result = dataclasses.replace(result, warnings=list(self.warnings))
             if pending is None:
                 return result
             while True:  # queued behind another request's diarization: still cancellable
@@ -370,6 +381,8 @@ class Job:
                     "cues": cue_list(result),
                     # diarize=true: speakers, segments with speakers, cues with speakers
                     **done_extras(result),
+                    # not OpenAI's: what had to be done to the audio (damaged packets...)
+                    **({"warnings": result.warnings} if result.warnings else {}),
                 }
             )
         except ClientGone:

@@ -109,17 +109,28 @@ def done_extras(result: Transcript) -> dict[str, Any]:
 
 
 def render(result: Transcript, fmt: str, task: str, granularities: tuple[str, ...]) -> Response:
+    """The response in ``fmt``. Not OpenAI's: when the audio needed repairs (damaged
+    packets, gaps, inverted stereo), the JSON formats carry ``warnings`` (the messages) and
+    every format the ``X-Malsori-Warnings`` header (how many)."""
+    response = _render(result, fmt, task, granularities)
+    if result.warnings:
+        response.headers["X-Malsori-Warnings"] = str(len(result.warnings))
+    return response
+
+
+def _render(result: Transcript, fmt: str, task: str, granularities: tuple[str, ...]) -> Response:
+    warnings = {"warnings": result.warnings} if result.warnings else {}
     if fmt == "diarized_json":
-        return JSONResponse(diarized(result))
+        return JSONResponse({**diarized(result), **warnings})
     if fmt == "text" and result.speakers:
         return PlainTextResponse(WRITERS["txt"](result))
     if fmt == "json":
         body: dict[str, Any] = {"text": result.text}
         if task == "transcribe":
             body["usage"] = usage(result)
-        return JSONResponse(body)
+        return JSONResponse({**body, **warnings})
     if fmt == "verbose_json":
-        return JSONResponse(verbose(result, task, granularities))
+        return JSONResponse({**verbose(result, task, granularities), **warnings})
     if fmt == "text":
         return PlainTextResponse(result.text + "\n")
     media = "text/vtt" if fmt == "vtt" else "text/plain"

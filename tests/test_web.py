@@ -681,3 +681,30 @@ def test_api_docs_render_offline(server: Server, page: Page) -> None:
     )
     assert page.locator(".opblock").count() >= 4
     assert outside == [], outside
+
+
+def test_repairs_to_the_audio_are_shown(
+    server: Server, page: Page, audio: dict[str, Path], tmp_path: Path
+) -> None:
+    """A recording whose stereo channels cancel is transcribed through their difference;
+    the page says so under the progress (the done event's warnings, as text), and the next,
+    clean file clears the note."""
+    inverted = tmp_path / "<b>통화<i>.flac"  # a name that is text, never markup
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(EVALDATA / "en" / "jfk.wav"),
+         "-filter_complex", "[0:a]pan=stereo|c0=c0|c1=-1*c0", "-ac", "2", str(inverted)],
+        check=True,
+    )  # fmt: skip
+    open_page(page, server)
+    page.set_input_files("#file", str(inverted))
+    page.get_by_role("button", name="Transcribe").click()
+    assert_done(page)
+    assert "country" in " ".join(page.locator("#segments .text").all_inner_texts())
+    note = page.get_by_role("note")
+    assert note.is_visible()
+    assert "cancel each other" in note.inner_text() and "<b>통화<i>.flac" in note.inner_text()
+    assert page.locator("#notice b, #notice i").count() == 0
+    page.set_input_files("#file", str(audio["window"]))
+    page.get_by_role("button", name="Transcribe").click()
+    assert_done(page)
+    assert page.locator("#notice").is_hidden()

@@ -53,6 +53,14 @@ function speakerName(label) { return (label && (state.names[label] || label)) ||
 function setStatus(text) { $("status").textContent = text; }
 function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
 function setTiming(text) { const t = $("timing"); t.textContent = text; t.hidden = !text; }
+// What the server had to do to read the file (damaged packets, gaps, inverted stereo):
+// the done event's `warnings`, one line each, as text (never HTML).
+function showNotice(lines) {
+  const n = $("notice");
+  const list = Array.isArray(lines) ? lines.filter((l) => typeof l === "string" && l) : [];
+  n.replaceChildren(...list.map((l) => { const p = document.createElement("p"); p.textContent = `Note: ${l}`; return p; }));
+  n.hidden = !list.length;
+}
 
 function apiKey() { return $("apikey").value.trim(); }
 function authHeaders() { const k = apiKey(); return k ? { Authorization: `Bearer ${k}` } : {}; }
@@ -401,6 +409,7 @@ function resetResult() {
   state.segments = []; state.language = ""; state.done = 0; state.edited = false;
   state.speakers = []; state.names = {};
   $("segments").replaceChildren();
+  showNotice([]);
   $("result").hidden = true;
   const p = $("player");
   p.pause(); p.removeAttribute("src"); p.load();
@@ -431,6 +440,7 @@ function handleEvent(ev) {
     if (Array.isArray(ev.cues) && !state.edited) adoptFinalCues(ev.cues);
     if (Array.isArray(ev.speakers) && ev.speakers.length) adoptSpeakers(ev.speakers, ev.segments);
     if (ev.duration) { state.duration = ev.duration; restamp(); }
+    showNotice(ev.warnings);
     return "done";
   } else if (ev.type === "error") {
     showError(ev.error?.message || ev.message || "The transcription failed on the server.");

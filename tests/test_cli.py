@@ -168,7 +168,12 @@ def bad_inputs(tmp_path: Path, window_wav: Path) -> dict[str, tuple[Path, str]]:
     (d / "header.wav").write_bytes(data[:30])
     _zero_length_wav(d / "silent0.wav")
     (d / "folder.wav").mkdir()
+    (d / "loop-a.wav").symlink_to(d / "loop-b.wav")
+    (d / "loop-b.wav").symlink_to(d / "loop-a.wav")
     return {
+        # a name over the file system's limit (a traceback before), a symlink loop
+        "name too long": (d / ("c" * 252 + ".wav"), "File name too long"),
+        "symlink loop": (d / "loop-a.wav", "Too many levels of symbolic links"),
         "missing": (d / "missing.wav", "no such file"),
         "directory": (d / "folder.wav", "is a directory"),
         "empty": (d / "empty.wav", "file is empty"),

@@ -39,25 +39,30 @@ def check_audio_path(path: Path, label: str) -> None:
     """The checks a path passes before decoding (shared by :func:`load_audio` and the
     pipeline's block reader): it exists, is a readable non-empty file, and a WAV header
     does not promise more data than the file holds. Raises :class:`AudioError`."""
-    if not path.exists():
-        raise AudioError(f"{label}: no such file")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except OSError as exc:  # a name too long, a symlink loop: one line, never a traceback
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise AudioError(f"{label}: no such file") from None
+        raise AudioError(f"{label}: {exc.strerror or type(exc).__name__}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(
             f"{label}: is a directory, not an audio file (a folder of recordings: "
             "malsori batch DIR -o OUT)"
         )
     if not os.access(path, os.R_OK):
         raise AudioError(f"{label}: permission denied")
-    mode = path.stat().st_mode
-    if stat.S_ISFIFO(mode):  # a pipe (<(...), /dev/stdin): read whole by load_audio
+    if stat.S_ISFIFO(st.st_mode):  # a pipe (<(...), /dev/stdin): read whole by load_audio
         return
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         raise AudioError(f"{label}: is a device or socket, not an audio file")
-    size = path.stat().st_size
-    if size == 0:
+    if st.st_size == 0:
         raise AudioError(f"{label}: file is empty (0 bytes)")
-    with open(path, "rb") as fh:
-        _check_wav_header(fh, label, size)
+    try:
+        with open(path, "rb") as fh:
+            _check_wav_header(fh, label, st.st_size)
+    except OSError as exc:
+        raise AudioError(f"{label}: {exc.strerror or type(exc).__name__}") from None
 
 
 def load_audio(source: AudioSource, *, name: str | None = None) -> npt.NDArray[np.float32]:

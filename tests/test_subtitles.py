@@ -677,7 +677,7 @@ def test_check_reads_what_it_can_and_says_what_it_cannot(
     utf16.write_text(cues, encoding="utf-16")
     proc = run_cli("subtitles", "check", str(bad), str(text), str(empty))
     assert proc.returncode == 2
-    assert f"{bad}: 1 of 2 cue(s) could not be read" in proc.stderr, proc.stderr
+    assert f"{bad}:2: malformed timing line: '00:00:01,000 --> 00:00:0x,000'" in proc.stderr
     assert f"{text}: no cues found" in proc.stderr, proc.stderr
     assert f"{empty}: OK, 0 cue(s)" in proc.stdout  # our own output for silence
     reports = [run_cli("subtitles", "check", str(p)).stdout for p in (nfc, nfd, utf16)]
@@ -701,7 +701,7 @@ def test_check_refuses_what_is_not_webvtt_and_cues_it_cannot_read(
     proc = run_cli("subtitles", "check", *(str(tmp_path / n) for n in files))
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout
     assert proc.stderr.count("not WebVTT: a WebVTT file starts with the line WEBVTT") == 2
-    assert f"{tmp_path / 'typo.vtt'}: 1 block(s) are neither a cue" in proc.stderr
+    assert f"{tmp_path / 'typo.vtt'}:6: a block with no timing line" in proc.stderr
     good = tmp_path / "good.vtt"  # still read: a BOM, an identifier, a NOTE
     good.write_text("\ufeffWEBVTT\n\nNOTE hi\n\nc1\n00:00:01.000 --> 00:00:03.000\nHello there.\n")
     proc = run_cli("subtitles", "check", str(good))
@@ -730,3 +730,34 @@ def test_cues_are_named_as_the_file_numbers_them(
     assert f"{srt}:6: cue 42: overlap: starts 500 ms before cue 41 ends" in proc.stdout
     assert f"{vtt}:9: cue 2: overlap: starts 1000 ms before cue intro ends" in proc.stdout
     assert "cue 1:" not in proc.stdout
+
+
+def test_check_reads_windows_line_ends_and_names_the_broken_line(
+    tmp_path: Path, run_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    """A file saved with Windows line ends (CRLF) was checked with the "\\r" as text (a
+    space at each line's end, a wider line, an extra line in the cue); a cue whose time was
+    malformed (``00:00:AA``), or a block without a timing line, was read as more text of
+    the cue before it, and a WebVTT minute 99 as 99 s (a hostile tester). CRLF now reads
+    as LF; the broken line is named (FILE:LINE:) with exit status 2."""
+    ours = "1\n00:00:01,000 --> 00:00:03,500\n안녕하세요 여러분\n오늘은 날씨가 좋습니다\n\n"
+    ours += "2\n00:00:03,584 --> 00:00:07,000\nThis is a perfectly normal subtitle.\n"
+    lf, crlf = tmp_path / "lf.srt", tmp_path / "crlf.srt"
+    lf.write_bytes(ours.encode())
+    crlf.write_bytes(ours.replace("\n", "\r\n").encode())
+    reports = [run_cli("subtitles", "check", str(p)) for p in (lf, crlf)]
+    assert [r.returncode for r in reports] == [0, 0], [r.stdout for r in reports]
+    assert reports[0].stdout.replace(str(lf), "F") == reports[1].stdout.replace(str(crlf), "F")
+    broken = {
+        "letters.srt": ("1\n00:00:01,000 --> 00:00:03,000\nhello there\n\n"
+                        "2\n00:00:AA,000 --> 00:00:06,000\nsecond\n", 6, "malformed timing line"),
+        "missing.srt": ("1\n00:00:01,000 --> 00:00:03,000\nhello there\n\n"
+                        "2\nsecond cue text\n", 5, "a block with no timing line"),
+        "minute.vtt": ("WEBVTT\n\n00:99.000 --> 01:00.000\nhello\n", 3, "malformed timing line"),
+    }  # fmt: skip
+    for name, (text, line, message) in broken.items():
+        path = tmp_path / name
+        path.write_text(text)
+        proc = run_cli("subtitles", "check", str(path))
+        assert proc.returncode == 2 and proc.stdout == "", (name, proc.stdout)
+        assert f"{path}:{line}: {message}" in proc.stderr, (name, proc.stderr)

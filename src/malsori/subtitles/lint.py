@@ -88,8 +88,59 @@ class Event:
 
 
 _TAG = re.compile(r"<[^>]*>")
-#: A line that starts like a cue's timing line (also when its times are malformed).
-_TIMING = re.compile(r"^[ \t]*[\d:.,]+[ \t]*-->", re.MULTILINE)
+#: A cue's timing line as each format writes it: SRT ``HH:MM:SS,mmm --> HH:MM:SS,mmm``
+#: (a dot is read too), WebVTT ``[HH:]MM:SS.mmm --> [HH:]MM:SS.mmm [settings]``; minutes
+#: and seconds 00-59.
+_SRT_TIME = r"\d{1,3}:[0-5]\d:[0-5]\d[,.]\d{1,3}"
+_VTT_TIME = r"(?:\d{2,}:)?[0-5]\d:[0-5]\d\.\d{3}"
+_TIMING_LINE = {
+    "srt": re.compile(rf"^[ \t]*{_SRT_TIME}[ \t]*-->[ \t]*{_SRT_TIME}(?:[ \t].*)?$"),
+    "vtt": re.compile(rf"^[ \t]*{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(?:[ \t].*)?$"),
+}
+
+
+class ParseError(MalsoriError):
+    """A file that cannot be checked, with the line (1-based) where it goes wrong."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _check_structure(text: str, fmt: str) -> None:
+    """Every block of the file is a cue with a well-formed timing line (first or second
+    line of its block), or, in WebVTT, the header or a NOTE/STYLE/REGION block. pysubs2
+    reads past what it cannot parse: a cue whose time is ``00:00:AA,000``, or a block with
+    no timing line, became text of the cue before it (checked as one cue of 5 lines)."""
+    lines = text.split("\n")
+    block: list[tuple[int, str]] = []
+    for k, line in enumerate([*lines, ""], start=1):
+        if line.strip():
+            block.append((k, line))
+            continue
+        if block:
+            _check_block(block, fmt)
+        block = []
+
+
+def _check_block(block: list[tuple[int, str]], fmt: str) -> None:
+    first = block[0][1].strip()
+    if fmt == "vtt" and first.startswith(("WEBVTT", "NOTE", "STYLE", "REGION")):
+        return
+    arrows = [(k, line) for k, line in block if "-->" in line]
+    if not arrows:
+        raise ParseError(f"a block with no timing line (no '-->'): {first[:60]!r}", block[0][0])
+    k, line = arrows[0]
+    position = next(i for i, (n, _) in enumerate(block) if n == k)
+    if position > 1:  # the timing line comes first, or after a number / an identifier
+        raise ParseError(
+            f"a block whose timing line is not its first or second line: {first[:60]!r}",
+            block[0][0],
+        )
+    if not _TIMING_LINE[fmt].match(line):
+        raise ParseError(f"malformed timing line: {line.strip()[:80]!r}", k)
+
+
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
 _LABEL = re.compile(r"\[([^\[\]]+)\]\s")
 
@@ -167,11 +218,16 @@ def parse(text: str, fmt: str) -> list[Event]:
     """Events of an SRT (``fmt="srt"``) or WebVTT (``"vtt"``) document, karaoke runs
     merged into one."""
     text = text.removeprefix("\ufeff")  # a byte-order mark kept by the caller
-    timings = len(_TIMING.findall(text))
+    # Windows line ends: pysubs2 kept the "\r" in the text (a wider line, a "space" at its
+    # end, an extra line in the cue)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if fmt == "vtt" and text.strip() and not text.startswith("WEBVTT"):
+        raise MalsoriError("not WebVTT: a WebVTT file starts with the line WEBVTT")
+    if "-->" in text:  # (no timing line at all: "no cues found", below)
+        _check_structure(text, fmt)
+    timings = sum(1 for line in text.split("\n") if _TIMING_LINE[fmt].match(line))
     anchors = _anchors(text)
     if fmt == "vtt":
-        if text.strip() and not text.startswith("WEBVTT"):
-            raise MalsoriError("not WebVTT: a WebVTT file starts with the line WEBVTT")
         text, strays = _clean_vtt(text)
         if strays:
             raise MalsoriError(
@@ -236,6 +292,9 @@ def read(path: str | Path) -> list[Event]:
         raise MalsoriError(f"{p} is not UTF-8 text (nor UTF-16 with a byte-order mark)") from exc
     try:
         return parse(text, "vtt" if p.suffix.lower() == ".vtt" else "srt")
+    except ParseError as exc:
+        where = f"{p}:{exc.line}" if exc.line else str(p)
+        raise MalsoriError(f"{where}: {exc}") from exc
     except MalsoriError as exc:
         raise MalsoriError(f"{p}: {exc}") from exc
 

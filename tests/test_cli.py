@@ -449,3 +449,22 @@ def test_what_was_done_to_the_audio_is_kept_in_the_json(run_cli: Run, tmp_path: 
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "b" / "call.json").read_text())
     assert len(data["warnings"]) == 1 and "cancel each other" in data["warnings"][0]
+
+
+def test_an_empty_format_and_a_folder_in_the_way_get_their_own_message(
+    run_cli: Run, window_wav: Path, tmp_path: Path
+) -> None:
+    """``-f ""`` silently gave txt; a folder named like an output was refused with "pass
+    --overwrite", which then failed too (a hostile tester)."""
+    for command in (["transcribe", str(window_wav), "-o", "o"], ["batch", str(tmp_path), "-o", "b"]):
+        proc = run_cli(*command, *TINY, "-f", "")
+        assert proc.returncode == 1 and "no output format given" in proc.stderr, proc.stderr
+        assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+    (tmp_path / "o" / "window.txt").mkdir(parents=True)
+    (tmp_path / "o" / "window.txt" / "notes.md").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        proc = run_cli("transcribe", str(window_wav), *TINY, "-o", "o", "-f", "txt", *extra)
+        assert proc.returncode == 1, proc.stderr
+        assert "is a folder, where this output would go" in proc.stderr, proc.stderr
+        assert "--overwrite" not in proc.stderr
+    assert (tmp_path / "o" / "window.txt" / "notes.md").read_text() == "mine"

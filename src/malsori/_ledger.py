@@ -184,6 +184,11 @@ class Ledger:
                     "names differ only in Unicode normal form, and one replaces the other on "
                     "a Mac or a Windows share); rename the input or choose another --output-dir"
                 )
+            if path.is_dir() and not path.is_symlink():  # --overwrite cannot help
+                raise OutputError(
+                    f"{path} is a folder, where this output would go; move it away or choose "
+                    "another --output-dir"
+                )
             if overwrite or (not path.exists() and not path.is_symlink()):
                 continue
             written = entries.get(path.name)

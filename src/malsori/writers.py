@@ -178,6 +178,8 @@ def expand_formats(formats: str | Iterable[str]) -> list[str]:
     names = formats.split(",") if isinstance(formats, str) else list(formats)
     out: list[str] = []
     for name in (n.strip().lower() for n in names):
+        if not name:  # "txt,srt," or "-f ''"
+            continue
         if name == "all":
             out.extend(f for f in FORMATS if f not in out)
         elif name in WRITERS:
@@ -187,6 +189,8 @@ def expand_formats(formats: str | Iterable[str]) -> list[str]:
             raise OptionsError(
                 f"unknown output format {name!r}; expected {', '.join(FORMATS)} or all"
             )
+    if not out:
+        raise OptionsError(f"no output format given; expected {', '.join(FORMATS)} or all")
     return out
 
 

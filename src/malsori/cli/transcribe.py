@@ -259,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = decode_options_from_args(args)  # validates language, beam size, ...
     set_subtitle_options(subtitle_options_from_args(args))
-    formats = expand_formats(args.format or ("all" if args.output_dir else "txt"))
+    default = "all" if args.output_dir else "txt"
+    formats = expand_formats(default if args.format is None else args.format)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(formats) > 1:
         raise OptionsError("several formats need --output-dir (stdout takes one format)")

@@ -1404,3 +1404,42 @@ def test_batch_never_writes_beside_a_look_alike_it_did_not_write(
     error = rows(out)["회의_1.wav"]["error"]
     assert "would look the same as" in error, error
     assert [p.name for p in out.glob("*.txt")] == [f"{nfd}.txt"]
+
+
+def test_a_new_output_never_replaces_a_file_made_after_the_check(
+    speech_dir: Path, tmp_path: Path
+) -> None:
+    """The check that an output path is free comes before the write; a file made there in
+    between (another worker's output whose name differs only in case, on a Mac or Windows
+    share where ``m.wav.txt`` and ``M.wav.txt`` are one file; notes saved meanwhile) was
+    replaced. New outputs are now created with no-replace links: the file fails, the other
+    file is kept, and none of this file's outputs is written."""
+    from dataclasses import replace
+
+    from malsori.batch.config import BatchConfig
+    from malsori.batch.jobs import JobStore
+    from malsori.batch.runner import _model_key, prepare
+    from malsori.batch.worker import process_file
+    from malsori.engine import load_model
+    from malsori.errors import MalsoriError
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    (root / "a.wav").symlink_to(speech_dir / "window.wav")
+    config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
+    config = replace(config, model_key=_model_key(config), threads=1)
+    out.mkdir()
+    store = JobStore(out)
+    try:
+        config, _ = prepare(config, store, None, 2, False)
+    finally:
+        store.close()
+
+    def meanwhile(records: list[dict[str, object]], rel: str) -> None:
+        (out / "a.json").write_text("another writer's json")
+
+    with pytest.raises(MalsoriError, match=r"a\.json"):
+        process_file(config, load_model("tiny.en"), "a.wav", meanwhile)
+    assert (out / "a.json").read_text() == "another writer's json"
+    assert not (out / "a.txt").exists()
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

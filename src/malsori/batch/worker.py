@@ -87,6 +87,7 @@ def process_file(
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
         files = render_transcript(result, base.parent, base.name, config.formats_for(rel))
     records: list[dict[str, Any]] = []
+    fresh = True  # none of the outputs exists yet
     for path, text in files:
         data = text.encode("utf-8")
         name = Path(os.path.relpath(path, out)).as_posix()
@@ -97,6 +98,7 @@ def process_file(
         }
         records.append(record)
         if os.path.lexists(path):
+            fresh = False
             known = config.replaceable.get(name)
             if known is None or not output_intact(out, known):
                 raise MalsoriError(
@@ -105,7 +107,10 @@ def process_file(
                 )
     if intend is not None:
         intend(records, rel)
-    atomic_write_many(files)
+    # New outputs are created, never put over a file that appeared since the check (another
+    # worker's output whose name differs only in case, on a case-insensitive share; a file
+    # saved there meanwhile): the write then fails and that file is kept.
+    atomic_write_many(files, replace=not fresh)
     return records, result.duration, time.perf_counter() - t0
 
 

@@ -225,6 +225,28 @@ def test_a_soft_first_word_is_not_cut_off() -> None:
         assert d.words and d.start <= d.words[0].start + 0.01, (d.start, d.words[0])
 
 
+def test_the_backlog_counts_audio_being_transcribed() -> None:
+    """``backlog_seconds`` (what the server bounds with MALSORI_LIVE_MAX_BACKLOG_S) fell to 0
+    the moment ``process`` took the waiting audio, so a client could keep twice the bound
+    un-transcribed: the bound now counts the audio being transcribed too."""
+    import malsori
+    from malsori.live import LiveOptions, LiveSession
+
+    model = malsori.load_model("tiny.en")
+    utterance = malsori.load_audio(EN)
+    audio = np.concatenate([utterance, np.zeros(2 * 16000, np.float32)] * 3)
+    seen: list[float] = []
+    session = LiveSession(
+        model, LiveOptions(language="en"), lambda _e: seen.append(session.backlog_seconds)
+    )
+    session.feed(audio)
+    assert session.backlog_seconds == pytest.approx(len(audio) / 16000)
+    session.process()  # its events come while it runs
+    assert seen and seen[0] == pytest.approx(len(audio) / 16000), seen
+    assert session.backlog_seconds == 0
+    session.finish()
+
+
 def test_commit_as_speech_ends_makes_no_extra_item_and_mid_speech_splits_in_two() -> None:
     """Manual commit (hostile tester): a commit as the speaker stops, inside the pause that
     would end the turn, closes the item and makes no second one out of that pause (it had

@@ -198,6 +198,7 @@ class LiveSession:
         # audio and, at their places in the stream, commits (_COMMIT) and clears (_CLEAR)
         self._pending: list[Samples | str] = []
         self._backlog = 0  # samples in _pending
+        self._taken = 0  # samples taken by the running process(), not yet done
         self._marks = 0  # commits and clears in _pending
         self._processing = False
         self._fed = 0  # samples received
@@ -240,10 +241,12 @@ class LiveSession:
 
     @property
     def backlog_seconds(self) -> float:
-        """Audio fed but not yet taken up by ``process`` (a client that sends faster than
-        the session decodes makes it grow; the server bounds it, MALSORI_LIVE_MAX_BACKLOG_S)."""
+        """Audio fed but not yet transcribed: waiting, or taken by the running ``process``
+        (a client that sends faster than the session decodes makes it grow; the server
+        bounds it, MALSORI_LIVE_MAX_BACKLOG_S). (Counting only the waiting audio let a
+        client keep twice the bound un-transcribed: process takes all that waits at once.)"""
         with self._lock:
-            return self._backlog / SAMPLE_RATE
+            return (self._backlog + self._taken) / SAMPLE_RATE
 
     def commit(self) -> None:
         """Close the open utterance (``input_audio_buffer.commit``) at this point of the
@@ -312,13 +315,14 @@ class LiveSession:
         with self._lock:
             items, self._pending = self._pending, []
             self._marks = 0
-            self._backlog = 0
+            self._taken, self._backlog = self._backlog, 0
             self._processing = True
         try:
             self._process(items)
         finally:
             with self._lock:
                 self._processing = False
+                self._taken = 0
 
     def _process(self, items: list[Samples | str]) -> None:
         chunks: list[Samples] = []

@@ -439,3 +439,63 @@ def test_the_server_decodes_as_the_cli_does(server: Server, tmp_path: Path) -> N
     assert got.status_code == 200, got.text
     segments = got.json()["segments"]
     assert segments and segments[0]["start"] >= 4.8, segments
+
+
+def test_websocket_upgrades_the_websocket_layer_cannot_read_are_answered() -> None:
+    """Upgrade requests that h11 reads but the WebSocket layer cannot (a request line or a
+    header over 8 KiB, 300 headers, a POST) got no answer and kept their connection past
+    every timeout: 100 of them took every connection, /health included (a hostile tester).
+    A missing key or another version got a plain-text 400. Each now gets a JSON error and
+    the connection closes; the connection cap is free again at once."""
+    env = {"MALSORI_MAX_CONNECTIONS": "8"}
+    base = (
+        b"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    cases = {
+        "long line": (b"GET /v1/realtime?" + b"a=b&" * 3000 + b" HTTP/1.1\r\n" + base, 414),
+        "long header": (b"GET /v1/realtime HTTP/1.1\r\n" + base + b"X-Pad: " + b"a" * 9000
+                        + b"\r\n", 431),
+        "many headers": (b"GET /v1/realtime HTTP/1.1\r\n" + base
+                         + b"".join(b"X-%d: a\r\n" % i for i in range(300)), 431),
+        "post": (b"POST /v1/realtime HTTP/1.1\r\n" + base + b"Content-Length: 0\r\n", 405),
+        "no key": (b"GET /v1/realtime HTTP/1.1\r\n"
+                   + base.replace(b"Sec-WebSocket-Key", b"X-Key"), 400),
+        "version 8": (b"GET /v1/realtime HTTP/1.1\r\n"
+                      + base.replace(b"Version: 13", b"Version: 8"), 426),
+    }  # fmt: skip
+    with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
+        for _ in range(2):  # twice the connection cap in all: none is kept
+            for name, (head, status) in cases.items():
+                sock = _raw(srv.url)
+                sock.settimeout(10)  # the header timeout is 10 s: the answer comes at once
+                sock.sendall(head + b"\r\n")
+                answer = _read_all(sock)
+                assert answer.startswith(b"HTTP/1.1 %d" % status), (name, answer[:200])
+                body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+                assert body["error"]["message"], (name, body)
+                sock.close()
+        assert httpx.get(srv.url + "/health").status_code == 200
+
+
+def test_refused_websocket_handshakes_do_not_log_errors() -> None:
+    """Every handshake refused with a JSON answer (a wrong Origin, another path) made
+    uvicorn log "ERROR: ASGI callable returned without completing handshake.": any client
+    could fill the log with errors. It is an INFO line now (the access line says 403)."""
+    head = (
+        b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+    )
+    with running_server("--model", "tiny.en", "--no-preload", "--log-level", "info") as srv:
+        for path, extra, status in (
+            (b"/v1/realtime", b"Origin: http://evil.example\r\n", 403),
+            (b"/elsewhere", b"", 404),
+        ):
+            sock = _raw(srv.url)
+            sock.sendall(head % (path, extra))
+            answer = _read_all(sock)
+            assert answer.startswith(b"HTTP/1.1 %d" % status), answer[:200]
+            sock.close()
+    output = srv.output()
+    assert "without completing handshake" in output  # said, at INFO
+    assert not [line for line in output.splitlines() if line.startswith("ERROR")], output

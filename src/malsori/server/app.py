@@ -38,6 +38,19 @@ from .uploads import BodyLimits
 log = logging.getLogger(__name__)
 
 
+class _RefusedHandshakeNoise(logging.Filter):
+    """uvicorn logs "ASGI callable returned without completing handshake." at ERROR after
+    every WebSocket handshake the application refused with its own response (a wrong
+    Origin, a bad key, another path: a JSON 403/401/404, already in the access log), so any
+    client could fill the log with ERROR lines. Those are kept at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "ASGI callable returned without completing handshake.":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger("uvicorn.error").isEnabledFor(logging.INFO)
+        return True
+
+
 def _lifespan(state: AppState) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     settings = state.settings
 
@@ -59,6 +72,9 @@ def _lifespan(state: AppState) -> Callable[[FastAPI], AbstractAsyncContextManage
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, _RefusedHandshakeNoise) for f in uvicorn_log.filters):
+            uvicorn_log.addFilter(_RefusedHandshakeNoise())
         if settings.preload:
             state.tasks.append(asyncio.create_task(preload()))
         else:

@@ -18,6 +18,7 @@ The time for a body the application reads is limited by uploads.BodyLimits."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import json
 import logging
@@ -37,15 +38,57 @@ log = logging.getLogger(__name__)
 _REFUSAL_LOG_EVERY_S = 10.0
 
 
-def error_response(status: int, reason: str, code: str, message: str) -> bytes:
-    """A whole HTTP/1.1 response with an OpenAI-shaped JSON error, closing the connection."""
+def error_response(status: int, reason: str, code: str, message: str, extra: str = "") -> bytes:
+    """A whole HTTP/1.1 response with an OpenAI-shaped JSON error, closing the connection
+    (``extra``: more header lines, each ending in CRLF)."""
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = json.dumps(error_body(message, kind, None, code)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n{extra}\r\n"
     )
     return head.encode("ascii") + body
+
+
+#: What the WebSocket library parses again after h11 (websockets: a line of at most 8192
+#: bytes, at most 128 headers); a head beyond these is refused here, with an answer.
+_WS_MAX_LINE = 8190
+_WS_MAX_HEADERS = 100
+
+
+def websocket_refusal(event: h11.Request) -> tuple[int, str, str, str, str] | None:
+    """Why a WebSocket upgrade request cannot be handed to the WebSocket layer, as
+    (status, reason, code, message, extra headers); None when it can. Handed over anyway,
+    a head too long for that layer, too many headers or a POST got no answer at all and its
+    connection stayed open past every timeout (100 of them took every connection: a hostile
+    tester); a missing key or another version got a plain-text 400."""
+    headers = {name.lower(): value for name, value in event.headers}
+    if event.method != b"GET":
+        return (405, "Method Not Allowed", "method_not_allowed",
+                "a WebSocket handshake is a GET request", "allow: GET\r\n")  # fmt: skip
+    if len(event.method) + len(event.target) + 11 > _WS_MAX_LINE:
+        return (414, "URI Too Long", "uri_too_long",
+                f"the request line is over {_WS_MAX_LINE} bytes", "")  # fmt: skip
+    if len(event.headers) > _WS_MAX_HEADERS:
+        return (431, "Request Header Fields Too Large", "too_many_headers",
+                f"more than {_WS_MAX_HEADERS} header lines", "")  # fmt: skip
+    if any(len(name) + len(value) + 2 > _WS_MAX_LINE for name, value in event.headers):
+        return (431, "Request Header Fields Too Large", "header_too_large",
+                f"a header line is over {_WS_MAX_LINE} bytes", "")  # fmt: skip
+    if headers.get(b"sec-websocket-version", b"").strip() != b"13":
+        return (426, "Upgrade Required", "unsupported_websocket_version",
+                "this server speaks WebSocket version 13 (Sec-WebSocket-Version: 13)",
+                "sec-websocket-version: 13\r\n")  # fmt: skip
+    key = headers.get(b"sec-websocket-key", b"").strip()
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        valid_key = False
+    if not valid_key:
+        return (400, "Bad Request", "invalid_websocket_handshake",
+                "the WebSocket handshake needs a Sec-WebSocket-Key of 16 base64-encoded "
+                "bytes", "")  # fmt: skip
+    return None
 
 
 def _loopback(host: str) -> bool:
@@ -157,6 +200,42 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
                 self.transport.close()
                 return
             self._arm()  # the next request's head, on a kept-alive connection
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            refusal = websocket_refusal(event)
+            if refusal is not None:
+                status, reason, code, message, extra = refusal
+                self.transport.write(error_response(status, reason, code, message, extra))
+                self.transport.close()
+                return
+            try:
+                super().handle_websocket_upgrade(event)
+            except Exception:  # the WebSocket layer could not take it: answer, never hang
+                log.warning("a WebSocket upgrade failed", exc_info=True)
+                if not self.transport.is_closing():
+                    self.transport.write(
+                        error_response(
+                            400,
+                            "Bad Request",
+                            "invalid_websocket_handshake",
+                            "the WebSocket handshake could not be read",
+                        )
+                    )
+                    self.transport.close()
+                return
+            # A backstop: a handshake the application has not answered in header_timeout_s
+            # (it answers at once) does not keep its connection.
+            protocol = self.transport.get_protocol()
+            transport = self.transport
+
+            def unanswered() -> None:
+                if not getattr(protocol, "handshake_complete", True) and not (
+                    transport.is_closing()
+                ):
+                    log.info("closing a WebSocket handshake not answered in %gs", header_timeout)
+                    transport.close()
+
+            self.loop.call_later(header_timeout, unanswered)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

@@ -7,6 +7,7 @@ speaker, 8 kHz, stereo, bad options)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -454,9 +455,9 @@ def test_page_colours_and_renames_speakers(
         page.set_input_files("#file", str(clips["en2"]))
         page.get_by_label("Label speakers").check()
         page.get_by_role("button", name="Transcribe").click()
-        page.wait_for_function(
-            "/^(Done|Failed)/.test(document.getElementById('status').textContent)",
-            timeout=120_000,
+        # a locator, not wait_for_function: the page's CSP forbids evaluating strings
+        page.locator("#status").filter(has_text=re.compile(r"^(Done|Failed)")).wait_for(
+            timeout=120_000
         )
         assert page.inner_text("#status").startswith("Done")
         chips = page.locator("#segments .speaker")

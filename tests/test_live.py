@@ -550,18 +550,20 @@ def test_page_records_from_a_fake_microphone(server: Server, tmp_path: Path) -> 
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # the page's CSP is enforced here: the microphone's worklet and the socket must pass
+        page.on("console", lambda m: errors.append(m.text) if "Security" in m.text else None)
         page.goto(server.url + "/")
         page.get_by_label("API key").fill(KEY)
         page.get_by_label("API key").press("Tab")
         page.wait_for_selector("#model option[value='tiny.en']", state="attached")
         page.get_by_role("button", name="Record").click()
-        page.wait_for_function(
-            "document.querySelector('#live-text .confirmed')?.textContent.includes('platforms')",
-            timeout=60_000,
+        # locators, not wait_for_function: the page's CSP forbids evaluating strings
+        page.locator("#live-text .confirmed").filter(has_text="platforms").first.wait_for(
+            timeout=60_000
         )
         page.get_by_role("button", name="Stop").click()
-        page.wait_for_function(
-            "/^(Done|Failed)/.test(document.getElementById('status').textContent)", timeout=60_000
+        page.locator("#status").filter(has_text=re.compile(r"^(Done|Failed)")).wait_for(
+            timeout=60_000
         )
         status = page.inner_text("#status")
         assert status.startswith("Done"), (status, page.inner_text("#error"))

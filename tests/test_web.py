@@ -153,6 +153,9 @@ def page(request: pytest.FixtureRequest) -> Iterator[Page]:
         context = browser.new_context(
             viewport={"width": 390, "height": 844},  # a phone
             accept_downloads=True,
+            # the tests' own wait_for_function predicates are evaluated strings, which the
+            # page's CSP forbids; test_the_page_works_under_its_own_csp runs without this
+            bypass_csp=True,
         )
         context.grant_permissions(["clipboard-read", "clipboard-write"])
         pg = context.new_page()
@@ -708,3 +711,42 @@ def test_repairs_to_the_audio_are_shown(
     page.get_by_role("button", name="Transcribe").click()
     assert_done(page)
     assert page.locator("#notice").is_hidden()
+
+
+def test_the_page_works_under_its_own_csp_and_may_not_be_framed(
+    server: Server, page: Page, audio: dict[str, Path]
+) -> None:
+    """The page had no security headers: any site could frame it (a transcribe button under
+    someone else's page: a hostile tester). Its CSP allows its own scripts, styles, worklet
+    and socket only; the page still transcribes under it, with no CSP violation, and a
+    frame of it stays empty."""
+    response = httpx.get(server.url + "/")
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    browser = page.context.browser
+    assert browser is not None
+    strict = browser.new_context()  # the CSP enforced (the fixture's context bypasses it)
+    try:
+        pg = strict.new_page()
+        violations: list[str] = []
+        pg.on("console", lambda m: violations.append(m.text) if "Security" in m.text else None)
+        pg.on("pageerror", lambda exc: violations.append(str(exc)))
+        pg.goto(server.url + "/")
+        pg.wait_for_selector("#model option[value='tiny.en']", state="attached")
+        pg.get_by_label("Model").select_option("tiny.en")
+        pg.set_input_files("#file", str(audio["window"]))
+        pg.get_by_role("button", name="Transcribe").click()
+        pg.get_by_role("status").filter(has_text="Done").wait_for(timeout=240_000)
+        assert pg.locator("#segments .text").count() >= 1
+        pg.get_by_label("Download as").select_option("srt")
+        with pg.expect_download() as info:
+            pg.get_by_role("button", name="Download").click()
+        assert info.value.suggested_filename.endswith(".srt")
+        assert not violations, violations
+        pg.set_content(f"<iframe id=f src='{server.url}/'></iframe>")  # framed: refused
+        pg.wait_for_timeout(1000)
+        assert pg.frame_locator("#f").locator("#go").count() == 0
+        assert any("frame-ancestors" in v for v in violations), violations
+    finally:
+        strict.close()

@@ -231,4 +231,18 @@ async def docs(request: Request) -> HTMLResponse:
 @router.get("/", include_in_schema=False)
 @router.head("/", include_in_schema=False)  # uptime monitors that send HEAD
 async def index() -> FileResponse:
-    return FileResponse(STATIC / "index.html")
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+#: The page loads only its own scripts, styles, worklet and WebSocket, and may not be
+#: framed by another site (a transcribe button under someone else's page).
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}

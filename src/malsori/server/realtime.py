@@ -26,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -55,6 +56,7 @@ from ..live import (
     pcm16_to_float,
 )
 from ..options import normalize_language
+from ..pipeline.run import release_freed_memory
 from .errors import APIError, error_body
 from .middleware import _host_name
 from .state import AppState
@@ -690,6 +692,12 @@ async def realtime(websocket: WebSocket) -> None:
     finally:
         live_hub.active -= 1
         live_hub.open.set(live_hub.active)
+        # A session's audio arrives in messages of up to 16 MiB (base64, decoded, resampled)
+        # and its objects are in reference cycles (callbacks, threads): freed only when the
+        # cyclic collector ran, they kept the server's RSS at 1.1-1.8 GB after sessions that
+        # had all ended (0.8 GB before: a hostile tester). Collected and given back now.
+        gc.collect()
+        release_freed_memory()
 
 
 async def _deny(websocket: WebSocket, status: int, message: str, code: str) -> None:

@@ -225,8 +225,24 @@ def test_bad_inputs_get_4xx_and_server_keeps_serving(
     form = httpx.post(
         server.url + "/v1/audio/transcriptions", data={"file": "abc", "model": "whisper-1"}
     )
-    _assert_error(form, 400, "expected an uploaded file (multipart/form-data)")
+    _assert_error(form, 400, "expected an uploaded file (multipart/form-data")
     assert "class" not in form.text
+    # a part with only the RFC 5987 filename*= (no filename=) is a text field to the
+    # multipart parser: the message says so (it said only "expected an uploaded file")
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; '
+        b"filename*=UTF-8''%ED%9A%8C%EC%9D%98.wav\r\nContent-Type: audio/wav\r\n\r\n"
+        + good
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="model"\r\n\r\n'
+        b"whisper-1\r\n--b--\r\n"
+    )
+    for audio in (good, good[:2000]):  # over and under a text field's 64 KiB
+        starred = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            content=body.replace(good, audio),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        _assert_error(starred, 400, "a part with only filename*= is read as text")
     # Path-like and non-UTF-8 file names are only labels: they transcribe fine.
     for name in (
         "../../etc/passwd",

@@ -53,8 +53,8 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
 #: The multipart parser's own errors (starlette's words, kept): a code, and a hint where
 #: its words do not say what to do.
 _TOO_LARGE_HINT = (
-    " A text field is at most 64 KiB; audio goes in a file part, with a filename "
-    "(multipart/form-data: curl -F file=@audio.wav)."
+    " A text field is at most 64 KiB; audio goes in a file part, with a filename= (a part "
+    "with only filename*= is read as text; multipart/form-data: curl -F file=@audio.wav)."
 )
 _FORM_ERRORS = {
     "Part exceeded maximum size": ("field_too_large", _TOO_LARGE_HINT),
@@ -87,7 +87,10 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     if first.get("type") == "missing":
         message = f"missing required parameter: {param}"
     elif param == "file":  # a text field named file (url-encoded form, or no file part)
-        message = "invalid value for file: expected an uploaded file (multipart/form-data)"
+        message = (
+            "invalid value for file: expected an uploaded file (multipart/form-data, a part "
+            "named file with a filename=; a part with only filename*= is read as text)"
+        )
     else:
         message = f"invalid value for {param}: {first.get('msg', 'invalid request')}"
     return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)

@@ -127,9 +127,13 @@ def test_health_ready_metrics(server: Server, window_wav: Path) -> None:
         server, files={"file": ("w.wav", window_wav.read_bytes())}, data={"model": long_name}
     )
     assert resp.status_code == 404 and len(resp.json()["error"]["message"]) <= 500, resp.text
-    for probe in ("/health", "/ready"):  # health checkers that send HEAD got 405
+    for probe in ("/health", "/ready", "/"):  # health checkers that send HEAD got 405
         head = httpx.head(server.url + probe)
         assert head.status_code == 200 and head.content == b"", probe
+    # another method on the page: 405 names both it has (it said "allow: HEAD")
+    trace = httpx.request("TRACE", server.url + "/")
+    assert trace.status_code == 405, trace.text
+    assert {m.strip() for m in trace.headers["allow"].split(",")} == {"GET", "HEAD"}
     metrics = httpx.get(server.url + "/metrics").text
     for name in (
         "malsori_requests_total",

@@ -228,8 +228,8 @@ async def docs(request: Request) -> HTMLResponse:
     )
 
 
-@router.get("/", include_in_schema=False)
-@router.head("/", include_in_schema=False)  # uptime monitors that send HEAD
+# one route for both (uptime monitors send HEAD): a 405 then says "allow: GET, HEAD"
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 

@@ -198,6 +198,9 @@ def test_request_timeout_answers_504_and_stops_the_work(long_mp3: Path, window_w
         m = srv.metrics()
         assert m['malsori_jobs_cancelled_total{reason="timeout"}'] == 2
         assert m["malsori_audio_seconds_total"] == 0
+        # both are errors, the stream's too (its response had started as a 200)
+        errors = 'malsori_errors_total{endpoint="/v1/audio/transcriptions",status="504"}'
+        assert m[errors] == 2, m
         resp = _transcribe(srv, window_wav)
         assert resp.status_code == 200 and wer(SENTENCES["window"], resp.json()["text"]) <= 0.25
     log = srv.output()

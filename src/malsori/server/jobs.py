@@ -389,6 +389,12 @@ class Job:
             ended = True  # counted by _wait
         except APIError as exc:
             ended = True
+            # the response started as a 200 stream: the error is counted here, by the status
+            # a plain request would have had (a timeout: 504)
+            endpoint = (
+                f"/v1/audio/{'translations' if self.req.task == 'translate' else 'transcriptions'}"
+            )
+            self.state.metrics.errors.labels(endpoint, str(exc.status)).inc()
             yield sse({"type": "error", **error_body(exc.message, exc.type, exc.param, exc.code)})
         finally:
             if not ended:  # the response was cancelled: the client went away

@@ -261,6 +261,29 @@ def test_stereo_whose_channels_cancel_is_still_heard(
     assert "warnings" not in transcribe(clip, tiny_en, language="en").to_dict()
 
 
+def test_warnings_still_reach_a_library_user_without_logging_set_up(tmp_path: Path) -> None:
+    """Keeping the warnings with the transcript added a handler to the ``malsori`` logger,
+    and logging then skipped its last resort: a program that never configured logging (a
+    library user, a batch worker process) no longer saw any warning (a reviewer)."""
+    import subprocess
+    import sys
+
+    inverted = _stereo(
+        EVALDATA / "en" / "jfk.wav", "[0:a]pan=stereo|c0=c0|c1=-1*c0", tmp_path / "inv.flac"
+    )
+    code = (
+        "import sys, malsori\n"
+        "r = malsori.transcribe(sys.argv[1], 'tiny.en', language='en')\n"
+        "print(len(r.warnings))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(inverted)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+    assert "cancel each other" in proc.stderr, proc.stderr
+
+
 def test_two_voices_on_two_channels_are_mixed_as_usual(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

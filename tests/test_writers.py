@@ -223,3 +223,28 @@ def test_a_failed_set_on_a_disk_without_hard_links_loses_no_file(
     assert b.read_text() == "OLD srt\n"
     assert not c.exists()  # new in the set: removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.srt", "x.txt"]
+
+
+def test_writes_that_never_replace_work_on_a_disk_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file is created with a hard link (refused if the name is taken); a FAT/exFAT
+    USB disk has none (EPERM): every batch file and ``transcribe -o`` write failed there (a
+    reviewer). Without links the name is checked again just before the rename."""
+    import errno
+    import os
+
+    from malsori._atomic import atomic_write_many
+    from malsori.errors import OutputError
+
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    a, b = tmp_path / "회의.txt", tmp_path / "회의.srt"
+    atomic_write_many([(a, "가\n"), (b, "1\n")], replace=False)
+    assert a.read_text() == "가\n" and b.read_text() == "1\n"
+    with pytest.raises(OutputError, match="exists"):
+        atomic_write_many([(a, "other\n")], replace=False)
+    assert a.read_text() == "가\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["회의.srt", "회의.txt"]  # no .tmp

@@ -22,6 +22,10 @@ from typing import IO
 
 from .errors import NoSpaceError, OutputError
 
+#: errno values of ``os.link`` on a file system without hard links (vfat/exFAT say EPERM).
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+)
 #: errno values that mean "the disk (or the file-size limit, or the quota) is full".
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
@@ -131,7 +135,17 @@ def atomic_write_many(files: Sequence[tuple[Path, str]], *, replace: bool = True
                     raise FileExistsError(errno.EEXIST, "File exists", str(dest))
             for tmp, dest in staged:
                 current = dest
-                os.link(tmp, dest)  # atomic: refused if the name was taken meanwhile
+                try:
+                    os.link(tmp, dest)  # atomic: refused if the name was taken meanwhile
+                except OSError as exc:
+                    if exc.errno not in _NO_HARD_LINKS:
+                        raise
+                    # a disk without hard links (FAT/exFAT, some FUSE and network mounts):
+                    # the name is checked again right before the rename (a window of
+                    # microseconds instead of none), rather than failing every write
+                    if os.path.lexists(dest):
+                        raise FileExistsError(errno.EEXIST, "File exists", str(dest)) from None
+                    os.replace(tmp, dest)
                 renamed.append(dest)
             return
         backups = {dest: _keep_old(dest) for _, dest in staged}

@@ -31,6 +31,13 @@ class _Collector(logging.Handler):
         super().__init__(level=logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not _other_handlers(record.name):
+            # This handler must not silence the warning: with no handler anywhere, logging
+            # prints it through its last resort (a library user, a batch worker process),
+            # which it skips as soon as any handler exists (a reviewer).
+            last = logging.lastResort
+            if last is not None and record.levelno >= last.level:
+                last.handle(record)
         sink = _SINK.get()
         if sink is None or len(sink) >= MAX_WARNINGS:
             return
@@ -40,6 +47,18 @@ class _Collector(logging.Handler):
             return
         if message not in sink:
             sink.append(message)
+
+
+def _other_handlers(name: str) -> bool:
+    """Would a handler other than the collector see a record of logger ``name``?"""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(not isinstance(h, _Collector) for h in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
 
 _installed = threading.Lock()
@@ -68,4 +87,4 @@ def collecting(into: list[str] | None = None) -> Iterator[list[str]]:
     finally:
         _SINK.reset(token)
         if outer is not None and outer is not sink:
-            outer.extend(m for m in sink if m not in outer)
+            outer.extend([m for m in sink if m not in outer][: max(0, MAX_WARNINGS - len(outer))])

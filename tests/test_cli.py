@@ -456,9 +456,13 @@ def test_an_empty_format_and_a_folder_in_the_way_get_their_own_message(
 ) -> None:
     """``-f ""`` silently gave txt; a folder named like an output was refused with "pass
     --overwrite", which then failed too (a hostile tester)."""
-    commands = (["transcribe", str(window_wav), "-o", "o"], ["batch", str(tmp_path), "-o", "b"])
+    commands = (
+        ["transcribe", str(window_wav), "-o", "o"],
+        ["batch", str(tmp_path), "-o", "b"],
+        ["live", "--input", str(window_wav), "-o", "o"],
+    )
     for command in commands:
-        proc = run_cli(*command, *TINY, "-f", "")
+        proc = run_cli(*command, "--model", "tiny.en", "-f", "")
         assert proc.returncode == 1 and "no output format given" in proc.stderr, proc.stderr
         assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
     (tmp_path / "o" / "window.txt").mkdir(parents=True)

@@ -466,6 +466,8 @@ def test_websocket_upgrades_the_websocket_layer_cannot_read_are_answered() -> No
                    + base.replace(b"Sec-WebSocket-Key", b"X-Key"), 400),
         "version 8": (b"GET /v1/realtime HTTP/1.1\r\n"
                       + base.replace(b"Version: 13", b"Version: 8"), 426),
+        "two versions": (b"GET /v1/realtime HTTP/1.1\r\n" + base
+                         + b"Sec-WebSocket-Version: 8\r\n", 400),
     }  # fmt: skip
     with running_server("--model", "tiny.en", "--no-preload", env=env) as srv:
         for _ in range(2):  # twice the connection cap in all: none is kept

@@ -754,6 +754,10 @@ def test_check_reads_windows_line_ends_and_names_the_broken_line(
         "missing.srt": ("1\n00:00:01,000 --> 00:00:03,000\nhello there\n\n"
                         "2\nsecond cue text\n", 5, "a block with no timing line"),
         "minute.vtt": ("WEBVTT\n\n00:99.000 --> 01:00.000\nhello\n", 3, "malformed timing line"),
+        # no empty line before the next cue: its timing line was read as text (a reviewer)
+        "joined.srt": ("1\n00:00:01,000 --> 00:00:03,000\nhello there\n"
+                       "2\n00:00:0A,000 --> 00:00:06,000\nsecond\n", 5,
+                       "malformed timing line inside the cue before it"),
     }  # fmt: skip
     for name, (text, line, message) in broken.items():
         path = tmp_path / name

@@ -723,7 +723,10 @@ def test_the_page_works_under_its_own_csp_and_may_not_be_framed(
     response = httpx.get(server.url + "/")
     csp = response.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    host = server.url.removeprefix("http://")
+    assert f"connect-src 'self' ws://{host} wss://{host};" in csp  # older Safari's 'self'
     assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "same-origin"
     browser = page.context.browser
     assert browser is not None
     strict = browser.new_context()  # the CSP enforced (the fixture's context bypasses it)

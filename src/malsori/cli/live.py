@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     language = normalize_language(args.language)
     if args.output_dir is None and (args.format is not None or args.name is not None):
         raise OptionsError("--format and --name only apply with -o DIR (nothing is written)")
-    formats = expand_formats(args.format or "all")
+    formats = expand_formats("all" if args.format is None else args.format)
     if args.beam_size < 0:
         raise OptionsError(f"--beam-size must be >= 0, got {args.beam_size}")
     if args.name is not None:

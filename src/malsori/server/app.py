@@ -120,6 +120,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
+            expose_headers=["X-Malsori-Warnings"],  # a web app may read it too
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard, settings=settings)

@@ -63,6 +63,10 @@ def websocket_refusal(event: h11.Request) -> tuple[int, str, str, str, str] | No
     connection stayed open past every timeout (100 of them took every connection: a hostile
     tester); a missing key or another version got a plain-text 400."""
     headers = {name.lower(): value for name, value in event.headers}
+    for once in (b"sec-websocket-key", b"sec-websocket-version"):
+        if sum(1 for name, _ in event.headers if name.lower() == once) > 1:
+            return (400, "Bad Request", "invalid_websocket_handshake",
+                    f"{once.decode()} is given more than once", "")  # fmt: skip
     if event.method != b"GET":
         return (405, "Method Not Allowed", "method_not_allowed",
                 "a WebSocket handshake is a GET request", "allow: GET\r\n")  # fmt: skip

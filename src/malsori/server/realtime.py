@@ -83,6 +83,7 @@ class LiveHub:
     def __init__(self, state: AppState) -> None:
         r = state.metrics.registry
         self.active = 0
+        self.tidying = False  # an ended session's memory is being given back
         self.open = Gauge("malsori_live_sessions_open", "Live sessions open", registry=r)
         self.sessions = Counter(
             "malsori_live_connections_total",
@@ -696,8 +697,18 @@ async def realtime(websocket: WebSocket) -> None:
         # and its objects are in reference cycles (callbacks, threads): freed only when the
         # cyclic collector ran, they kept the server's RSS at 1.1-1.8 GB after sessions that
         # had all ended (0.8 GB before: a hostile tester). Collected and given back now.
-        gc.collect()
-        release_freed_memory()
+        # Off the event loop (malloc_trim releases the GIL), at most one at a time.
+        if not live_hub.tidying:
+            live_hub.tidying = True
+            try:
+                await asyncio.to_thread(_give_back_memory)
+            finally:
+                live_hub.tidying = False
+
+
+def _give_back_memory() -> None:
+    gc.collect()
+    release_freed_memory()
 
 
 async def _deny(websocket: WebSocket, status: int, message: str, code: str) -> None:

@@ -230,19 +230,26 @@ async def docs(request: Request) -> HTMLResponse:
 
 # one route for both (uptime monitors send HEAD): a 405 then says "allow: GET, HEAD"
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-async def index() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+async def index(request: Request) -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers=page_headers(request))
 
 
-#: The page loads only its own scripts, styles, worklet and WebSocket, and may not be
-#: framed by another site (a transcribe button under someone else's page).
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+def page_headers(request: Request) -> dict[str, str]:
+    """The page loads only its own scripts, styles, worklet and WebSocket, and may not be
+    framed by another site (a transcribe button under someone else's page). Its own socket
+    is named too (``ws://HOST``): Safari before 15.4 did not count it as 'self'. The Host
+    has passed the server's Host check by now."""
+    host = request.headers.get("host", "")
+    sockets = f" ws://{host} wss://{host}" if host and all(c not in host for c in " ;,'") else ""
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+            f"connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        # not no-referrer: some browsers then sent "Origin: null", which the Origin check
+        # refuses; same-origin still sends nothing to other sites
+        "Referrer-Policy": "same-origin",
+    }

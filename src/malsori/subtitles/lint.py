@@ -99,6 +99,10 @@ _TIMING_LINE = {
 }
 
 
+#: A line that starts like a timing line (its times may be malformed).
+_LOOKS_TIMED = re.compile(r"^[ \t]*[\w:.,]*\d[\w:.,]*[ \t]*-->")
+
+
 class ParseError(MalsoriError):
     """A file that cannot be checked, with the line (1-based) where it goes wrong."""
 
@@ -129,7 +133,11 @@ def _check_block(block: list[tuple[int, str]], fmt: str) -> None:
         return
     arrows = [(k, line) for k, line in block if "-->" in line]
     if not arrows:
-        raise ParseError(f"a block with no timing line (no '-->'): {first[:60]!r}", block[0][0])
+        raise ParseError(
+            f"a block with no timing line (no '-->'; an empty line inside a cue's text?): "
+            f"{first[:60]!r}",
+            block[0][0],
+        )
     k, line = arrows[0]
     position = next(i for i, (n, _) in enumerate(block) if n == k)
     if position > 1:  # the timing line comes first, or after a number / an identifier
@@ -139,6 +147,13 @@ def _check_block(block: list[tuple[int, str]], fmt: str) -> None:
         )
     if not _TIMING_LINE[fmt].match(line):
         raise ParseError(f"malformed timing line: {line.strip()[:80]!r}", k)
+    for k, line in arrows[1:]:  # another cue's timing line, with no empty line before it
+        if _LOOKS_TIMED.match(line):
+            what = "timing line" if _TIMING_LINE[fmt].match(line) else "malformed timing line"
+            raise ParseError(
+                f"{what} inside the cue before it (an empty line missing?): {line.strip()[:80]!r}",
+                k,
+            )
 
 
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")

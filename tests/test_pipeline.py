@@ -577,17 +577,19 @@ def test_stream_hands_out_the_first_window_alone_and_stop_takes_one_model_call(
 def test_a_real_loop_is_caught_by_the_fallback(base: malsori.LoadedModel) -> None:
     """A loop built from real speech: Korean clips decoded with ``language="en"`` (what the
     old default did to Korean stretches of a mixed file). faster-whisper's batched pipeline
-    repeats one invented sentence (compression ratio over 10); malsori's pipeline sees the
-    ratio, falls back to a higher temperature, and keeps no looping segment."""
+    repeats an invented sentence (compression ratio 7.7-10 depending on the CPU's int8
+    kernels; Whisper calls over 2.4 a loop); malsori's pipeline checks the ratio, falls back
+    (beam 5, then sampling) while it is over, and keeps no looping segment."""
     audio, _ = _stretch(_rows("ko")[:5])  # 30 s of real Korean speech: one window
     stock = malsori.transcribe(audio, base, language="en", pipeline="faster-whisper")
-    assert max(s.compression_ratio or 0 for s in stock.segments) > 10  # the loop is real
+    assert max(s.compression_ratio or 0 for s in stock.segments) > 2 * 2.4  # a real loop
     ours = malsori.transcribe(audio, base, language="en")
     assert ours.segments
     assert all((s.compression_ratio or 0) <= 2.4 for s in ours.segments), [
         (s.compression_ratio, s.text) for s in ours.segments
     ]
-    assert any((s.temperature or 0) > 0 for s in ours.segments)  # the fallback ran
+    # (whether greedy or beam 5 already passes the checks here, or sampling is needed,
+    # depends on the CPU's int8 kernels; either way no looping text is kept)
     for s in ours.segments:  # no sentence said over and over
         sentences = [x.strip() for x in s.text.split(".") if x.strip()]
         assert max(sentences.count(x) for x in sentences) <= 2, s.text
@@ -632,3 +634,67 @@ def test_parallel_split_keeps_order_and_bounds_what_is_in_flight(
     assert [len(p) for p in parts] == sizes
     assert [i for p in parts for i in p] == list(range(n))
     assert map_calls(sum, parts, workers) == [sum(p) for p in parts]
+
+
+def test_sentences_alternating_in_one_window_each_keep_their_language(
+    base: malsori.LoadedModel,
+) -> None:
+    """English and Korean sentences taking turns within one 30 s window (0.6 s pauses, no
+    language given): the window as a whole was heard as "ko 0.54", the search for changes
+    at its ends found one, and the rest was decoded in one language: two Korean sentences
+    vanished, one inside an English segment timed over them (a hostile tester). Each piece
+    is now heard on its own encoder frames and the window cut where its language changes."""
+    clips = [
+        ("en", "en/ljspeech_LJ001-0003.wav"),
+        ("ko", "ko/emotiontts_pma00007.wav"),
+        ("en", "en/ljspeech_LJ001-0004.wav"),
+        ("ko", "ko/emotiontts_pmc00015.wav"),
+        ("en", "en/ljspeech_LJ001-0005.wav"),
+        ("ko", "ko/emotiontts_pmi00001.wav"),
+    ]
+    with open(EVALDATA / "manifest.tsv", encoding="utf-8") as fh:
+        refs = {r["path"]: r["reference"] for r in csv.DictReader(fh, delimiter="\t")}
+    pause = np.zeros(int(0.6 * SR), dtype=np.float32)
+    parts, spans, t = [], [], 0.0
+    for _, path in clips:
+        clip = malsori.load_audio(EVALDATA / path)
+        parts += [clip, pause]
+        spans.append((t, t + len(clip) / SR))
+        t += (len(clip) + len(pause)) / SR
+    result = malsori.transcribe(np.concatenate(parts), base)
+    for (lang, path), (a, b) in zip(clips, spans, strict=True):
+        inside = [s for s in result.segments if a <= (s.start + s.end) / 2 <= b]
+        assert inside, (path, [(s.start, s.end, s.text) for s in result.segments])
+        found = [(s.language, s.text) for s in inside]
+        assert {s.language for s in inside} == {lang}, (path, found)
+        got = score(refs[path], "".join(s.text for s in inside), lang)
+        error = got.cer if lang == "ko" else got.wer
+        assert error <= 0.25, (path, error, [s.text for s in inside])
+        # no segment runs across a clip of the other language
+        assert all(s.end <= b + 0.7 and s.start >= a - 0.7 for s in inside), path
+
+
+def test_runs_from_pieces_follow_the_sure_pieces() -> None:
+    """Pure rule: pieces heard surely in two languages cut the window into runs; an unsure
+    piece joins the neighbouring run it leans to, else the run before it; one language
+    gives None."""
+    from malsori.pipeline.language import runs_from_pieces
+    from malsori.pipeline.windows import Piece
+
+    def piece(start_s: float, seconds: float) -> Piece:
+        return Piece(0, int(start_s * SR), int(seconds * SR))
+
+    pieces = [piece(0, 5), piece(5.6, 0.8), piece(6.6, 3), piece(10.2, 4), piece(14.5, 3)]
+    # en | a short piece leaning ko | ko | a piece leaning ko (p 0.61) | en
+    labels = [("en", 0.99), ("ko", 0.5), ("ko", 0.97), ("ko", 0.61), ("en", 0.95)]
+    runs = runs_from_pieces(pieces, labels)
+    assert runs is not None
+    assert [(len(ps), lang) for ps, lang in runs] == [(1, "en"), (3, "ko"), (1, "en")]
+    # leaning to neither neighbour (or to nothing): the run before it
+    labels = [("en", 0.99), ("ja", 0.5), ("ko", 0.97), ("", 0.0), ("en", 0.95)]
+    runs = runs_from_pieces(pieces, labels)
+    assert runs is not None
+    assert [(len(ps), lang) for ps, lang in runs] == [(2, "en"), (2, "ko"), (1, "en")]
+    assert runs_from_pieces(pieces, [("en", 0.99)] * 5) is None
+    # a sure language in a piece shorter than a second does not cut the window
+    assert runs_from_pieces([piece(0, 5), piece(5.5, 0.5)], [("en", 0.99), ("ko", 0.99)]) is None

@@ -47,6 +47,89 @@ def detect_languages(
     return out
 
 
+#: A piece (VAD region) heard this surely in one language, and at least this long, decides
+#: the language of its stretch when a window's pieces are heard one by one.
+PIECE_SURE = 0.8
+PIECE_SECONDS = 1.0
+#: ... when the languages it may be in have together at least this probability.
+PIECE_MASS = 0.3
+#: Encoder frames per second (Whisper: 1500 per 30 s).
+_FRAMES_PER_SECOND = 50
+
+
+def piece_languages(
+    whisper: Any, encoded: Any, window: Any, allowed: frozenset[str]
+) -> list[tuple[str, float]]:
+    """Input: a window, its encoder output (1500 x d_model, numpy) and the languages it may
+    hold. Output: (language, probability among ``allowed``) of each of its pieces, from the
+    decoder's language step on that piece's own encoder frames (the window's encoder output
+    cropped to the piece: one decoder step per piece, no encoder pass). A piece whose
+    allowed languages together have less than :data:`PIECE_MASS` gets probability 0 (a
+    noise, a laugh, a dialect: it follows its neighbours). Alternating 3-10 s English and
+    Korean sentences in one window were each right at p 0.72-1.0, where the window as a
+    whole was "ko 0.54" and both languages were decoded as one (a hostile tester)."""
+    import ctranslate2
+    import numpy as np
+
+    from ..audio import SAMPLE_RATE
+
+    step = SAMPLE_RATE // _FRAMES_PER_SECOND
+    out: list[tuple[str, float]] = []
+    for p in window.pieces:
+        a = min(len(encoded) - 1, p.offset // step)
+        b = min(len(encoded), max(a + 1, -(-(p.offset + p.length) // step)))
+        crop = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[a:b][None]))
+        ranking = whisper.detect_language(crop)[0]
+        probs = [(tok[2:-2], float(q)) for tok, q in ranking if tok[2:-2] in allowed]
+        mass = sum(q for _, q in probs)
+        if not probs or mass < PIECE_MASS:
+            out.append((probs[0][0] if probs else "", 0.0))
+            continue
+        lang, q = max(probs, key=lambda lp: lp[1])
+        out.append((lang, q / mass))
+    return out
+
+
+def runs_from_pieces(
+    pieces: Any, labels: list[tuple[str, float]]
+) -> list[tuple[tuple[Any, ...], str]] | None:
+    """Input: a window's pieces and their languages (:func:`piece_languages`). Output: the
+    pieces in runs of one language, when the pieces heard surely (:data:`PIECE_SURE`, at
+    least :data:`PIECE_SECONDS`) are in two languages or more; None otherwise. A piece not
+    heard surely joins a neighbouring run: the one in the language it leans to, however
+    weakly (a short "글쎄요." before a Korean sentence, after English; "과일 코너는", Latin
+    to Whisper and Korean at p 0.02; the Gyeongsang dialect, Korean at p 0.61 among English
+    and Korean: decoded as English it was translated), else the run before it (the first
+    ones, the run after them)."""
+    from ..audio import SAMPLE_RATE
+
+    sure = [
+        lang if p >= PIECE_SURE and piece.length >= PIECE_SECONDS * SAMPLE_RATE else None
+        for piece, (lang, p) in zip(pieces, labels, strict=True)
+    ]
+    if len({lang for lang in sure if lang is not None}) < 2:
+        return None
+    decided: list[str] = []
+    for i, known in enumerate(sure):
+        if known is not None:
+            decided.append(known)
+            continue
+        before = decided[-1] if decided else None
+        after = next((lang for lang in sure[i + 1 :] if lang is not None), None)
+        leaning = labels[i][0] or None  # its likelier language, however unsure
+        if leaning is not None and leaning in (before, after):
+            decided.append(leaning)
+        else:
+            decided.append(before or after or "")
+    runs: list[tuple[list[Any], str]] = []
+    for piece, lang in zip(pieces, decided, strict=True):
+        if runs and runs[-1][1] == lang:
+            runs[-1][0].append(piece)
+        else:
+            runs.append(([piece], lang))
+    return [(tuple(ps), lang) for ps, lang in runs]
+
+
 #: The speech heard to place a change of language: the piece (VAD region, usually one
 #: utterance) next to a candidate boundary, grown by its neighbours away from the
 #: boundary while shorter than this (a syllable or two is too little to tell).

@@ -25,7 +25,15 @@ from .blocks import AudioStream, Samples
 from .decode import Attempt, DecodeSetup
 from .encode import Encoded, encode_windows, num_frames, stack
 from .fallback import Thresholds, decode_with_fallback, failed, flags, is_silence, ladder
-from .language import MIXED, PLAUSIBLE, SURE, detect_languages, split_by_language
+from .language import (
+    MIXED,
+    PLAUSIBLE,
+    SURE,
+    detect_languages,
+    piece_languages,
+    runs_from_pieces,
+    split_by_language,
+)
 from .parallel import map_calls, split, workers_of
 from .vad import StreamingVad
 from .windows import Piece, Window, WindowPacker, pack, sub_window
@@ -426,7 +434,14 @@ class Pipeline:
                 out_e.append(encoded[i])
                 out_l.append((lang, p))
                 continue
-            parts = split_by_language(w, lang, left, right, detect, inside=alt)
+            # each piece heard on its own (its encoder frames: no encoder pass), and the
+            # window cut into runs of one language when they are in several; otherwise
+            # the search for the changes at the window's ends and islands within it
+            runs = runs_from_pieces(w.pieces, piece_languages(self.whisper, encoded[i], w, allowed))
+            if runs is not None:
+                parts = [(sub_window(w, ps), rl) for ps, rl in runs]
+            else:
+                parts = split_by_language(w, lang, left, right, detect, inside=alt)
             if len(parts) == 1:
                 sl = parts[0][1]
                 out_w.append(w if sl == lang else dataclasses.replace(w, language=sl))

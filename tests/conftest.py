@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,28 @@ def pytest_runtest_makereport(item: pytest.Item):  # type: ignore[no-untyped-def
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def one_file_job(tmp_path: Path, clip: Path) -> tuple[Path, Any, Any]:
+    """A batch job of one input (``in/a.wav``, a link to ``clip``) prepared as ``malsori
+    batch`` prepares it, for tests that call its workers directly: (OUT, its config, its
+    job store, still open: the caller closes it)."""
+    from dataclasses import replace
+
+    from malsori.batch.config import BatchConfig
+    from malsori.batch.jobs import JobStore
+    from malsori.batch.runner import _model_key, prepare
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    (root / "a.wav").symlink_to(clip)
+    config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
+    config = replace(config, model_key=_model_key(config), threads=1)
+    out.mkdir()
+    store = JobStore(out)
+    try:
+        config, _ = prepare(config, store, None, 2, False)
+    except BaseException:
+        store.close()
+        raise
+    return out, config, store

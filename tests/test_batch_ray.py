@@ -114,24 +114,16 @@ def test_outputs_an_actor_wrote_before_the_driver_died_are_replaced(
     """A Ray actor writes a file's outputs; the driver is killed before it records them
     (here: the actor is called as Ray Data calls it, and nothing records its answer). The
     next run redoes the file over those outputs instead of refusing them as not its own."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     import numpy as np
 
-    from malsori.batch.config import BatchConfig
-    from malsori.batch.jobs import JobStore
+    from conftest import one_file_job
     from malsori.batch.ray_engine import RayTranscriber
-    from malsori.batch.runner import _model_key, prepare
 
-    root, out = tmp_path / "in", tmp_path / "out"
-    root.mkdir()
-    (root / "a.wav").symlink_to(speech_dir / "window.wav")
-    config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
-    config = replace(config, model_key=_model_key(config), threads=1)
-    out.mkdir()
-    store = JobStore(out)
+    out, config, store = one_file_job(tmp_path, speech_dir / "window.wav")
+    root = tmp_path / "in"
     try:
-        config, _ = prepare(config, store, None, 2, False)
         driver = subprocess.Popen(["true"])  # the driver that dies
         driver.wait()
         store.mark_running(store.pending(), f"{os.uname().nodename}:{driver.pid}")

@@ -1414,26 +1414,13 @@ def test_a_new_output_never_replaces_a_file_made_after_the_check(
     share where ``m.wav.txt`` and ``M.wav.txt`` are one file; notes saved meanwhile) was
     replaced. New outputs are now created with no-replace links: the file fails, the other
     file is kept, and none of this file's outputs is written."""
-    from dataclasses import replace
-
-    from malsori.batch.config import BatchConfig
-    from malsori.batch.jobs import JobStore
-    from malsori.batch.runner import _model_key, prepare
+    from conftest import one_file_job
     from malsori.batch.worker import process_file
     from malsori.engine import load_model
     from malsori.errors import MalsoriError
 
-    root, out = tmp_path / "in", tmp_path / "out"
-    root.mkdir()
-    (root / "a.wav").symlink_to(speech_dir / "window.wav")
-    config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
-    config = replace(config, model_key=_model_key(config), threads=1)
-    out.mkdir()
-    store = JobStore(out)
-    try:
-        config, _ = prepare(config, store, None, 2, False)
-    finally:
-        store.close()
+    out, config, store = one_file_job(tmp_path, speech_dir / "window.wav")
+    store.close()
 
     def meanwhile(records: list[dict[str, object]], rel: str) -> None:
         (out / "a.json").write_text("another writer's json")

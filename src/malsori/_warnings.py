@@ -1,8 +1,8 @@
 """The warnings of one transcription, kept with its result.
 
 malsori says what it had to do to an input (a damaged packet replaced by silence, a gap in
-the file's times filled, inverted-polarity stereo heard through the channels' difference,
-a CPU used instead of a GPU) with a ``logging`` warning on the ``malsori`` logger. On a
+the file's times filled, inverted-polarity stereo heard through the channels' difference, a
+second audio track left out) with a ``logging`` warning on the ``malsori`` logger. On a
 terminal that reaches the user; a JSON file written by ``transcribe``/``batch`` or an
 HTTP response would say nothing of it. :func:`collecting` keeps the messages logged in its
 context (this thread, and threads started with :func:`contextvars.copy_context` /

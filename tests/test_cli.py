@@ -400,7 +400,8 @@ def test_an_english_only_model_on_korean_is_flagged(
 ) -> None:
     """tiny.en turns 8 s of Korean into "Thank you very much." (or, when its fallback
     samples, "Thank you for watching ... Bye bye.") with exit 0 and nothing to say so (a
-    hostile tester): its segment is flagged little_text or sampled, with a warning that
+    hostile tester): its segment is flagged little_text, sampled or (on some CPUs' int8
+    kernels, where greedy gives a longer invention) low_confidence, with a warning that
     names the fix; English speech is not flagged."""
     korean = EVALDATA / "ko" / "emotiontts_adc00002.wav"
     proc = run_cli("transcribe", str(korean), str(window_wav), *TINY, "-o", "out", "-f", "json")
@@ -410,7 +411,8 @@ def test_an_english_only_model_on_korean_is_flagged(
     assert any("use --model base" in line for line in warned), proc.stderr
     ko = json.loads((tmp_path / "out" / "emotiontts_adc00002.json").read_text())
     assert ko["segments"], ko
-    assert all({"little_text", "sampled"} & set(s["flags"]) for s in ko["segments"]), ko
+    doubtful = {"little_text", "sampled", "low_confidence"}
+    assert all(doubtful & set(s["flags"]) for s in ko["segments"]), ko
     en = json.loads((tmp_path / "out" / "window.json").read_text())
     assert en["segments"] and not any(s["flags"] for s in en["segments"]), en
 

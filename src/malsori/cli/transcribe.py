@@ -203,7 +203,7 @@ def _warn_doubtful(label: str, result: Transcript, loaded: Any) -> None:
         if not flagged:
             continue
         hint = ""
-        if flag in ("little_text", "sampled") and not loaded.is_multilingual:
+        if flag in ("little_text", "sampled", "low_confidence") and not loaded.is_multilingual:
             hint = (
                 "; an English-only model writes other languages as invented English: "
                 "use --model base"

@@ -435,6 +435,35 @@ def test_disk_full_in_transcribe_one_line_no_partial_set(
     shutil.rmtree(Path(saved[1]).parent)
 
 
+def test_the_job_database_never_appears_without_its_tables(tmp_path: Path) -> None:
+    """The job database was created empty and given its tables a moment later: a reader
+    (`batch status`, a second run, a test) that came in between failed with "no such table:
+    files" (9 times in 10 here). It is now made whole and linked into place."""
+    for i in range(6):
+        root, out = tmp_path / f"in{i}", tmp_path / f"out{i}"
+        root.mkdir()
+        (root / "a.wav").symlink_to(LONG_EN)
+        db = out / ".malsori-jobs.sqlite"
+        proc = subprocess.Popen(
+            [*CLI, "batch", str(root), "-o", str(out), "--model", "tiny.en", "-q", "-f", "txt"],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not db.exists() and proc.poll() is None and time.monotonic() < deadline:
+                pass  # no sleep: look as soon as the name is there
+            assert db.exists(), "the run made no job database"
+            reader = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                reader.execute("SELECT * FROM files").fetchall()
+                reader.execute("SELECT * FROM meta").fetchall()
+            finally:
+                reader.close()
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_file_written_into_out_while_decoding_is_kept(tmp_path: Path) -> None:
     """The output path is checked when the run starts *and* just before the rename: notes
     saved as talk.txt while talk.wav was being transcribed were replaced silently."""

@@ -23,7 +23,7 @@ from typing import IO
 from .errors import NoSpaceError, OutputError
 
 #: errno values of ``os.link`` on a file system without hard links (vfat/exFAT say EPERM).
-_NO_HARD_LINKS = frozenset(
+NO_HARD_LINKS = frozenset(
     {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
 )
 #: errno values that mean "the disk (or the file-size limit, or the quota) is full".
@@ -138,7 +138,7 @@ def atomic_write_many(files: Sequence[tuple[Path, str]], *, replace: bool = True
                 try:
                     os.link(tmp, dest)  # atomic: refused if the name was taken meanwhile
                 except OSError as exc:
-                    if exc.errno not in _NO_HARD_LINKS:
+                    if exc.errno not in NO_HARD_LINKS:
                         raise
                     # a disk without hard links (FAT/exFAT, some FUSE and network mounts):
                     # the name is checked again right before the rename (a window of

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._atomic import NO_HARD_LINKS
 from .._hashing import sha256_file
 from ..errors import MalsoriError, NoSpaceError
 
@@ -300,6 +301,16 @@ class RunLock:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
+    def moved(self) -> bool:
+        """True when OUT is no longer the directory this lock holds (moved or deleted)."""
+        if not self._fds:
+            return False
+        try:
+            held, now = os.fstat(self._fds[0]), os.stat(self.path.parent)
+        except OSError:
+            return True
+        return (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino)
+
     def release(self) -> None:
         for fd in reversed(self._fds):
             with contextlib.suppress(OSError):
@@ -312,6 +323,42 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _setup(db: sqlite3.Connection) -> None:
+    """WAL mode, a small log, and the tables (a no-op on a database that has them)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    # Keep the write-ahead log small (32 KiB): it is reset after each checkpoint.
+    db.execute("PRAGMA wal_autocheckpoint=8")
+    db.execute("PRAGMA journal_size_limit=65536")
+    db.executescript(SCHEMA)
+
+
+def _create_database(path: Path) -> None:
+    """Make the job database whole under a temporary name, then link it into place: no
+    process (a second run, ``status``, a worker) ever opens it without its tables, and a
+    database that another process made meanwhile is kept, not replaced."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            _setup(db)
+        finally:
+            db.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another run made it first: it is the one used
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            if not os.path.lexists(path):  # a disk without hard links (FAT, exFAT)
+                os.replace(tmp, path)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{tmp}{suffix}")
 
 
 class JobStore:
@@ -332,21 +379,17 @@ class JobStore:
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                target: str | Path = self.path
+                if not self.path.exists():
+                    _create_database(self.path)
             elif not self.path.is_file():
                 raise MalsoriError(
                     f"the job database {self.path} is gone (OUT moved or deleted during the run)"
                 )
-            else:
-                target = f"{self.path.resolve().as_uri()}?mode=rw"
-            self._db = sqlite3.connect(target, timeout=60, isolation_level=None, uri=not create)
+            # mode=rw: never a new, empty database (OUT moved away since the check above)
+            target = f"{self.path.resolve().as_uri()}?mode=rw"
+            self._db = sqlite3.connect(target, timeout=60, isolation_level=None, uri=True)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # Keep the write-ahead log small (32 KiB): it is reset after each checkpoint.
-            self._db.execute("PRAGMA wal_autocheckpoint=8")
-            self._db.execute("PRAGMA journal_size_limit=65536")
-            self._db.executescript(SCHEMA)
+            _setup(self._db)
             for table, added in _MIGRATIONS.items():
                 columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 for column, sql in added.items():

@@ -315,6 +315,13 @@ def _refuse_nested(out: Path) -> None:
     )
 
 
+def _moved(out: Path) -> str:
+    return (
+        f"{out} was moved or deleted during the run; if it was moved, its job database and "
+        "results moved with it: run again with the new --output-dir"
+    )
+
+
 def run_batch(
     config: BatchConfig,
     *,
@@ -350,9 +357,14 @@ def run_batch(
     _refuse_nested(out)
     if config.threads is None:  # workers x threads <= cores
         config = replace(config, threads=max(1, default_cpu_threads() // workers))
-    with RunLock(out):
+    with RunLock(out) as lock:
         fresh = not (out / DB_NAME).exists()
-        store = JobStore(out)
+        try:
+            store = JobStore(out)
+        except MalsoriError as exc:  # OUT moved away just now: say so, not "disk full"
+            if lock.moved():
+                raise MalsoriError(_moved(out)) from exc
+            raise
         try:  # again, now that this job's database exists (two jobs started at once)
             _refuse_nested(out)
         except MalsoriError:
@@ -364,23 +376,25 @@ def run_batch(
         db_inode = store.path.stat().st_ino
         try:
             config, prep = prepare(config, store, pattern, retries, force)
-            if engine == "ray":
-                from .ray_engine import run_ray
+            try:
+                if engine == "ray":
+                    from .ray_engine import run_ray
 
-                result = run_ray(config, store, workers, address, progress, quiet)
-            else:
-                from .local import run_local
+                    result = run_ray(config, store, workers, address, progress, quiet)
+                else:
+                    from .local import run_local
 
-                result = run_local(config, store, workers, retries, progress)
+                    result = run_local(config, store, workers, retries, progress)
+            except MalsoriError as exc:  # a write to the moved database failed
+                if lock.moved():
+                    raise MalsoriError(_moved(out)) from exc
+                raise
             try:
                 same = store.path.stat().st_ino == db_inode
             except OSError:
                 same = False
-            if not same and not out.is_dir():  # mv OUT elsewhere, or rm -rf OUT
-                result.fatal = (
-                    f"{out} was moved or deleted during the run; if it was moved, its job "
-                    "database and results moved with it: run again with the new --output-dir"
-                )
+            if not same and (lock.moved() or not out.is_dir()):  # mv OUT, or rm -rf OUT
+                result.fatal = _moved(out)
             elif not same:  # the results went to a deleted database
                 result.fatal = (
                     f"the job database of {out} was deleted during the run; the results "

@@ -211,5 +211,7 @@ def test_a_long_upload_leaves_no_samples_behind(tmp_path: Path) -> None:
             # before its job is released; on a busy machine the gap is seen: 1 MB over)
             assert srv.wait_idle()
             after.append(proc.memory_info().rss / 2**20)
-    # one request's samples may stay mapped by the allocator; three must not pile up
-    assert max(after[1:]) - after[0] < samples_mb, after
+    # The memory a long request's threads freed is given back when it ends: under load
+    # (CI, or two busy processes beside it) RSS still rose by about one request's samples
+    # (260 -> 331 MB here; 275 -> 354 MB in CI) until it was; now 197 -> 205 MB.
+    assert max(after[1:]) - after[0] < samples_mb / 2, after

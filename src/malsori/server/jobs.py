@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._extras import missing_modules
 from .._warnings import collecting
+from ..audio import SAMPLE_RATE
 from ..diarize import DiarizeOptions, assign_speakers, shared_diarizer, token_encoder
 from ..engine import LoadedModel, check_options, transcribe
 from ..errors import (
@@ -48,6 +49,9 @@ from .state import AppState
 from .uploads import display_name, save_upload
 
 T = TypeVar("T")
+#: After an input this long (its samples are 3.7 MB a minute), the job gives the memory its
+#: threads freed back to the system (:meth:`AppState.give_back_memory`); short ones need not.
+TIDY_AFTER_S = 60.0
 
 
 class ClientGone(Exception):
@@ -142,6 +146,7 @@ class Job:
         #: gaps, inverted stereo): returned with the transcript
         self.warnings: list[str] = []
         self.deadline: float | None = None
+        self.audio_seconds = 0.0
         self._loop = asyncio.get_running_loop()
         self._threads: list[asyncio.Task[Any]] = []
         self._watcher: asyncio.Task[None] | None = None
@@ -220,6 +225,11 @@ class Job:
                 t.exception()  # retrieved: never "Task exception was never retrieved"
         self._threads.clear()  # nor keep a result (audio, transcript) alive after the job
 
+    async def tidy(self) -> None:
+        """After a long input, give its freed memory back before the next job runs."""
+        if self.audio_seconds >= TIDY_AFTER_S:
+            await self.state.give_back_memory()
+
     # --- the work ------------------------------------------------------------------------
 
     async def acquire_slot(self, stack: contextlib.AsyncExitStack) -> None:
@@ -254,6 +264,7 @@ class Job:
         limit = self.state.settings.max_audio_seconds
         try:
             audio = await self._in_thread(lambda: self._decode_audio(path, label, limit))
+            self.audio_seconds = len(audio) / SAMPLE_RATE
         except AudioError as exc:
             raise APIError(
                 400, f"could not read the audio: {exc}", param="file", code="invalid_audio"
@@ -432,6 +443,7 @@ async def run_request(state: AppState, request: Request, upload: Any, req: JobRe
         stack.push_async_callback(job.close)
         job.watch(request)
         await job.acquire_slot(stack)
+        stack.push_async_callback(job.tidy)  # after the threads, before the slot
         stack.push_async_callback(job.close)  # before the slot is released
         job.start_clock()
         loaded, audio = await job.prepare(path, label)

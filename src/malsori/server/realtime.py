@@ -26,7 +26,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import gc
 import hmac
 import json
 import logging
@@ -56,7 +55,6 @@ from ..live import (
     pcm16_to_float,
 )
 from ..options import normalize_language
-from ..pipeline.run import release_freed_memory
 from .errors import APIError, error_body
 from .middleware import _host_name
 from .state import AppState
@@ -83,7 +81,6 @@ class LiveHub:
     def __init__(self, state: AppState) -> None:
         r = state.metrics.registry
         self.active = 0
-        self.tidying = False  # an ended session's memory is being given back
         self.open = Gauge("malsori_live_sessions_open", "Live sessions open", registry=r)
         self.sessions = Counter(
             "malsori_live_connections_total",
@@ -693,22 +690,9 @@ async def realtime(websocket: WebSocket) -> None:
     finally:
         live_hub.active -= 1
         live_hub.open.set(live_hub.active)
-        # A session's audio arrives in messages of up to 16 MiB (base64, decoded, resampled)
-        # and its objects are in reference cycles (callbacks, threads): freed only when the
-        # cyclic collector ran, they kept the server's RSS at 1.1-1.8 GB after sessions that
-        # had all ended (0.8 GB before: a hostile tester). Collected and given back now.
-        # Off the event loop (malloc_trim releases the GIL), at most one at a time.
-        if not live_hub.tidying:
-            live_hub.tidying = True
-            try:
-                await asyncio.to_thread(_give_back_memory)
-            finally:
-                live_hub.tidying = False
-
-
-def _give_back_memory() -> None:
-    gc.collect()
-    release_freed_memory()
+        # A session's objects are in reference cycles (callbacks, threads), freed only when
+        # the cyclic collector ran: collected and given back now.
+        await state.give_back_memory()
 
 
 async def _deny(websocket: WebSocket, status: int, message: str, code: str) -> None:

@@ -3,7 +3,8 @@ OpenAI-shaped JSON error where an answer is possible:
 
 - a connection cap (``max_connections``) and, on a server bound to a public address, a cap
   per client address (``max_connections_per_client``): one client cannot take every
-  connection; connections beyond either are answered 503 and closed;
+  connection; connections beyond either are answered 503 and closed, except a few
+  (``PROBE_RESERVE``) past the total cap that still answer /health and /ready;
 - a header timeout: a connection that has not sent a whole request head within
   ``header_timeout_s`` is closed, before its first request and between keep-alive requests
   (408 when it had sent part of a head);
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 #: At most one warning about refused connections per this many seconds (a flood of them
 #: would otherwise flood the log).
 _REFUSAL_LOG_EVERY_S = 10.0
+#: Connections past ``max_connections`` still taken, for health probes only: clients that
+#: hold every connection (slow uploads, a flood) made /health time out, and a load balancer
+#: or an orchestrator then took a busy server for a dead one and restarted it.
+PROBE_RESERVE = 4
+PROBE_PATHS = frozenset({"/health", "/ready"})
+_BUSY = "the server has too many open connections; try again shortly"
 
 
 def error_response(status: int, reason: str, code: str, message: str, extra: str = "") -> bytes:
@@ -95,6 +102,31 @@ def websocket_refusal(event: h11.Request) -> tuple[int, str, str, str, str] | No
     return None
 
 
+def probes_only(app: Any) -> Any:
+    """``app`` for a connection taken from the probe reserve: /health and /ready are
+    answered; anything else gets the 503 that a connection over the cap gets."""
+    body = json.dumps(error_body(_BUSY, "server_error", None, "too_many_connections")).encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in PROBE_PATHS:
+            await app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
 def _loopback(host: str) -> bool:
     if host.strip("[]").lower() == "localhost":
         return True
@@ -128,26 +160,26 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        probes_only = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             why = None
-            if len(self.connections) > max_connections:
+            over = len(self.connections) - max_connections
+            if over > PROBE_RESERVE:
                 why = f"{len(self.connections) - 1} connections open"
             elif per_client is not None and self.client is not None:
                 host = self.client[0]
                 mine = sum(1 for c in self.connections if _client_host(c) == host)
                 if mine > per_client:
                     why = f"{mine - 1} connections open from one client"
+            if why is None and over > 0:  # from the reserve: health probes only
+                self.app = probes_only(self.app)
+                self.probes_only = True
             if why is not None:
                 note_refusal(why)
                 transport.write(
-                    error_response(
-                        503,
-                        "Service Unavailable",
-                        "too_many_connections",
-                        "the server has too many open connections; try again shortly",
-                    )
+                    error_response(503, "Service Unavailable", "too_many_connections", _BUSY)
                 )
                 transport.close()
                 return
@@ -207,6 +239,8 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
 
         def handle_websocket_upgrade(self, event: h11.Request) -> None:
             refusal = websocket_refusal(event)
+            if self.probes_only:
+                refusal = (503, "Service Unavailable", "too_many_connections", _BUSY, "")
             if refusal is not None:
                 status, reason, code, message, extra = refusal
                 self.transport.write(error_response(status, reason, code, message, extra))

@@ -103,6 +103,8 @@ def test_translation_with_multilingual_model(speech_dir: Path) -> None:
         deltas = [e for e in events if e["type"] == "transcript.text.delta"]
         assert deltas and all("segment" in e for e in deltas)
         assert not any("\uac00" <= ch <= "\ud7a3" for ch in events[-1]["text"])  # English
+        # the text's language: it said "ko" (the spoken one) while verbose_json said english
+        assert events[-1]["language"] == "en", events[-1]
         # Cantonese is a language code, but not one base's vocabulary has: 400, not garbage
         with open(ko, "rb") as fh, pytest.raises(openai.BadRequestError, match="'yue'"):
             client.audio.transcriptions.create(model="whisper-1", file=fh, language="yue")
@@ -127,9 +129,15 @@ def test_health_ready_metrics(server: Server, window_wav: Path) -> None:
         server, files={"file": ("w.wav", window_wav.read_bytes())}, data={"model": long_name}
     )
     assert resp.status_code == 404 and len(resp.json()["error"]["message"]) <= 500, resp.text
-    for probe in ("/health", "/ready", "/"):  # health checkers that send HEAD got 405
+    # HEAD wherever GET works (monitors send HEAD: /v1/models, /metrics and the docs got 405)
+    gets = ("/health", "/ready", "/", "/v1/models", "/v1/models/tiny.en", "/metrics",
+            "/openapi.json", "/docs")  # fmt: skip
+    for probe in gets:
         head = httpx.head(server.url + probe)
         assert head.status_code == 200 and head.content == b"", probe
+        assert (
+            head.headers["content-type"] == httpx.get(server.url + probe).headers["content-type"]
+        ), probe
     # another method on the page: 405 names both it has (it said "allow: HEAD")
     trace = httpx.request("TRACE", server.url + "/")
     assert trace.status_code == 405, trace.text

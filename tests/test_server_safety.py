@@ -432,6 +432,23 @@ def test_text_fields_are_small(server: Server, window_wav: Path) -> None:
     many = {f"x{i}": "1" for i in range(60)} | {"model": "whisper-1"}
     resp = httpx.post(url, files=audio, data=many, timeout=60)
     assert resp.status_code == 400 and "fields" in resp.json()["error"]["message"], resp.text
+    # a multipart body labelled url-encoded was "Too many fields"; a broken one, only
+    # "Invalid multipart data." (a hostile tester): each now says what to check
+    body = httpx.Request("POST", url, files=audio, data={"model": "whisper-1"})
+    body.read()
+    wrong_type = httpx.post(
+        url,
+        content=body.content.replace(b"\r\n", b"&" * 30 + b"\r\n"),  # 50+ "fields"
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=60,
+    )
+    assert wrong_type.status_code == 400, wrong_type.text
+    assert wrong_type.json()["error"]["code"] == "invalid_content_type", wrong_type.text
+    assert "must be multipart/form-data" in wrong_type.json()["error"]["message"]
+    long_name = httpx.post(url, files={"file": ("a" * 9000 + ".wav", b"RIFF")}, timeout=60)
+    assert long_name.status_code == 400, long_name.text
+    error = long_name.json()["error"]
+    assert error["code"] == "invalid_multipart" and "8 KiB" in error["message"], error
     ok = httpx.post(
         url, files=audio, data={"model": "whisper-1", "prompt": "word " * 200}, timeout=60
     )

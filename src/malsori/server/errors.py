@@ -61,6 +61,13 @@ _FORM_ERRORS = {
     "Field exceeded maximum size": ("field_too_large", _TOO_LARGE_HINT),
     "Too many fields": ("too_many_fields", ""),
     "Too many files": ("too_many_files", ""),
+    "Invalid multipart data": (
+        "invalid_multipart",
+        " The body could not be read as multipart/form-data: check that the boundary in "
+        "Content-Type is the one the body uses, and that no part's headers are over 8 KiB "
+        "(a very long file name).",
+    ),
+    "Missing boundary": ("invalid_multipart", ""),
 }
 
 
@@ -68,6 +75,22 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     message, code = str(exc.detail), None
+    ctype = request.headers.get("content-type", "")
+    if (
+        exc.status_code == 400
+        and message.startswith(("Too many fields", "Too many files"))
+        and not ctype.lower().startswith("multipart/form-data")
+    ):  # a multipart body sent as url-encoded is read as 50+ fields
+        return JSONResponse(
+            error_body(
+                "the request body must be multipart/form-data (this one's Content-Type is "
+                f"{ctype[:100] or 'missing'}), e.g. curl -F file=@audio.wav -F model=whisper-1",
+                kind,
+                None,
+                "invalid_content_type",
+            ),
+            status_code=400,
+        )
     for start, (form_code, hint) in _FORM_ERRORS.items():
         if exc.status_code == 400 and message.startswith(start):
             message, code = message + hint, form_code

@@ -385,7 +385,9 @@ class Job:
                 {
                     "type": "transcript.text.done",
                     "text": result.text,
-                    "language": result.language,
+                    # the text's language, as a code: a translation's is English (it gave
+                    # the spoken language's, while verbose_json says "english")
+                    "language": "en" if self.req.task == "translate" else result.language,
                     "duration": result.duration,
                     # not OpenAI's: the subtitle cues of the whole transcript, exactly the
                     # CLI's srt/vtt (the page's downloads use them)

@@ -177,12 +177,14 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 @router.get("/v1/models", dependencies=Authorized, tags=["models"])
+@router.head("/v1/models", dependencies=Authorized, include_in_schema=False)
 async def models(state: StateDep) -> dict[str, Any]:
     names = await asyncio.to_thread(state.models.available)
     return {"object": "list", "data": [_model_card(n) for n in names]}
 
 
 @router.get("/v1/models/{model_id}", dependencies=Authorized, tags=["models"])
+@router.head("/v1/models/{model_id}", dependencies=Authorized, include_in_schema=False)
 async def model(model_id: str, state: StateDep) -> dict[str, Any]:
     if model_id in OPENAI_ALIASES:
         return _model_card(model_id)
@@ -193,7 +195,7 @@ async def model(model_id: str, state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/health", tags=["ops"])
-@router.head("/health", include_in_schema=False)  # health checkers that send HEAD
+@router.head("/health", include_in_schema=False)  # monitors send HEAD: every GET has one
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -208,16 +210,19 @@ async def ready(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics", dependencies=Authorized, tags=["ops"])
+@router.head("/metrics", dependencies=Authorized, include_in_schema=False)
 async def prometheus(state: StateDep) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/openapi.json", dependencies=Authorized, include_in_schema=False)
+@router.head("/openapi.json", dependencies=Authorized, include_in_schema=False)
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
 @router.get("/docs", include_in_schema=False)
+@router.head("/docs", include_in_schema=False)
 async def docs(request: Request) -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url="/openapi.json",

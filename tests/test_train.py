@@ -428,3 +428,164 @@ def test_bad_csv_inputs(
 def test_predict_errors(run_cli: Run, tmp_path: Path) -> None:
     proc = run_cli("predict", str(tmp_path), str(tmp_path / "x.csv"))
     assert proc.returncode == 1 and "not a malsori regression model directory" in proc.stderr
+
+
+def _train_cli(run_cli: Run, data: Path, out: Path, *args: str, **kw: object):  # type: ignore[no-untyped-def]
+    return run_cli(
+        "train", "regression", str(data), "--target", "y", "--epochs", "3", "-q",
+        "--output", str(out), *args, **kw,
+    )  # fmt: skip
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_train_output_never_writes_over_files_it_did_not_make(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """`--output` into a Whisper model's folder replaced its config.json (the model was
+    broken after); into a project folder, the user's config.json, history.csv and loss.png.
+    Both are refused now, before training; a folder holding this recipe's model is reused."""
+    whisper = tmp_path / "whisper-model"
+    whisper.mkdir()
+    (whisper / "config.json").write_text('{"alignment_heads": [[1, 0]], "lang_ids": []}')
+    (whisper / "model.bin").write_bytes(b"\0" * 64)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"mine": true}')
+    (project / "history.csv").write_text("my,own\n1,2\n")
+    for folder in (whisper, project):
+        before = _contents(folder)
+        proc = _train_cli(run_cli, linear_csv, folder)
+        assert proc.returncode == 1, proc.stderr
+        assert "not a model of 'malsori train regression'" in proc.stderr, proc.stderr
+        assert "epoch" not in proc.stderr  # refused before training, not after
+        assert _contents(folder) == before
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    proc = _train_cli(run_cli, linear_csv, a_file)
+    assert proc.returncode == 1 and "is a file" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and a_file.read_text() == "keep"
+    # its own model: replaced by the rerun (another architecture), a note beside it kept
+    model = tmp_path / "model"
+    assert _train_cli(run_cli, linear_csv, model, "--hidden", "8").returncode == 0
+    (model / "notes.txt").write_text("mine")
+    proc = _train_cli(run_cli, linear_csv, model, "--hidden", "")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((model / "config.json").read_text())["hidden"] == []
+    assert (model / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_training_into_a_held_folder_is_refused(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """Two runs into one folder both said "saved model to ..."; the last writer won, and
+    loss.png could come from the other run. A run holds its folder; a second one is refused
+    at once (here the first holder is this test, holding the same lock a run takes)."""
+    import fcntl
+
+    out = tmp_path / "model"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc = _train_cli(run_cli, linear_csv, out)
+        assert proc.returncode == 1, proc.stderr
+        assert "another 'malsori train' run is saving into" in proc.stderr, proc.stderr
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(fd)
+    assert _train_cli(run_cli, linear_csv, out).returncode == 0  # released: it runs
+
+
+def test_a_failed_save_keeps_the_previous_model_whole(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """A rerun that hit a file-size limit while saving exited 1, but model.pt and
+    config.json were already the new run's while loss.png was the old one's: a model mixed
+    from two runs that the user believed untouched. All five files are written or none."""
+    import resource
+
+    model = tmp_path / "model"
+    assert _train_cli(run_cli, linear_csv, model, "--hidden", "").returncode == 0
+    before = _contents(model)
+    limit = max(len(v) for v in before.values()) // 2  # the plot does not fit, the rest does
+    assert sorted(len(v) < limit for v in before.values()).count(True) >= 3
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "train", "regression", str(linear_csv),
+         "--target", "y", "--epochs", "5", "--hidden", "", "--lr", "0.02", "-q",
+         "--output", str(model)],
+        capture_output=True, text=True, preexec_fn=small_files, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "file too large writing" in proc.stderr and str(model) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _contents(model) == before
+
+
+def test_values_float32_cannot_hold_and_diverged_training_save_nothing(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """1e300 passed the finite check and became inf in float32: RMSE nan, predictions nan,
+    a config.json with NaN (not JSON), exit 0, over a previous good model."""
+    huge = tmp_path / "huge.csv"
+    huge.write_text("x1,x2,y\n" + "1,2,3\n" * 40 + "1e300,2,3\n")
+    out = tmp_path / "m"
+    proc = _train_cli(run_cli, huge, tmp_path / "deep" / "a" / "b")
+    assert proc.returncode == 1 and "huge.csv:42: column 'x1' is 1e300" in proc.stderr, proc.stderr
+    assert not (tmp_path / "deep").exists()  # refused before any folder was made
+    # one validation row: R2 is undefined (NaN) without anything having diverged
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("x1,x2,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(10)))
+    proc = _train_cli(run_cli, tiny, out, "--valid-fraction", "0.1", "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "config.json").read_text())["metrics"]["r2"] is None
+    out = tmp_path / "m2"
+    proc = _train_cli(run_cli, linear_csv, out, "--optimizer", "sgd", "--lr", "1e12")
+    assert proc.returncode == 1, proc.stderr
+    assert "training diverged" in proc.stderr and "nothing was saved" in proc.stderr
+    assert not out.exists()
+
+
+def test_utf16_csv_from_excel_is_read(run_cli: Run, linear_csv: Path, tmp_path: Path) -> None:
+    """Excel's "Unicode text" export is UTF-16 with a BOM: a UnicodeDecodeError traceback."""
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(linear_csv.read_text(), encoding="utf-16")
+    proc = _train_cli(run_cli, utf16, tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"x1,x2,y\n" + b"1,2,3\n" * 40 + "\xe9,2,3\n".encode("latin-1"))
+    proc = _train_cli(run_cli, latin, tmp_path / "m2")
+    assert proc.returncode == 1 and "not a UTF-8 (or UTF-16) text file" in proc.stderr, proc.stderr
+
+
+def test_predict_output_keeps_inputs_and_other_files(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """`predict -o keep.csv` replaced any file, `-o DATA.csv` the input itself; and predict
+    run on its own output added a second predicted_y column."""
+    model = tmp_path / "model"
+    assert _train_cli(run_cli, linear_csv, model, "--hidden", "").returncode == 0
+    data = tmp_path / "data.csv"
+    data.write_text(linear_csv.read_text())
+    keep = tmp_path / "keep.csv"
+    keep.write_text("precious\n")
+    proc = run_cli("predict", str(model), str(data), "-o", str(data))
+    assert proc.returncode == 1 and "is the input" in proc.stderr, proc.stderr
+    assert data.read_text() == linear_csv.read_text()
+    proc = run_cli("predict", str(model), str(data), "-o", str(keep))
+    assert proc.returncode == 1 and "--overwrite" in proc.stderr, proc.stderr
+    assert keep.read_text() == "precious\n"
+    proc = run_cli("predict", str(model), str(data), "-o", str(keep), "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    again = tmp_path / "again.csv"
+    proc = run_cli("predict", str(model), str(keep), "-o", str(again))
+    assert proc.returncode == 0, proc.stderr
+    assert again.read_text().splitlines()[0] == "x1,x2,y,predicted_y"
+    assert "its values are replaced" in proc.stderr
+    assert again.read_text() == keep.read_text()

@@ -38,6 +38,7 @@ from .errors import (
     NoSpaceError,
     OptionsError,
     OutputError,
+    TrainingError,
     TranscriptionCancelled,
 )
 from .models import MODEL_NAMES, ModelStatus, ResolvedModel, list_models, resolve_model
@@ -71,6 +72,7 @@ __all__ = [
     "OutputError",
     "ResolvedModel",
     "Segment",
+    "TrainingError",
     "Transcript",
     "TranscriptionCancelled",
     "Word",

@@ -40,11 +40,23 @@ def new_figure(width: float, height: float) -> tuple[Figure, Axes]:
     return plt.subplots(figsize=(width, height))
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> None:
-    """Lay out ``fig``, write it to ``path`` as PNG atomically, and free it."""
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """Lay out ``fig``, render it as PNG bytes, and free it."""
+    import io
+
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> None:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically, and free it."""
+    png = figure_png(fig, dpi)
     with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
-    plt.close(fig)
+        fh.write(png)

@@ -12,10 +12,11 @@ The tree (catch ``MalsoriError`` for all of them)::
     ├── OptionsError            an invalid option (also a ValueError)
     ├── TranscriptionCancelled  should_stop() said stop (the server's cancel, timeout)
     ├── OutputError             a result file cannot be written
-    │   └── NoSpaceError        ... because the disk (or quota) is full
+    │   └── NoSpaceError        ... because the disk (or quota, or a size limit) is full
     ├── ManifestError           a TSV manifest (eval, finetune) cannot be used as a whole
     ├── DataError               a CSV for training or prediction cannot be used
     ├── CheckpointError         a training checkpoint is missing, unreadable or too new
+    ├── TrainingError           training diverged (NaN/inf); nothing was saved
     └── MissingExtraError       an optional dependency (an extra) is not installed
 
 Modules that raised some of these before they lived here re-export them
@@ -83,6 +84,11 @@ class ManifestError(MalsoriError):
 
 class DataError(MalsoriError):
     """A CSV cannot be used for training or prediction (the message says where and why)."""
+
+
+class TrainingError(MalsoriError):
+    """Training failed in a way more epochs cannot fix (the loss diverged to NaN/inf);
+    nothing was saved."""
 
 
 class MissingExtraError(MalsoriError):

@@ -6,10 +6,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._atomic import atomic_write_text
-from .._tables import csv_text, new_figure, save_figure
+from .._atomic import atomic_write_many
+from .._tables import csv_text, figure_png, new_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -49,21 +52,32 @@ class History:
             stopped_early=bool(data.get("stopped_early", False)),
         )
 
-    def save(self, directory: str | Path) -> list[Path]:
-        """Write history.json, history.csv and loss.png into ``directory`` (atomically)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "history.json", json.dumps(self.to_dict(), indent=2))
+    def files(self) -> list[tuple[str, str | bytes]]:
+        """(name, content) of history.json, history.csv and loss.png."""
         names = [f.name for f in fields(EpochStats)]
         rows = (
             ["" if getattr(e, n) is None else getattr(e, n) for n in names] for e in self.epochs
         )
-        atomic_write_text(out / "history.csv", csv_text(names, rows))
-        self.plot(out / "loss.png")
-        return [out / "history.json", out / "history.csv", out / "loss.png"]
+        return [
+            ("history.json", json.dumps(self.to_dict(), indent=2)),
+            ("history.csv", csv_text(names, rows)),
+            ("loss.png", figure_png(self._figure())),
+        ]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write history.json, history.csv and loss.png into ``directory``: all three or
+        none (a full disk keeps the previous three)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        files = [(out / name, content) for name, content in self.files()]
+        atomic_write_many(files)
+        return [path for path, _ in files]
 
     def plot(self, path: str | Path) -> None:
         """The loss curves (log scale when every loss is positive), best epoch marked."""
+        save_figure(self._figure(), path)
+
+    def _figure(self) -> Figure:
         fig, ax = new_figure(6, 4)
         xs = [e.epoch for e in self.epochs]
         ax.plot(xs, self.train_loss, marker="o", label="train")
@@ -77,4 +91,4 @@ class History:
         ax.set_yscale("log" if min(self.train_loss, default=1) > 0 else "linear")
         ax.legend()
         ax.grid(alpha=0.3)
-        save_figure(fig, path)
+        return fig

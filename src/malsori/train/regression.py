@@ -7,10 +7,12 @@ training history (CSV, JSON, loss.png).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,24 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .._atomic import atomic_open, atomic_write_text
+from .._atomic import atomic_write_many
+from .._dirlock import hold_folder
 from .._tables import csv_text
-from ..errors import DataError, OptionsError
+from ..errors import DataError, OptionsError, OutputError, TrainingError
 from .distributed import DistributedContext
 from .history import History
 from .loop import fit, resolve_device
 
 FloatArray = npt.NDArray[np.float32]
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: What a model directory holds; a rerun into it replaces these and nothing else.
+MODEL_FILES: tuple[str, ...] = (
+    "model.pt",
+    "config.json",
+    "history.json",
+    "history.csv",
+    "loss.png",
+)
 
 __all__ = [
     "MLP",
@@ -59,12 +71,23 @@ def read_table(path: str | Path) -> Table:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or not any(h.strip() for h in header):
-            raise DataError(f"{p}: the file is empty (a header row is required)")
-        rows = [r for r in reader if any(c.strip() for c in r)]
+    with open(p, "rb") as raw:
+        head = raw.read(2)
+    # Excel's "Unicode text" and PowerShell write UTF-16 with a byte-order mark
+    encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        with open(p, newline="", encoding=encoding) as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise DataError(f"{p}: the file is empty (a header row is required)")
+            rows = [r for r in reader if any(c.strip() for c in r)]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{p}: not a UTF-8 (or UTF-16) text file ({exc.reason}); save the CSV as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise DataError(f"{p}: not a CSV file ({exc})") from None
     columns = [h.strip() for h in header]
     if not rows:
         raise DataError(f"{p}: no data rows after the header")
@@ -97,6 +120,11 @@ def column_matrix(table: Table, names: Sequence[str]) -> FloatArray:
             if not math.isfinite(value):
                 raise DataError(
                     f"{table.path}:{line}: column {name!r} is {cell} (NaN/inf not allowed)"
+                )
+            if abs(value) > _FLOAT32_MAX:
+                raise DataError(
+                    f"{table.path}:{line}: column {name!r} is {cell}, beyond float32's "
+                    "range (3.4e38): rescale the column"
                 )
             out[i, j] = value
     return out
@@ -230,80 +258,138 @@ def train_regression(
     table = read_table(csv_path)
     feats = _check_table(table, target, features, batch_size, valid_fraction)
     sizes = parse_hidden(hidden)
+    out = Path(output_dir) if output_dir is not None else None
     n = len(table.rows)
-
     # Step 1: data as tensors (standardized; the statistics are saved with the model).
     x_raw, y_raw = column_matrix(table, feats), column_matrix(table, [target])
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    n_valid = round(n * valid_fraction)
-    valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
-    x_std, y_std = Standardizer.fit(x_raw[train_idx]), Standardizer.fit(y_raw[train_idx])
-    x, y = torch.from_numpy(x_std.apply(x_raw)), torch.from_numpy(y_std.apply(y_raw))
+    # The output is checked before training and held until saved (rank 0 alone saves).
+    writer = out is not None and DistributedContext.from_env().is_main
+    claim = _claim_model_dir(out) if out is not None and writer else contextlib.nullcontext()
+    with claim:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        n_valid = round(n * valid_fraction)
+        valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
+        x_std, y_std = Standardizer.fit(x_raw[train_idx]), Standardizer.fit(y_raw[train_idx])
+        x, y = torch.from_numpy(x_std.apply(x_raw)), torch.from_numpy(y_std.apply(y_raw))
 
-    # Step 2: TensorDataset (the DataLoader is built by fit with batch_size/shuffle/workers).
-    train_set = TensorDataset(x[train_idx], y[train_idx])
-    valid_set = TensorDataset(x[valid_idx], y[valid_idx])
+        # Step 2: TensorDataset (the DataLoader is built by fit with batch_size/shuffle/workers).
+        train_set = TensorDataset(x[train_idx], y[train_idx])
+        valid_set = TensorDataset(x[valid_idx], y[valid_idx])
 
-    dev = resolve_device(device)  # auto: CUDA when torch sees it, else the CPU
+        dev = resolve_device(device)  # auto: CUDA when torch sees it, else the CPU
 
-    # Step 3: the model.  Step 4: the loss.
-    torch.manual_seed(seed)
-    model = MLP(len(feats), sizes)
-    loss_fn = nn.MSELoss()
+        # Step 3: the model.  Step 4: the loss.
+        torch.manual_seed(seed)
+        model = MLP(len(feats), sizes)
+        loss_fn = nn.MSELoss()
 
-    # Step 5: the optimizer and the loop (inside fit).
-    history = fit(
-        model,
-        train_set,
-        valid_data=valid_set,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        early_stopping_patience=patience,
-        seed=seed,
-        device=dev,
-        num_workers=num_workers,
-        progress=progress,
-    )
+        # Step 5: the optimizer and the loop (inside fit).
+        history = fit(
+            model,
+            train_set,
+            valid_data=valid_set,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            early_stopping_patience=patience,
+            seed=seed,
+            device=dev,
+            num_workers=num_workers,
+            progress=progress,
+        )
 
-    model.eval().cpu()
-    with torch.no_grad():
-        pred = y_std.invert(model(x[valid_idx]).numpy())
-    metrics = regression_metrics(y_raw[valid_idx], pred)
+        model.eval().cpu()
+        with torch.no_grad():
+            pred = y_std.invert(model(x[valid_idx]).numpy())
+        metrics = regression_metrics(y_raw[valid_idx], pred)
+        # (R2 is NaN by itself when the validation targets are all equal: not a divergence)
+        if not all(math.isfinite(metrics[k]) for k in ("rmse", "mae")) or not all(
+            bool(torch.isfinite(p).all()) for p in model.parameters()
+        ):
+            raise TrainingError(
+                "training diverged (the loss or the weights are NaN or infinite): lower --lr, "
+                "or rescale columns with very large values; nothing was saved"
+            )
 
-    out = Path(output_dir) if output_dir is not None else None
-    if out is not None and DistributedContext.from_env().is_main:
-        config = {
-            "kind": "malsori.regression",
-            "features": feats,
-            "target": target,
-            "hidden": sizes,
-            "x_mean": x_std.mean.tolist(),
-            "x_std": x_std.std.tolist(),
-            "y_mean": y_std.mean.tolist(),
-            "y_std": y_std.std.tolist(),
-            "metrics": metrics,
-            "optimizer": optimizer,
-            "lr": lr,
-            "batch_size": batch_size,
-            "epochs_run": len(history.epochs),
-            "best_epoch": history.best_epoch,
-            "seed": seed,
-            "device": dev.type,
-        }
-        _save(out, model, config, history)
-    return RegressionResult(model, metrics, history, out, dev.type)
+        if out is not None and writer:
+            config = {
+                "kind": "malsori.regression",
+                "features": feats,
+                "target": target,
+                "hidden": sizes,
+                "x_mean": x_std.mean.tolist(),
+                "x_std": x_std.std.tolist(),
+                "y_mean": y_std.mean.tolist(),
+                "y_std": y_std.std.tolist(),
+                "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
+                "optimizer": optimizer,
+                "lr": lr,
+                "batch_size": batch_size,
+                "epochs_run": len(history.epochs),
+                "best_epoch": history.best_epoch,
+                "seed": seed,
+                "device": dev.type,
+            }
+            _save(out, model, config, history)
+        return RegressionResult(model, metrics, history, out, dev.type)
+
+
+@contextlib.contextmanager
+def _claim_model_dir(out: Path) -> Iterator[None]:
+    """Check ``out`` before training and hold it until the model is saved: a new or empty
+    folder, or one with a model this recipe saved (its files are replaced, others kept).
+    A folder with other files (a Whisper model, a project's own config.json) was written
+    over; two runs into one folder both said "saved". An exclusive lock on the folder
+    refuses the second run at once."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--output {out} is a file; give a folder for the model")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir() if not _ignorable(p.name))
+        if names and not _is_regression_dir(out):
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise OutputError(
+                f"{out} holds files that are not a model of 'malsori train regression' "
+                f"({shown}); choose a new or empty --output folder"
+            )
+    with hold_folder(
+        out,
+        f"another 'malsori train' run is saving into {out}; wait for it, or choose "
+        "another --output",
+    ):
+        for leftover in out.glob(".*.tmp"):  # a save killed midway; the folder is held
+            if _ignorable(leftover.name):
+                leftover.unlink(missing_ok=True)
+        yield
+
+
+def _ignorable(name: str) -> bool:
+    """A Finder's .DS_Store, or a temporary file of an interrupted save of this recipe."""
+    if name == ".DS_Store":
+        return True
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in MODEL_FILES)
+
+
+def _is_regression_dir(out: Path) -> bool:
+    try:
+        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("kind") == "malsori.regression"
 
 
 def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> None:
-    """The model directory: model.pt (state dict), config.json and the history files."""
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "model.pt", "wb") as fh:
-        torch.save(model.state_dict(), fh)
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
-    history.save(out)
+    """The model directory: model.pt (state dict), config.json and the history files, all
+    written or none (a full disk keeps the previous model whole)."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    files: list[tuple[Path, str | bytes]] = [
+        (out / "model.pt", buf.getvalue()),
+        (out / "config.json", json.dumps(config, indent=2, allow_nan=False)),
+        *((out / name, content) for name, content in history.files()),
+    ]
+    atomic_write_many(files)
 
 
 def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:
@@ -347,6 +433,13 @@ def predict_csv(model_dir: str | Path, csv_path: str | Path) -> tuple[Table, Flo
 
 
 def render_predictions(table: Table, pred: FloatArray, target: str) -> str:
-    """The input CSV with a ``predicted_TARGET`` column added."""
-    rows = ([*row, f"{float(value):.6g}"] for row, value in zip(table.rows, pred, strict=True))
-    return csv_text([*table.columns, f"predicted_{target}"], rows)
+    """The input CSV with a ``predicted_TARGET`` column added (its values replaced when the
+    input has one already: a file predict wrote, given to it again)."""
+    name = f"predicted_{target}"
+    at = table.columns.index(name) if name in table.columns else len(table.columns)
+    columns = [*table.columns[:at], name, *table.columns[at + 1 :]]
+    rows = (
+        [*row[:at], f"{float(value):.6g}", *row[at + 1 :]]
+        for row, value in zip(table.rows, pred, strict=True)
+    )
+    return csv_text(columns, rows)

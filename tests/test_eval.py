@@ -168,3 +168,46 @@ def test_require_extra_is_one_line_naming_the_extra() -> None:
     with pytest.raises(errors.MissingExtraError, match=message):
         require_extra("eval", "'malsori eval'", ("no_such_module_x",))
     require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))  # installed
+
+
+def test_eval_reports_never_replace_the_manifest_or_files_they_did_not_make(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """`eval m.tsv -o m.tsv` wrote a Markdown report over the manifest, `--plot m.tsv` a
+    PNG, `-o r.md --plot r.md` the plot over the report, `-o` any existing file; and
+    `-o nodir/r.md` failed with a traceback after the whole evaluation. Checked first now."""
+    manifest = _manifest(
+        tmp_path,
+        "clip.wav\ten\tAnd so, my fellow Americans, ask not what your country can do for "
+        "you, ask what you can do for your country.\n",
+    )
+    as_csv = tmp_path / "data.csv"
+    shutil.copy(manifest, as_csv)
+    original = manifest.read_bytes()
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    for target, args, message in (
+        (manifest, ("-o", str(manifest)), "is the input"),
+        (as_csv, ("-o", str(as_csv)), "is the input"),
+        (manifest, ("--plot", str(manifest)), "ending in .png"),
+        (manifest, ("-o", str(tmp_path / "r.md"), "--plot", str(tmp_path / "r.md")), ".png"),
+        (manifest, ("-o", str(notes)), "exists; pass --overwrite"),
+        (manifest, ("-o", str(tmp_path / "r.png")), "the plot is --plot"),
+    ):
+        proc = run_cli("eval", str(target), "--model", "tiny.en", "-q", *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "WER" not in proc.stderr  # refused before any work
+    assert manifest.read_bytes() == original and as_csv.read_bytes() == original
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "r.md").exists()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("path\tlanguage\treference\ngone.wav\ten\tx\n")
+    proc = run_cli("eval", str(bad), "--model", "tiny.en", "-q", "-o", str(tmp_path / "d" / "r.md"))
+    assert proc.returncode == 1 and not (tmp_path / "d").exists()  # no folder left behind
+    deep = tmp_path / "new" / "folder" / "r.md"
+    proc = run_cli("eval", str(manifest), "--model", "tiny.en", "-q", "-o", str(deep), "--plot")
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny.en" in deep.read_text() and deep.with_suffix(".png").is_file()
+    proc = run_cli("eval", str(manifest), "--model", "tiny.en", "-q", "-o", str(notes),
+                   "--overwrite")  # fmt: skip
+    assert proc.returncode == 0 and "tiny.en" in notes.read_text(), proc.stderr

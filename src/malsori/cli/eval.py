@@ -24,6 +24,7 @@ from .._extras import require_extra
 from ..engine import DEFAULT_COMPUTE_TYPE
 from ..errors import ManifestError
 from ._args import description
+from ._outputs import check_outputs, make_parent
 
 
 def register(sub: Any) -> None:
@@ -64,6 +65,9 @@ def register(sub: Any) -> None:
         default=None,
         metavar="PLOT.png",
         help="speed vs WER plot [next to --output, or eval-plot.png]",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing report or plot file"
     )
     p.add_argument("--quiet", "-q", action="store_true")
     d = p.add_argument_group("speaker diarization")
@@ -132,6 +136,8 @@ def run_diarization(args: argparse.Namespace) -> int:
         )
     options = DiarizeOptions(num_speakers=args.num_speakers)
     options.check()
+    if args.output:
+        check_outputs([("-o", args.output)], [args.manifest], overwrite=args.overwrite)
     rows, problems = read_diarization_manifest(args.manifest)
     if args.language:
         rows = [r for r in rows if args.language in r.language.split("+")]
@@ -181,6 +187,7 @@ def run_diarization(args: argparse.Namespace) -> int:
             text = render_der_csv(scores)
         else:
             text = markdown
+        make_parent(args.output)
         atomic_write_text(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
@@ -193,6 +200,26 @@ def run_diarization(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_path(args: argparse.Namespace) -> str | None:
+    """Where ``--plot`` goes (next to ``-o``, or eval-plot.png); the report's format is
+    checked on the way, before any work."""
+    from ..errors import OptionsError
+
+    if args.output and Path(args.output).suffix.lower() == ".png":  # others: Markdown
+        raise OptionsError(
+            f"-o {args.output}: the report is text (.md, .json or .csv; other names get "
+            "Markdown); the plot is --plot"
+        )
+    if args.plot is None:
+        return None
+    plot = args.plot or (
+        str(Path(args.output).with_suffix(".png")) if args.output else "eval-plot.png"
+    )
+    if Path(plot).suffix.lower() != ".png":
+        raise OptionsError(f"--plot {plot}: the plot is a PNG image; give a name ending in .png")
+    return str(plot)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.diarization:
         return run_diarization(args)
@@ -201,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.report import render_markdown, summary_rows
     from ..options import normalize_language
 
+    plot = _plot_path(args)
+    outputs = [(flag, path) for flag, path in (("-o", args.output), ("--plot", plot)) if path]
+    check_outputs(outputs, [args.manifest], overwrite=args.overwrite)
     rows, problems = read_manifest(args.manifest)
     if args.language:
         lang = normalize_language(args.language)
@@ -236,14 +266,13 @@ def run(args: argparse.Namespace) -> int:
 
     results = evaluate(rows, configs, progress=progress)
     if args.output:
+        make_parent(args.output)
         write_report(args.output, results, problems, args.manifest)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(render_markdown(results, problems, args.manifest))
-    if args.plot is not None:
-        plot = args.plot or (
-            str(Path(args.output).with_suffix(".png")) if args.output else "eval-plot.png"
-        )
+    if plot is not None:
+        make_parent(plot)
         plot_speed_vs_error(results, plot)
         print(f"wrote {plot}", file=sys.stderr)
     for r in summary_rows(results):
@@ -257,6 +286,9 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         for problem in problems:
             print(f"malsori: {args.manifest}: {problem}", file=sys.stderr)
+        for res in results:  # rows read but not transcribed (undecodable audio, ...)
+            for problem in res.skipped:
+                print(f"malsori: [{res.config.label}] {args.manifest}: {problem}", file=sys.stderr)
         print(
             f"malsori: {skipped} row(s) could not be scored (listed in the report)", file=sys.stderr
         )

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .._extras import require_extra
+from ._outputs import check_outputs, make_parent
 
 HELP = "the regression recipe, part 2: predict a CSV with a 'malsori train regression' model"
 DESCRIPTION = (
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
         metavar="FILE.csv",
         help="write here (atomically) instead of stdout",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=run)
 
 
@@ -36,9 +38,18 @@ def run(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_text
     from ..train.regression import predict_csv, render_predictions
 
+    if args.output:
+        check_outputs([("--output", args.output)], [args.data], overwrite=args.overwrite)
     table, pred, target = predict_csv(args.model_dir, args.data)
+    if f"predicted_{target}" in table.columns:
+        print(
+            f"malsori: {args.data} has a predicted_{target} column already: its values are "
+            "replaced",
+            file=sys.stderr,
+        )
     text = render_predictions(table, pred, target)
     if args.output:
+        make_parent(args.output)
         atomic_write_text(args.output, text)
         print(f"wrote {len(pred)} predictions to {args.output}", file=sys.stderr)
     else:

@@ -320,13 +320,41 @@ def test_finetune_resumes_from_its_checkpoint(run_cli: Run, tmp_path: Path) -> N
     assert first.returncode == 0, first.stderr
     report1 = json.loads((out / "finetune_report.json").read_text())
     assert report1["epochs_run"] == 1 and report1["wer_before"]["utterances"] == 1
+    # Resumed with other options: they were taken silently (the banner showed the new lr,
+    # the restored optimizer kept the old one; another model failed with 170 lines of size
+    # mismatches). Refused now, each named, before anything is loaded.
+    changed = [a for a in common if a != "--freeze-encoder"]
+    changed[changed.index("1e-5")] = "0.5"
+    refused = run_cli(*changed, "--model", "base", "--epochs", "2", "--resume")
+    assert refused.returncode == 1, refused.stderr
+    for named in ("--lr 0.5 (the run has 1e-05)", "--freeze-encoder False", "--model base"):
+        assert named in refused.stderr, refused.stderr
+    assert json.loads((out / "finetune_report.json").read_text()) == report1
+    # a checkpoint half-written when its run was killed (380 MB for tiny) is swept
+    partial = out / "checkpoints" / ".last.pt.k9x.tmp"
+    partial.write_bytes(b"\0" * 1024)
     second = run_cli(*common, "--epochs", "2", "--resume")
     assert second.returncode == 0, second.stderr
+    assert not partial.exists()
     report2 = json.loads((out / "finetune_report.json").read_text())
     assert report2["epochs_run"] == 2 and report2["wer_before"] == report1["wer_before"]
     assert report2["history"][0] == report1["history"][0]  # epoch 1 was not trained again
     assert "measured by the first run" in second.stdout  # not evaluated again
     assert (out / "model.bin").is_file() and not list(out.glob(".export-*"))
+
+
+def test_a_run_that_failed_before_training_can_start_again(run_cli: Run, tmp_path: Path) -> None:
+    """A run that stopped before its first checkpoint (no usable rows) leaves its options
+    file; a new run into the same folder must not be refused as "not empty" then, with
+    --resume refused too for want of a checkpoint."""
+    train = tmp_path / "train.tsv"
+    train.write_text("path\tlanguage\treference\ngone.wav\ten\thello\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["finetune", "--train", str(train), "--output-dir", str(out), "--no-register", "-q"]
+    for _ in range(2):
+        proc = run_cli(*args)
+        assert proc.returncode == 1 and "no usable training examples" in proc.stderr, proc.stderr
+        assert "not empty" not in proc.stderr
 
 
 JARGON = ROOT / "examples" / "finetune" / "make_dataset.py"

@@ -19,6 +19,7 @@ every epoch for ``resume``, and the export back to CTranslate2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -32,9 +33,10 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
+from .._dirlock import hold_folder
 from ..capabilities import is_multilingual_vocab
 from ..engine import DEFAULT_COMPUTE_TYPE
-from ..errors import MalsoriError, ManifestError, OptionsError, OutputError
+from ..errors import CheckpointError, MalsoriError, ManifestError, OptionsError, OutputError
 from ..manifest import ManifestRow
 from ..models import (
     Registration,
@@ -43,6 +45,7 @@ from ..models import (
     registration_conflict,
     resolve_model,
 )
+from ..options import normalize_language
 from ..train import DistributedContext, History, fit, resolve_device
 from ..train.checkpoint import checkpoint_path, existing_checkpoint
 from .ct2_export import QUANTIZATIONS, export_ct2
@@ -54,6 +57,23 @@ if TYPE_CHECKING:
 
 REPORT = "finetune_report.json"
 CHECKPOINTS = "checkpoints"  # OUT/checkpoints/last.pt: fit's checkpoint, for --resume
+RUN_OPTIONS = "finetune_run.json"  # what the run was started with, checked by --resume
+#: The options a resumed run must keep (field -> flag): the checkpoint holds the model, the
+#: optimizer (its learning rate) and the data order of the run that made it. ``--epochs``,
+#: ``--max-steps`` and the export/eval settings may change.
+RUN_KEYS = {
+    "model": "--model",
+    "train": "--train",
+    "eval": "--eval",
+    "freeze_encoder": "--freeze-encoder",
+    "batch_size": "--batch-size",
+    "grad_accum": "--grad-accum",
+    "lr": "--lr",
+    "language": "--language",
+    "valid_fraction": "--valid-fraction",
+    "weight_decay": "weight_decay (API)",
+    "seed": "--seed",
+}
 
 
 @dataclass
@@ -196,15 +216,65 @@ def word_error_rate(
     return WerResult(float(totals["wer"]), int(totals["utterances"]), int(totals["ref_words"]))
 
 
+def _run_options(cfg: FinetuneConfig) -> dict[str, Any]:
+    options = {key: getattr(cfg, key) for key in RUN_KEYS}
+    if options["language"]:
+        options["language"] = normalize_language(options["language"])  # KO = ko
+    for key in ("train", "eval"):
+        if options[key] is not None:
+            options[key] = str(Path(options[key]).resolve())
+    return options
+
+
+def _check_resume_options(cfg: FinetuneConfig) -> None:
+    """``--resume`` with other options than the run it continues: refused, naming each.
+    They were taken silently: the banner showed the new learning rate while the restored
+    optimizer kept the old one, the encoder was trained though the run froze it, and a
+    checkpoint of another model failed with 170 lines of size mismatches."""
+    saved_path = cfg.output_dir / RUN_OPTIONS
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return  # a run saved before the options were recorded
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{saved_path} cannot be read: {exc}") from exc
+    now = _run_options(cfg)
+    differ = [
+        f"{RUN_KEYS[key]} {_shown(now[key])} (the run has {_shown(saved.get(key))})"
+        for key in RUN_KEYS
+        if key in saved and saved[key] != now[key]
+    ]
+    if differ:
+        raise OptionsError(
+            "--resume continues the saved run with its own options; these differ: "
+            + "; ".join(differ)
+            + f". Give the run's options (see {saved_path}), or start a new output directory"
+        )
+
+
+def _shown(value: object) -> str:
+    return "the default" if value is None else str(value)
+
+
+#: What a run leaves in OUT before its first checkpoint: a later run may start there again.
+_EARLY_FILES = frozenset({REPORT, RUN_OPTIONS, CHECKPOINTS})
+
+
 def _check_output(cfg: FinetuneConfig) -> None:
     out = cfg.output_dir
     if cfg.resume:
         existing_checkpoint(out / CHECKPOINTS)
     elif out.exists() and any(out.iterdir()):
-        raise OutputError(
-            f"{out} is not empty; choose a new output directory, or pass --resume to "
-            "continue the run saved there"
+        names = {p.name for p in out.iterdir()}
+        checkpoints = out / CHECKPOINTS
+        started = checkpoints.is_dir() and any(
+            not p.name.endswith(".tmp") for p in checkpoints.iterdir()
         )
+        if not names <= _EARLY_FILES or started:
+            raise OutputError(
+                f"{out} is not empty; choose a new output directory, or pass --resume to "
+                "continue the run saved there"
+            )
     if cfg.name is not None:
         conflict = registration_conflict(cfg.name, out)
         if conflict is not None:  # a dangling registration is no conflict: it is replaced
@@ -356,9 +426,33 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Finetun
     t_start = time.perf_counter()
     _validate(cfg)
     ctx = DistributedContext.from_env()
-    if ctx.is_main:  # under torchrun, rank 0 may already be writing there
-        _check_output(cfg)
-    say = log if ctx.is_main else (lambda _msg: None)
+    if not ctx.is_main:  # under torchrun, rank 0 checks, holds and writes OUT
+        return _finetune(cfg, ctx, lambda _msg: None, t_start)
+    _check_output(cfg)
+    if cfg.resume:
+        _check_resume_options(cfg)
+    busy = f"another 'malsori finetune' run is using {cfg.output_dir}; wait for it to end"
+    with hold_folder(cfg.output_dir, busy):
+        _sweep_partial_checkpoints(cfg.output_dir / CHECKPOINTS)
+        if not cfg.resume:
+            atomic_write_text(
+                cfg.output_dir / RUN_OPTIONS, json.dumps(_run_options(cfg), indent=2) + "\n"
+            )
+        return _finetune(cfg, ctx, log, t_start)
+
+
+def _sweep_partial_checkpoints(folder: Path) -> None:
+    """A checkpoint being written when its run was killed stays as a temporary file (380 MB
+    for tiny); the folder is held, so no other run is writing one now."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _finetune(
+    cfg: FinetuneConfig, ctx: DistributedContext, say: Callable[[str], None], t_start: float
+) -> FinetuneResult:
     source = resolve_model(cfg.model).path
     device = resolve_device(cfg.device)
 

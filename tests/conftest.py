@@ -84,7 +84,7 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         timeout: float = 300,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "malsori.cli", *args],
             input=stdin,

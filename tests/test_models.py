@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EVALDATA
 from malsori import ModelIntegrityError, ModelNotFoundError, list_models, load_model, resolve_model
 from malsori.errors import ModelLoadError
 from malsori.models import (
@@ -205,7 +206,7 @@ def test_other_unloadable_models_are_one_line_errors(
     no_tokenizer = _tiny_copy(tmp_path / "no-tokenizer")
     (no_tokenizer / "tokenizer.json").unlink()
     line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", str(no_tokenizer)))
-    assert "tokenizer.json is missing from the model directory" in line
+    assert "is not a CTranslate2 model directory" in line and "missing: tokenizer.json" in line
     not_ct2 = _tiny_copy(tmp_path / "not-ct2")
     with open(not_ct2 / "model.bin", "r+b") as fh:
         fh.write(b"\x63")  # binary version 99
@@ -468,3 +469,40 @@ def test_hf_cache_blobs_are_verified_by_their_names(
     assert "in the Hugging Face cache is corrupted" in rows["tiny"]["detail"]
     line = _one_line_error(run_cli("transcribe", str(window_wav), "--model", "tiny"))
     assert "in the Hugging Face cache is corrupted" in line
+
+
+def test_a_model_without_its_tokenizer_never_goes_online(
+    user_env: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """A copied model without tokenizer.json was accepted by `models add`; transcribing with
+    it then spent 25 s retrying huggingface.co (faster-whisper fetches a tokenizer from the
+    Hub, whatever local_files_only says) before failing. Refused at once, offline."""
+    model = _tiny_copy(tmp_path / "notok")
+    (model / "tokenizer.json").unlink()
+    line = _one_line_error(run_cli("models", "add", str(model)))
+    assert "is not a CTranslate2 model directory" in line and "missing: tokenizer.json" in line
+    clip = EVALDATA / "en" / "jfk.wav"
+    # not offline by the environment: nothing but malsori's own check keeps it off the Hub
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    proc = run_cli("transcribe", str(clip), "--model", str(model), env=env, timeout=60)
+    line = _one_line_error(proc)
+    assert "is not a CTranslate2 model directory" in line and "tokenizer.json" in line, line
+    a_file = tmp_path / "passwd"
+    a_file.write_text("x")
+    assert "is a file, not a model folder" in _one_line_error(run_cli("models", "add", str(a_file)))
+
+
+def test_one_korean_name_in_two_unicode_spellings_is_one_model(
+    user_env: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """`models add --name 말소리모델` typed as NFD (a Mac) beside the NFC one made two rows
+    that look the same and point at different folders."""
+    nfc = unicodedata.normalize("NFC", "말소리모델")
+    nfd = unicodedata.normalize("NFD", nfc)
+    first, second = _tiny_copy(tmp_path / "a"), _tiny_copy(tmp_path / "b")
+    assert run_cli("models", "add", str(first), "--name", nfd).returncode == 0
+    assert [p.name for p in user_env.iterdir()] == [nfc]  # stored in one spelling
+    line = _one_line_error(run_cli("models", "add", str(second), "--name", nfc))
+    assert "already exists" in line
+    assert resolve_model(nfd).path.resolve() == first.resolve()
+    assert resolve_model(nfc).path.resolve() == first.resolve()

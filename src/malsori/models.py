@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import struct
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -453,7 +454,10 @@ def vocabulary_size(directory: Path) -> int | None:
 
 
 def _is_model_dir(path: Path) -> bool:
-    return all((path / f).is_file() for f in ("model.bin", "config.json"))
+    """model.bin, config.json and tokenizer.json: without the tokenizer, faster-whisper
+    fetches one from the Hugging Face Hub (ignoring ``local_files_only``): 25 s of retries
+    on a machine offline, or a download malsori never allows."""
+    return all((path / f).is_file() for f in MODEL_FILES)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -487,10 +491,15 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
         if _is_model_dir(path):
             verified = verify_model_dir(path, label=str(name))
             return ResolvedModel(path.name, path.resolve(), "local", verified)
-        what = "does not exist" if not path.exists() else "is not a CTranslate2 model directory"
+        if not path.exists():
+            what = "does not exist"
+        else:
+            missing = ", ".join(f for f in MODEL_FILES if not (path / f).is_file())
+            what = f"is not a CTranslate2 model directory (missing: {missing})"
         raise ModelNotFoundError(
-            f"model directory {path} {what} (it needs model.bin and config.json, and "
-            "tokenizer.json for the tokenizer)"
+            f"model directory {path} {what}; a model directory holds model.bin, config.json "
+            "and tokenizer.json (a converted model without its tokenizer: copy tokenizer.json "
+            "from the original, or convert with --copy_files tokenizer.json)"
         )
 
     tried: list[str] = []
@@ -508,6 +517,8 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
         )
 
     user_dir = models_dir() / name
+    if not (user_dir.exists() or user_dir.is_symlink()):  # registered as NFC (models add)
+        user_dir = models_dir() / unicodedata.normalize("NFC", name)
     if _is_model_dir(user_dir):
         # Messages name the registered directory (the user's own), not malsori's link to it.
         verified = verify_model_dir(user_dir.resolve(), label=repr(name))
@@ -525,7 +536,10 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
             f"exists (malsori models remove {name})"
         )
     elif user_dir.is_dir():
-        tried.append(f"user models directory: {user_dir} has no model.bin and config.json")
+        missing = ", ".join(f for f in MODEL_FILES if not (user_dir / f).is_file())
+        tried.append(
+            f"user models directory: {user_dir} is not a model directory (missing: {missing})"
+        )
     else:
         tried.append(f"user models directory: {user_dir} (not found)")
 
@@ -585,6 +599,13 @@ def registration_conflict(name: str, directory: Path) -> str | None:
     free, already points there, or points at a directory that no longer exists)."""
     entry = models_dir() / name
     if not (entry.exists() or entry.is_symlink()):
+        twin = _lookalike_entry(name)
+        if twin is not None:
+            return (
+                f"a model named {twin.name!r} already exists, which looks the same as "
+                f"{name!r} (another Unicode spelling); choose another name with --name, or "
+                f"first: malsori models remove {twin.name}"
+            )
         return None
     if _dangling(entry) is not None:
         return None  # a dangling registration is replaced
@@ -596,6 +617,18 @@ def registration_conflict(name: str, directory: Path) -> str | None:
         f"a model named {name!r} already exists ({kind}); choose another name with --name, "
         f"or first: {hint}"
     )
+
+
+def _lookalike_entry(name: str) -> Path | None:
+    """A registered name spelled differently (NFC/NFD) that reads the same as ``name``."""
+    root = models_dir()
+    if not root.is_dir():
+        return None
+    want = unicodedata.normalize("NFC", name)
+    for entry in root.iterdir():
+        if entry.name != name and unicodedata.normalize("NFC", entry.name) == want:
+            return entry
+    return None
 
 
 def register_model(
@@ -614,13 +647,18 @@ def register_model(
     """
     path = Path(directory).expanduser()
     if not path.is_dir():
-        raise ModelNotFoundError(f"{path}: no such directory")
+        what = "is a file, not a model folder" if path.exists() else "no such directory"
+        raise ModelNotFoundError(f"{path}: {what}")
     if not _is_model_dir(path):
+        missing = ", ".join(f for f in MODEL_FILES if not (path / f).is_file())
         raise ModelNotFoundError(
-            f"{path} is not a CTranslate2 model directory (it needs model.bin and config.json)"
+            f"{path} is not a CTranslate2 model directory (it needs model.bin, config.json "
+            f"and tokenizer.json; missing: {missing})"
         )
     target = path.resolve()
-    name = target.name if name is None else name
+    # One spelling per name: a name typed on a Mac (NFD) and one typed elsewhere (NFC)
+    # look the same and were registered as two models.
+    name = unicodedata.normalize("NFC", target.name if name is None else name)
     check_model_name(name)
     conflict = registration_conflict(name, target)
     if conflict is not None:
@@ -661,6 +699,8 @@ def remove_model(name: str) -> str:
     if not name or "/" in name or os.sep in name or name in (".", ".."):
         raise OptionsError(f"model name {name!r}: a plain name, without '/'")
     entry = models_dir() / name
+    if not (entry.exists() or entry.is_symlink()):  # registered in the NFC spelling
+        entry = models_dir() / unicodedata.normalize("NFC", name)
     if entry.is_symlink():
         target = os.readlink(entry)
         try:
@@ -729,7 +769,8 @@ def _user_status(name: str, entry: Path, rehash: bool) -> ModelStatus:
     if not _is_model_dir(entry):
         return ModelStatus(
             name, "broken", entry, None, "-",
-            "not a CTranslate2 model directory (no model.bin and config.json)",
+            "not a CTranslate2 model directory (it needs model.bin, config.json and "
+            "tokenizer.json)",
         )  # fmt: skip
     path = entry.resolve() if entry.is_symlink() else entry
     origin = _origin(path)

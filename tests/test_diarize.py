@@ -7,6 +7,7 @@ speaker, 8 kHz, stereo, bad options)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,6 +95,41 @@ def test_cli_writes_valid_rttm_and_json_with_low_der(clips: dict[str, Path], run
         data = json.loads((out / f"{name}.speakers.json").read_text())
         assert data["speakers"] == ["SPEAKER_1", "SPEAKER_2"]
         assert len(data["turns"]) == len(lines)
+
+
+def test_a_failed_write_keeps_the_finished_diarization(
+    clips: dict[str, Path], run_cli: CLI, tmp_path: Path
+) -> None:
+    """Under a file-size limit (or on a full disk) the old files were kept, but the result
+    just computed was dropped, and the message said "no space left" for a size limit. The
+    result is saved under the temporary directory now, or printed when that fails too."""
+    import resource
+
+    clip = clips["en2"]
+    plain = run_cli("diarize", str(clip), "-o", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    rttm = (tmp_path / "plain" / "en2.rttm").read_text()
+    data = (tmp_path / "plain" / "en2.speakers.json").read_text()
+    limit = (len(rttm.encode()) + len(data.encode())) // 2  # the RTTM fits, the JSON not
+    assert len(rttm.encode()) < limit < len(data.encode())
+    rescue_root = tmp_path / "tmp"
+    rescue_root.mkdir()
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "diarize", str(clip), "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, preexec_fn=small_files, timeout=300,
+        env={**os.environ, "TMPDIR": str(rescue_root)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "file too large writing" in proc.stderr and "Traceback" not in proc.stderr
+    assert "the result was saved to" in proc.stderr, proc.stderr
+    (folder,) = rescue_root.iterdir()
+    assert (folder / "en2.rttm").read_text() == rttm
+    assert data.strip() in proc.stderr  # the JSON could not be saved: it is printed
+    assert not (tmp_path / "out" / "en2.rttm").exists()
 
 
 def test_diarize_and_transcribe_into_one_folder_keep_both(

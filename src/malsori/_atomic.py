@@ -46,6 +46,8 @@ def _umask() -> int:
 
 def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputError:
     """One clear line for a failed result write: 'no space left writing out/a.srt'."""
+    if exc.errno == errno.EFBIG:  # ulimit -f, or the file system's own size limit
+        return NoSpaceError(f"file too large writing {os.fspath(path)} (a file-size limit)")
     if exc.errno in _NO_SPACE:
         return NoSpaceError(f"no space left writing {os.fspath(path)}")
     return OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}")
@@ -98,8 +100,8 @@ def _keep_old(dest: Path) -> str | None:
     return None
 
 
-def atomic_write_many(files: Sequence[tuple[Path, str]], *, replace: bool = True) -> None:
-    """Write every ``(path, text)`` or none: all temporary files are written and synced
+def atomic_write_many(files: Sequence[tuple[Path, str | bytes]], *, replace: bool = True) -> None:
+    """Write every ``(path, text or bytes)`` or none: all temporary files are written and synced
     before the first rename, and if a rename fails midway the files already renamed get
     their old content back (or are removed when they are new), so one input's formats never
     come from two different runs (on a disk without hard links, an old file cannot be kept
@@ -124,8 +126,8 @@ def atomic_write_many(files: Sequence[tuple[Path, str]], *, replace: bool = True
             fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent)
             staged.append((tmp, dest))
             os.fchmod(fd, mode)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(text.encode("utf-8") if isinstance(text, str) else text)
                 fh.flush()
                 os.fsync(fh.fileno())
         existed = {dest: os.path.lexists(dest) for _, dest in staged}

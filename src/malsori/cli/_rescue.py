@@ -45,3 +45,28 @@ def rescue(
         note(transcript.text.strip())
         return "the transcript's text is printed above"
     return f"the transcript was saved to {', '.join(str(p) for p in saved)} instead"
+
+
+def rescue_texts(files: Sequence[tuple[str, str]]) -> str:
+    """``rescue`` for results that are already text (``diarize``'s RTTM and JSON): each
+    ``(file name, text)`` goes into a new folder under the temporary directory; one that
+    cannot be saved there either is printed on stderr. What to tell the user."""
+    folder: Path | None = None
+    with contextlib.suppress(OSError):
+        folder = Path(tempfile.mkdtemp(prefix="malsori-"))
+    saved: list[str] = []
+    for name, text in files:
+        if folder is not None:
+            try:
+                (folder / name).write_text(text, encoding="utf-8")
+                saved.append(str(folder / name))
+                continue
+            except OSError:
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+        note(f"malsori: {name} could not be saved anywhere; its text:")
+        note(text.rstrip())
+    if not saved:
+        return "the result is printed above"
+    rest = "; the rest is printed above" if len(saved) < len(files) else ""
+    return f"the result was saved to {', '.join(saved)} instead{rest}"

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MalsoriError, NoSpaceError, OptionsError
+from ..errors import MalsoriError, NoSpaceError, OptionsError, OutputError
+from ._rescue import rescue_texts
 
 FORMATS = ("rttm", "json")
 #: File name endings: the turns' json is <stem>.speakers.json, never <stem>.json, which is
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionsError("diarize reads files, not stdin ('-')")
     if len(set(args.files)) < len(args.files):
         raise OptionsError("the same input is given twice")
-    stems = _stems(args.files) if out_dir is not None else {}
+    stems = _stems(args.files, "diarize") if out_dir is not None else {}
     if out_dir is not None:
         _check_output_dir(out_dir)
     inputs: set[tuple[int, int]] = set()  # never written over
@@ -138,10 +139,14 @@ def run(args: argparse.Namespace) -> int:
             files = [(out_dir / f"{stem}{SUFFIXES[fmt]}", texts[fmt]) for fmt in formats]
             # the ledger's rules, as transcribe -o: never over a file malsori did not write
             # for this input, nor one edited since (a transcript's json was replaced)
-            written = write_checked(
-                out_dir, [p for p, _ in files], functools.partial(list, files), name,
-                input_id(name), args.overwrite, inputs,
-            )  # fmt: skip
+            try:
+                written = write_checked(
+                    out_dir, [p for p, _ in files], functools.partial(list, files), name,
+                    input_id(name), args.overwrite, inputs,
+                )  # fmt: skip
+            except OutputError as exc:  # a full disk, a size limit: keep the finished result
+                saved = rescue_texts([(p.name, text) for p, text in files])
+                raise type(exc)(f"{exc}; {saved}") from exc
             for path in written:
                 print(f"wrote {path}", file=sys.stderr)
         except NoSpaceError as exc:

@@ -226,7 +226,7 @@ def write_stdout(text: str) -> None:
         view = view[os.write(sys.stdout.fileno(), view) :]
 
 
-def _stems(files: list[str]) -> dict[str, str]:
+def _stems(files: list[str], verb: str = "transcribe") -> dict[str, str]:
     """Each input's output stem, by batch's rule (:mod:`malsori.batch.naming`): inputs that
     share a stem keep their extension (``a.wav.txt``, ``a.mp3.txt``). Two inputs with the same
     file name from different folders (``d1/a.wav``, ``d2/a.wav``) would write the same files
@@ -245,7 +245,7 @@ def _stems(files: list[str]) -> dict[str, str]:
         )
         hint = " (names that differ only in Unicode normal form look the same)" if same_look else ""
         raise OutputError(
-            f"inputs would write the same output files: {listed}{hint}; transcribe them into "
+            f"inputs would write the same output files: {listed}{hint}; {verb} them into "
             "different --output-dir folders"
         )
     bases = output_bases(names.values())

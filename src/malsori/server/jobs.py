@@ -263,6 +263,7 @@ class Job:
             ) from exc
         limit = self.state.settings.max_audio_seconds
         try:
+            self.audio_seconds = TIDY_AFTER_S  # until known: a failed decode may have held much
             audio = await self._in_thread(lambda: self._decode_audio(path, label, limit))
             self.audio_seconds = len(audio) / SAMPLE_RATE
         except AudioError as exc:

@@ -17,17 +17,19 @@ from .errors import OutputError
 
 
 @contextlib.contextmanager
-def hold_folder(folder: Path, busy: str) -> Iterator[None]:
-    """Create ``folder`` if needed and hold it; :class:`OutputError` ``busy`` when another
-    process holds it. The folders this call created are removed again if the block fails
-    while they are still empty."""
+def hold_folder(folder: Path, busy: str, *, create: bool = True) -> Iterator[None]:
+    """Hold ``folder`` (made first with ``create``); :class:`OutputError` ``busy`` when
+    another process holds it. The folders this call made are removed again if the block
+    fails while they are still empty. On a file system without locks on folders the block
+    runs unlocked."""
     created = []  # the folders this call makes, deepest first
-    for parent in (folder, *folder.parents):
+    for parent in (folder, *folder.parents) if create else ():
         if parent.exists():
             break
         created.append(parent)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise output_error(exc, folder) from exc
@@ -37,7 +39,8 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise OutputError(busy) from None
-            # a file system without locks on folders: go on unlocked
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+                raise output_error(exc, folder) from exc
         try:
             yield
         except BaseException:

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ._atomic import _NO_SPACE, output_error
+from ._dirlock import hold_folder
 from ._hashing import sha256_file
 from .errors import NoSpaceError, OutputError
 
@@ -59,25 +60,10 @@ def _batch_pid(out_dir: Path) -> str:
     return ""
 
 
-@contextlib.contextmanager
-def _folder_lock(out_dir: Path) -> Iterator[None]:
-    """Hold a lock on the folder itself (a batch job holds it for its whole run)."""
-    try:
-        fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise output_error(exc, out_dir) from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise OutputError(_running_message(out_dir, out_dir)) from None
-            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-                raise output_error(exc, out_dir) from exc
-            # a file system without locks on folders: the ledger's lock still holds
-        yield
-    finally:
-        os.close(fd)
+def _folder_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold a lock on the folder itself (a batch job holds it for its whole run; on a file
+    system without locks on folders the ledger's own lock still holds)."""
+    return hold_folder(out_dir, _running_message(out_dir, out_dir), create=False)
 
 
 def _running_message(folder: Path, out_dir: Path) -> str:

@@ -493,6 +493,30 @@ def test_a_pause_never_cuts_a_korean_determiner_from_its_noun() -> None:
     assert "두" not in ends and "흰" not in ends, [[u.text for u in cue] for cue in cues]
 
 
+def test_korean_modifiers_and_numbers_keep_their_noun() -> None:
+    """On the long Korean file a line ended "그 순간 잔인한" (its noun 마음이 on the next
+    line: the balance of the lines outweighed the modifier), and a cue ended "명령서가
+    다섯" with "개의 불상 중." 84 ms later (a Korean tester). Timed words, no pauses."""
+    from malsori.subtitles.cues import group_units
+
+    limits = SubtitleOptions().limits("ko")
+    for text, word in (
+        ("그것을 별로 애처롭다고도 생각하지 않았지만 사실은 애처롭던 그 순간 잔인한 마음이 "
+         "나의 가슴에 떠올랐다.", "잔인한"),
+        ("악마의 명령서가 다섯 개의 불상 중 실나 중협에 주조되었다는 좌상관은", "다섯"),
+    ):  # fmt: skip
+        timed, t = [], 0.0
+        for token in text.split():
+            timed.append(Unit(token, t, t + 0.4))
+            t += 0.45
+        cues = group_units(timed, limits)
+        shown = [[u.text for u in cue] for cue in cues]
+        assert len(cues) >= 2, shown
+        for cue in cues:
+            lines = [[cue[k].text for k in part] for part in wrap(cue, limits)]
+            assert all(line[-1] != word for line in lines), (lines, shown)
+
+
 def test_cli_flags_make_options() -> None:
     parser = argparse.ArgumentParser()
     add_subtitle_arguments(parser)

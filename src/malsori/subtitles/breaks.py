@@ -70,6 +70,12 @@ KO_CONNECTIVE_ENDINGS = tuple(
 KO_NO_BREAK_AFTER = _words(
     "이 그 저 이런 그런 저런 어느 무슨 몇 모든 각 새 헌 온 한 두 세 네 여러 첫 매 옛"
 )
+#: Numbers, which go with the counter or noun after them (다섯 / 개의 was one cue's end and
+#: the next one's start): native and Sino-Korean number words; digits are numbers too.
+KO_NUMERALS = _words(
+    "하나 둘 셋 넷 다섯 여섯 일곱 여덟 아홉 열 스물 스무 서른 마흔 쉰 예순 일흔 여든 아흔 "
+    "서너 두세 두서너 너덧 네댓 대여섯 예닐곱 일고여덟 백 천 만 억 수십 수백 수천 수만"
+)
 #: Bound nouns (with or without a particle) that cannot start a line: 할 수 있다,
 #: 간 적이, 먹을 것을, 그럴 때는.
 KO_BOUND_NOUNS = _words("수 것 거 줄 때 데 뿐 듯 적 채 척 체 바 지 만큼 대로 때문 중")
@@ -233,8 +239,12 @@ def _korean_penalty(before: str, after: str) -> float:
         return P_CLAUSE
     if len(prev) > 1 and prev.endswith(KO_CONNECTIVE_ENDINGS):
         return P_CONJUNCTION
+    if prev in KO_NUMERALS or re.fullmatch(r"\d[\d,.]*", prev):
+        return P_DANGLING  # a number and its counter: 다섯 / 개의, 3 / 명이
     if _is_adnominal(prev):
-        return P_ADNOMINAL
+        # Korean guides allow no break after a modifier (잔인한 / 마음이): dearer than
+        # English's "may be / considered", so that line balance does not outweigh it
+        return P_DANGLING
     return P_DEFAULT
 
 

@@ -475,3 +475,29 @@ def test_an_empty_format_and_a_folder_in_the_way_get_their_own_message(
         assert "is a folder, where this output would go" in proc.stderr, proc.stderr
         assert "--overwrite" not in proc.stderr
     assert (tmp_path / "o" / "window.txt" / "notes.md").read_text() == "mine"
+
+
+def test_a_forced_language_on_mixed_audio_is_named_in_the_warning(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """`--language ko` on a Korean show with an English quote turned the English into
+    invented Korean; the low-confidence warning did not say why (a Korean tester). It now
+    names the forced language and the fix; without --language the English stays English."""
+    parts = [EVALDATA / "ko" / "emotiontts_pfa00010.wav", EVALDATA / "en" / "jfk.wav",
+             EVALDATA / "ko" / "emotiontts_pmc00015.wav"]  # fmt: skip
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    mixed = tmp_path / "mixed.wav"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+         "-ar", "16000", "-ac", "1", str(mixed)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    forced = run_cli("transcribe", str(mixed), "--model", "base", "--language", "ko", "-q")
+    assert forced.returncode == 0, forced.stderr
+    warned = [line for line in forced.stderr.splitlines() if ": warning: " in line]
+    assert any("--language ko makes every stretch ko" in line for line in warned), forced.stderr
+    auto = run_cli("transcribe", str(mixed), "--model", "base", "-q")
+    assert auto.returncode == 0, auto.stderr
+    assert "fellow americans" in auto.stdout.lower(), auto.stdout
+    assert "makes every stretch" not in auto.stderr

@@ -194,7 +194,9 @@ FLAG_WARNINGS = {
 }
 
 
-def _warn_doubtful(label: str, result: Transcript, loaded: Any) -> None:
+def _warn_doubtful(
+    label: str, result: Transcript, loaded: Any, forced_language: str | None = None
+) -> None:
     """One warning line per quality flag found in the transcript (docs/pipeline.md), with
     the first such segment: an English-only model on Korean writes "Thank you very much."
     or "Thank you for watching", and nothing said so but a flag in the json."""
@@ -207,6 +209,13 @@ def _warn_doubtful(label: str, result: Transcript, loaded: Any) -> None:
             hint = (
                 "; an English-only model writes other languages as invented English: "
                 "use --model base"
+            )
+        elif flag in ("little_text", "sampled", "low_confidence") and forced_language:
+            # --language ko on a show with English quotes: the English came out as
+            # invented Korean (a Korean tester); without it each stretch gets its own
+            hint = (
+                f"; --language {forced_language} makes every stretch {forced_language}: if "
+                "the audio mixes languages, leave --language out"
             )
         first = flagged[0]
         print(
@@ -357,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
                 pending = diarizer.submit(audio, speaker_options) if diarizer else None
                 result = transcribe(audio, loaded, options=options, progress=report)
                 result = replace(result, warnings=[*read_warnings, *result.warnings])
-            _warn_doubtful(label, result, loaded)
+            _warn_doubtful(label, result, loaded, options.language)
             if pending is not None:
                 from ..diarize import assign_speakers, token_encoder
 

@@ -707,6 +707,11 @@ def test_check_reads_what_it_can_and_says_what_it_cannot(
     reports = [run_cli("subtitles", "check", str(p)).stdout for p in (nfc, nfd, utf16)]
     widths = [re.search(r"is (\d+) wide", r) for r in reports]
     assert all(widths) and {w.group(1) for w in widths if w} == {"20"}, reports
+    # older Korean subtitles are CP949: the refusal says so and how to convert
+    cp949 = tmp_path / "cp949.srt"
+    cp949.write_bytes(cues.encode("cp949"))
+    proc = run_cli("subtitles", "check", str(cp949))
+    assert proc.returncode == 2 and "iconv -f cp949 -t utf-8" in proc.stderr, proc.stderr
 
 
 def test_check_refuses_what_is_not_webvtt_and_cues_it_cannot_read(

@@ -304,7 +304,15 @@ def read(path: str | Path) -> list[Event]:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise MalsoriError(f"{p} is not UTF-8 text (nor UTF-16 with a byte-order mark)") from exc
+        hint = ""
+        try:  # older Korean subtitles are often CP949 (EUC-KR)
+            if any("\uac00" <= ch <= "\ud7a3" for ch in data.decode("cp949")):
+                hint = f"; it reads as Korean in CP949: iconv -f cp949 -t utf-8 {p} > utf8.srt"
+        except UnicodeDecodeError:
+            pass
+        raise MalsoriError(
+            f"{p} is not UTF-8 text (nor UTF-16 with a byte-order mark){hint}"
+        ) from exc
     try:
         return parse(text, "vtt" if p.suffix.lower() == ".vtt" else "srt")
     except ParseError as exc:

@@ -208,7 +208,8 @@ def _check_targets(
             store.block(
                 rel,
                 f"its output name looks the same as that of {twins[rel]} (they differ only in "
-                "Unicode normal form); rename one of them",
+                f"Unicode normal form: this one is {_form(rel)}, the other {_form(twins[rel])}; "
+                "NFD is how a Mac writes names); rename one of them",
             )
             blocked.add(rel)
             continue
@@ -313,6 +314,13 @@ def _refuse_nested(out: Path) -> None:
         f"{out} {where} the output directory of another batch job ({other}); two jobs "
         "writing into one tree overwrite each other's results: use a separate folder"
     )
+
+
+def _form(name: str) -> str:
+    """How a name is spelled in Unicode: "NFC", "NFD" (a Mac's), or "mixed"."""
+    if unicodedata.is_normalized("NFC", name):
+        return "NFC"
+    return "NFD" if unicodedata.is_normalized("NFD", name) else "mixed"
 
 
 def _moved(out: Path) -> str:

@@ -417,3 +417,20 @@ def test_finetune_learns_jargon_and_serves_it(run_cli: Run, tmp_path: Path) -> N
     assert "tensor" in (tmp_path / "t" / "new.txt").read_text().lower()
     proc = run_cli("models", env=env)
     assert "jargon-tiny" in proc.stdout and "fine-tuned from tiny.en" in proc.stdout
+
+
+def test_resume_options_compare_what_the_run_used(tmp_path: Path) -> None:
+    """`--resume --lr 0.0001` on a run started without --lr (whose rate was that default)
+    was refused as a different rate; `--language KO` against ko likewise."""
+    from malsori.finetune.recipe import FinetuneConfig, _run_options
+
+    train = tmp_path / "t.tsv"
+    base = FinetuneConfig(model="tiny.en", train=train, output_dir=tmp_path, freeze_encoder=True)
+    typed = FinetuneConfig(model="tiny.en", train=train, output_dir=tmp_path,
+                           freeze_encoder=True, lr=1e-4)  # fmt: skip
+    assert _run_options(base) == _run_options(typed)
+    full = FinetuneConfig(model="tiny.en", train=train, output_dir=tmp_path, lr=1e-4)
+    assert _run_options(full)["lr"] != _run_options(FinetuneConfig(
+        model="tiny.en", train=train, output_dir=tmp_path))["lr"]  # fmt: skip
+    ko = FinetuneConfig(model="tiny.en", train=train, output_dir=tmp_path, language="KO")
+    assert _run_options(ko)["language"] == "ko"

@@ -506,3 +506,14 @@ def test_one_korean_name_in_two_unicode_spellings_is_one_model(
     assert "already exists" in line
     assert resolve_model(nfd).path.resolve() == first.resolve()
     assert resolve_model(nfc).path.resolve() == first.resolve()
+    # names that read like another, or break the listing (a hostile tester)
+    for name, message in (
+        ("large-v3 ", "no spaces at either end"),
+        ("x\ny", "line breaks"),
+        ("a\tb", "tabs"),
+    ):
+        assert message in _one_line_error(run_cli("models", "add", str(second), "--name", name))
+    for taken, lookalike in (("Café", "café"), ("\uff23\uff21\uff26\uff25", "CAFE")):
+        assert run_cli("models", "add", str(second), "--name", taken).returncode == 0
+        line = _one_line_error(run_cli("models", "add", str(first), "--name", lookalike))
+        assert "another Unicode spelling, width or case" in line, line

@@ -395,7 +395,7 @@ def test_torchrun_two_processes_matches_single_process(linear_csv: Path, tmp_pat
             ":42: column 'x2' has non-numeric value 'abc'",
         ),
         ("x1,x2,y\n" + "1,2,3\n" * 40 + "1,nan,3\n", (), "NaN/inf not allowed"),
-        ("x1,x2,y\n" + "1,,3\n" * 40, (), ":2: column 'x2' has empty"),
+        ("x1,x2,y\n" + "1,,3\n" * 40, (), ":2: column 'x2' has an empty cell"),
         ("x1,x2,y\n" + "1,2,3\n" * 10, ("--batch-size", "32"), "fewer than the batch size 32"),
         ("x1,x2,y\n" + "1,2,3\n" * 40, ("--features", "x1,x9"), "column(s) 'x9' not found"),
         ("x1,x2,y\n" + "1,2,3\n" * 40, ("--hidden", "a,b"), "--hidden must be comma-separated"),
@@ -589,3 +589,46 @@ def test_predict_output_keeps_inputs_and_other_files(
     assert again.read_text().splitlines()[0] == "x1,x2,y,predicted_y"
     assert "its values are replaced" in proc.stderr
     assert again.read_text() == keep.read_text()
+
+
+def test_second_round_of_train_and_predict_findings(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """A hostile tester's second round: an unwritable --output failed only after training;
+    Excel's tab-separated "Unicode text" and semicolon CSVs were one column; a damaged model
+    folder was a traceback in predict; values of 1e20 overflowed float32 statistics; --lr
+    nan was a traceback; `-o -` wrote a file named "-"."""
+    # an output folder that cannot be written (chattr +i): refused before training
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        proc = _train_cli(run_cli, linear_csv, locked, "--epochs", "200")
+        assert proc.returncode == 1 and "cannot write" in proc.stderr, proc.stderr
+        assert "epoch" not in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    rows = [line.split(",") for line in linear_csv.read_text().splitlines()]
+    for name, sep, encoding in (("tabs.txt", "\t", "utf-16"), ("semi.csv", ";", "utf-8")):
+        data = tmp_path / name
+        data.write_text("\r\n".join(sep.join(r) for r in rows) + "\r\n", encoding=encoding)
+        proc = _train_cli(run_cli, data, tmp_path / f"m-{name}")
+        assert proc.returncode == 0, (name, proc.stderr)
+    # values of 1e20: fine in float32, not squared in it
+    big = tmp_path / "big.csv"
+    big.write_text("x1,x2,y\n" + "".join(f"{i * 1e20},{i % 7},{3 * i}\n" for i in range(60)))
+    proc = _train_cli(run_cli, big, tmp_path / "m-big", "--hidden", "")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    for lr in ("nan", "-1"):
+        proc = _train_cli(run_cli, linear_csv, tmp_path / "m-lr", "--lr", lr)
+        assert proc.returncode == 1 and "--lr must be a positive number" in proc.stderr
+    # a damaged model folder: one line, not a traceback
+    model = tmp_path / "m-big"
+    proc = run_cli("predict", str(model), str(big), "-o", "-")
+    assert proc.returncode == 0 and proc.stdout.startswith("x1,x2,y,predicted_y")
+    assert not (tmp_path / "-").exists()
+    (model / "model.pt").write_bytes((model / "model.pt").read_bytes()[:100])
+    proc = run_cli("predict", str(model), str(big))
+    assert proc.returncode == 1 and "the model is damaged or incomplete" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -236,9 +236,12 @@ class Ledger:
                 os.fsync(fh.fileno())
         except OSError as exc:
             if exc.errno in _NO_SPACE:  # stops the run, as any full disk does
-                raise NoSpaceError(
-                    f"no space left writing {self.path}; nothing was written"
-                ) from exc
+                what = (
+                    "file too large (a file-size limit)"
+                    if exc.errno == errno.EFBIG
+                    else ("no space left")
+                )
+                raise NoSpaceError(f"{what} writing {self.path}; nothing was written") from exc
             raise OutputError(
                 f"cannot list the results in {self.path} ({exc.strerror or exc}); nothing "
                 "was written"

@@ -587,6 +587,13 @@ def check_model_name(name: str) -> None:
     """A registration name is one plain path component, not a bundled model's name."""
     if not name or "/" in name or os.sep in name or name.startswith((".", "~")):
         raise OptionsError(f"model name {name!r}: a plain name, without '/' or a leading dot")
+    if name != name.strip() or any(unicodedata.category(ch)[0] in "CZ" and ch != " "
+                                   for ch in name):  # fmt: skip
+        # 'large-v3 ' was listed as a second large-v3; a newline split the listing
+        raise OptionsError(
+            f"model name {name!r}: no spaces at either end, and no tabs, line breaks or "
+            "other invisible characters"
+        )
     if name in BUNDLED:
         raise OptionsError(
             f"model name {name!r} belongs to a bundled model, which would always be used "
@@ -603,7 +610,8 @@ def registration_conflict(name: str, directory: Path) -> str | None:
         if twin is not None:
             return (
                 f"a model named {twin.name!r} already exists, which looks the same as "
-                f"{name!r} (another Unicode spelling); choose another name with --name, or "
+                f"{name!r} (another Unicode spelling, width or case); choose another name with "
+                "--name, or "
                 f"first: malsori models remove {twin.name}"
             )
         return None
@@ -624,11 +632,17 @@ def _lookalike_entry(name: str) -> Path | None:
     root = models_dir()
     if not root.is_dir():
         return None
-    want = unicodedata.normalize("NFC", name)
+    want = _looks(name)
     for entry in root.iterdir():
-        if entry.name != name and unicodedata.normalize("NFC", entry.name) == want:
+        if entry.name != name and _looks(entry.name) == want:
             return entry
     return None
+
+
+def _looks(name: str) -> str:
+    """How a name reads: NFD and NFC, full-width and plain letters (ＣＡＦＥ, CAFE), and
+    upper and lower case (one name on a case-insensitive disk) read the same."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def register_model(

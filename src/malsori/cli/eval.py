@@ -221,6 +221,8 @@ def _plot_path(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output == "-":  # the Markdown report on stdout, as without -o
+        args.output = None
     if args.diarization:
         return run_diarization(args)
     require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_text
     from ..train.regression import predict_csv, render_predictions
 
+    if args.output == "-":  # stdout, as without -o (it wrote a file named "-")
+        args.output = None
     if args.output:
         check_outputs([("--output", args.output)], [args.data], overwrite=args.overwrite)
     table, pred, target = predict_csv(args.model_dir, args.data)

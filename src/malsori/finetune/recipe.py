@@ -220,10 +220,17 @@ def _run_options(cfg: FinetuneConfig) -> dict[str, Any]:
     options = {key: getattr(cfg, key) for key in RUN_KEYS}
     if options["language"]:
         options["language"] = normalize_language(options["language"])  # KO = ko
+    if options["lr"] is None:  # the default, typed out or not, is the same rate
+        options["lr"] = _default_lr(cfg)
     for key in ("train", "eval"):
         if options[key] is not None:
             options[key] = str(Path(options[key]).resolve())
     return options
+
+
+def _default_lr(cfg: FinetuneConfig) -> float:
+    """1e-4 for the decoder alone (--freeze-encoder), else 1e-5."""
+    return 1e-4 if cfg.freeze_encoder else 1e-5
 
 
 def _check_resume_options(cfg: FinetuneConfig) -> None:
@@ -367,7 +374,7 @@ def _train(
     if cfg.freeze_encoder:
         model.model.encoder.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lr = cfg.lr if cfg.lr is not None else (1e-4 if cfg.freeze_encoder else 1e-5)
+    lr = cfg.lr if cfg.lr is not None else _default_lr(cfg)
     say(f"training {trainable / 1e6:.1f}M parameters on {device}, AdamW lr {lr:g}")
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     return fit(

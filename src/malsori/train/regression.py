@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import math
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .._atomic import atomic_write_many
+from .._atomic import atomic_write_many, output_error
 from .._dirlock import hold_folder
 from .._tables import csv_text
 from ..errors import DataError, OptionsError, OutputError, TrainingError
@@ -77,7 +79,11 @@ def read_table(path: str | Path) -> Table:
     encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
         with open(p, newline="", encoding=encoding) as fh:
-            reader = csv.reader(fh)
+            first = fh.readline()
+            fh.seek(0)
+            # Excel's "Unicode text" is tab-separated, European Excel's CSV semicolon-separated
+            delimiter = next((d for d in ",\t;" if d in first), ",")
+            reader = csv.reader(fh, delimiter=delimiter)
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
                 raise DataError(f"{p}: the file is empty (a header row is required)")
@@ -115,7 +121,7 @@ def column_matrix(table: Table, names: Sequence[str]) -> FloatArray:
             try:
                 value = float(cell)
             except ValueError:
-                what = "empty" if not cell else f"non-numeric value {cell!r}"
+                what = "an empty cell" if not cell else f"non-numeric value {cell!r}"
                 raise DataError(f"{table.path}:{line}: column {name!r} has {what}") from None
             if not math.isfinite(value):
                 raise DataError(
@@ -171,9 +177,10 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: FloatArray) -> Standardizer:
-        std = x.std(axis=0)
+        wide = x.astype(np.float64)  # float32 overflows squaring values of 1e20
+        std = wide.std(axis=0)
         return cls(
-            x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+            wide.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
         )
 
     def apply(self, x: FloatArray) -> FloatArray:
@@ -184,6 +191,7 @@ class Standardizer:
 
 
 def regression_metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, float]:
+    y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
     err = y_pred - y_true
     ss_res = float((err**2).sum())
     ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
@@ -255,6 +263,8 @@ def train_regression(
     progress: bool = True,
 ) -> RegressionResult:
     """Train an MLP (or linear model) with MSE on a CSV; save it to ``output_dir``."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise OptionsError(f"--lr must be a positive number, got {lr}")
     table = read_table(csv_path)
     feats = _check_table(table, target, features, batch_size, valid_fraction)
     sizes = parse_hidden(hidden)
@@ -358,9 +368,15 @@ def _claim_model_dir(out: Path) -> Iterator[None]:
         f"another 'malsori train' run is saving into {out}; wait for it, or choose "
         "another --output",
     ):
-        for leftover in out.glob(".*.tmp"):  # a save killed midway; the folder is held
-            if _ignorable(leftover.name):
+        for leftover in out.glob(".*.*"):  # a save killed midway; the folder is held
+            if leftover.name != ".DS_Store" and _ignorable(leftover.name):
                 leftover.unlink(missing_ok=True)
+        try:  # a folder that cannot be written is found now, not after the training
+            fd, probe = tempfile.mkstemp(prefix=".malsori-probe.", dir=out)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise output_error(exc, out) from exc
         yield
 
 
@@ -368,7 +384,7 @@ def _ignorable(name: str) -> bool:
     """A Finder's .DS_Store, or a temporary file of an interrupted save of this recipe."""
     if name == ".DS_Store":
         return True
-    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in MODEL_FILES)
+    return name.endswith((".tmp", ".old")) and any(name.startswith(f".{f}.") for f in MODEL_FILES)
 
 
 def _is_regression_dir(out: Path) -> bool:
@@ -384,9 +400,16 @@ def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> No
     written or none (a full disk keeps the previous model whole)."""
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
+    try:
+        config_text = json.dumps(config, indent=2, allow_nan=False)
+    except ValueError:  # a statistic overflowed: no model that predict could use
+        raise TrainingError(
+            "a column's values are too large to standardize in float32; rescale them; "
+            "nothing was saved"
+        ) from None
     files: list[tuple[Path, str | bytes]] = [
         (out / "model.pt", buf.getvalue()),
-        (out / "config.json", json.dumps(config, indent=2, allow_nan=False)),
+        (out / "config.json", config_text),
         *((out / name, content) for name, content in history.files()),
     ]
     atomic_write_many(files)
@@ -400,8 +423,17 @@ def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:
         raise DataError(f"{d}: not a malsori regression model directory ({exc})") from exc
     if config.get("kind") != "malsori.regression":
         raise DataError(f"{d}: not a malsori regression model directory")
-    model = MLP(len(config["features"]), config["hidden"])
-    model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+    try:
+        model = MLP(len(config["features"]), config["hidden"])
+        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        for key in ("target", "x_mean", "x_std", "y_mean", "y_std"):
+            config[key]
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{d}: the model is damaged or incomplete ({type(exc).__name__}: {first}); "
+            "train it again"
+        ) from None
     return model.eval(), config
 
 

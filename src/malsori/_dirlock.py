@@ -1,7 +1,8 @@
 """An exclusive lock on an output folder for the length of a run (``train regression``,
-``finetune``): a second run into the same folder is refused at once instead of both
-saying "saved" over each other's files. ``flock`` on the folder itself, released by the
-kernel when the process ends (also on kill -9)."""
+``finetune``, and ``transcribe -o`` while it writes: :mod:`malsori._ledger`): a second run
+into the same folder is refused at once instead of both saying "saved" over each other's
+files. ``flock`` on the folder itself, released by the kernel when the process ends (also
+on kill -9)."""
 
 from __future__ import annotations
 

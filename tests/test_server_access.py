@@ -175,6 +175,7 @@ def test_damaged_user_model_is_503_not_404(tmp_path: Path, window_wav: Path) -> 
     (models / "mine").mkdir(parents=True)
     (models / "mine" / "model.bin").write_bytes(b"\0" * 4096)  # registered, but damaged
     (models / "mine" / "config.json").write_text("{}")
+    (models / "mine" / "tokenizer.json").write_text("{}")  # a model's three files are there
     env = {"MALSORI_MODELS_DIR": str(models)}
     with running_server("--model", "tiny.en", env=env) as srv:
         ids = [m["id"] for m in httpx.get(srv.url + "/v1/models").json()["data"]]

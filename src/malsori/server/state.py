@@ -236,6 +236,7 @@ class AppState:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     #: Freed memory is being given back to the system (see :meth:`give_back_memory`).
     tidying: bool = False
+    tidy_again: bool = False
 
     async def give_back_memory(self) -> None:
         """Collect reference cycles and hand the heap glibc keeps back to the system, after
@@ -243,11 +244,16 @@ class AppState:
         of up to 16 MiB, features) are freed in worker threads, whose malloc arenas keep
         them: RSS rose by a request's size now and then, and live sessions left 1.1-1.8 GB
         behind. Off the event loop (``malloc_trim`` releases the GIL), one at a time."""
-        if self.tidying:
+        if self.tidying:  # the running one goes once more for this caller's memory
+            self.tidy_again = True
             return
         self.tidying = True
         try:
-            await asyncio.to_thread(_collect_and_trim)
+            while True:
+                self.tidy_again = False
+                await asyncio.to_thread(_collect_and_trim)
+                if not self.tidy_again:
+                    break
         finally:
             self.tidying = False
 

@@ -632,3 +632,21 @@ def test_second_round_of_train_and_predict_findings(
     proc = run_cli("predict", str(model), str(big))
     assert proc.returncode == 1 and "the model is damaged or incomplete" in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_weights_from_another_save_are_told_apart(
+    run_cli: Run, linear_csv: Path, tmp_path: Path
+) -> None:
+    """A save killed between its renames leaves the new model.pt beside the old config.json.
+    With the same shapes, predict used to give the mixed model's numbers without a word."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, seed in ((first, "1"), (second, "2")):
+        proc = _train_cli(run_cli, linear_csv, out, "--seed", seed)
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli("predict", str(first), str(linear_csv), "-o", "-")
+    assert proc.returncode == 0, proc.stderr
+    (first / "model.pt").write_bytes((second / "model.pt").read_bytes())  # the same shapes
+    proc = run_cli("predict", str(first), str(linear_csv), "-o", "-")
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+    assert "model.pt is not the one config.json was saved with" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -400,6 +401,10 @@ def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> No
     written or none (a full disk keeps the previous model whole)."""
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
+    weights = buf.getvalue()
+    # config.json names the weights it goes with: a save killed between its renames (new
+    # model.pt, old config.json) is then told apart from a model, even when the shapes match
+    config = {**config, "model_sha256": hashlib.sha256(weights).hexdigest()}
     try:
         config_text = json.dumps(config, indent=2, allow_nan=False)
     except ValueError:  # a statistic overflowed: no model that predict could use
@@ -408,7 +413,7 @@ def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> No
             "nothing was saved"
         ) from None
     files: list[tuple[Path, str | bytes]] = [
-        (out / "model.pt", buf.getvalue()),
+        (out / "model.pt", weights),
         (out / "config.json", config_text),
         *((out / name, content) for name, content in history.files()),
     ]
@@ -424,8 +429,16 @@ def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:
     if config.get("kind") != "malsori.regression":
         raise DataError(f"{d}: not a malsori regression model directory")
     try:
+        weights = (d / "model.pt").read_bytes()
+        expected = config.get("model_sha256")  # absent in models saved before it was added
+        if expected is not None and hashlib.sha256(weights).hexdigest() != expected:
+            raise DataError(
+                f"{d}: the model is damaged or incomplete: model.pt is not the one "
+                "config.json was saved with (a save was interrupted, the file was cut short, "
+                "or the files come from two runs); train it again"
+            )
         model = MLP(len(config["features"]), config["hidden"])
-        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
         for key in ("target", "x_mean", "x_std", "y_mean", "y_std"):
             config[key]
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:

@@ -438,7 +438,8 @@ def load_regression(directory: str | Path) -> tuple[MLP, dict[str, Any]]:
                 "or the files come from two runs); train it again"
             )
         model = MLP(len(config["features"]), config["hidden"])
-        model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
         for key in ("target", "x_mean", "x_std", "y_mean", "y_std"):
             config[key]
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:

@@ -1042,6 +1042,16 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
         table = list(csv.DictReader(fh))
     assert {r["path"] for r in table} == {"a.wav", "회의록.wav"}
     assert any("회의록.txt" in r["outputs"] for r in table)  # not \\uD68C escapes
+    # an existing file (a user's own, or a finished transcript of another run) is replaced
+    # only when asked: a tester's report went over both with exit 0
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my numbers\n")
+    report = [*CLI, "batch", "report", str(out), "-o", str(mine)]
+    proc = subprocess.run(report, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "exists; pass --overwrite" in proc.stderr, proc.stderr
+    assert mine.read_text() == "my numbers\n"
+    proc = subprocess.run([*report, "--overwrite"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and mine.read_bytes().startswith(b"\xef\xbb\xbfpath,")
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")

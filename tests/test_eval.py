@@ -193,12 +193,18 @@ def test_eval_reports_never_replace_the_manifest_or_files_they_did_not_make(
         (manifest, ("-o", str(tmp_path / "r.md"), "--plot", str(tmp_path / "r.md")), ".png"),
         (manifest, ("-o", str(notes)), "exists; pass --overwrite"),
         (manifest, ("-o", str(tmp_path / "r.png")), "the plot is --plot"),
+        # an audio file the manifest lists: never, even with --overwrite (a tester's audio
+        # became a Markdown report)
+        (manifest, ("-o", str(tmp_path / "clip.wav"), "--overwrite"), "is the input"),
+        (manifest, ("-o", str(tmp_path / "talk.wav")), "cannot tell the report format"),
     ):
         proc = run_cli("eval", str(target), "--model", "tiny.en", "-q", *args)
         assert proc.returncode == 1, (args, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert "WER" not in proc.stderr  # refused before any work
     assert manifest.read_bytes() == original and as_csv.read_bytes() == original
+    assert (tmp_path / "clip.wav").read_bytes() == (EVALDATA / "en" / "jfk.wav").read_bytes()
+    assert not (tmp_path / "talk.wav").exists()
     assert notes.read_text() == "my notes\n" and not (tmp_path / "r.md").exists()
     bad = tmp_path / "bad.tsv"
     bad.write_text("path\tlanguage\treference\ngone.wav\ten\tx\n")

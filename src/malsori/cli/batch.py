@@ -19,9 +19,11 @@ run per output directory at a time, and no output directory inside another job's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -112,6 +114,9 @@ def register(sub: Any) -> None:
     rep.add_argument(
         "--output", "-o", default=None, metavar="FILE", help="write here (.json or .csv)"
     )
+    rep.add_argument(
+        "--overwrite", action="store_true", help="replace FILE if it exists (never an input)"
+    )
     rep.set_defaults(func=report)
 
 
@@ -189,6 +194,7 @@ def report(args: argparse.Namespace) -> int:
         rows = [asdict(r) for r in store.rows()]
         # the inputs' transcripts, and those kept of inputs that left the job
         outputs = {Path(args.out).resolve() / p for p in [*store.owners(), *store.loose()]}
+        input_dir = store.get_meta("input_dir")
     finally:
         store.close()
     dest = args.output
@@ -198,6 +204,18 @@ def report(args: argparse.Namespace) -> int:
             raise MalsoriError(f"{dest} is a folder; give the report a file name (.csv or .json)")
         if Path(dest).resolve() in outputs:
             raise MalsoriError(f"{dest} is a transcript of this job; choose another name")
+        if input_dir and Path(dest).is_file():
+            for row in rows:  # even with --overwrite: the job's audio is never replaced
+                source = Path(input_dir) / row["path"]
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(source, dest):
+                        raise MalsoriError(
+                            f"{dest} is an input of this job ({row['path']}); choose another name"
+                        )
+        if Path(dest).is_file() and not args.overwrite:
+            raise MalsoriError(
+                f"{dest} exists; pass --overwrite to replace it, or give another name"
+            )
     if dest and dest.endswith(".json"):
         text = json.dumps(rows, indent=2, ensure_ascii=False)
     else:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .._extras import require_extra
 from ..engine import DEFAULT_COMPUTE_TYPE
-from ..errors import ManifestError
+from ..errors import ManifestError, OptionsError
 from ._args import description
 from ._outputs import check_outputs, make_parent
 
@@ -136,9 +136,10 @@ def run_diarization(args: argparse.Namespace) -> int:
         )
     options = DiarizeOptions(num_speakers=args.num_speakers)
     options.check()
-    if args.output:
-        check_outputs([("-o", args.output)], [args.manifest], overwrite=args.overwrite)
     rows, problems = read_diarization_manifest(args.manifest)
+    if args.output:  # never the manifest, nor a file it lists (even with --overwrite)
+        inputs = [args.manifest, *(p for r in rows for p in (r.path, r.rttm))]
+        check_outputs([("-o", args.output)], inputs, overwrite=args.overwrite)
     if args.language:
         rows = [r for r in rows if args.language in r.language.split("+")]
     if args.limit is not None:
@@ -200,6 +201,10 @@ def run_diarization(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The report's formats by name (an audio name such as -o talk.wav got Markdown).
+REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".json", ".csv")
+
+
 def _plot_path(args: argparse.Namespace) -> str | None:
     """Where ``--plot`` goes (next to ``-o``, or eval-plot.png); the report's format is
     checked on the way, before any work."""
@@ -207,8 +212,7 @@ def _plot_path(args: argparse.Namespace) -> str | None:
 
     if args.output and Path(args.output).suffix.lower() == ".png":  # others: Markdown
         raise OptionsError(
-            f"-o {args.output}: the report is text (.md, .json or .csv; other names get "
-            "Markdown); the plot is --plot"
+            f"-o {args.output}: the report is text (.md, .json or .csv); the plot is --plot"
         )
     if args.plot is None:
         return None
@@ -232,8 +236,14 @@ def run(args: argparse.Namespace) -> int:
 
     plot = _plot_path(args)
     outputs = [(flag, path) for flag, path in (("-o", args.output), ("--plot", plot)) if path]
-    check_outputs(outputs, [args.manifest], overwrite=args.overwrite)
     rows, problems = read_manifest(args.manifest)
+    # never the manifest, nor an audio file it lists (even with --overwrite)
+    check_outputs(outputs, [args.manifest, *(r.path for r in rows)], overwrite=args.overwrite)
+    if args.output and Path(args.output).suffix.lower() not in REPORT_SUFFIXES:
+        raise OptionsError(
+            f"-o {args.output}: cannot tell the report format; use .md, .json or .csv "
+            "(or .txt for Markdown)"
+        )
     if args.language:
         lang = normalize_language(args.language)
         rows = [r for r in rows if r.language == lang]

@@ -1471,3 +1471,28 @@ def test_a_new_output_never_replaces_a_file_made_after_the_check(
     assert (out / "a.json").read_text() == "another writer's json"
     assert not (out / "a.txt").exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_another_model_exported_into_the_same_folder_redoes_the_files(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """The model folder's path is the same, its model is not (a fine-tuned model exported
+    again to the same --output-dir): a tester's rerun said '1 unchanged' and kept tiny.en's
+    English for Korean speech."""
+    from malsori.models import resolve_model
+
+    root, out, folder = tmp_path / "in", tmp_path / "out", tmp_path / "my-model"
+    _job_with(clips, root, {"a.wav": "garden"})
+    shutil.copytree(resolve_model("tiny.en").path, folder)
+    assert batch(root, out, "-f", "txt", "--model", str(folder)).returncode == 0
+    first = json.loads(rows(out)["a.wav"]["request"])
+    same = batch(root, out, "-f", "txt", "--model", str(folder))
+    assert same.returncode == 0 and "redone" not in same.stderr, same.stderr
+    shutil.rmtree(folder)
+    shutil.copytree(resolve_model("base").path, folder)
+    again = batch(root, out, "-f", "txt", "--model", str(folder))
+    assert again.returncode == 0, again.stderr
+    assert "1 done file(s) redone" in again.stderr and "model.bin changed" in again.stderr
+    second = json.loads(rows(out)["a.wav"]["request"])
+    assert first["model"] == second["model"] == str(folder.resolve())
+    assert first["model_sha256"] != second["model_sha256"]

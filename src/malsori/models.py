@@ -309,6 +309,22 @@ def read_checksums(directory: Path) -> dict[str, FileChecksum] | None:
     return sums
 
 
+def model_fingerprint(directory: Path) -> str:
+    """sha256 of ``directory/model.bin``: what a batch job records with each file, so that
+    another model exported to the same folder redoes the files instead of keeping the old
+    model's text. Hashed once per size and mtime (remembered as verified files are)."""
+    path = directory / "model.bin"
+    st = path.stat()
+    rec = _load_records().get(str(path.resolve()))
+    if rec and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+        known = rec.get("sha256")
+        if isinstance(known, str) and known:
+            return known
+    digest = sha256_file(path)
+    _record_verified(path, digest)
+    return digest
+
+
 def verify_model_dir(directory: Path, *, label: str, rehash: bool = False) -> bool:
     """Check a user model directory against the checksums recorded in it.
 

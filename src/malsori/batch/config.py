@@ -26,6 +26,8 @@ class BatchConfig:
     options: dict[str, Any] = field(default_factory=dict)
     subtitles: dict[str, Any] = field(default_factory=dict)  # SubtitleOptions fields
     model_key: str | None = None
+    #: sha256 of the model's model.bin (filled by the runner, recorded per file)
+    model_sha256: str | None = None
     names: dict[str, str] = field(default_factory=dict)
     #: ``--diarize``: the speaker-count fields of :class:`malsori.diarize.DiarizeOptions`
     #: that were given ({} for an estimated count; None: no speakers)
@@ -53,6 +55,8 @@ class BatchConfig:
             "formats": list(self.formats),
             "options": dict(self.options),
         }
+        if self.model_sha256:
+            request["model_sha256"] = self.model_sha256
         if any(v not in (None, False) for v in self.subtitles.values()):
             request["subtitles"] = dict(self.subtitles)
         if self.speakers is not None:  # a changed diarization request re-decodes the file

@@ -211,6 +211,11 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
     for key in ("model", "compute_type"):
         if recorded.get(key) != asked.get(key):
             diffs.append(f"{key} {recorded.get(key)} -> {asked.get(key)}")
+    was, now = recorded.get("model_sha256"), asked.get("model_sha256")
+    if not diffs and was and now and was != now:  # (not recorded by older versions)
+        diffs.append(
+            f"model {asked.get('model')}: its model.bin changed ({was[:12]} -> {now[:12]})"
+        )
     missing = [f for f in asked["formats"] if f not in recorded.get("formats", [])]
     if missing:
         diffs.append(

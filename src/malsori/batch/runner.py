@@ -45,13 +45,15 @@ class Preparation:
         return int(getattr(self, key))
 
 
-def _model_key(config: BatchConfig) -> str:
-    """The model as recorded per file: a bundled/registered name, or a directory's path.
+def _model_key(config: BatchConfig) -> tuple[str, str]:
+    """The model as recorded per file: a bundled/registered name, or a directory's path,
+    and the sha256 of its model.bin (a folder's path stays the same when another model is
+    exported into it: a tester's rerun kept tiny.en's English for Korean files).
     Resolving it here also fails fast, before any worker starts or any file is recorded:
     a missing model, or an English-only model asked for another language or to translate
     (each file would fail alone otherwise)."""
     from ..capabilities import is_multilingual_vocab, lacks_language, unsupported
-    from ..models import resolve_model, vocabulary_size
+    from ..models import model_fingerprint, resolve_model, vocabulary_size
 
     resolved = resolve_model(config.model)
     size = vocabulary_size(resolved.path)
@@ -65,7 +67,11 @@ def _model_key(config: BatchConfig) -> str:
         reason = reason or lacks_language(config.model, size, config.options.get("language"))
         if reason is not None:
             raise OptionsError(reason)
-    return str(resolved.path) if resolved.source == "local" else resolved.name
+    key = str(resolved.path) if resolved.source == "local" else resolved.name
+    try:
+        return key, model_fingerprint(resolved.path)
+    except OSError as exc:
+        raise MalsoriError(f"cannot read the model {config.model}: {exc.strerror or exc}") from None
 
 
 def prepare(
@@ -357,7 +363,8 @@ def run_batch(
     root, out = Path(config.input_dir), Path(config.output_dir)
     if not root.is_dir():
         raise MalsoriError(f"{root}: not a directory")
-    config = replace(config, model_key=_model_key(config))
+    key, fingerprint = _model_key(config)
+    config = replace(config, model_key=key, model_sha256=fingerprint)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

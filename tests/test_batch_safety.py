@@ -1496,3 +1496,35 @@ def test_another_model_exported_into_the_same_folder_redoes_the_files(
     second = json.loads(rows(out)["a.wav"]["request"])
     assert first["model"] == second["model"] == str(folder.resolve())
     assert first["model_sha256"] != second["model_sha256"]
+
+
+def test_the_file_in_progress_when_out_is_moved_stays_pending(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """OUT moved while a file was being decoded: that file was marked failed (an attempt
+    used up), so the rerun the message asks for, with --retries 0, never did it (a tester)."""
+    from conftest import EVALDATA
+
+    root, out, moved = tmp_path / "in", tmp_path / "out", tmp_path / "moved"
+    root.mkdir()
+    shutil.copy(EVALDATA / "long" / "ljspeech_LJ001-0001_to_0020_concat.wav", root / "long.wav")
+    command = [*CLI, "batch", str(root), "--model", "tiny.en", "-q", "-f", "txt", "--retries", "0"]
+    run = subprocess.Popen([*command, "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until the file is being decoded
+        with contextlib.suppress(sqlite3.Error, OSError):
+            if (out / ".malsori-jobs.sqlite").exists() and any(
+                r["status"] == "running" for r in rows(out).values()
+            ):
+                break
+        time.sleep(0.1)
+    out.rename(moved)
+    _, err = run.communicate(timeout=600)
+    assert run.returncode != 0 and "was moved or deleted during the run" in err, err
+    assert rows(moved)["long.wav"]["status"] == "pending"
+    again = subprocess.run(
+        [*command, "-o", str(moved)], capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr
+    assert rows(moved)["long.wav"]["status"] == "done"
+    assert "printing" in (moved / "long.txt").read_text().lower()

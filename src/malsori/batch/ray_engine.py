@@ -221,8 +221,8 @@ def _run_ray(
                         float(row["duration"]),
                         float(row["processing_time"]),
                     )
-                elif status == "skipped":
-                    continue  # left pending (released below)
+                elif status == "skipped" or not Path(config.output_dir).is_dir():
+                    continue  # left pending (released below); OUT moved: not this file's fault
                 else:
                     store.mark_failed(rel, str(row["error"]))
                     if status == "nospace" and result.fatal is None:

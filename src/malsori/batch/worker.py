@@ -190,7 +190,14 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
                 notes.put(str(exc))
                 stop.set()
             except Exception as exc:  # never let one file take the worker down
-                store.mark_failed(rel, failure_reason(exc))
+                if not Path(config.output_dir).is_dir():
+                    # OUT was moved or deleted: not this file's failure; it stays pending for
+                    # the rerun (a tester's rerun with --retries 0 never did it again)
+                    store.release([rel])
+                    notes.put(f"{config.output_dir} is gone (deleted or moved during the run)")
+                    stop.set()
+                else:
+                    store.mark_failed(rel, failure_reason(exc))
             else:
                 finish_file(store, config, rel, outputs, duration, seconds)
     except MalsoriError as exc:  # the model failed to load, or the database is full

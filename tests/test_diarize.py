@@ -152,6 +152,11 @@ def test_diarize_and_transcribe_into_one_folder_keep_both(
     assert (out / "회의.rttm").read_text().startswith("SPEAKER ")
     again = run_cli("diarize", str(talk), "-o", str(out))  # its own files: rewritten
     assert again.returncode == 0, again.stderr
+    # one format asked: the other, from the run before, is named (a tester's 2-speaker json
+    # beside a new 1-speaker rttm, without a word)
+    only = run_cli("diarize", str(talk), "-o", str(out), "-f", "rttm", "--num-speakers", "1")
+    assert only.returncode == 0, only.stderr
+    assert "its .speakers.json" in only.stderr and "earlier run" in only.stderr, only.stderr
     (out / "회의.rttm").write_text("my own notes\n")  # not malsori's any more: kept
     refused = run_cli("diarize", str(talk), "-o", str(out))
     assert refused.returncode == 1 and "changed since malsori wrote it" in refused.stderr

@@ -28,7 +28,7 @@ import json
 import os
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ._atomic import _NO_SPACE, output_error
@@ -196,12 +196,22 @@ class Ledger:
                 )
             raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
 
-    def own_others(self, stem: str, source: str, formats: Sequence[str]) -> list[str]:
-        """The formats besides ``formats`` that ``DIR/<stem>.<format>`` holds as malsori
+    def own_others(
+        self,
+        stem: str,
+        source: str,
+        formats: Sequence[str],
+        suffixes: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """The formats besides ``formats`` that ``DIR/<stem><suffix>`` holds as malsori
         wrote it for ``source`` (an earlier run's, maybe with another model or settings):
         named in a note, never rewritten unasked (they may hold what this run does not:
-        speakers, a larger model's text)."""
+        speakers, a larger model's text). ``suffixes``: format -> suffix (transcript
+        formats by default; diarize's are .rttm and .speakers.json)."""
         from .writers import FORMATS
+
+        if suffixes is None:
+            suffixes = {fmt: f".{fmt}" for fmt in FORMATS}
 
         with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
             hashes: dict[str, set[str]] = {}
@@ -211,8 +221,8 @@ class Ledger:
                     if entry.get("input") == source:
                         hashes.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
             kept = []
-            for fmt in FORMATS:
-                path = self.path.parent / f"{stem}.{fmt}"
+            for fmt, suffix in suffixes.items():
+                path = self.path.parent / f"{stem}{suffix}"
                 if fmt in formats or path.name not in hashes or not path.is_file():
                     continue
                 with contextlib.suppress(OSError):

@@ -88,7 +88,7 @@ def _formats(value: str | None, to_dir: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._ledger import input_id
+    from .._ledger import Ledger, input_id
     from ..audio import load_audio
     from ..diarize import load_diarizer
     from .transcribe import _check_output_dir, _stems, check_early, write_checked, write_stdout
@@ -137,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
                 write_stdout(texts[formats[0]])
                 continue
             files = [(out_dir / f"{stem}{SUFFIXES[fmt]}", texts[fmt]) for fmt in formats]
+            older = Ledger(out_dir).own_others(stem, input_id(name), formats, SUFFIXES)
+            if older:  # as transcribe -o: kept, named (a tester's 2-speaker json beside
+                # a 1-speaker rttm, without a word)
+                print(
+                    f"{name}: note: its {', '.join(SUFFIXES[f] for f in older)} in {out_dir} "
+                    "is from an earlier run and is left as it is (ask for it with -f to write "
+                    "it again)",
+                    file=sys.stderr,
+                )
             # the ledger's rules, as transcribe -o: never over a file malsori did not write
             # for this input, nor one edited since (a transcript's json was replaced)
             try:

@@ -517,6 +517,27 @@ def test_korean_modifiers_and_numbers_keep_their_noun() -> None:
             assert all(line[-1] != word for line in lines), (lines, shown)
 
 
+def test_korean_verbs_keep_their_auxiliary() -> None:
+    """A line ended "어느 나를 살고" with "계십니까?" on the next (a Korean tester): 계시다,
+    the honorific of 있다, and the auxiliaries after a verb's -아/-어 form (적어 놓다, 읽어
+    보다) stay with their verb; a subject particle of the same vowel does not (아버지가 /
+    보낸)."""
+    from malsori.subtitles.breaks import P_DEFAULT, P_NAME, break_penalty
+
+    limits = SubtitleOptions().limits("ko")
+    for text, verb in (
+        ("당신은 지금 어느 나를 살고 계십니까?", "살고"),
+        ("그 긴 편지를 책상 위에다 적어 놓았습니다", "적어"),
+        ("이번 주말에는 그 두꺼운 책을 꼭 읽어 보세요", "읽어"),
+    ):
+        units = [Unit(w, i, i + 0.5) for i, w in enumerate(text.split())]
+        lines = [[units[k].text for k in part] for part in wrap(units, limits)]
+        assert len(lines) == 2 and all(line[-1] != verb for line in lines), lines
+    assert break_penalty("해", "드릴게요", "ko") == P_NAME
+    assert break_penalty("아버지가", "보낸", "ko") == P_DEFAULT
+    assert break_penalty("학교에서", "보았다", "ko") < P_NAME
+
+
 def test_cli_flags_make_options() -> None:
     parser = argparse.ArgumentParser()
     add_subtitle_arguments(parser)

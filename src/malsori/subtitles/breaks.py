@@ -106,6 +106,20 @@ KO_PARTICLES = (
 KO_NO_BREAK_BEFORE = frozenset(n + p for n in KO_BOUND_NOUNS for p in KO_PARTICLES)
 #: Auxiliary verbs that stay with the verb before them: 보고 싶다, 가지 않고, 먹지 못했다.
 KO_AUXILIARY_STARTS = ("싶", "않", "못했", "못한", "못하")
+#: Auxiliaries after a verb's -고 form: 살고 있다, 살고 계십니까 (계시다, the honorific).
+KO_AFTER_GO = ("있", "계")
+#: Auxiliaries after a verb's -아/-어 form (먹어 보다, 도와 주다, 잊어 버리다, 적어 놓다,
+#: 열어 두다, 해 드리다): the verb's last syllable has the vowel ㅏ/ㅓ/ㅕ/ㅐ/ㅘ/ㅝ (checked on
+#: the syllable, so 봐 / 줘 / 해 count too).
+KO_AFTER_EO = (
+    "보고", "보세", "보았", "보아", "보자", "보니", "보면", "보려", "보기", "봐", "봤", "봅", "볼",
+    "주세", "주었", "주고", "주어", "주자", "주면", "주니", "주기", "줘", "줬", "줍", "줄",
+    "버리", "버려", "버렸", "버린", "버릴", "놓", "놔", "놨", "두었", "두고", "두세", "둬", "뒀",
+    "둡", "드리", "드려", "드렸", "드립", "드릴", "드린",
+)  # fmt: skip
+#: Particles and endings with the same vowel, which take no auxiliary (아버지가 / 보낸,
+#: 학교에서 / 보았다, 친구와 / 놓친).
+KO_NOT_EO = ("가", "와", "서", "나", "야", "라", "다", "까", "냐", "자", "하", "게")
 #: Adjective forms that modify the next word but look like a particle or are one syllable
 #: (흰 바탕, 큰 집, 작은 방: 은 is also the topic particle).
 KO_SHORT_MODIFIERS = _words(
@@ -224,12 +238,26 @@ def _is_adnominal(word: str) -> bool:
     return word.endswith("던") or _jongseong(word[-1]) in (4, 8)
 
 
+def _eo_form(word: str) -> bool:
+    """A verb's -아/-어 form (먹어, 도와, 해, 열어): the last syllable ends in the vowel
+    ㅏ ㅓ ㅕ ㅐ ㅘ ㅝ with no final consonant (a noun such as 사과 looks the same, so this
+    only counts before an auxiliary)."""
+    if len(word) < 1 or _jongseong(word[-1]) != 0 or word.endswith(KO_NOT_EO):
+        return False
+    vowel = (ord(word[-1]) - 0xAC00) // 28 % 21
+    return vowel in (0, 1, 4, 6, 9, 14)  # ㅏ ㅐ ㅓ ㅕ ㅘ ㅝ
+
+
 def _korean_penalty(before: str, after: str) -> float:
     """Korean break between two eojeol."""
     prev, nxt = before.strip(), _bare(after)
     if prev in KO_NO_BREAK_AFTER or nxt in KO_NO_BREAK_BEFORE:
         return P_FORBIDDEN
-    if nxt.startswith(KO_AUXILIARY_STARTS) or (prev.endswith("고") and nxt.startswith("있")):
+    if (
+        nxt.startswith(KO_AUXILIARY_STARTS)
+        or (prev.endswith("고") and nxt.startswith(KO_AFTER_GO))
+        or (_eo_form(prev) and nxt.startswith(KO_AFTER_EO))
+    ):
         return P_NAME  # a verb and its auxiliary
     if nxt.startswith(KO_LEANING_STARTS):
         return P_NAME

@@ -26,6 +26,7 @@ import pytest
 
 import malsori
 from conftest import EVALDATA
+from conftest import words as words_of
 from malsori.evaluate.metrics import score
 from malsori.pipeline.blocks import AudioStream
 from malsori.transcript import Transcript
@@ -698,3 +699,42 @@ def test_runs_from_pieces_follow_the_sure_pieces() -> None:
     assert runs_from_pieces(pieces, [("en", 0.99)] * 5) is None
     # a sure language in a piece shorter than a second does not cut the window
     assert runs_from_pieces([piece(0, 5), piece(5.5, 0.5)], [("en", 0.99), ("ko", 0.99)]) is None
+
+
+def test_speech_in_which_no_word_was_heard_is_decoded_again(tiny: malsori.LoadedModel) -> None:
+    """Without timestamps the decoder can skip a sentence inside a full window: on a Korean
+    tester's 8 kHz phone recording "운옥은 복받쳐오는 설움을 참고" (2.7 s of speech regions)
+    vanished with no flag, and came back when decoded alone. Here a real window's last
+    sentences are taken out of its decode (text and words), as the decoder had dropped them;
+    with word timestamps the pipeline finds speech no word falls in and decodes the window
+    again region by region."""
+    from malsori.pipeline import Pipeline
+    from malsori.pipeline.run import config_from_options
+    from malsori.pipeline.vad import StreamingVad
+    from malsori.pipeline.windows import WindowPacker
+
+    audio, _ = _stretch(_rows("en")[:5])
+    options = malsori.DecodeOptions(language="en", word_timestamps=True)
+    pipe = Pipeline(tiny, config_from_options(options))
+    vad, packer = StreamingVad(), WindowPacker()
+    block = type("Block", (), {"start": 0, "samples": audio})()
+    windows = packer.feed(vad.feed(block) + vad.flush()) + packer.flush()
+    results = pipe._decode(windows[:1], [("en", 1.0)])
+    pipe._words(results)
+    r = results[0]
+    assert pipe._recover_unheard([r]) == [r]  # every stretch of speech has its words
+    words = [w for s in r.segments for w in s.words]
+    cut = r.window.pieces[-2].start / SR  # the last two speech regions (7 s) unheard
+    kept = [w for w in words if w["end"] <= cut]
+    dropped = " ".join(w["word"] for w in words if w["end"] > cut)
+    assert kept and len(dropped.split()) >= 5
+    tok = pipe.tokenizer("en")
+    seg = r.segments[0]
+    seg.tokens = tok.encode("".join(w["word"] for w in kept))
+    seg.words = kept
+    r.segments[1:] = []
+    again = pipe._recover_unheard([r])
+    assert len(again) > 1, "not decoded again"
+    text = " ".join(w["word"] for d in again for s in d.segments for w in s.words)
+    heard = set(words_of(text))
+    assert len(heard & set(words_of(dropped))) >= 0.8 * len(set(words_of(dropped)))

@@ -68,6 +68,9 @@ MIN_CHECKED_SECONDS = 5.0
 #: Text tokens per second of speech under which a window's segments are flagged
 #: ``little_text`` (half the recovery's floor: slow English is 2.5 tokens/s).
 LITTLE_TEXT_RATE = 1.0
+#: Speech regions in a row (VAD padding included) that no aligned word falls in, after
+#: which a window is decoded again region by region (with word timestamps only).
+MIN_UNHEARD_SECONDS = 2.0
 #: A window checked again is cut into at most this many runs of its speech regions, each
 #: of at least this many seconds.
 MAX_RECOVERY_PARTS = 8
@@ -246,6 +249,8 @@ class Pipeline:
             results += todo
         if self.config.word_timestamps:
             self._words(results)
+            if not self.config.timestamps:
+                results = self._recover_unheard(results)
         release_freed_memory()  # the decoder's caches, before the next batch's encoder
         segments = [seg for r in results for seg in self._segments(r)]
         segments.sort(key=lambda s: (s.start, s.end))
@@ -264,24 +269,68 @@ class Pipeline:
         window at a time: its parts' encoder outputs are all that is held)."""
         out: list[_Decoded] = []
         for r in results:
-            if not self._too_short(r):
-                out.append(r)
-                continue
-            parts = _runs(r.window)
-            encoded = encode_windows(self.whisper, self.fw.feature_extractor, parts)
-            if self._auto_language and r.window.language is None:
-                languages = self._region_languages(r, encoded)
-            else:
-                languages = [(r.language, r.probability)] * len(parts)
-            again = self._decode(parts, languages, encoded, timestamps=True, counted=False)
-            if self._text_tokens(again) > self._text_tokens([r]):
-                self._count(r, -1)
-                for d in again:
-                    self._count(d, +1)
-                out += again
-            else:
-                out.append(r)
+            out += self._by_regions(r) if self._too_short(r) else [r]
         return out
+
+    def _by_regions(self, r: _Decoded, *, words: bool = False) -> list[_Decoded]:
+        """The window ``r`` decoded again run of regions by run (:func:`_runs`), with
+        timestamps and, when no language is given, each run's own language: those results
+        if they hold more text, else ``[r]``. ``words``: align the new results (an
+        unfinished run keeps its tail: no remainder is decoded again here)."""
+        parts = _runs(r.window)
+        encoded = encode_windows(self.whisper, self.fw.feature_extractor, parts)
+        if self._auto_language and r.window.language is None:
+            languages = self._region_languages(r, encoded)
+        else:
+            languages = [(r.language, r.probability)] * len(parts)
+        again = self._decode(parts, languages, encoded, timestamps=True, counted=False)
+        if self._text_tokens(again) <= self._text_tokens([r]):
+            return [r]
+        self._count(r, -1)
+        for d in again:
+            self._count(d, +1)
+            if words and d.tail is not None:
+                d.segments.append(d.tail)
+                d.tail, d.resume = None, None
+        if words:
+            self._words(again)
+        return again
+
+    def _recover_unheard(self, results: list[_Decoded]) -> list[_Decoded]:
+        """Stage 8b (with word timestamps). Input: a batch's decoded windows with their
+        words. Output: the same, except that a window where :data:`MIN_UNHEARD_SECONDS` of
+        speech in a row got no word is decoded again region by region (if that gives more
+        text). Without timestamps the decoder can skip a sentence inside an otherwise full
+        window: a Korean sentence of 5 s on an 8 kHz phone recording vanished, with no flag,
+        and came back when its stretch was decoded alone (a Korean tester)."""
+        out: list[_Decoded] = []
+        for r in results:
+            out += self._by_regions(r, words=True) if self._unheard(r) else [r]
+        return out
+
+    def _unheard(self, r: _Decoded) -> bool:
+        """Does the window hold MIN_UNHEARD_SECONDS of speech regions in a row that no word
+        falls in? (First-try text of a whole window only, as :meth:`_too_short`.)"""
+        if not r.segments or r.window.depth or r.window.sources:
+            return False
+        if r.attempt.strategy.temperature > 0 or failed(r.attempt, self.config.thresholds):
+            return False
+        if r.window.seconds < MIN_CHECKED_SECONDS or len(r.window.pieces) < 2:
+            return False
+        spans = sorted((w["start"], w["end"]) for s in r.segments for w in s.words)
+        if not spans:
+            return False
+        run = 0
+        for piece in r.window.pieces:
+            lo = piece.start / SAMPLE_RATE
+            hi = lo + piece.length / SAMPLE_RATE
+            if any(a < hi and b > lo for a, b in spans):
+                run = 0
+                continue
+            run += piece.length
+            if run >= MIN_UNHEARD_SECONDS * SAMPLE_RATE:
+                return True
+        return False
 
     def _count(self, r: _Decoded, sign: int) -> None:
         """Add (or take back) a decoded window's speech to the languages heard."""

@@ -659,14 +659,17 @@ def test_idle_session_is_closed(short_server: Server) -> None:
     from websockets.asyncio.client import connect
 
     copies = 10
-    backlog = (pcm(EN, 16000) + bytes(2 * 16000)) * copies  # ~55 s sent at once
+    # ~55 s sent at once, one append per copy: a single 2.3 MB message took longer than the
+    # 2 s idle limit to arrive on a busy CI machine, and the session was closed as idle
+    backlog = pcm(EN, 16000) + bytes(2 * 16000)
 
     async def session(audio: bytes) -> tuple[list[dict[str, Any]], float]:
         async with connect(_ws_url(short_server), max_size=None) as ws:
             t0 = time.monotonic()
             if audio:
                 await ws.send(json.dumps(PCM16K))
-                await ws.send(_append(audio))
+                for _ in range(copies):
+                    await ws.send(_append(audio))
             events = [json.loads(m) async for m in ws]  # until the server closes
             return events, time.monotonic() - t0
 

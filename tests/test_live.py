@@ -1074,6 +1074,30 @@ def test_oversized_append_gets_an_error_before_the_close(server: Server) -> None
     assert events[0]["error"]["code"] == "message_too_large" and code == 1009, (events, code)
 
 
+def test_a_big_message_must_be_an_append(server: Server) -> None:
+    """A 16 MB message of nested empty lists (16 KB on the wire with permessage-deflate)
+    was parsed on the event loop: 2-5 s in which no other request was answered, ~450 MB,
+    and the session went on (a hostile tester). Over 64 KiB only an append is read; a big
+    append is still one (its audio is transcribed)."""
+    hostile = '{"type": "x", "a": [' + ",".join(["[]"] * 2_000_000) + "]}"
+    speech = _append(pcm(EN, 16000) + bytes(16000))  # ~600 KB
+
+    async def run() -> list[dict[str, Any]]:
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            await ws.send(hostile)
+            await ws.send(json.dumps(PCM16K))
+            await ws.send(speech)
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            return await _events_until(ws, lambda ev: bool(_kinds(ev, COMPLETED)))
+
+    events = asyncio.run(run())
+    first = events[0]
+    assert first["type"] == "error" and first["error"]["code"] == "invalid_json", events
+    assert "may only be an input_audio_buffer.append" in first["error"]["message"]
+    assert wer(EN_TEXT, _kinds(events, COMPLETED)[0]["transcript"]) <= 0.3
+
+
 def test_cli_live_ctrl_c_during_the_final_pass_keeps_the_utterance(tmp_path: Path) -> None:
     """Ctrl-C while an utterance's final pass ran (0.5-1.5 s after its pause) dropped it
     from the -o files, exit 0 and "wrote": the KeyboardInterrupt landed inside the decode

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -573,3 +574,33 @@ def test_refused_websocket_handshakes_do_not_log_errors() -> None:
     output = srv.output()
     assert "without completing handshake" in output  # said, at INFO
     assert not [line for line in output.splitlines() if line.startswith("ERROR")], output
+
+
+def test_a_trickling_upload_does_not_hold_a_shutdown() -> None:
+    """SIGTERM with a client sending its upload a byte a second: the server waited for it
+    for good (a second SIGTERM did nothing either; a hostile tester). The shutdown timeout
+    bounds the wait."""
+    env = {"MALSORI_SHUTDOWN_TIMEOUT_S": "2"}
+    with running_server("--model", "tiny.en", env=env) as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        sock = socket.create_connection((host, int(port)))
+        head = (
+            f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+            '--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        )
+        sock.sendall(head.encode())
+        time.sleep(0.5)
+        srv.process.send_signal(signal.SIGTERM)
+        stopped = None
+        for _ in range(60):  # a byte a second, as the tester's client
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\0")
+            if srv.process.poll() is not None:
+                stopped = srv.process.returncode
+                break
+            time.sleep(1)
+        sock.close()
+        assert stopped is not None, "still running 60 s after SIGTERM"
+    log = srv.output()
+    assert "Traceback" not in log, log

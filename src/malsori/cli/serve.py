@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_s,
+        # without it, one client trickling an upload (or a queue of long transcriptions)
+        # kept a SIGTERM from ever ending the process (a hostile tester)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
         ws_max_size=WS_TRANSPORT_MAX_BYTES,  # /v1/realtime answers big messages itself
         # No close for a late pong: a client that does not read its events for a while
         # (sending a long file first) has its pongs wait behind them, and uvicorn's 20 s

@@ -68,6 +68,12 @@ class ServerSettings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="to receive a request's headers")
     body_timeout_s: float = Field(300.0, gt=0, description="to receive a request's body")
     keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections are closed")
+    shutdown_timeout_s: int = Field(
+        60,
+        ge=1,
+        description="after SIGTERM/SIGINT, how long requests already running may take to "
+        "finish; then they are cut off and the server exits",
+    )
     max_connections: int = Field(100, ge=1, description="open connections; beyond: refused")
     max_connections_per_client: int = Field(
         25,

@@ -125,7 +125,8 @@ def one_file_job(tmp_path: Path, clip: Path) -> tuple[Path, Any, Any]:
     root.mkdir()
     (root / "a.wav").symlink_to(clip)
     config = BatchConfig(str(root), str(out), model="tiny.en", formats=("txt", "json"))
-    config = replace(config, model_key=_model_key(config), threads=1)
+    key, fingerprint = _model_key(config)
+    config = replace(config, model_key=key, model_sha256=fingerprint, threads=1)
     out.mkdir()
     store = JobStore(out)
     try:

@@ -1346,3 +1346,19 @@ def test_memory_of_ended_sessions_is_given_back() -> None:
             time.sleep(0.5)
             after.append(rss_mb(srv))
     assert after[-1] - after[0] < 150, after  # ~540 MB more before
+
+
+def test_a_decode_cut_inside_a_character_leaves_no_replacement_character() -> None:
+    """A live decode stopped by its token cap inside a Korean character's bytes gave the
+    completed transcript '말하자면 말하자면 말하자�' (a hostile tester)."""
+    from faster_whisper.transcribe import Segment, Word
+
+    from malsori.live.session import _timed_words
+
+    words = [Word(0.0, 0.4, " 말하자면", 0.9), Word(0.4, 0.8, " 말하자", 0.9),
+             Word(0.8, 0.9, "\ufffd", 0.1), Word(0.9, 1.0, " 네\ufffd", 0.2)]  # fmt: skip
+    segment = Segment(0, 0, 0.0, 1.0, "", [], -0.3, 1.2, 0.1, words, 0.0)
+    timed, _ = _timed_words([segment], 10.0)
+    text = "".join(w.text for w in timed)
+    assert "\ufffd" not in text and text == " 말하자면 말하자 네", text
+    assert timed[0].start == 10.0

@@ -738,3 +738,25 @@ def test_speech_in_which_no_word_was_heard_is_decoded_again(tiny: malsori.Loaded
     text = " ".join(w["word"] for d in again for s in d.segments for w in s.words)
     heard = set(words_of(text))
     assert len(heard & set(words_of(dropped))) >= 0.8 * len(set(words_of(dropped)))
+
+
+def test_a_character_cut_in_its_bytes_is_left_out(tiny: malsori.LoadedModel) -> None:
+    """A sampled token or the length limit can end text inside a character's bytes: a
+    server translation came back "The��이 출석은..." (a hostile tester). Segment text
+    never carries U+FFFD."""
+    from malsori.pipeline import Pipeline
+    from malsori.pipeline.assemble import RawSegment
+    from malsori.pipeline.decode import Attempt, Strategy
+    from malsori.pipeline.run import _Decoded, config_from_options
+    from malsori.pipeline.windows import Piece, Window
+
+    pipe = Pipeline(tiny, config_from_options(malsori.DecodeOptions(language="en")))
+    tok = pipe.tokenizer("en")
+    tokens = tok.encode(" The 말")[:-1]  # the last byte of 말 left out
+    assert "\ufffd" in tok.decode(tokens)
+    window = Window(np.zeros(SR, dtype=np.float32), (Piece(0, 0, SR),))
+    attempt = Attempt(tokens, tok.decode(tokens), -0.2, 0.01, 1.1, Strategy())
+    decoded = _Decoded(window, "en", 1.0, None, attempt, [RawSegment(0.0, 1.0, tokens)],
+                       None, None)  # fmt: skip
+    (segment,) = pipe._segments(decoded)
+    assert "\ufffd" not in segment.text and segment.text.startswith(" The"), segment.text

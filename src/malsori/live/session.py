@@ -754,9 +754,12 @@ def _timed_words(segments: list[Any], offset: float) -> tuple[list[TimedWord], l
             continue  # Whisper's own silence rule: text here is made up
         if seg.compression_ratio > 2.4:
             break  # a repetition loop: nothing from here on
+        # a decode cut by max_new_tokens can end inside a character's bytes: its pieces
+        # decode to U+FFFD ('말하자�' in a hostile tester's completed transcript)
         words.extend(
-            TimedWord(offset + w.start, offset + w.end, w.word, w.probability)
+            TimedWord(offset + w.start, offset + w.end, w.word.replace("\ufffd", ""), w.probability)
             for w in seg.words or []
+            if w.word.replace("\ufffd", "").strip()
         )
         ends.append(offset + seg.end)
     return cut_repetition(words), ends

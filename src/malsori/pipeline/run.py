@@ -555,15 +555,19 @@ class Pipeline:
         if self._little_text(r):
             seg_flags.append("little_text")
         for s in r.segments:
-            text = tok.decode([t for t in s.tokens if t < tok.eot])
+            # U+FFFD: a character's bytes split by a sampled token or the length limit
+            # ("The��이 출석은..." from a sampled translation)
+            text = tok.decode([t for t in s.tokens if t < tok.eot]).replace("\ufffd", "")
             if not text.strip():
                 continue
             words = None
             if self.config.word_timestamps:
                 words = [
-                    Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                    Word(float(w["start"]), float(w["end"]), w["word"].replace("\ufffd", ""),
+                         float(w["probability"]))
                     for w in s.words
-                ]
+                    if w["word"].replace("\ufffd", "").strip()
+                ]  # fmt: skip
             if words:
                 start, end = words[0].start, words[-1].end
             else:

@@ -68,6 +68,30 @@ def test_verbose_json_with_words(client: openai.OpenAI) -> None:
     assert wer(JFK_TEXT, " ".join(w.word for w in result.words)) <= 0.1
 
 
+def test_verbose_json_segments_carry_the_quality_flags(server: Server) -> None:
+    """The CLI warns that Korean speech on an English-only model came out as invented
+    English ("Thank you very much."); a server client saw no sign of it (a hostile tester).
+    verbose_json segments carry the flags, as the CLI's json does."""
+    with open(EVALDATA / "ko" / "emotiontts_ada00005.wav", "rb") as fh:
+        resp = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": ("ko.wav", fh.read())},
+            data={"model": "tiny.en", "response_format": "verbose_json"},
+            timeout=120,
+        )
+    assert resp.status_code == 200, resp.text
+    flags = {f for seg in resp.json()["segments"] for f in seg.get("flags", [])}
+    assert flags & {"little_text", "low_confidence", "sampled"}, resp.json()
+    with open(JFK, "rb") as fh:  # clear speech: no flags, and no empty list either
+        resp = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": ("jfk.wav", fh.read())},
+            data={"model": "tiny.en", "response_format": "verbose_json"},
+            timeout=120,
+        )
+    assert all("flags" not in seg for seg in resp.json()["segments"]), resp.json()
+
+
 def test_streaming_one_event_per_segment(client: openai.OpenAI) -> None:
     with open(JFK, "rb") as fh:
         stream = client.audio.transcriptions.create(model="whisper-1", file=fh, stream=True)

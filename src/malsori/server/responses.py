@@ -38,6 +38,9 @@ def segment_body(index: int, s: Segment) -> dict[str, Any]:
         **({"language": language_name(s.language)} if s.language else {}),
         # not in OpenAI's verbose segment: who spoke it (diarize=true)
         **({"speaker": s.speaker} if s.speaker else {}),
+        # not in OpenAI's either: the quality flags the CLI warns about (sampled,
+        # low_confidence, repetition, little_text); a client saw none of them
+        **({"flags": list(s.flags)} if s.flags else {}),
     }
 
 

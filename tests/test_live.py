@@ -1091,10 +1091,22 @@ def test_a_big_message_must_be_an_append(server: Server) -> None:
             await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
             return await _events_until(ws, lambda ev: bool(_kinds(ev, COMPLETED)))
 
+    async def long_prompt() -> list[dict[str, Any]]:
+        # 50,668 bytes of Korean: 90 KB of \uXXXX escapes, plenty of commas and colons
+        prompt = "회의록: 예산, 일정, 담당자. " * 2000
+        update = {"type": "session.update", "session": {"audio": {"input": {
+            "transcription": {"prompt": prompt[:24000]}}}}}  # fmt: skip
+        async with _connect_raw(server) as ws:
+            await ws.recv()
+            await ws.send(json.dumps(update))
+            return await _events_until(ws, lambda ev: len(ev) == 1)
+
+    (updated,) = asyncio.run(long_prompt())
+    assert updated["type"] == "session.updated", updated
     events = asyncio.run(run())
     first = events[0]
     assert first["type"] == "error" and first["error"]["code"] == "invalid_json", events
-    assert "may only be an input_audio_buffer.append" in first["error"]["message"]
+    assert "JSON objects or arrays is no event" in first["error"]["message"]
     assert wer(EN_TEXT, _kinds(events, COMPLETED)[0]["transcript"]) <= 0.3
 
 

@@ -735,6 +735,7 @@ def test_speech_in_which_no_word_was_heard_is_decoded_again(tiny: malsori.Loaded
     r.segments[1:] = []
     again = pipe._recover_unheard([r])
     assert len(again) > 1, "not decoded again"
+    assert all(d.redone for d in again) and pipe._recover_unheard(again) == again  # once
     text = " ".join(w["word"] for d in again for s in d.segments for w in s.words)
     heard = set(words_of(text))
     assert len(heard & set(words_of(dropped))) >= 0.8 * len(set(words_of(dropped)))

@@ -117,6 +117,8 @@ class _Decoded:
     segments: list[RawSegment]
     resume: float | None
     tail: RawSegment | None
+    #: decoded again region by region already (stages 7b/8b): not checked again
+    redone: bool = False
 
 
 @dataclass
@@ -288,6 +290,7 @@ class Pipeline:
             return [r]
         self._count(r, -1)
         for d in again:
+            d.redone = True
             self._count(d, +1)
             if words and d.tail is not None:
                 d.segments.append(d.tail)
@@ -311,7 +314,9 @@ class Pipeline:
     def _unheard(self, r: _Decoded) -> bool:
         """Does the window hold MIN_UNHEARD_SECONDS of speech regions in a row that no word
         falls in? (First-try text of a whole window only, as :meth:`_too_short`.)"""
-        if not r.segments or r.window.depth or r.window.sources:
+        if not r.segments or r.window.depth or r.window.sources or r.redone:
+            return False
+        if r.resume is not None:  # unfinished: its rest was decoded as a window of its own
             return False
         if r.attempt.strategy.temperature > 0 or failed(r.attempt, self.config.thresholds):
             return False

@@ -71,13 +71,13 @@ MAX_PROMPT_BYTES = 64 * 1024
 #: allows twice this (``WS_TRANSPORT_MAX_BYTES``, ``malsori serve``), so that the error can be
 #: sent; beyond that the transport closes with 1009 by itself.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-#: A message longer than this may only be an ``input_audio_buffer.append``: a JSON object
-#: with one long base64 string. A 16 MB message of nested empty lists (16 KB on the wire
-#: with permessage-deflate) took 2.3 s of ``json.loads`` on the event loop, stalling every
-#: other request, and ~450 MB of memory (a hostile tester). Its structure characters are
-#: counted first (C speed); the parse itself then runs in a thread.
+#: A message longer than this is parsed in a thread, after its JSON containers are counted
+#: (C speed): an event has a handful (an append one, a session.update with a 64 KiB prompt
+#: a few). A 16 MB message of nested empty lists (16 KB on the wire with permessage-deflate)
+#: took 2.3 s of ``json.loads`` on the event loop, stalling every other request, and
+#: ~450 MB of memory (a hostile tester).
 BIG_MESSAGE_BYTES = 64 * 1024
-MAX_BIG_MESSAGE_STRUCTURE = 64
+MAX_BIG_MESSAGE_CONTAINERS = 64
 WS_TRANSPORT_MAX_BYTES = 2 * MAX_MESSAGE_BYTES
 _KEY_PROTOCOL = "openai-insecure-api-key."
 
@@ -620,10 +620,11 @@ class Connection:
                     self.close_code = 1009
                     break
                 big = len(text) > BIG_MESSAGE_BYTES
-                if big and sum(map(text.count, "{[,:")) > MAX_BIG_MESSAGE_STRUCTURE:
+                if big and text.count("{") + text.count("[") > MAX_BIG_MESSAGE_CONTAINERS:
                     self.send(_error(
-                        f"a message over {BIG_MESSAGE_BYTES // 1024} KiB may only be an "
-                        "input_audio_buffer.append (its audio one base64 string)",
+                        f"a message over {BIG_MESSAGE_BYTES // 1024} KiB with more than "
+                        f"{MAX_BIG_MESSAGE_CONTAINERS} JSON objects or arrays is no event "
+                        "(audio goes in input_audio_buffer.append as one base64 string)",
                         "invalid_json"))  # fmt: skip
                     continue
                 try:

@@ -534,6 +534,8 @@ def test_korean_verbs_keep_their_auxiliary() -> None:
         lines = [[units[k].text for k in part] for part in wrap(units, limits)]
         assert len(lines) == 2 and all(line[-1] != verb for line in lines), lines
     assert break_penalty("해", "드릴게요", "ko") == P_NAME
+    assert break_penalty("도와", "주셔서", "ko") == P_NAME
+    assert break_penalty("그리고", "계속", "ko") < P_NAME  # 계속 is no auxiliary
     assert break_penalty("아버지가", "보낸", "ko") == P_DEFAULT
     assert break_penalty("학교에서", "보았다", "ko") < P_NAME
 

@@ -221,8 +221,12 @@ def _run_ray(
                         float(row["duration"]),
                         float(row["processing_time"]),
                     )
-                elif status == "skipped" or not Path(config.output_dir).is_dir():
-                    continue  # left pending (released below); OUT moved: not this file's fault
+                elif status == "skipped":
+                    continue  # left pending (released below)
+                elif not Path(config.output_dir).is_dir():  # OUT moved: not this file's
+                    # fault; it and the rest stay pending (the runner names the move)
+                    result.fatal = f"{config.output_dir} is gone (deleted or moved during the run)"
+                    break
                 else:
                     store.mark_failed(rel, str(row["error"]))
                     if status == "nospace" and result.fatal is None:

@@ -107,13 +107,14 @@ KO_NO_BREAK_BEFORE = frozenset(n + p for n in KO_BOUND_NOUNS for p in KO_PARTICL
 #: Auxiliary verbs that stay with the verb before them: 보고 싶다, 가지 않고, 먹지 못했다.
 KO_AUXILIARY_STARTS = ("싶", "않", "못했", "못한", "못하")
 #: Auxiliaries after a verb's -고 form: 살고 있다, 살고 계십니까 (계시다, the honorific).
-KO_AFTER_GO = ("있", "계")
+KO_AFTER_GO = ("있", "계시", "계셔", "계셨", "계십", "계세", "계신", "계실")  # not 계속, 계획
 #: Auxiliaries after a verb's -아/-어 form (먹어 보다, 도와 주다, 잊어 버리다, 적어 놓다,
 #: 열어 두다, 해 드리다): the verb's last syllable has the vowel ㅏ/ㅓ/ㅕ/ㅐ/ㅘ/ㅝ (checked on
 #: the syllable, so 봐 / 줘 / 해 count too).
 KO_AFTER_EO = (
     "보고", "보세", "보았", "보아", "보자", "보니", "보면", "보려", "보기", "봐", "봤", "봅", "볼",
     "주세", "주었", "주고", "주어", "주자", "주면", "주니", "주기", "줘", "줬", "줍", "줄",
+    "주셔", "주셨", "주신", "주실",
     "버리", "버려", "버렸", "버린", "버릴", "놓", "놔", "놨", "두었", "두고", "두세", "둬", "뒀",
     "둡", "드리", "드려", "드렸", "드립", "드릴", "드린",
 )  # fmt: skip
@@ -242,6 +243,8 @@ def _eo_form(word: str) -> bool:
     """A verb's -아/-어 form (먹어, 도와, 해, 열어): the last syllable ends in the vowel
     ㅏ ㅓ ㅕ ㅐ ㅘ ㅝ with no final consonant (a noun such as 사과 looks the same, so this
     only counts before an auxiliary)."""
+    if word.endswith("도와"):  # 도와 주다: 와 here is the verb's, not the particle
+        return True
     if len(word) < 1 or _jongseong(word[-1]) != 0 or word.endswith(KO_NOT_EO):
         return False
     vowel = (ord(word[-1]) - 0xAC00) // 28 % 21

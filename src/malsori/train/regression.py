@@ -412,9 +412,11 @@ def _save(out: Path, model: MLP, config: dict[str, Any], history: History) -> No
             "a column's values are too large to standardize in float32; rescale them; "
             "nothing was saved"
         ) from None
-    files: list[tuple[Path, str | bytes]] = [
-        (out / "model.pt", weights),
+    files: list[tuple[Path, str | bytes]] = [  # config.json renamed first: a save killed
+        # between the renames over a model saved before the checksum (none in its config)
+        # leaves the new config with the old weights, which predict refuses
         (out / "config.json", config_text),
+        (out / "model.pt", weights),
         *((out / name, content) for name, content in history.files()),
     ]
     atomic_write_many(files)

@@ -1052,6 +1052,16 @@ def test_report_destinations(clips: dict[str, Path], tmp_path: Path) -> None:
     assert mine.read_text() == "my numbers\n"
     proc = subprocess.run([*report, "--overwrite"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and mine.read_bytes().startswith(b"\xef\xbb\xbfpath,")
+    # an input of the job (--glob '*' takes any file): never, even with --overwrite
+    notes = root / "notes.json"
+    notes.write_text('{"mine": true}\n')
+    batch(root, out, "-f", "txt,json", "--glob", "*")  # notes.json fails: not audio
+    proc = subprocess.run(
+        [*CLI, "batch", "report", str(out), "-o", str(notes), "--overwrite"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "is an input of this job" in proc.stderr, proc.stderr
+    assert notes.read_text() == '{"mine": true}\n'
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")

@@ -248,11 +248,7 @@ def _check_targets(
                 found = _lookalike_on_disk(target, listings)
                 if found is not None:
                     twin, twin_input = os.path.relpath(found, out), None
-            if (
-                twin != p
-                and not os.path.lexists(target)
-                and _renamed_input(out, rel, twin, twin_input, loose)
-            ):
+            if twin != p and _renamed_input(out, rel, twin, twin_input, loose):
                 continue  # its old transcript gives way once the new one is written
             if twin != p and os.path.lexists(out / twin):
                 whose = (

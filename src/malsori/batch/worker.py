@@ -136,7 +136,19 @@ def finish_file(
     previous = store.previous_outputs(rel)
     store.mark_done(rel, outputs, duration, seconds, config.request_for(rel))
     out = Path(config.output_dir)
-    _take_over_renamed(store, config, rel, outputs)
+    # this input's transcripts under its name in the other Unicode normal form (renamed
+    # NFD -> NFC since): replaced by the new ones, when still as written
+    key = unicodedata.normalize("NFC", rel)
+    renamed = [
+        o
+        for o in store.loose().values()
+        if o["input"] not in (None, rel) and unicodedata.normalize("NFC", o["input"]) == key
+    ]
+    for old in renamed:
+        if output_intact(out, old):
+            with contextlib.suppress(OSError):
+                (out / old["path"]).unlink()
+    store.drop_loose([o["path"] for o in renamed if not os.path.lexists(out / o["path"])])
     new = {o["path"] for o in outputs}
     formats = {Path(o["path"]).suffix for o in outputs}
     base = config.names.get(rel, str(Path(rel).with_suffix("")))
@@ -151,46 +163,6 @@ def finish_file(
                 target = out / (base + old_path.suffix)
                 if not target.exists():
                     os.replace(out / old_path, target)
-
-
-def _take_over_renamed(
-    store: JobStore, config: BatchConfig, rel: str, outputs: list[dict[str, Any]]
-) -> None:
-    """This input's transcripts under its name in the other Unicode normal form (renamed
-    NFD -> NFC since), still as written: one of a format just written is replaced (removed),
-    one of another format moves to the new name (if free), as a redone file's outputs do;
-    an edited one stays where it is."""
-    out = Path(config.output_dir)
-    key = unicodedata.normalize("NFC", rel)
-    new = {out / o["path"] for o in outputs}
-    formats = {Path(o["path"]).suffix for o in outputs}
-    base = config.names.get(rel, str(Path(rel).with_suffix("")))
-    renamed = [
-        o
-        for o in store.loose().values()
-        if o["input"] not in (None, rel) and unicodedata.normalize("NFC", o["input"]) == key
-    ]
-    for old in renamed:
-        path = out / old["path"]
-        if not output_intact(out, old) or any(_same_file(path, n) for n in new):
-            continue  # edited, or one file with a new output (a normalizing disk)
-        with contextlib.suppress(OSError):
-            if path.suffix in formats:
-                path.unlink()
-            else:
-                target = out / (base + path.suffix)
-                if not os.path.lexists(target):
-                    os.replace(path, target)  # still this job's: recorded under its name
-                    moved = {**old, "path": Path(os.path.relpath(target, out)).as_posix()}
-                    store.add_loose([moved], rel)
-    store.drop_loose([o["path"] for o in renamed if not os.path.lexists(out / o["path"])])
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _die_with_parent() -> None:

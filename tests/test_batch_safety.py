@@ -1538,29 +1538,3 @@ def test_the_file_in_progress_when_out_is_moved_stays_pending(
     assert again.returncode == 0, again.stderr
     assert rows(moved)["long.wav"]["status"] == "done"
     assert "printing" in (moved / "long.txt").read_text().lower()
-
-
-def test_an_input_renamed_from_nfd_to_nfc_takes_over_its_transcripts(
-    clips: dict[str, Path], tmp_path: Path
-) -> None:
-    """An archive copied through a Mac: 회의.wav decomposed (NFD), renamed composed (NFC).
-    Every later run failed it, --force too, with two names that print the same (a tester);
-    the same file under its re-encoded name now replaces its own untouched transcript."""
-    root, out = tmp_path / "in", tmp_path / "out"
-    nfd, nfc = (unicodedata.normalize(form, "회의") for form in ("NFD", "NFC"))
-    _job_with(clips, root, {f"{nfd}.wav": "garden"})
-    assert batch(root, out, "-f", "txt").returncode == 0
-    assert [p.name for p in out.glob("*.txt")] == [f"{nfd}.txt"]
-    (root / f"{nfd}.wav").rename(root / f"{nfc}.wav")
-    proc = batch(root, out, "-f", "txt")
-    assert proc.returncode == 0, proc.stderr
-    assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]  # one transcript, NFC
-    assert "garden" in (out / f"{nfc}.txt").read_text().lower()
-    assert list(rows(out)) == [f"{nfc}.wav"]
-    # an edited transcript is never replaced so: the refusal stays, and names its form
-    (root / f"{nfc}.wav").rename(root / f"{nfd}.wav")
-    (out / f"{nfc}.txt").write_text("my corrections\n")
-    proc = batch(root, out, "-f", "txt")
-    assert proc.returncode == 1 and "output path is taken" in proc.stderr, proc.stderr
-    assert "would look the same" in rows(out)[f"{nfd}.wav"]["error"]
-    assert (out / f"{nfc}.txt").read_text() == "my corrections\n"

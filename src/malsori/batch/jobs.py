@@ -596,11 +596,6 @@ class JobStore:
         with self._tx() as db:
             self._add_loose(db, [{**o, "input": rel} for o in records])
 
-    def drop_loose(self, paths: Iterable[str]) -> None:
-        """Forget loose outputs (deleted, or replaced by another input's)."""
-        with self._tx() as db:
-            db.executemany("DELETE FROM loose_outputs WHERE path=?", [(p,) for p in paths])
-
     def loose(self) -> dict[str, dict[str, Any]]:
         """Path (relative to OUT) -> record of every loose output (see the schema); its
         ``input`` is None in a database from before inputs were recorded with them."""

@@ -177,22 +177,6 @@ def _kept_formats(store: JobStore, out: Path, asked: tuple[str, ...]) -> dict[st
     return kept
 
 
-def _renamed_input(
-    out: Path, rel: str, twin: str, twin_input: str | None, loose: dict[str, dict[str, Any]]
-) -> bool:
-    """``twin`` is the untouched transcript of this very input under its name in another
-    Unicode normal form (an archive copied through a Mac: 회의.wav decomposed, then
-    composed). It was refused for ever, even with --force, with two names that print the
-    same (a tester); the new transcript replaces it (:func:`worker.finish_file`)."""
-    return (
-        twin in loose
-        and twin_input is not None
-        and twin_input != rel
-        and unicodedata.normalize("NFC", twin_input) == unicodedata.normalize("NFC", rel)
-        and output_intact(out, loose[twin])
-    )
-
-
 def _check_targets(
     store: JobStore,
     out: Path,
@@ -248,8 +232,6 @@ def _check_targets(
                 found = _lookalike_on_disk(target, listings)
                 if found is not None:
                     twin, twin_input = os.path.relpath(found, out), None
-            if twin != p and _renamed_input(out, rel, twin, twin_input, loose):
-                continue  # its old transcript gives way once the new one is written
             if twin != p and os.path.lexists(out / twin):
                 whose = (
                     ", this input's earlier transcript (move it away)"

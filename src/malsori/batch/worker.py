@@ -11,7 +11,6 @@ import hashlib
 import os
 import signal
 import time
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -136,19 +135,6 @@ def finish_file(
     previous = store.previous_outputs(rel)
     store.mark_done(rel, outputs, duration, seconds, config.request_for(rel))
     out = Path(config.output_dir)
-    # this input's transcripts under its name in the other Unicode normal form (renamed
-    # NFD -> NFC since): replaced by the new ones, when still as written
-    key = unicodedata.normalize("NFC", rel)
-    renamed = [
-        o
-        for o in store.loose().values()
-        if o["input"] not in (None, rel) and unicodedata.normalize("NFC", o["input"]) == key
-    ]
-    for old in renamed:
-        if output_intact(out, old):
-            with contextlib.suppress(OSError):
-                (out / old["path"]).unlink()
-    store.drop_loose([o["path"] for o in renamed if not os.path.lexists(out / o["path"])])
     new = {o["path"] for o in outputs}
     formats = {Path(o["path"]).suffix for o in outputs}
     base = config.names.get(rel, str(Path(rel).with_suffix("")))

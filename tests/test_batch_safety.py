@@ -1374,6 +1374,7 @@ def test_a_new_input_never_writes_beside_a_look_alike_kept_transcript(
     assert proc.returncode == 1, proc.stderr
     error = rows(out)[f"{nfd}.wav"]["error"]
     assert "would look the same as" in error and "Unicode normal form" in error, error
+    assert f"{nfd}.txt (NFD) would look the same as" in error and "(NFC)" in error, error
     assert [p.name for p in out.glob("*.txt")] == [f"{nfc}.txt"]
     assert "garden" in (out / f"{nfc}.txt").read_text().lower()
 

@@ -240,9 +240,12 @@ def _check_targets(
                     if twin_input
                     else ""
                 )
+                # the two names print the same: say which is which (a tester could not
+                # tell them apart after renaming an archive's names from NFD to NFC)
                 reason = (
-                    f"{target} would look the same as {out / twin}{whose} (the names differ "
-                    "only in Unicode normal form); rename the input or move that file away"
+                    f"{target} ({_form(p)}) would look the same as {out / twin} "
+                    f"({_form(twin)}){whose} (the names differ only in Unicode normal form; "
+                    "NFD is how a Mac writes names); rename the input or move that file away"
                 )
                 store.block(rel, reason)
                 blocked.add(rel)

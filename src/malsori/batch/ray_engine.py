@@ -26,7 +26,7 @@ from ..errors import MalsoriError, NoSpaceError
 from .config import BatchConfig
 from .jobs import JobStore, worker_id
 from .progress import BatchResult, Progress
-from .worker import failure_reason, finish_file, process_file
+from .worker import failure_reason, finish_file, out_gone, process_file
 
 
 class RayTranscriber:
@@ -225,7 +225,7 @@ def _run_ray(
                     continue  # left pending (released below)
                 elif not Path(config.output_dir).is_dir():  # OUT moved: not this file's
                     # fault; it and the rest stay pending (the runner names the move)
-                    result.fatal = f"{config.output_dir} is gone (deleted or moved during the run)"
+                    result.fatal = out_gone(config.output_dir)
                     break
                 else:
                     store.mark_failed(rel, str(row["error"]))

@@ -79,11 +79,11 @@ def process_file(
             folder = folder / part
             folder.mkdir(exist_ok=True)
     except FileNotFoundError:
-        raise MalsoriError(f"{out} is gone (deleted or moved during the run)") from None
+        raise MalsoriError(out_gone(out)) from None
     except OSError as exc:
         raise MalsoriError(f"cannot create {folder}: {exc.strerror or exc}") from exc
     if not out.is_dir():
-        raise MalsoriError(f"{out} is gone (deleted or moved during the run)")
+        raise MalsoriError(out_gone(out))
     with using_subtitle_options(SubtitleOptions(**config.subtitles) if config.subtitles else None):
         files = render_transcript(result, base.parent, base.name, config.formats_for(rel))
     records: list[dict[str, Any]] = []
@@ -112,6 +112,11 @@ def process_file(
     # saved there meanwhile): the write then fails and that file is kept.
     atomic_write_many(files, replace=not fresh)
     return records, result.duration, time.perf_counter() - t0
+
+
+def out_gone(out: str | Path) -> str:
+    """The reason given when OUT disappears during a run."""
+    return f"{out} is gone (deleted or moved during the run)"
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -194,7 +199,7 @@ def run_worker(config: BatchConfig, stop: StopFlag, notes: Notes, in_process: bo
                     # OUT was moved or deleted: not this file's failure; it stays pending for
                     # the rerun (a tester's rerun with --retries 0 never did it again)
                     store.release([rel])
-                    notes.put(f"{config.output_dir} is gone (deleted or moved during the run)")
+                    notes.put(out_gone(config.output_dir))
                     stop.set()
                 else:
                     store.mark_failed(rel, failure_reason(exc))

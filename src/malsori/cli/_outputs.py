@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import OptionsError, OutputError
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Both exist and are one file (a hard link, a symlink, the same path)."""
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
@@ -41,7 +42,7 @@ def check_outputs(
         seen[where] = flag
         for given in inputs:
             source = Path(given)
-            if where == source.resolve() or _same(path, source):
+            if where == source.resolve() or same_file(path, source):
                 raise OptionsError(
                     f"{flag} {raw} is the input {given}: the output would replace it; "
                     "give another file name"

@@ -19,11 +19,9 @@ run per output directory at a time, and no output directory inside another job's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
-import os
 import signal
 import sys
 from dataclasses import asdict
@@ -40,6 +38,7 @@ from ._args import (
     description,
     subtitle_options_from_args,
 )
+from ._outputs import same_file
 from .diarize import add_speaker_arguments
 from .diarize import options_from_args as speaker_options_from_args
 
@@ -206,12 +205,10 @@ def report(args: argparse.Namespace) -> int:
             raise MalsoriError(f"{dest} is a transcript of this job; choose another name")
         if input_dir and Path(dest).is_file():
             for row in rows:  # even with --overwrite: the job's audio is never replaced
-                source = Path(input_dir) / row["path"]
-                with contextlib.suppress(OSError):
-                    if os.path.samefile(source, dest):
-                        raise MalsoriError(
-                            f"{dest} is an input of this job ({row['path']}); choose another name"
-                        )
+                if same_file(Path(input_dir) / row["path"], Path(dest)):
+                    raise MalsoriError(
+                        f"{dest} is an input of this job ({row['path']}); choose another name"
+                    )
         if Path(dest).is_file() and not args.overwrite:
             raise MalsoriError(
                 f"{dest} exists; pass --overwrite to replace it, or give another name"

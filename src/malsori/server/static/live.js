@@ -64,7 +64,9 @@
         break;
       }
       case "error":
-        if (live.stopping && ev.error?.code === "input_audio_buffer_commit_empty") { close(); break; }
+        // Stop's commit found nothing left: the pause before it had already closed the last
+        // utterance, whose transcript may still be on its way (closing at once lost it)
+        if (live.stopping && ev.error?.code === "input_audio_buffer_commit_empty") { if (live.open === 0) close(); break; }
         showError(ev.error?.message || "The live transcription failed on the server.");
         if (["too_many_sessions", "invalid_api_key", "model_not_found", "audio_too_long", "model_damaged"].includes(ev.error?.code)) {
           live.failed = true;

@@ -184,18 +184,22 @@ def _forget(path: Path) -> None:
         _save_records(records)
 
 
+def _recorded_sha256(path: Path) -> str | None:
+    """The sha256 ``path`` was hashed to, if it has not changed since (size and mtime)."""
+    rec = _load_records().get(str(path.resolve()))
+    if not rec:
+        return None
+    st = path.stat()
+    if rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
+        return None
+    known = rec.get("sha256")
+    return known if isinstance(known, str) and known else None
+
+
 def _is_recorded(path: Path, sha256: str) -> bool:
     """True when ``path`` was verified to have ``sha256`` and has not changed since (size and
     mtime)."""
-    rec = _load_records().get(str(path.resolve()))
-    if not rec:
-        return False
-    st = path.stat()
-    return (
-        rec.get("size") == st.st_size
-        and rec.get("mtime_ns") == st.st_mtime_ns
-        and rec.get("sha256") == sha256
-    )
+    return _recorded_sha256(path) == sha256
 
 
 def _verify_recorded(path: Path, model: BundledModel) -> bool:
@@ -314,12 +318,9 @@ def model_fingerprint(directory: Path) -> str:
     another model exported to the same folder redoes the files instead of keeping the old
     model's text. Hashed once per size and mtime (remembered as verified files are)."""
     path = directory / "model.bin"
-    st = path.stat()
-    rec = _load_records().get(str(path.resolve()))
-    if rec and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
-        known = rec.get("sha256")
-        if isinstance(known, str) and known:
-            return known
+    known = _recorded_sha256(path)
+    if known is not None:
+        return known
     digest = sha256_file(path)
     _record_verified(path, digest)
     return digest

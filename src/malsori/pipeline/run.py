@@ -314,13 +314,9 @@ class Pipeline:
     def _unheard(self, r: _Decoded) -> bool:
         """Does the window hold MIN_UNHEARD_SECONDS of speech regions in a row that no word
         falls in? (First-try text of a whole window only, as :meth:`_too_short`.)"""
-        if not r.segments or r.window.depth or r.window.sources or r.redone:
+        if not self._checkable(r) or r.redone or len(r.window.pieces) < 2:
             return False
         if r.resume is not None:  # unfinished: its rest was decoded as a window of its own
-            return False
-        if r.attempt.strategy.temperature > 0 or failed(r.attempt, self.config.thresholds):
-            return False
-        if r.window.seconds < MIN_CHECKED_SECONDS or len(r.window.pieces) < 2:
             return False
         spans = sorted((w["start"], w["end"]) for s in r.segments for w in s.words)
         if not spans:
@@ -373,15 +369,21 @@ class Pipeline:
             out += [(lang, p) if p >= SURE else (r.language, r.probability) for lang, p in found]
         return out
 
-    def _too_short(self, r: _Decoded) -> bool:
-        """Does the window's text look cut short for its speech? (Only text that passed the
-        quality checks at the first try: a window the fallback had to sample has another
-        problem, which decoding its regions again does not solve.)"""
+    def _checkable(self, r: _Decoded) -> bool:
+        """A whole first-decoded window (not a remainder, not a joined one) with text that
+        passed the quality checks at the first try and at least MIN_CHECKED_SECONDS of
+        speech: what stages 7b and 8b look at."""
         if not r.segments or r.window.depth or r.window.sources:
             return False
         if r.attempt.strategy.temperature > 0 or failed(r.attempt, self.config.thresholds):
             return False
-        if r.window.seconds < MIN_CHECKED_SECONDS:
+        return r.window.seconds >= MIN_CHECKED_SECONDS
+
+    def _too_short(self, r: _Decoded) -> bool:
+        """Does the window's text look cut short for its speech? (Only text that passed the
+        quality checks at the first try: a window the fallback had to sample has another
+        problem, which decoding its regions again does not solve.)"""
+        if not self._checkable(r):
             return False
         floor = DEFAULT_MIN_TOKEN_RATE
         if self.config.task == "transcribe":  # a translation is English, whatever was spoken

@@ -216,6 +216,28 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
 
 
+def test_the_default_compute_type_is_recorded_as_used(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """The default compute type is ``auto`` (int8 on a CPU, float16 on CUDA). A job records
+    the one used, so on a CPU a job of an older version (default int8) and a run that names
+    int8 are the same request: nothing is redone; float32 redoes the file and says why."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    shutil.copy(clips["piano"], root / "piano.wav")
+    assert batch(root, out, "-f", "txt").returncode == 0
+    first = rows(out)["piano.wav"]
+    assert json.loads(first["request"])["compute_type"] == "int8"
+    for extra in (("--compute-type", "int8"), ("--compute-type", "auto"), ()):
+        proc = batch(root, out, "-f", "txt", *extra)
+        assert proc.returncode == 0 and "rerun:" not in proc.stderr, (extra, proc.stderr)
+    assert rows(out)["piano.wav"]["updated_at"] == first["updated_at"]
+    proc = batch(root, out, "-f", "txt", "--compute-type", "float32")
+    assert proc.returncode == 0, proc.stderr
+    assert "compute_type int8 -> float32" in proc.stderr
+    assert json.loads(rows(out)["piano.wav"]["request"])["compute_type"] == "float32"
+
+
 def test_glob_matches_korean_names_in_either_normal_form(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:

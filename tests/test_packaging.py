@@ -43,3 +43,21 @@ def test_each_extra_declares_the_packages_of_its_modules() -> None:
             dists = {d.lower().replace("_", "-") for d in provided.get(module, [])}
             assert dists, f"{module} is not installed here (the {extra} extra)"
             assert dists & declared, f"extra {extra!r} imports {module} ({dists}) undeclared"
+
+
+def test_serve_names_the_module_a_partial_install_lacks() -> None:
+    """A server extra with one package missing (on a GPU machine: fastapi's own
+    requirement opentelemetry-api) is one line naming that module, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from malsori.cli import main; sys.exit(main(['serve', '--port', '1']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "needs the server extra (opentelemetry could not be imported)" in proc.stderr
+    assert "Traceback" not in proc.stderr

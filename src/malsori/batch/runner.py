@@ -355,7 +355,7 @@ def run_batch(
 
     One run per output directory at a time (a second one raises at once); the job database
     in the output directory makes a rerun resume (see :mod:`malsori.batch.jobs`)."""
-    from ..engine import default_cpu_threads
+    from ..engine import default_cpu_threads, resolve_compute_type, select_device
 
     if workers < 1:
         raise OptionsError("--workers must be >= 1")
@@ -367,7 +367,14 @@ def run_batch(
     if not root.is_dir():
         raise MalsoriError(f"{root}: not a directory")
     key, fingerprint = _model_key(config)
-    config = replace(config, model_key=key, model_sha256=fingerprint)
+    # The compute type recorded with each file is the one used: ``auto`` is int8 on a CPU
+    # (so jobs of older versions, whose default was int8, are not redone) and float16 on CUDA
+    config = replace(
+        config,
+        model_key=key,
+        model_sha256=fingerprint,
+        compute_type=resolve_compute_type(config.compute_type, select_device(config.device)),
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

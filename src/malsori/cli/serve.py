@@ -71,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
         from ..server.protocol import guarded_protocol
         from ..server.realtime import WS_TRANSPORT_MAX_BYTES
     except ImportError as exc:
+        # Name the module: a partial install (a package of the extra, or one of its own
+        # requirements, missing) otherwise gives no clue what to install.
         raise MalsoriError(
-            "'malsori serve' needs the server extra: pip install -e '.[server]'"
+            f"'malsori serve' needs the server extra ({exc.name or exc} could not be "
+            "imported): pip install -e '.[server]'"
         ) from exc
     fields = (
         "host",

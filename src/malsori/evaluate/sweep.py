@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..engine import DEFAULT_COMPUTE_TYPE, EngineConfig
 from ..errors import MalsoriError
@@ -102,6 +102,8 @@ def evaluate(
     for cfg in configs:
         t0 = time.perf_counter()
         loaded = load_model(cfg.engine)
+        # The report names the compute type used (``auto`` -> int8 on a CPU, float16 on CUDA)
+        cfg = replace(cfg, compute_type=loaded.compute_type)
         result = ConfigResult(cfg, load_time=time.perf_counter() - t0)
         for row in rows:
             options = DecodeOptions(

@@ -55,9 +55,7 @@ def test_serve_names_the_module_a_partial_install_lacks() -> None:
         "import sys; sys.modules['opentelemetry'] = None\n"
         "from malsori.cli import main; sys.exit(main(['serve', '--port', '1']))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "needs the server extra (opentelemetry could not be imported)" in proc.stderr
     assert "Traceback" not in proc.stderr

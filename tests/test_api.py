@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+import wave
 from pathlib import Path
 
 import pytest
 
 import malsori
-from conftest import EVALDATA, SENTENCES, wer
+from conftest import EVALDATA, SENTENCES, espeak, wer
 from malsori import DecodeOptions, OptionsError, Transcript, get_whisper, transcribe
 
 
@@ -477,6 +478,66 @@ def test_damage_keeps_the_timeline_in_every_container(
             ext,
             said,
         )
+
+
+def test_a_low_sample_rate_is_not_missing_audio(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clean 100 Hz (or 1 Hz) WAV was said to miss audio "in 2 places" and grew by
+    silence (a 3000-sample 1 Hz file was 3032 s): the resampler's held-back samples,
+    upsampled 160x, looked like a gap (a hostile tester). Its length is its header's."""
+    import numpy as np
+
+    for rate, n in ((100, 230), (1, 300)):
+        path = tmp_path / f"r{rate}.wav"
+        tone = (np.sin(np.arange(n) * 0.7) * 8000).astype("<i2")
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(tone.tobytes())
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="malsori"):
+            heard = malsori.load_audio(path)
+        assert abs(len(heard) / 16000 - n / rate) < 0.05, (rate, len(heard) / 16000)
+        assert not [r for r in caplog.records if "missing" in r.getMessage()], rate
+
+
+def test_a_rate_or_channel_change_mid_stream_is_decoded(tmp_path: Path) -> None:
+    """Two MP3s joined (22 kHz mono, then 44 kHz stereo) were refused: "could not be decoded
+    (ValueError)" (PyAV's resampler takes one input shape; a hostile tester). FFmpeg's
+    command line decodes both parts; so does malsori now, each at its own length."""
+    first = espeak("The first part of the recording is here.", tmp_path / "a.wav")
+    second = espeak("And now the second part follows after it.", tmp_path / "b.wav")
+    joined = tmp_path / "joined.mp3"
+    parts = []
+    for src, args in ((first, ("-ar", "22050")), (second, ("-ar", "44100", "-ac", "2"))):
+        parts.append(tmp_path / f"{src.stem}.mp3")
+        _ffmpeg("-i", str(src), *args, "-b:a", "64k", str(parts[-1]))
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    expected = sum(len(malsori.load_audio(x)) for x in (first, second)) / 16000
+    heard = malsori.load_audio(joined)
+    assert abs(len(heard) / 16000 - expected) < 0.3, (len(heard) / 16000, expected)
+    text = transcribe(joined, "tiny.en", language="en").text.lower()
+    assert "first part" in text and "second part" in text, text
+
+
+def test_a_codec_ffmpeg_cannot_decode_is_one_clear_error(tmp_path: Path) -> None:
+    """A WAV whose format tag FFmpeg does not know (0x1234, or an extensible WAV with an
+    unknown sub-format) ended in AttributeError: a traceback from the CLI, a 500 from the
+    server (a hostile tester)."""
+    import struct
+
+    data = b"\x00\x00" * 3000
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+    path = tmp_path / "unknown.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4 + len(data)) + body
+                     + struct.pack("<I", len(data)) + data)  # fmt: skip
+    with pytest.raises(malsori.AudioError, match="format FFmpeg cannot decode"):
+        malsori.load_audio(path)
+    with pytest.raises(malsori.AudioError, match="format FFmpeg cannot decode"):
+        transcribe(path, "tiny.en", language="en")  # the pipeline's own block reader
 
 
 def test_a_matroska_video_whose_audio_starts_late(tmp_path: Path) -> None:

@@ -492,6 +492,33 @@ def test_an_upload_cannot_make_ffmpeg_open_other_files(server: Server, tmp_path:
     assert resp.status_code == 200 and "country" in resp.json()["text"], resp.text
 
 
+def test_a_codec_ffmpeg_cannot_decode_is_a_400(server: Server, tmp_path: Path) -> None:
+    """A WAV with a format tag FFmpeg has no decoder for was a 500 ("internal error:
+    AttributeError") on both endpoints, streamed or not (a hostile tester). (The suite's
+    server has tiny.en, which refuses to translate before it reads the audio.)"""
+    import struct
+
+    data = b"\x00\x00" * 3000
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+    path = tmp_path / "unknown.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4 + len(data)) + body
+                     + struct.pack("<I", len(data)) + data)  # fmt: skip
+    for endpoint, extra in (("transcriptions", {}), ("transcriptions", {"stream": "true"})):
+        with open(path, "rb") as fh:
+            resp = httpx.post(
+                f"{server.url}/v1/audio/{endpoint}",
+                files={"file": (path.name, fh)},
+                data={"model": "whisper-1", **extra},
+                timeout=120,
+            )
+        assert resp.status_code == 400, (endpoint, extra, resp.text)
+        error = resp.json()["error"]
+        assert error["code"] == "invalid_audio", error
+        assert "unknown.wav" in error["message"] and "cannot decode" in error["message"]
+        assert str(tmp_path) not in resp.text and str(server.tmpdir) not in resp.text
+
+
 def test_the_server_decodes_as_the_cli_does(server: Server, tmp_path: Path) -> None:
     """The server kept the old decoder when the CLI's changed (a reviewer): one damaged
     packet refused an upload with 400, and a video's late audio was timed 5 s early."""

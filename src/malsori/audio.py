@@ -237,6 +237,12 @@ class Downmix:
     whole stream."""
 
     def __init__(self, stream: av.AudioStream, label: str) -> None:
+        if stream.codec_context is None:  # FFmpeg has no decoder for its codec (a WAV
+            # format tag it does not know): PyAV then has no layout, rate or decoder
+            raise AudioError(
+                f"{label}: its audio is in a format FFmpeg cannot decode (unknown codec); "
+                "convert it to WAV, FLAC or MP3 with the program that made it"
+            )
         self.stream = stream
         self.stereo = stream.layout.nb_channels == 2
         self.resampler = av.AudioResampler(
@@ -249,6 +255,8 @@ class Downmix:
         self._inverted_samples = 0
         self._warned = False
         self._others_end = 0.0
+        #: (sample format, channel layout, rate) of the frames the resampler was set up by
+        self._shape: tuple[str, str, int] | None = None
 
     def _lead(self, first: float) -> float:
         """How long after the start of its video the audio starts (its first packet's time:
@@ -275,6 +283,21 @@ class Downmix:
 
     def __call__(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
         """The mono pieces of ``frame`` (None: flush the resampler at the end)."""
+        if frame is not None:
+            shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if self._shape is not None and shape != self._shape:
+                # The rate or channels change mid-stream (MP3s of different rates joined,
+                # a broadcast capture): PyAV's resampler refuses the frame (ValueError);
+                # FFmpeg's command line reconfigures. Flush this one and start another.
+                yield from self._pieces(None)
+                self.stereo = frame.layout.nb_channels == 2
+                self.resampler = av.AudioResampler(
+                    format="s16", layout="stereo" if self.stereo else "mono", rate=SAMPLE_RATE
+                )
+            self._shape = shape
+        yield from self._pieces(frame)
+
+    def _pieces(self, frame: av.AudioFrame | None) -> Iterator[npt.NDArray[np.int16]]:
         for out in self.resampler.resample(frame):
             samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
             if not self.stereo:
@@ -323,7 +346,10 @@ class Downmix:
         time_base = self.stream.time_base
         container = cast(av.container.InputContainer, self.stream.container)
         origin: float | None = None  # the packet time of the first sample handed out
-        out = 0  # samples handed out
+        # How far the timeline has come, in seconds: silence put in plus the decoded frames'
+        # own durations. Not the samples handed out: the resampler holds some back, and
+        # upsampling a 100 Hz file turns that into a false "missing audio" gap.
+        heard = 0.0
         for packet in container.demux():
             if packet.stream.index != self.stream.index:  # only how far it goes
                 if packet.pts is not None and packet.stream.time_base is not None:
@@ -335,14 +361,16 @@ class Downmix:
             if origin is None and at is not None:
                 lead = self._lead(at)
                 origin = at - lead
+                heard += lead
                 pieces += _silence(lead)
             elif at is not None and origin is not None:
-                behind = at - (origin + out / SAMPLE_RATE)
+                behind = at - (origin + heard)
                 if behind > MAX_GAP or behind < -1.0:  # a timestamp discontinuity (MPEG-TS)
-                    origin = at - out / SAMPLE_RATE  # is not missing audio: times go on
+                    origin = at - heard  # is not missing audio: times go on
                 elif behind > MAX_JITTER:  # the demuxer skipped damaged data: kept as silence
                     gaps += 1
                     missing += behind
+                    heard += behind
                     pieces += _silence(behind)
             try:
                 frames = packet.decode()
@@ -350,14 +378,15 @@ class Downmix:
                 damaged += 1
                 first_error = first_error or exc
                 if packet.duration and time_base is not None:
+                    heard += float(packet.duration * time_base)
                     pieces += _silence(float(packet.duration * time_base))
                 frames = []
             packets += packet.size > 0 and bool(frames)
             for frame in frames:
-                pieces += self(cast(av.AudioFrame, frame))
-            for piece in pieces:
-                out += len(piece)
-                yield piece
+                audio = cast(av.AudioFrame, frame)
+                heard += audio.samples / (audio.sample_rate or self.stream.rate or SAMPLE_RATE)
+                pieces += self(audio)
+            yield from pieces
         yield from self(None)  # the resampler's last samples
         if gaps:
             log.warning(

@@ -217,3 +217,42 @@ def test_eval_reports_never_replace_the_manifest_or_files_they_did_not_make(
     proc = run_cli("eval", str(manifest), "--model", "tiny.en", "-q", "-o", str(notes),
                    "--overwrite")  # fmt: skip
     assert proc.returncode == 0 and "tiny.en" in notes.read_text(), proc.stderr
+
+
+def test_an_evaluation_that_cannot_be_written_is_kept(tmp_path: Path) -> None:
+    """`eval -o r.md --plot` on a full disk threw the whole evaluation away, and a plot
+    that failed after the report left the old plot beside the new report (a tester). Now
+    the summary is printed first, the report and plot are replaced together or not at all,
+    and what cannot be written is saved under the temporary folder, named in the error."""
+    import os
+    import resource
+    import sys
+
+    manifest = _manifest(
+        tmp_path,
+        "clip.wav\ten\tAnd so, my fellow Americans, ask not what your country can do for "
+        "you, ask what you can do for your country.\n",
+    )
+    report, plot = tmp_path / "r.md", tmp_path / "r.png"
+    report.write_text("old report\n")
+    plot.write_bytes(b"old plot")
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+
+    def limit() -> None:  # the report (~2 KB) fits, the plot (~30 KB) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "eval", str(manifest), "--model", "tiny.en",
+         "-o", str(report), "--plot", "--overwrite"],
+        capture_output=True, text=True, timeout=300, preexec_fn=limit,
+        env={**os.environ, "TMPDIR": str(spare)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "tiny.en int8 beam-auto [en]: WER 0.00%" in proc.stderr  # the summary
+    assert "file too large writing" in proc.stderr and "r.png" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert report.read_text() == "old report\n" and plot.read_bytes() == b"old plot"
+    (kept,) = spare.glob("malsori-*/r.md")
+    assert str(kept) in proc.stderr
+    assert "| tiny.en int8 beam-auto | en | 1 | **0.00%**" in kept.read_text()

@@ -47,10 +47,11 @@ def rescue(
     return f"the transcript was saved to {', '.join(str(p) for p in saved)} instead"
 
 
-def rescue_texts(files: Sequence[tuple[str, str]]) -> str:
-    """``rescue`` for results that are already text (``diarize``'s RTTM and JSON): each
-    ``(file name, text)`` goes into a new folder under the temporary directory; one that
-    cannot be saved there either is printed on stderr. What to tell the user."""
+def rescue_texts(files: Sequence[tuple[str, str | bytes]]) -> str:
+    """``rescue`` for results that are already text (``diarize``'s RTTM and JSON, ``eval``'s
+    report) or bytes (``eval``'s plot): each ``(file name, content)`` goes into a new folder
+    under the temporary directory; text that cannot be saved there either is printed on
+    stderr. What to tell the user."""
     folder: Path | None = None
     with contextlib.suppress(OSError):
         folder = Path(tempfile.mkdtemp(prefix="malsori-"))
@@ -58,12 +59,18 @@ def rescue_texts(files: Sequence[tuple[str, str]]) -> str:
     for name, text in files:
         if folder is not None:
             try:
-                (folder / name).write_text(text, encoding="utf-8")
+                if isinstance(text, bytes):
+                    (folder / name).write_bytes(text)
+                else:
+                    (folder / name).write_text(text, encoding="utf-8")
                 saved.append(str(folder / name))
                 continue
             except OSError:
                 with contextlib.suppress(OSError):
                     (folder / name).unlink()
+        if isinstance(text, bytes):  # an image: nothing to print
+            note(f"malsori: {name} could not be saved anywhere")
+            continue
         note(f"malsori: {name} could not be saved anywhere; its text:")
         note(text.rstrip())
     if not saved:

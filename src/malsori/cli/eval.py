@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write_many
 from .._extras import require_extra
 from ..engine import DEFAULT_COMPUTE_TYPE
-from ..errors import ManifestError, OptionsError
+from ..errors import ManifestError, OptionsError, OutputError
 from ._args import description
 from ._outputs import check_outputs, make_parent
+from ._rescue import rescue_texts
 
 
 def register(sub: Any) -> None:
@@ -111,7 +113,6 @@ def run_diarization(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .._atomic import atomic_write_text
     from ..audio import load_audio
     from ..diarize import DiarizeOptions, load_diarizer
     from ..errors import MalsoriError, OptionsError
@@ -188,9 +189,7 @@ def run_diarization(args: argparse.Namespace) -> int:
             text = render_der_csv(scores)
         else:
             text = markdown
-        make_parent(args.output)
-        atomic_write_text(args.output, text)
-        print(f"wrote {args.output}", file=sys.stderr)
+        save_together([(args.output, text)])
     else:
         sys.stdout.write(markdown)
     if problems:
@@ -199,6 +198,25 @@ def run_diarization(args: argparse.Namespace) -> int:
         print(f"malsori: {len(problems)} row(s) could not be scored", file=sys.stderr)
         return 1
     return 0
+
+
+def save_together(files: list[tuple[str, str | bytes]]) -> None:
+    """Write the report (and the plot) together or not at all, each atomically: a plot
+    that cannot be written no longer leaves the old one beside a new report. When they
+    cannot be written (a full disk, a size limit), an evaluation that may have taken hours
+    is saved under the system's temporary folder and the error says where (as
+    ``transcribe -o`` and ``diarize -o`` do)."""
+    if not files:
+        return
+    try:
+        for path, _ in files:
+            make_parent(path)
+        atomic_write_many([(Path(path), content) for path, content in files])
+    except OutputError as exc:
+        saved = rescue_texts([(Path(path).name, content) for path, content in files])
+        raise type(exc)(f"{exc}; {saved}") from exc
+    for path, _ in files:
+        print(f"wrote {path}", file=sys.stderr)
 
 
 #: The report's formats by name (an audio name such as -o talk.wav got Markdown).
@@ -230,8 +248,13 @@ def run(args: argparse.Namespace) -> int:
     if args.diarization:
         return run_diarization(args)
     require_extra("eval", "'malsori eval'", ("jiwer", "whisper_normalizer"))
-    from ..evaluate import EvalConfig, evaluate, plot_speed_vs_error, read_manifest, write_report
-    from ..evaluate.report import render_markdown, summary_rows
+    from ..evaluate import EvalConfig, evaluate, read_manifest
+    from ..evaluate.report import (
+        render_markdown,
+        render_report,
+        speed_vs_error_png,
+        summary_rows,
+    )
     from ..options import normalize_language
 
     plot = _plot_path(args)
@@ -277,16 +300,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{cfg.label}] line {row.line} {row.path.name}: {status}", file=sys.stderr)
 
     results = evaluate(rows, configs, progress=progress)
-    if args.output:
-        make_parent(args.output)
-        write_report(args.output, results, problems, args.manifest)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(render_markdown(results, problems, args.manifest))
-    if plot is not None:
-        make_parent(plot)
-        plot_speed_vs_error(results, plot)
-        print(f"wrote {plot}", file=sys.stderr)
+    # The summary first: it is on the screen even when the report cannot be written.
     for r in summary_rows(results):
         n = r["utterances"]
         print(
@@ -294,6 +308,14 @@ def run(args: argparse.Namespace) -> int:
             f"RTF {r['rtf']:.3f}  ({n} utterance{'' if n == 1 else 's'})",
             file=sys.stderr,
         )
+    files: list[tuple[str, str | bytes]] = []
+    if args.output:
+        files.append((args.output, render_report(args.output, results, problems, args.manifest)))
+    else:
+        sys.stdout.write(render_markdown(results, problems, args.manifest))
+    if plot is not None:
+        files.append((plot, speed_vs_error_png(results)))
+    save_together(files)
     skipped = len(problems) + sum(len(r.skipped) for r in results)
     if skipped:
         for problem in problems:

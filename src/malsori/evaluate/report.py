@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_write_text
-from .._tables import csv_text, new_figure, save_figure
+from .._atomic import atomic_write_many, atomic_write_text
+from .._tables import csv_text, figure_png, new_figure
 from ..manifest import ManifestProblem
 from .metrics import headline
 from .sweep import ConfigResult, Utterance
@@ -164,21 +164,30 @@ def render_csv(results: list[ConfigResult]) -> str:
     return csv_text(CSV_COLUMNS, rows)
 
 
+def render_report(
+    path: str | Path, results: list[ConfigResult], problems: list[ManifestProblem], manifest: str
+) -> str:
+    """The report in the format ``path``'s suffix names (.json, .csv, else Markdown)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        return json.dumps(to_json(results, problems), ensure_ascii=False, indent=2)
+    if suffix == ".csv":
+        return render_csv(results)
+    return render_markdown(results, problems, manifest)
+
+
 def write_report(
     path: str | Path, results: list[ConfigResult], problems: list[ManifestProblem], manifest: str
 ) -> None:
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".json":
-        text = json.dumps(to_json(results, problems), ensure_ascii=False, indent=2)
-    elif suffix == ".csv":
-        text = render_csv(results)
-    else:
-        text = render_markdown(results, problems, manifest)
-    atomic_write_text(p, text)
+    atomic_write_text(path, render_report(path, results, problems, manifest))
 
 
 def plot_speed_vs_error(results: list[ConfigResult], path: str | Path) -> None:
+    """Write :func:`speed_vs_error_png` to ``path`` (atomically)."""
+    atomic_write_many([(Path(path), speed_vs_error_png(results))])
+
+
+def speed_vs_error_png(results: list[ConfigResult]) -> bytes:
     """One point per configuration and language: x = x-realtime, y = the headline rate."""
     fig, ax = new_figure(7, 4.5)
     for r in summary_rows(results):
@@ -199,4 +208,4 @@ def plot_speed_vs_error(results: list[ConfigResult], path: str | Path) -> None:
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    save_figure(fig, path)
+    return figure_png(fig)

@@ -238,6 +238,31 @@ def test_the_default_compute_type_is_recorded_as_used(
     assert json.loads(rows(out)["piano.wav"]["request"])["compute_type"] == "float32"
 
 
+def test_failures_of_an_earlier_glob_do_not_fail_every_later_run(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """One run with --glob '*' took the user's notes.txt in as audio; every later plain run
+    retried it and exited 1, for ever (a tester's cron job). A run retries and counts only
+    the failures its --glob covers, and says which it left."""
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(clips["garden"], root / "garden.wav")
+    (root / "notes.txt").write_text("my notes\n")
+    out = tmp_path / "out"
+    proc = batch(root, out, "-f", "json", "--glob", "*")
+    assert proc.returncode == 1 and rows(out)["notes.txt"]["status"] == "failed", proc.stderr
+    for _ in range(2):
+        proc = batch(root, out, "-f", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert "1 failed file(s) of an earlier run are outside this run's --glob" in proc.stderr
+        assert "0 retried" in proc.stderr
+    assert rows(out)["notes.txt"]["attempts"] == 1
+    assert (root / "notes.txt").read_text() == "my notes\n"
+    proc = batch(root, out, "-f", "json", "--glob", "*")  # its own --glob retries it
+    assert proc.returncode == 1 and "1 retried" in proc.stderr, proc.stderr
+    assert rows(out)["notes.txt"]["attempts"] == 2
+
+
 def test_glob_matches_korean_names_in_either_normal_form(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -706,15 +706,23 @@ class JobStore:
                 )
         return len(stale)
 
-    def retry_failed(self, retries: int) -> int:
-        """Failed rows with fewer than ``retries + 1`` attempts go back to pending."""
+    def retry_failed(self, retries: int, only: set[str] | None = None) -> int:
+        """Failed rows with fewer than ``retries + 1`` attempts go back to pending (of
+        ``only``, when given: the files this run covers)."""
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE files SET status='pending' WHERE status='failed' AND "
-                "attempts <= ? AND sha256 != ''",
+            rows = db.execute(
+                "SELECT path FROM files WHERE status='failed' AND attempts <= ? AND sha256 != ''",
                 (retries,),
-            )
-            return cur.rowcount
+            ).fetchall()
+            paths = [r["path"] for r in rows if only is None or r["path"] in only]
+            db.executemany("UPDATE files SET status='pending' WHERE path=?", [(p,) for p in paths])
+            return len(paths)
+
+    def failed_outside(self, covered: set[str]) -> list[str]:
+        """Failed files that are not in ``covered`` (this run's --glob): an earlier run's,
+        left as they are."""
+        rows = self._db.execute("SELECT path FROM files WHERE status='failed' ORDER BY path")
+        return [r["path"] for r in rows if r["path"] not in covered]
 
     # -- work -----------------------------------------------------------------------------
 

@@ -362,9 +362,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"malsori: error: {result.fatal}; stopped", file=err)
     if result.interrupted:
         return 128 + (result.signal or signal.SIGINT)
-    if result.fatal or s["failed"] or s["pending"] or s["running"]:
+    outside = len(prep.failed_outside)
+    if outside:
         print(
-            f"malsori: {int(s['failed'])} failed, {int(s['pending'] + s['running'])} not done; "
+            f"malsori: note: {outside} failed file(s) of an earlier run are outside this run's "
+            f"--glob (e.g. {prep.failed_outside[0]}): not retried and not counted in the exit "
+            "status; run with the --glob that took them in to retry them",
+            file=err,
+        )
+    failed = int(s["failed"]) - outside
+    if result.fatal or failed or s["pending"] or s["running"]:
+        print(
+            f"malsori: {failed} failed, {int(s['pending'] + s['running'])} not done; "
             f"see 'malsori batch status {args.output_dir}'",
             file=err,
         )

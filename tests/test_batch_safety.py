@@ -327,6 +327,8 @@ def test_nested_output_directories_are_refused(clips: dict[str, Path], tmp_path:
     assert inner.returncode == 1
     assert "is inside the output directory of another batch job" in inner.stderr, inner.stderr
     assert not (out / "sub" / ".malsori-jobs.sqlite").exists()
+    deeper = batch(two, out / "new" / "deeper", "-f", "txt")
+    assert deeper.returncode == 1 and not (out / "new").exists()  # no folder left in its OUT
 
     out2 = tmp_path / "out2"
     assert batch(two, out2 / "sub", "-f", "txt").returncode == 0
@@ -1203,6 +1205,7 @@ def test_transcribe_o_waits_for_no_batch_and_a_batch_for_no_transcribe(
         proc = _transcribe_o("-o", str(out), "-f", "txt", str(other))
         below = _transcribe_o("-o", str(out / "sub"), "-f", "txt", str(other))
     assert below.returncode == 1 and f"whose output folder {out} holds" in below.stderr
+    assert not (out / "sub").exists()  # refused before the folder is made (a tester)
     assert proc.returncode == 1
     assert f"a batch job is running on {out} (pid {first.pid})" in proc.stderr, proc.stderr
     _, err = first.communicate(timeout=600)

@@ -382,11 +382,11 @@ def run_batch(
         model_sha256=fingerprint,
         compute_type=resolve_compute_type(config.compute_type, select_device(config.device)),
     )
+    _refuse_nested(out)  # before the folder is made: a refused run leaves none in the other job's
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MalsoriError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
-    _refuse_nested(out)
     if config.threads is None:  # workers x threads <= cores
         config = replace(config, threads=max(1, default_cpu_threads() // workers))
     with RunLock(out) as lock:

@@ -294,12 +294,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{', '.join(args.files)}: a folder, not an audio file; for a folder of "
                 "recordings use: malsori batch DIR -o OUT"
             )
-        _check_output_dir(out_dir)
         from .._ledger import batch_running
 
-        busy = batch_running(out_dir)
+        busy = batch_running(out_dir)  # before the folder is made: none is left inside it
         if busy is not None:
             raise MalsoriError(busy)
+        _check_output_dir(out_dir)
 
     options = options_for_formats(options, formats)
     diarizer: Any = None

@@ -490,6 +490,22 @@ def test_session_cap_key_and_origin_are_enforced(server: Server) -> None:
     assert chosen == f"openai-insecure-api-key.{KEY}"
     assert first["type"] == "session.created", first
 
+    async def unknown_subprotocol() -> str | None:
+        # one the server does not speak is not echoed back (5000 characters of it were)
+        from websockets.asyncio.client import connect
+
+        _wait_sessions(server, 0)
+        offered = ["x" * 300]
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with connect(
+            _ws_url(server),
+            subprotocols=offered,
+            additional_headers=headers,  # type: ignore[list-item]
+        ) as ws:
+            return ws.subprotocol
+
+    assert asyncio.run(unknown_subprotocol()) is None
+
 
 # --- the CLI --------------------------------------------------------------------------------
 

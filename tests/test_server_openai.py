@@ -122,6 +122,25 @@ def test_json_carries_usage(server: Server) -> None:
     )
     body = resp.json()
     assert set(body) == {"text", "usage"} and body["usage"] == {"type": "duration", "seconds": 11}
+    # rounded up: a 1-sample file is 1 s (it was 0: a hostile tester), half a second too
+    import io
+    import wave
+
+    for samples in (1, 8000):
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(b"\x10\x00" * samples)
+        resp = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": ("short.wav", buf.getvalue())},
+            data={"model": "whisper-1"},
+            timeout=120,
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["usage"] == {"type": "duration", "seconds": 1}, (samples, resp.text)
 
 
 def test_models_list_whisper_1(client: openai.OpenAI) -> None:

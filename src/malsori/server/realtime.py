@@ -671,8 +671,13 @@ async def realtime(websocket: WebSocket) -> None:
         return
     offered = websocket.scope.get("subprotocols", [])
     # A browser that offered subprotocols fails the handshake unless one is chosen: the
-    # key-only offer (openai-insecure-api-key.<key>) gets that one back.
-    chosen = "realtime" if "realtime" in offered else (offered[0] if offered else None)
+    # key-only offer (openai-insecure-api-key.<key>) gets that one back. One the server does
+    # not speak is never chosen (any first offer, 5000 characters of it, was echoed back).
+    chosen = (
+        "realtime"
+        if "realtime" in offered
+        else next((p for p in offered if p.startswith(_KEY_PROTOCOL)), None)
+    )
     await websocket.accept(subprotocol=chosen)
     if not _authorized(websocket, state):
         live_hub.sessions.labels("refused_auth").inc()

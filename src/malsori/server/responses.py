@@ -18,7 +18,9 @@ from .languages import language_name
 
 def usage(result: Transcript) -> dict[str, Any]:
     """Whisper-1 bills by duration: whole seconds, rounded up."""
-    return {"type": "duration", "seconds": math.ceil(round(result.duration, 3))}
+    # Rounded up, as OpenAI bills (a 1-sample file is 1 s, not 0); the micro-second taken off
+    # keeps an 11 s file whose float duration is 11.0000001 at 11.
+    return {"type": "duration", "seconds": max(0, math.ceil(result.duration - 1e-6))}
 
 
 def segment_body(index: int, s: Segment) -> dict[str, Any]:

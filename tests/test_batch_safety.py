@@ -134,6 +134,35 @@ def test_transcribe_names_like_batch_and_refuses_same_names(
     assert not out.exists() or not list(out.iterdir())
 
 
+def test_transcribe_one_at_a_time_names_as_all_at_once(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """`for f in tt/*; do malsori transcribe "$f" -o out; done` wrote talk.wav's transcript
+    as talk.txt and then refused talk.mp3 (its name too), while both on one command line
+    gave talk.wav.txt and talk.mp3.txt (a tester). A recording's name counts the audio
+    beside it, as batch's does, whatever else is on the command line."""
+    folder, out = tmp_path / "tt", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(clips["garden"], folder / "talk.wav")
+    convert(clips["river"], folder / "talk.mp3")
+    for one in sorted(folder.iterdir()):
+        proc = _transcribe_o("-o", str(out), "-f", "txt", str(one))
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.glob("*.txt")) == ["talk.mp3.txt", "talk.wav.txt"]
+    assert "tomato" in (out / "talk.wav.txt").read_text()
+    assert "river" in (out / "talk.mp3.txt").read_text()
+    # All at once: the same names, nothing refused.
+    proc = _transcribe_o("-o", str(out), "-f", "txt", *map(str, sorted(folder.iterdir())))
+    assert proc.returncode == 0 and not (out / "talk.txt").exists(), proc.stderr
+    # talk.mp3 gone: talk.wav is talk.txt again; its earlier transcript is kept and named.
+    (folder / "talk.mp3").unlink()
+    proc = _transcribe_o("-o", str(out), "-f", "txt", str(folder / "talk.wav"))
+    assert proc.returncode == 0, proc.stderr
+    assert "its earlier transcript (talk.wav.txt)" in proc.stderr, proc.stderr
+    assert "tomato" in (out / "talk.txt").read_text()
+    assert "tomato" in (out / "talk.wav.txt").read_text()
+
+
 def test_transcribe_output_never_overwrites_an_input_and_bad_names_fail_alone(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:

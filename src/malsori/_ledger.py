@@ -231,6 +231,32 @@ class Ledger:
             return kept
         return []
 
+    def under_other_names(self, stem: str, source: str) -> list[str]:
+        """Files malsori wrote for ``source`` under another stem than ``stem`` that are still
+        as written (its name gained or lost the extension since: ``talk.txt`` before
+        ``talk.mp3`` was put beside ``talk.wav``): named in a note, never moved or deleted."""
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
+            hashes: dict[str, set[str]] = {}
+            for line in fh.read().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    entry = json.loads(line.decode("utf-8"))
+                    if entry.get("input") == source:
+                        hashes.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
+            from .writers import FORMATS
+
+            suffixes = (".speakers.json", ".rttm", *(f".{fmt}" for fmt in FORMATS))
+            found = []
+            for name, digests in sorted(hashes.items()):
+                path = self.path.parent / name
+                suffix = next((s for s in suffixes if name.endswith(s)), None)
+                if suffix is None or name[: -len(suffix)] == stem or not path.is_file():
+                    continue
+                with contextlib.suppress(OSError):
+                    if sha256_file(path) in digests:
+                        found.append(name)
+            return found
+        return []
+
     def record(self, files: Sequence[tuple[Path, str]], source: str) -> None:
         """Append the files about to be written, ``(path, text)``, before they are renamed
         into place (call while :meth:`locked` is held)."""

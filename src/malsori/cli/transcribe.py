@@ -257,8 +257,37 @@ def _stems(files: list[str], verb: str = "transcribe") -> dict[str, str]:
             f"inputs would write the same output files: {listed}{hint}; {verb} them into "
             "different --output-dir folders"
         )
-    bases = output_bases(names.values())
+    bases = output_bases([*names.values(), *_audio_siblings(files)])
     return {f: bases[name] for f, name in names.items()}
+
+
+def _audio_siblings(files: list[str]) -> set[str]:
+    """Audio files beside each input that share its stem (``talk.mp3`` beside
+    ``talk.wav``), as batch counts them: an input's output name then does not depend on
+    which others are on the command line. (``for f in dir/*; do malsori transcribe "$f" -o
+    out; done`` wrote talk.wav's transcript as talk.txt, then refused talk.mp3, whose
+    name it was too: a tester.)"""
+    from ..batch.naming import _key
+    from ..batch.scan import AUDIO_EXTENSIONS
+
+    by_folder: dict[Path, set[str]] = {}  # each folder read once: the stems of its inputs
+    for f in files:
+        if f != "-" and os.path.isfile(f):
+            by_folder.setdefault(Path(f).parent, set()).add(_key(Path(f).stem))
+    found: set[str] = set()
+    for folder, stems in by_folder.items():
+        try:
+            names = [entry.name for entry in os.scandir(folder)]
+        except OSError:
+            continue
+        found.update(
+            name
+            for name in names
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+            and _key(Path(name).stem) in stems
+        )
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -353,13 +382,23 @@ def run(args: argparse.Namespace) -> int:
                 if out_dir is not None:  # an earlier run's other formats of this input
                     from .._ledger import Ledger
 
-                    older = Ledger(out_dir).own_others(stems[name], source, formats)
+                    ledger = Ledger(out_dir)
+                    older = ledger.own_others(stems[name], source, formats)
                     if older:  # kept: they may hold what this run does not (speakers,
                         # a larger model); the user decides
                         print(
                             f"{label}: note: its {', '.join(older)} in {out_dir} are from an "
                             "earlier run and are left as they are (ask for them with -f to "
                             "write them again)",
+                            file=sys.stderr,
+                        )
+                    renamed = ledger.under_other_names(Path(stems[name]).name, source)
+                    if renamed:  # another recording now shares its name: kept, said
+                        print(
+                            f"{label}: note: its earlier transcript ({', '.join(renamed)}) in "
+                            f"{out_dir} is left as it is; it is now written as "
+                            f"{Path(stems[name]).name}.*, as batch names it (a recording "
+                            "keeps its extension while another beside it has the same name)",
                             file=sys.stderr,
                         )
                 # --diarize: the speakers are found while the words are decoded

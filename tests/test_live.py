@@ -1373,7 +1373,10 @@ def test_memory_of_ended_sessions_is_given_back() -> None:
             assert _wait_sessions(srv, 0) == 0
             time.sleep(0.5)
             after.append(rss_mb(srv))
-    assert after[-1] - after[0] < 150, after  # ~540 MB more before
+    # A leak grows with every session (~180 MB each before: +360 MB between the first two
+    # and the last two); the allocator's arenas move RSS up and down by ~160 MB without one
+    # (259, 420, 245, 420 MB in one CI run)
+    assert max(after[2:]) - max(after[:2]) < 100, after
 
 
 def test_a_decode_cut_inside_a_character_leaves_no_replacement_character() -> None:

@@ -5,7 +5,6 @@ schema: no 5xx, overload answered with 429 + Retry-After, no growth."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,11 +124,13 @@ def test_soak_of_short_requests_memory_stays_flat(tmp_path: Path) -> None:
     assert statuses == {200: SOAK_REQUESTS}, statuses
     assert all(wer("Good morning.", t) <= 0.5 for t in texts)
     assert len(rss) >= 15
-    # Flat = no growth: the last third of the samples against the first third (medians, so
-    # one sample taken while a request held its buffers, +33 MB once in CI, is no leak),
-    # and no sample far above the rest.
+    # Flat = no growth: the floor of the last third of the samples against the floor of the
+    # first third, and no sample far above the rest. RSS moves between two levels ~25 MB
+    # apart, as a request holds its buffers when the sample is taken or not (262 and 287 MB
+    # in one CI run, whose late third happened to sit mostly at the upper level: its median
+    # was +8%); a leak raises the floor, a buffer in use does not.
     third = len(rss) // 3
-    early, late = statistics.median(rss[:third]), statistics.median(rss[-third:])
+    early, late = min(rss[:third]), min(rss[-third:])
     assert late <= early * 1.05, [r // 2**20 for r in rss]
     assert max(rss) <= min(rss) * 1.25, [r // 2**20 for r in rss]
 

@@ -1010,9 +1010,25 @@ def test_commit_and_clear_apply_where_they_are_in_the_stream(server: Server) -> 
             alone = await _events_until(ws, lambda ev: bool(_kinds(ev, COMPLETED)))
             with contextlib.suppress(TimeoutError):
                 alone += await _events_until(ws, lambda ev: False, limit_s=1.5)
-            return split, alone, cleared
+            # A commit, then a clear at once: committed comes first (cleared was sent before
+            # it: a hostile tester), and the committed speech is still transcribed.
+            await ws.send(_append(head))
+            await ws.send(commit)
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            both = await _events_until(
+                ws,
+                lambda ev: (
+                    bool(_kinds(ev, COMPLETED)) and bool(_kinds(ev, "input_audio_buffer.cleared"))
+                ),
+            )
+            return split, alone, cleared, both
 
-    split, alone, cleared = asyncio.run(run())
+    split, alone, cleared, both = asyncio.run(run())
+    order = [e["type"] for e in both]
+    assert order.index("input_audio_buffer.committed") < order.index(
+        "input_audio_buffer.cleared"
+    ), order
+    assert "today" in _kinds(both, COMPLETED)[0]["transcript"].lower(), both
     first, second = (e["transcript"] for e in _kinds(split, COMPLETED))
     assert not _kinds(split, "error"), split
     assert "today" in first.lower() and "platforms" not in first.lower(), first

@@ -7,6 +7,7 @@ from __future__ import annotations
 from .policy import HypothesisBuffer, TimedWord, cut_repetition
 from .runner import run_live
 from .session import (
+    Cleared,
     LiveError,
     LiveEvent,
     LiveOptions,
@@ -21,6 +22,7 @@ from .sources import FileSource, LiveSource, MicSource, StdinSource, open_source
 from .vad import SpeechDetector, TurnDetection
 
 __all__ = [
+    "Cleared",
     "FileSource",
     "HypothesisBuffer",
     "LiveError",

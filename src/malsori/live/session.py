@@ -133,7 +133,13 @@ class LiveError:
     message: str
 
 
-LiveEvent = SpeechStarted | TextDelta | SpeechStopped | UtteranceDone | LiveError
+@dataclass(frozen=True)
+class Cleared:
+    """A clear was carried out, at its place in the stream: after the events of what came
+    before it (a commit sent just before a clear is ``committed`` first)."""
+
+
+LiveEvent = SpeechStarted | TextDelta | SpeechStopped | UtteranceDone | LiveError | Cleared
 
 
 @dataclass(frozen=True)
@@ -373,6 +379,7 @@ class LiveSession:
         self._carry = np.zeros(0, dtype=np.float32)
         self._vad = SpeechDetector(self.options.turn)
         self._hyp.reset(self._seen / SAMPLE_RATE)
+        self.emit(Cleared())
 
     def finish(self) -> None:
         """The input ended: process what is left, close the open utterance and hand out

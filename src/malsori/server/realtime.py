@@ -43,6 +43,7 @@ from ..capabilities import unsupported
 from ..engine import LoadedModel
 from ..errors import ModelIntegrityError, ModelLoadError, ModelNotFoundError, OptionsError
 from ..live import (
+    Cleared,
     LiveError,
     LiveEvent,
     LiveOptions,
@@ -428,6 +429,8 @@ class Connection:
                              end=round(event.end, 3), words=words))  # fmt: skip
         elif isinstance(event, LiveError):
             self.send(_error(event.message, event.code))
+        elif isinstance(event, Cleared):
+            self.send(_event("input_audio_buffer.cleared"))
 
     async def sender(self) -> None:
         while (event := await self.outbox.get()) is not None:
@@ -500,9 +503,10 @@ class Connection:
                     )
                 self.live.commit()
             elif kind == "input_audio_buffer.clear":
-                if self.live is not None:  # the uncommitted audio is dropped, not transcribed
-                    self.live.clear()
-                self.send(_event("input_audio_buffer.cleared"))
+                if self.live is not None:  # the uncommitted audio is dropped, not transcribed;
+                    self.live.clear()  # cleared is said in order, after a commit's committed
+                else:
+                    self.send(_event("input_audio_buffer.cleared"))
             elif kind in ("session.update", "transcription_session.update"):
                 await self.update(event)
                 name = "session.updated" if kind == "session.update" else kind.replace(

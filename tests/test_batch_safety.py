@@ -161,6 +161,13 @@ def test_transcribe_one_at_a_time_names_as_all_at_once(
     assert "its earlier transcript (talk.wav.txt)" in proc.stderr, proc.stderr
     assert "tomato" in (out / "talk.txt").read_text()
     assert "tomato" in (out / "talk.wav.txt").read_text()
+    # A corrected transcript left under the old name is named too, as edited (a reviewer).
+    (out / "talk.txt").write_text("tomatoes, corrected by hand\n")
+    convert(clips["river"], folder / "talk.mp3")
+    proc = _transcribe_o("-o", str(out), "-f", "txt", str(folder / "talk.wav"))
+    assert proc.returncode == 0, proc.stderr
+    assert "talk.txt (edited since)" in proc.stderr, proc.stderr
+    assert (out / "talk.txt").read_text() == "tomatoes, corrected by hand\n"
 
 
 def test_transcribe_output_never_overwrites_an_input_and_bad_names_fail_alone(
@@ -245,26 +252,31 @@ def test_rerun_checks_disk_and_request(clips: dict[str, Path], tmp_path: Path) -
     assert all(r["updated_at"] > db[k]["updated_at"] for k, r in rows(out).items())
 
 
-def test_the_default_compute_type_is_recorded_as_used(
+def test_the_default_compute_type_keeps_jobs_of_the_old_default(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The default compute type is ``auto`` (int8 on a CPU, float16 on CUDA). A job records
-    the one used, so on a CPU a job of an older version (default int8) and a run that names
-    int8 are the same request: nothing is redone; float32 redoes the file and says why."""
+    """The default compute type is ``auto`` now (int8 on a CPU, float16 on a GPU; it was
+    int8), recorded as asked, so a job run from a GPU machine and a CPU one in turn, or on a
+    Ray cluster of both, is not redone back and forth (a reviewer). A file made with int8,
+    the old default, is kept under ``auto``; another compute type redoes it and says why."""
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
     shutil.copy(clips["piano"], root / "piano.wav")
-    assert batch(root, out, "-f", "txt").returncode == 0
+    assert batch(root, out, "-f", "txt", "--compute-type", "int8").returncode == 0
     first = rows(out)["piano.wav"]
     assert json.loads(first["request"])["compute_type"] == "int8"
-    for extra in (("--compute-type", "int8"), ("--compute-type", "auto"), ()):
+    for extra in (("--compute-type", "auto"), ()):
         proc = batch(root, out, "-f", "txt", *extra)
         assert proc.returncode == 0 and "rerun:" not in proc.stderr, (extra, proc.stderr)
     assert rows(out)["piano.wav"]["updated_at"] == first["updated_at"]
     proc = batch(root, out, "-f", "txt", "--compute-type", "float32")
     assert proc.returncode == 0, proc.stderr
     assert "compute_type int8 -> float32" in proc.stderr
-    assert json.loads(rows(out)["piano.wav"]["request"])["compute_type"] == "float32"
+    proc = batch(root, out, "-f", "txt")  # the default again: asked for, recorded as asked
+    assert proc.returncode == 0 and "compute_type float32 -> auto" in proc.stderr, proc.stderr
+    assert json.loads(rows(out)["piano.wav"]["request"])["compute_type"] == "auto"
+    proc = batch(root, out, "-f", "txt")
+    assert proc.returncode == 0 and "rerun:" not in proc.stderr, proc.stderr
 
 
 def test_failures_of_an_earlier_glob_do_not_fail_every_later_run(
@@ -283,7 +295,7 @@ def test_failures_of_an_earlier_glob_do_not_fail_every_later_run(
     for _ in range(2):
         proc = batch(root, out, "-f", "json")
         assert proc.returncode == 0, proc.stderr
-        assert "1 failed file(s) of an earlier run are outside this run's --glob" in proc.stderr
+        assert "1 failed file(s) of an earlier run are outside what this run covers" in proc.stderr
         assert "0 retried" in proc.stderr
     assert rows(out)["notes.txt"]["attempts"] == 1
     assert (root / "notes.txt").read_text() == "my notes\n"

@@ -242,6 +242,15 @@ def test_an_evaluation_that_cannot_be_written_is_kept(tmp_path: Path) -> None:
     def limit() -> None:  # the report (~2 KB) fits, the plot (~30 KB) does not
         resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
 
+    # Once without the limit, so that the caches a first run writes (matplotlib's fonts,
+    # the model's checksum record) exist and only the report and plot meet it.
+    warm = tmp_path / "warm"
+    proc = subprocess.run(
+        [sys.executable, "-m", "malsori.cli", "eval", str(manifest), "--model", "tiny.en",
+         "-o", str(warm / "r.md"), "--plot"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(spare)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and (warm / "r.png").stat().st_size > 8192, proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "malsori.cli", "eval", str(manifest), "--model", "tiny.en",
          "-o", str(report), "--plot", "--overwrite"],
@@ -256,3 +265,22 @@ def test_an_evaluation_that_cannot_be_written_is_kept(tmp_path: Path) -> None:
     (kept,) = spare.glob("malsori-*/r.md")
     assert str(kept) in proc.stderr
     assert "| tiny.en int8 beam-auto | en | 1 | **0.00%**" in kept.read_text()
+
+
+def test_plot_without_matplotlib_is_refused_before_the_work(tmp_path: Path) -> None:
+    """--plot with matplotlib missing was found after the whole evaluation, as a traceback,
+    and the report was lost with it (a reviewer). It is checked first now."""
+    import sys
+
+    manifest = _manifest(tmp_path, "clip.wav\ten\tAnd so, my fellow Americans.\n")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from malsori.cli import main\n"
+        f"sys.exit(main(['eval', {str(manifest)!r}, '--model', 'tiny.en', '-o', "
+        f"{str(tmp_path / 'r.md')!r}, '--plot']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "--plot needs the eval extra (matplotlib is not installed)" in proc.stderr, proc.stderr
+    assert "WER" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.md").exists()

@@ -373,6 +373,19 @@ def test_bad_file_triggers_its_rule(rule: str) -> None:
     assert all(v.cue == number for v in violations), _report(violations)
 
 
+def test_a_space_at_either_end_of_a_cue_is_found_in_srt_and_vtt() -> None:
+    """The parser strips a cue's text at both ends, so a space before its first line or
+    after its last (and in WebVTT, any) was never reported (a subtitler)."""
+    for fmt, text in (
+        ("srt", _srt(OK, ("00:00:13,000", "00:00:17,000", " 안녕하세요 여러분\n오늘은 "))),
+        ("vtt", "WEBVTT\n\n00:00:10.000 --> 00:00:12.000\nA line that is fine.\n\n"
+                "00:00:13.000 --> 00:00:17.000\n leading space on line one\n"),
+    ):  # fmt: skip
+        violations = lint_text(text, fmt, language="ko" if fmt == "srt" else "en")
+        assert (2, "whitespace") in {(v.cue, v.rule) for v in violations}, (fmt, violations)
+        assert all(v.cue == 2 for v in violations), _report(violations)
+
+
 def test_korean_width_counts_latin_half() -> None:
     text = "방자 차돌이 CD 17장"  # 6 Hangul + 3 spaces + 2 Latin + 2 digits
     assert text_width(text, half=True) == 6 + 0.5 * 7
@@ -587,6 +600,10 @@ def test_options_are_checked() -> None:
     for field in ("min_cue_duration", "max_cue_duration", "max_cps", "split_on_pause"):
         with pytest.raises(malsori.OptionsError, match=field):
             SubtitleOptions(**{field: float("nan")})
+        # and infinity: --max-cue-duration inf crashed (OverflowError) after the whole
+        # decode, writing no file at all (a subtitler)
+        with pytest.raises(malsori.OptionsError, match=f"{field} must be a finite number"):
+            SubtitleOptions(**{field: float("inf")})
 
 
 def test_unspaced_languages_without_words() -> None:

@@ -232,16 +232,18 @@ class Ledger:
         return []
 
     def under_other_names(self, stem: str, source: str) -> list[str]:
-        """Files malsori wrote for ``source`` under another stem than ``stem`` that are still
-        as written (its name gained or lost the extension since: ``talk.txt`` before
-        ``talk.mp3`` was put beside ``talk.wav``): named in a note, never moved or deleted."""
+        """Files malsori wrote for ``source`` under another stem than ``stem`` (its name gained
+        or lost the extension since: ``talk.txt`` before ``talk.mp3`` was put beside
+        ``talk.wav``), each marked ``(edited since)`` when it no longer is as written (a
+        corrected transcript matters most): named in a note, never moved or deleted."""
         with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
             hashes: dict[str, set[str]] = {}
+            others: dict[str, set[str]] = {}  # what other inputs wrote under these names
             for line in fh.read().splitlines():
                 with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     entry = json.loads(line.decode("utf-8"))
-                    if entry.get("input") == source:
-                        hashes.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
+                    mine = hashes if entry.get("input") == source else others
+                    mine.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
             from .writers import FORMATS
 
             suffixes = (".speakers.json", ".rttm", *(f".{fmt}" for fmt in FORMATS))
@@ -252,8 +254,10 @@ class Ledger:
                 if suffix is None or name[: -len(suffix)] == stem or not path.is_file():
                     continue
                 with contextlib.suppress(OSError):
-                    if sha256_file(path) in digests:
-                        found.append(name)
+                    now = sha256_file(path)
+                    if now in others.get(name, set()) and now not in digests:
+                        continue  # another input's transcript took the name since
+                    found.append(name if now in digests else f"{name} (edited since)")
             return found
         return []
 

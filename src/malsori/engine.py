@@ -134,7 +134,12 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
         )
     supported = set(ctranslate2.get_supported_compute_types(device))
     if compute_type in ("auto", "default"):
-        preferred = ("float16", "int8_float16") if device == "cuda" else ("int8", "int8_float32")
+        # a GPU without fast float16 (Pascal: GTX 10xx, P4, P40) gets int8, not float32
+        preferred = (
+            ("float16", "int8_float16", "int8", "int8_float32")
+            if device == "cuda"
+            else ("int8", "int8_float32")
+        )
         return next((c for c in preferred if c in supported), "float32")
     if compute_type in supported:
         return compute_type

@@ -208,9 +208,14 @@ def satisfies(recorded: dict[str, Any] | None, asked: dict[str, Any]) -> list[st
     if recorded is None:
         return ["request not recorded (older job database)"]
     diffs = []
-    for key in ("model", "compute_type"):
-        if recorded.get(key) != asked.get(key):
-            diffs.append(f"{key} {recorded.get(key)} -> {asked.get(key)}")
+    if recorded.get("model") != asked.get("model"):
+        diffs.append(f"model {recorded.get('model')} -> {asked.get('model')}")
+    was, now = recorded.get("compute_type"), asked.get("compute_type")
+    # The compute type as asked: ``auto`` (the default since int8 was) is each worker's own
+    # (int8 on a CPU, float16 on a GPU), so a job moved between machines, or a Ray cluster of
+    # both, is not redone back and forth; a file made with int8 (the default before) is kept.
+    if was != now and not (now == "auto" and was == "int8"):
+        diffs.append(f"compute_type {was} -> {now}")
     was, now = recorded.get("model_sha256"), asked.get("model_sha256")
     if not diffs and was and now and was != now:  # (not recorded by older versions)
         diffs.append(

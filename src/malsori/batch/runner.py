@@ -129,7 +129,9 @@ def prepare(
     # cron job failed on them for ever); said once, with how to retry them.
     covered = this_run | {rel for rel, _ in found.unreadable}
     prep.retried = store.retry_failed(retries, only=covered)
-    prep.failed_outside = store.failed_outside(covered)
+    # (when none of the job's files was found, an unmounted share, nothing is "outside":
+    # its failures still fail the run)
+    prep.failed_outside = [] if spared else store.failed_outside(covered)
     config = replace(config, also=_kept_formats(store, out, config.formats))
     # Every file this run will do: this run's, and any left pending by an earlier run
     # (another --glob, an interrupted one): each gets its outputs checked.
@@ -362,7 +364,7 @@ def run_batch(
 
     One run per output directory at a time (a second one raises at once); the job database
     in the output directory makes a rerun resume (see :mod:`malsori.batch.jobs`)."""
-    from ..engine import default_cpu_threads, resolve_compute_type, select_device
+    from ..engine import default_cpu_threads
 
     if workers < 1:
         raise OptionsError("--workers must be >= 1")
@@ -374,14 +376,7 @@ def run_batch(
     if not root.is_dir():
         raise MalsoriError(f"{root}: not a directory")
     key, fingerprint = _model_key(config)
-    # The compute type recorded with each file is the one used: ``auto`` is int8 on a CPU
-    # (so jobs of older versions, whose default was int8, are not redone) and float16 on CUDA
-    config = replace(
-        config,
-        model_key=key,
-        model_sha256=fingerprint,
-        compute_type=resolve_compute_type(config.compute_type, select_device(config.device)),
-    )
+    config = replace(config, model_key=key, model_sha256=fingerprint)
     _refuse_nested(out)  # before the folder is made: a refused run leaves none in the other job's
     try:
         out.mkdir(parents=True, exist_ok=True)

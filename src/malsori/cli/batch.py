@@ -365,9 +365,9 @@ def run(args: argparse.Namespace) -> int:
     outside = len(prep.failed_outside)
     if outside:
         print(
-            f"malsori: note: {outside} failed file(s) of an earlier run are outside this run's "
-            f"--glob (e.g. {prep.failed_outside[0]}): not retried and not counted in the exit "
-            "status; run with the --glob that took them in to retry them",
+            f"malsori: note: {outside} failed file(s) of an earlier run are outside what this "
+            f"run covers (its --glob; e.g. {prep.failed_outside[0]}): not retried and not "
+            "counted in the exit status; run with the --glob that took them in to retry them",
             file=err,
         )
     failed = int(s["failed"]) - outside

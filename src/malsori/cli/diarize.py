@@ -137,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
                 write_stdout(texts[formats[0]])
                 continue
             files = [(out_dir / f"{stem}{SUFFIXES[fmt]}", texts[fmt]) for fmt in formats]
+            renamed = Ledger(out_dir).under_other_names(Path(stem).name, input_id(name))
+            if renamed:  # as transcribe -o: the name counts the audio beside the input
+                print(
+                    f"{name}: note: its earlier result ({', '.join(renamed)}) in {out_dir} is "
+                    f"left as it is; it is now written as {Path(stem).name}.*, as batch names "
+                    "it (a recording keeps its extension while another beside it has the "
+                    "same name)",
+                    file=sys.stderr,
+                )
             older = Ledger(out_dir).own_others(stem, input_id(name), formats, SUFFIXES)
             if older:  # as transcribe -o: kept, named (a tester's 2-speaker json beside
                 # a 1-speaker rttm, without a word)

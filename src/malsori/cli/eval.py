@@ -239,6 +239,7 @@ def _plot_path(args: argparse.Namespace) -> str | None:
     )
     if Path(plot).suffix.lower() != ".png":
         raise OptionsError(f"--plot {plot}: the plot is a PNG image; give a name ending in .png")
+    require_extra("eval", "--plot", ("matplotlib",))  # before the work, not after it
     return str(plot)
 
 
@@ -313,9 +314,16 @@ def run(args: argparse.Namespace) -> int:
         files.append((args.output, render_report(args.output, results, problems, args.manifest)))
     else:
         sys.stdout.write(render_markdown(results, problems, args.manifest))
+    plot_failed = None
     if plot is not None:
-        files.append((plot, speed_vs_error_png(results)))
+        try:
+            files.append((plot, speed_vs_error_png(results)))
+        except Exception as exc:  # the report is worth more than its picture: still written
+            plot_failed = f"{plot}: the plot could not be drawn ({type(exc).__name__}: {exc})"
     save_together(files)
+    if plot_failed is not None:
+        print(f"malsori: error: {plot_failed}", file=sys.stderr)
+        return 1
     skipped = len(problems) + sum(len(r.skipped) for r in results)
     if skipped:
         for problem in problems:

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--host", help="bind address [127.0.0.1; MALSORI_HOST]")
     p.add_argument("--port", type=int, help="[8000; MALSORI_PORT]")
     p.add_argument("--model", help="default model, also served as 'whisper-1' [base]")
-    p.add_argument("--compute-type", help="[int8]")
+    p.add_argument("--compute-type", help="[auto: int8 on a CPU, float16 on CUDA]")
     p.add_argument("--device", help="[auto]")
     p.add_argument("--threads", type=int, help="CPU threads per transcription [physical cores]")
     p.add_argument("--max-concurrent", type=int, help="transcriptions at once [1]")
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         from pydantic import ValidationError
 
         from ..server import ServerSettings, create_app
-        from ..server.protocol import guarded_protocol
-        from ..server.realtime import WS_TRANSPORT_MAX_BYTES
+        from ..server.protocol import graceful_websocket_protocol, guarded_protocol
+        from ..server.realtime import WS_TRANSPORT_MAX_BYTES, hub
     except ImportError as exc:
         # Name the module: a partial install (a package of the extra, or one of its own
         # requirements, missing) otherwise gives no clue what to install.
@@ -106,12 +106,19 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (log goes nowhere, quietly)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"malsori: warning: listening on {settings.host} without MALSORI_API_KEY")
+    app = create_app(settings)
+    live_hub = hub(app)
+
+    def finish_live_sessions() -> None:
+        live_hub.closing = True
+
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
         http=guarded_protocol(settings),
+        ws=graceful_websocket_protocol(finish_live_sessions),
         timeout_keep_alive=settings.keep_alive_s,
         # without it, one client trickling an upload (or a queue of long transcriptions)
         # kept a SIGTERM from ever ending the process (a hostile tester)

@@ -271,22 +271,31 @@ def _audio_siblings(files: list[str]) -> set[str]:
     from ..batch.scan import AUDIO_EXTENSIONS
 
     by_folder: dict[Path, set[str]] = {}  # each folder read once: the stems of its inputs
+    own: set[tuple[int, int]] = set()  # the inputs themselves, however the disk spells them
     for f in files:
-        if f != "-" and os.path.isfile(f):
-            by_folder.setdefault(Path(f).parent, set()).add(_key(Path(f).stem))
+        with contextlib.suppress(OSError):
+            if f != "-" and os.path.isfile(f):
+                by_folder.setdefault(Path(f).parent, set()).add(_key(Path(f).stem))
+                st = os.stat(f)
+                own.add((st.st_dev, st.st_ino))
     found: set[str] = set()
     for folder, stems in by_folder.items():
         try:
-            names = [entry.name for entry in os.scandir(folder)]
+            entries = list(os.scandir(folder))
         except OSError:
             continue
-        found.update(
-            name
-            for name in names
-            if not name.startswith(".")
-            and Path(name).suffix.lower() in AUDIO_EXTENSIONS
-            and _key(Path(name).stem) in stems
-        )
+        for entry in entries:
+            name = entry.name
+            if (
+                name.startswith(".")
+                or Path(name).suffix.lower() not in AUDIO_EXTENSIONS
+                or _key(Path(name).stem) not in stems
+            ):
+                continue
+            with contextlib.suppress(OSError):  # an input typed TALK.WAV on a disk that
+                st = entry.stat()  # keeps talk.wav (macOS, SMB) is no sibling of its own
+                if (st.st_dev, st.st_ino) not in own:
+                    found.add(name)
     return found
 
 

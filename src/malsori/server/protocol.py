@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -280,3 +281,29 @@ def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
             super().connection_lost(exc)
 
     return GuardedH11Protocol
+
+
+#: What a shutting-down server puts in each open live session's receive queue (read only
+#: while the session's hub is closing: a client sending the same text changes nothing).
+SHUTDOWN_EVENT = '{"type": "malsori.server_shutdown"}'
+
+
+def graceful_websocket_protocol(on_shutdown: Callable[[], None]) -> type[asyncio.Protocol]:
+    """uvicorn's WebSocket protocol (websockets' sans-I/O one, what ``ws="auto"`` picks),
+    except on SIGTERM: an open live session was closed with 1012 at once, and the utterance
+    being spoken, committed or not, never got its ``completed`` transcript. It is now told
+    to finish (``on_shutdown``, then :data:`SHUTDOWN_EVENT` in its queue): what it received
+    is transcribed and sent, then it closes with 1012 itself; the shutdown timeout
+    (``MALSORI_SHUTDOWN_TIMEOUT_S``) still bounds the wait."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class GracefulWebSocketProtocol(WebSocketsSansIOProtocol):
+        def shutdown(self) -> None:
+            if self.handshake_complete and not self.close_sent:
+                on_shutdown()
+                self.stop_keepalive()
+                self.queue.put_nowait({"type": "websocket.receive", "text": SHUTDOWN_EVENT})
+                return
+            super().shutdown()
+
+    return GracefulWebSocketProtocol

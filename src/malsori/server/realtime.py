@@ -58,6 +58,7 @@ from ..live import (
 from ..options import normalize_language
 from .errors import APIError, error_body
 from .middleware import _host_name
+from .protocol import SHUTDOWN_EVENT
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class LiveHub:
     def __init__(self, state: AppState) -> None:
         r = state.metrics.registry
         self.active = 0
+        #: the server is shutting down: open sessions finish and close (1012)
+        self.closing = False
         self.open = Gauge("malsori_live_sessions_open", "Live sessions open", registry=r)
         self.sessions = Counter(
             "malsori_live_connections_total",
@@ -611,6 +614,17 @@ class Connection:
                 if message["type"] == "websocket.disconnect":
                     break
                 text = message.get("text")
+                if text == SHUTDOWN_EVENT and self.hub.closing:  # SIGTERM: finish, then go
+                    notice = _error(
+                        "the server is shutting down: the audio received so far is "
+                        "transcribed; connect again to go on", "server_shutdown",
+                        type="server_error")  # fmt: skip
+                    if self.live is None:
+                        self.send(notice)
+                    else:
+                        self.finish_then = notice
+                    self.close_code = 1012
+                    break
                 if text is None:  # a binary frame
                     self.send(_error("binary frames are not supported: send JSON events as "
                                      "text (audio base64 in input_audio_buffer.append)",
@@ -677,10 +691,9 @@ async def realtime(websocket: WebSocket) -> None:
     # A browser that offered subprotocols fails the handshake unless one is chosen: the
     # key-only offer (openai-insecure-api-key.<key>) gets that one back. One the server does
     # not speak is never chosen (any first offer, 5000 characters of it, was echoed back).
-    chosen = (
-        "realtime"
-        if "realtime" in offered
-        else next((p for p in offered if p.startswith(_KEY_PROTOCOL)), None)
+    spoken = ("realtime", "openai-beta.realtime-v1")  # the beta clients' name for it
+    chosen = next((p for p in spoken if p in offered), None) or next(
+        (p for p in offered if p.startswith(_KEY_PROTOCOL)), None
     )
     await websocket.accept(subprotocol=chosen)
     if not _authorized(websocket, state):

@@ -76,6 +76,8 @@ class Event:
     #: the line of its timing in the file, and its own number (SRT) or identifier (WebVTT)
     line: int = 0
     label: str = ""
+    #: the cue's text as written starts or ends with a space (the parser strips both ends)
+    padded: bool = False
 
     @property
     def duration(self) -> int:
@@ -287,7 +289,9 @@ def parse(text: str, fmt: str) -> list[Event]:
         if last and last.end == ev.start and last.lines == lines and raw != previous_raw:
             events[-1] = dataclasses.replace(last, end=ev.end)
         else:
-            events.append(Event(number, ev.start, ev.end, lines, speaker, line, ident))
+            bare = _TAG.sub("", raw).split("\n")
+            padded = bool(bare) and (bare[0][:1].isspace() or bare[-1][-1:].isspace())
+            events.append(Event(number, ev.start, ev.end, lines, speaker, line, ident, padded))
         previous_raw = raw
     return events
 
@@ -389,6 +393,9 @@ def _check_lines(ev: Event, limits: Limits) -> list[Violation]:
             )
         if line != line.strip():
             out.append(Violation(n, "whitespace", f"line {k} starts or ends with a space"))
+    if ev.padded and not any(v.rule == "whitespace" for v in out):
+        # the first line's start and the last line's end, which the parser strips
+        out.append(Violation(n, "whitespace", "the cue starts or ends with a space"))
     if len(lines) > 1 and limits.rules.spaced:
         words = _units(lines)
         if limits.width(join_units(words)) <= limits.max_line_width + 1e-9:

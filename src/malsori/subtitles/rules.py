@@ -9,6 +9,7 @@ letters, digits, spaces, punctuation) counts half.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -130,8 +131,12 @@ class SubtitleOptions:
         for name, value in positive.items():
             if value is not None and not value > 0:
                 raise OptionsError(f"{name} must be positive, got {value}")
+            if value is not None and not math.isfinite(value):  # inf crashed after decoding
+                raise OptionsError(f"{name} must be a finite number, got {value}")
         if self.min_cue_duration is not None and not self.min_cue_duration >= 0:  # NaN too
             raise OptionsError(f"min_cue_duration must be >= 0, got {self.min_cue_duration}")
+        if self.min_cue_duration is not None and not math.isfinite(self.min_cue_duration):
+            raise OptionsError("min_cue_duration must be a finite number, got inf")
         lo = MIN_CUE_DURATION if self.min_cue_duration is None else self.min_cue_duration
         hi = MAX_CUE_DURATION if self.max_cue_duration is None else self.max_cue_duration
         if lo > hi:

@@ -633,6 +633,19 @@ def test_words_stacked_at_one_instant_get_reading_time() -> None:
     assert min(ev.duration for ev in events) >= 833
 
 
+def test_a_one_word_file_gets_the_minimum_duration() -> None:
+    """A 0.75 s Korean file of one word ("네") got a 0.78 s cue, under the 5/6 s minimum,
+    which `subtitles check` then reported (a subtitler): the last cue may run past the end
+    of the audio for the minimum duration."""
+    words = [Word(0.0, 0.28, " 네", 0.9)]
+    result = Transcript([Segment(0, 0.0, 0.28, " 네", words=words)], "ko", 1.0, 0.753)
+    srt = render_srt(result)
+    violations = lint_text(srt, "srt", language="ko")
+    assert violations == [], _report(violations)
+    (event,) = parse(srt, "srt")
+    assert event.start == 0 and event.duration >= 833, event
+
+
 def test_a_file_that_changes_language_gets_each_stretchs_limits(
     base_model: malsori.LoadedModel,
 ) -> None:

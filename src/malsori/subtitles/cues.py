@@ -351,8 +351,11 @@ def time_cues(
             else:  # chained: may push the next cue, by at most MAX_LAG
                 soft = ss[i + 1] - gap
                 hard = min(ss[i + 1] + lag - gap, se[i] + lag)
-        else:  # the last cue: up to the end of the audio (at least MAX_LAG past its speech)
-            apart, soft = True, max(se[i], min(s + need, max(se[i] + lag, end_ms)))
+        else:  # the last cue: up to the end of the audio (at least MAX_LAG past its speech),
+            # and always for the minimum duration (no cue follows it: a one-word file of
+            # 0.75 s had a 0.78 s cue, under the minimum its own check then reported)
+            shortest = s + math.ceil(limits.min_cue_duration * 1000 - 1e-6)
+            apart, soft = True, max(se[i], min(s + need, max(se[i] + lag, end_ms, shortest)))
             hard = soft
         hard = min(hard, s + maxd)
         soft = min(soft, hard)

@@ -36,6 +36,18 @@ def espeak(text: str, path: Path, *, voice: str = "en-us", speed: int = 140) -> 
     return path
 
 
+def unknown_codec_wav(path: Path) -> Path:
+    """A WAV whose format tag (0x1234) FFmpeg has no decoder for: 3000 samples of silence."""
+    import struct
+
+    data = b"\x00\x00" * 3000
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4 + len(data)) + body
+                     + struct.pack("<I", len(data)) + data)  # fmt: skip
+    return path
+
+
 def convert(src: Path, dst: Path, *ffmpeg_args: str) -> Path:
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), *ffmpeg_args, str(dst)], check=True

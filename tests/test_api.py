@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import malsori
-from conftest import EVALDATA, SENTENCES, espeak, wer
+from conftest import EVALDATA, SENTENCES, espeak, unknown_codec_wav, wer
 from malsori import DecodeOptions, OptionsError, Transcript, get_whisper, transcribe
 
 
@@ -526,14 +526,7 @@ def test_a_codec_ffmpeg_cannot_decode_is_one_clear_error(tmp_path: Path) -> None
     """A WAV whose format tag FFmpeg does not know (0x1234, or an extensible WAV with an
     unknown sub-format) ended in AttributeError: a traceback from the CLI, a 500 from the
     server (a hostile tester)."""
-    import struct
-
-    data = b"\x00\x00" * 3000
-    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
-    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
-    path = tmp_path / "unknown.wav"
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4 + len(data)) + body
-                     + struct.pack("<I", len(data)) + data)  # fmt: skip
+    path = unknown_codec_wav(tmp_path / "unknown.wav")
     with pytest.raises(malsori.AudioError, match="format FFmpeg cannot decode"):
         malsori.load_audio(path)
     with pytest.raises(malsori.AudioError, match="format FFmpeg cannot decode"):

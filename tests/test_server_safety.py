@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import EVALDATA, SENTENCES, wer
+from conftest import EVALDATA, SENTENCES, unknown_codec_wav, wer
 from malsori.server.protocol import PROBE_RESERVE
 from server_util import Server, running_server
 
@@ -496,14 +496,7 @@ def test_a_codec_ffmpeg_cannot_decode_is_a_400(server: Server, tmp_path: Path) -
     """A WAV with a format tag FFmpeg has no decoder for was a 500 ("internal error:
     AttributeError") on both endpoints, streamed or not (a hostile tester). (The suite's
     server has tiny.en, which refuses to translate before it reads the audio.)"""
-    import struct
-
-    data = b"\x00\x00" * 3000
-    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
-    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
-    path = tmp_path / "unknown.wav"
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4 + len(data)) + body
-                     + struct.pack("<I", len(data)) + data)  # fmt: skip
+    path = unknown_codec_wav(tmp_path / "unknown.wav")
     for endpoint, extra in (("transcriptions", {}), ("transcriptions", {"stream": "true"})):
         with open(path, "rb") as fh:
             resp = httpx.post(

@@ -196,6 +196,19 @@ class Ledger:
                 )
             raise OutputError(f"{path} was changed since malsori wrote it; {hint}")
 
+    def _written(self, source: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """The sha256s listed per file name: those written for ``source``, and those written
+        for other inputs (empty when the list cannot be read)."""
+        mine: dict[str, set[str]] = {}
+        others: dict[str, set[str]] = {}
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
+            for line in fh.read().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    entry = json.loads(line.decode("utf-8"))
+                    into = mine if entry.get("input") == source else others
+                    into.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
+        return mine, others
+
     def own_others(
         self,
         stem: str,
@@ -212,54 +225,38 @@ class Ledger:
 
         if suffixes is None:
             suffixes = {fmt: f".{fmt}" for fmt in FORMATS}
-
-        with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
-            hashes: dict[str, set[str]] = {}
-            for line in fh.read().splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-                    entry = json.loads(line.decode("utf-8"))
-                    if entry.get("input") == source:
-                        hashes.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
-            kept = []
-            for fmt, suffix in suffixes.items():
-                path = self.path.parent / f"{stem}{suffix}"
-                if fmt in formats or path.name not in hashes or not path.is_file():
-                    continue
-                with contextlib.suppress(OSError):
-                    if sha256_file(path) in hashes[path.name]:
-                        kept.append(fmt)
-            return kept
-        return []
+        hashes, _ = self._written(source)
+        kept = []
+        for fmt, suffix in suffixes.items():
+            path = self.path.parent / f"{stem}{suffix}"
+            if fmt in formats or path.name not in hashes or not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                if sha256_file(path) in hashes[path.name]:
+                    kept.append(fmt)
+        return kept
 
     def under_other_names(self, stem: str, source: str) -> list[str]:
         """Files malsori wrote for ``source`` under another stem than ``stem`` (its name gained
         or lost the extension since: ``talk.txt`` before ``talk.mp3`` was put beside
         ``talk.wav``), each marked ``(edited since)`` when it no longer is as written (a
         corrected transcript matters most): named in a note, never moved or deleted."""
-        with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, "rb") as fh:
-            hashes: dict[str, set[str]] = {}
-            others: dict[str, set[str]] = {}  # what other inputs wrote under these names
-            for line in fh.read().splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-                    entry = json.loads(line.decode("utf-8"))
-                    mine = hashes if entry.get("input") == source else others
-                    mine.setdefault(str(entry["file"]), set()).add(str(entry["sha256"]))
-            from .writers import FORMATS
+        from .writers import FORMATS
 
-            suffixes = (".speakers.json", ".rttm", *(f".{fmt}" for fmt in FORMATS))
-            found = []
-            for name, digests in sorted(hashes.items()):
-                path = self.path.parent / name
-                suffix = next((s for s in suffixes if name.endswith(s)), None)
-                if suffix is None or name[: -len(suffix)] == stem or not path.is_file():
-                    continue
-                with contextlib.suppress(OSError):
-                    now = sha256_file(path)
-                    if now in others.get(name, set()) and now not in digests:
-                        continue  # another input's transcript took the name since
-                    found.append(name if now in digests else f"{name} (edited since)")
-            return found
-        return []
+        hashes, others = self._written(source)
+        suffixes = (".speakers.json", ".rttm", *(f".{fmt}" for fmt in FORMATS))
+        found = []
+        for name, digests in sorted(hashes.items()):
+            path = self.path.parent / name
+            suffix = next((s for s in suffixes if name.endswith(s)), None)
+            if suffix is None or name[: -len(suffix)] == stem or not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                now = sha256_file(path)
+                if now in others.get(name, set()) and now not in digests:
+                    continue  # another input's transcript took the name since
+                found.append(name if now in digests else f"{name} (edited since)")
+        return found
 
     def record(self, files: Sequence[tuple[Path, str]], source: str) -> None:
         """Append the files about to be written, ``(path, text)``, before they are renamed

@@ -386,6 +386,21 @@ def test_a_space_at_either_end_of_a_cue_is_found_in_srt_and_vtt() -> None:
         assert all(v.cue == 2 for v in violations), _report(violations)
 
 
+def test_after_a_cue_out_of_order_the_gap_is_measured_on_the_timeline() -> None:
+    """After a cue out of order, the next cue's gap was measured against the stray cue, so
+    a 50 ms gap after the cue really before it went unreported; a 0-length cue was also
+    said to need 23000 characters per second (a subtitler)."""
+    text = _srt(
+        OK,  # 10.000-12.000
+        ("00:00:05,000", "00:00:07,000", "Earlier than the first."),
+        ("00:00:12,050", "00:00:14,000", "Fifty milliseconds after."),
+        ("00:00:20,000", "00:00:20,000", "Zero."),
+    )
+    found = {(v.cue, v.rule) for v in lint_text(text, "srt", language="en")}
+    assert {(2, "order"), (3, "gap"), (4, "min-duration")} <= found, found
+    assert (4, "reading-speed") not in found, found
+
+
 def test_korean_width_counts_latin_half() -> None:
     text = "방자 차돌이 CD 17장"  # 6 Hangul + 3 spaces + 2 Latin + 2 digits
     assert text_width(text, half=True) == 6 + 0.5 * 7

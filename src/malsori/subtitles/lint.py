@@ -457,15 +457,23 @@ def lint_events(
     a function giving each event its own (a file that changes language)."""
     out: list[Violation] = []
     fixed = limits if isinstance(limits, Limits) else None
+    # The cue before on the timeline: after a cue that is out of order, the next one's gap
+    # and overlap are measured against the last cue in order, not the stray one (a 50 ms
+    # gap went unreported: a subtitler).
+    latest: Event | None = None
     for i, ev in enumerate(events):
         lim = fixed if fixed is not None else limits(ev)  # type: ignore[operator]
         if not "".join(ev.lines).strip():
             out.append(Violation(ev.number, "empty", "no text"))
             continue
-        out += _check_timing(events[i - 1] if i else None, ev, lim)
+        out += _check_timing(latest, ev, lim)
+        if latest is None or (ev.start, ev.end) >= (latest.start, latest.end):
+            latest = ev
         out += _check_lines(ev, lim)
         cps = _cps(ev.lines, ev.duration, lim)
-        if ev.duration >= 0 and cps > lim.max_cps + 1e-6:  # a reversed cue: "timing" says it
+        # a reversed cue: "timing" says it; a 0-length one: "min-duration" (its speed was
+        # reported as 23000 characters per second)
+        if ev.duration > 0 and cps > lim.max_cps + 1e-6:
             out.append(
                 Violation(
                     ev.number,
